@@ -1,0 +1,108 @@
+"""The ``modelstore`` command: a thin click layer over the library.
+
+Sub-commands live in small modules that import only click at module level, and they are
+imported only when named, so ``modelstore --help`` stays fast. Every ``ModelstoreError``
+becomes one ``Error: ...`` line on stderr and the error's exit code (1 failed, 2 bad input,
+3 entry script could not start).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from modelstore.errors import ModelstoreError
+
+if TYPE_CHECKING:
+    from modelstore.registry import Registry
+
+# command name -> "module:attribute"; the order here is the order of `modelstore --help`.
+COMMANDS: dict[str, str] = {
+    "register": "modelstore.cli.registry_commands:register",
+    "list": "modelstore.cli.registry_commands:list_",
+    "show": "modelstore.cli.registry_commands:show",
+    "path": "modelstore.cli.registry_commands:path",
+    "tag": "modelstore.cli.registry_commands:tag",
+    "untag": "modelstore.cli.registry_commands:untag",
+    "property": "modelstore.cli.registry_commands:property_",
+    "describe": "modelstore.cli.registry_commands:describe",
+    "delete": "modelstore.cli.registry_commands:delete",
+    "verify": "modelstore.cli.registry_commands:verify",
+    "doctor": "modelstore.cli.registry_commands:doctor",
+    "deploy": "modelstore.cli.deploy_commands:deploy",
+    "exec": "modelstore.cli.deploy_commands:exec_",
+    "serve": "modelstore.cli.serve_commands:serve",
+    "score": "modelstore.cli.serve_commands:score",
+}
+
+
+@dataclass
+class CliState:
+    """What the top-level options decided; the registry is opened only when a command needs it."""
+
+    home: Path | None = None
+    _registry: Registry | None = field(default=None, repr=False)
+
+    def registry(self) -> Registry:
+        if self._registry is None:
+            from modelstore.registry import Registry
+
+            self._registry = Registry(home=self.home)
+        return self._registry
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    def _load(self, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, _, attribute = target.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # that command group is not built (yet)
+                return None
+            raise
+        command = getattr(module, attribute, None)
+        return command if isinstance(command, click.Command) else None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModelstoreError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MODELSTORE_HOME",
+    help="Registry home folder [default: $MODELSTORE_HOME, else the per-user data folder].",
+)
+@click.version_option(package_name="modelstore", prog_name="modelstore")
+@click.pass_context
+def main(ctx: click.Context, home: Path | None) -> None:
+    """Build and test Azure ML model deployments locally: a model registry, the Azure ML
+    deployment layout, get_model_path, and a scoring server for score.py."""
+    ctx.obj = CliState(home=home)
+
+
+def state(ctx: click.Context) -> CliState:
+    """The CliState of the running command (for sub-command modules)."""
+    obj = ctx.find_object(CliState)
+    if obj is None:  # a sub-command invoked on its own, e.g. from a test
+        obj = CliState()
+        ctx.obj = obj
+    return obj

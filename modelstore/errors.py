@@ -1,0 +1,89 @@
+"""The one exception hierarchy of modelstore.
+
+Every error a user can cause or meet derives from :class:`ModelstoreError`, so callers catch
+one class; the CLI turns any of them into a single ``Error: ...`` line and the class's
+``exit_code`` (1: the operation failed; 2: bad usage or bad input; 3: an entry script could not
+be started). Where Azure ML raises a builtin (``TypeError``, ``LookupError``) our class also
+derives from that builtin, so code written against the SDK's behaviour keeps catching it.
+"""
+
+from __future__ import annotations
+
+
+class ModelstoreError(Exception):
+    """Base class of every error raised on purpose by modelstore."""
+
+    exit_code: int = 1
+
+
+# --- bad input (exit 2): nothing was changed -------------------------------------------------
+
+
+class UsageError(ModelstoreError):
+    """The caller asked for something malformed; nothing was changed."""
+
+    exit_code = 2
+
+
+class InvalidNameError(UsageError, ValueError):
+    """A model name breaks the Azure ML naming rule."""
+
+
+class InvalidRefError(UsageError, ValueError):
+    """A model reference (``name``, ``name:VERSION``, ``name:latest``) is malformed."""
+
+
+class InvalidModelPathError(UsageError):
+    """The file or folder offered for registration cannot be stored as a model."""
+
+
+class InvalidArgumentError(UsageError, ValueError):
+    """An option or argument value is malformed (``--tag`` without ``=``, a bad port...)."""
+
+
+class BadArgumentTypeError(UsageError, TypeError):
+    """An argument has the wrong type (``version="1"``, ``model_name=None``), as the SDK's
+    ``WebserviceException`` for those cases; a ``TypeError`` so plain Python code catches it."""
+
+
+class DeploymentRefusedError(UsageError):
+    """A deployment was refused before anything was written (target not empty, inside the
+    store, duplicate models...)."""
+
+
+# --- the operation failed (exit 1) -----------------------------------------------------------
+
+
+class ModelNotFoundError(ModelstoreError, LookupError):
+    """No such model or version: in the registry, or for ``get_model_path``."""
+
+
+class ModelLayoutError(ModelstoreError):
+    """A models folder breaks the Azure ML layout (a version folder without exactly one entry,
+    a non-integer version folder, an empty name folder, a name that is a file)."""
+
+
+class PropertyImmutableError(ModelstoreError):
+    """Properties are add-only, as in Azure ML: an existing key cannot be changed."""
+
+
+class IntegrityError(ModelstoreError):
+    """Stored model files no longer match the checksums recorded at registration."""
+
+
+class StorageError(ModelstoreError):
+    """The store could not be written (disk full, permissions); nothing was published."""
+
+
+class CatalogError(ModelstoreError):
+    """The catalog database cannot be opened or migrated."""
+
+
+# --- serving (exit 3 at start-up, as azmlinfsrv) ----------------------------------------------
+
+
+class EntryScriptError(ModelstoreError):
+    """The entry script cannot be loaded or started (missing, syntax error, no init/run,
+    a bad run() signature, init() raised)."""
+
+    exit_code = 3

@@ -1,0 +1,141 @@
+"""Every rule about where things live on disk, in one place.
+
+A registry home is itself a valid Azure ML app root::
+
+    <home>/
+      registry.db                      # the catalog (SQLite), unless MODELSTORE_DB_URL is set
+      azureml-models/                  # == MODELS_DIR of azureml.core.model for AML_APP_ROOT=<home>
+        <name>/<version>/<entry>       # exactly one entry per version folder, original basename
+      .modelstore/                     # modelstore's own working space, never inside azureml-models
+        staging/<token>/<entry>        # a version being copied in; renamed into place when complete
+        trash/<token>/                 # a version being deleted; renamed out of place first
+        locks/                         # filelock files
+
+A deployment (``modelstore deploy``) lays out ``<app_root>/azureml-models/<name>/<version>/<entry>``
+with the same rules. Nothing else in modelstore spells these names.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelstore.errors import InvalidNameError
+
+MODELS_DIRNAME = "azureml-models"
+"""The folder under an app root holding ``<name>/<version>/<entry>`` (Azure ML's ``MODELS_DIR``)."""
+
+CATALOG_FILENAME = "registry.db"
+WORKSPACE_DIRNAME = ".modelstore"
+STAGING_DIRNAME = "staging"
+TRASH_DIRNAME = "trash"
+LOCKS_DIRNAME = "locks"
+
+HOME_ENV = "MODELSTORE_HOME"
+DB_URL_ENV = "MODELSTORE_DB_URL"
+APP_ROOT_ENV = "AML_APP_ROOT"
+MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
+
+LOCAL_MODEL_VERSION = 0
+"""Version Azure ML's local deployment gives a model that was not registered."""
+LOCAL_MODEL_NAME_MAX = 30
+"""Azure ML truncates the name folder of an unregistered local model to this many characters."""
+
+NAME_RULE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-\._]{0,254}")
+NAME_RULE_TEXT = (
+    "Error, provided model name is invalid. It must only consist of letters, numbers, dashes, "
+    "periods, or underscores, start with a letter or number, and be between 1 and 255 "
+    "characters long."
+)
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it obeys Azure ML's model-name rule, else raise InvalidNameError.
+
+    ``fullmatch`` (not ``match`` with ``$``) so a trailing newline is rejected, as the SDK's
+    ``re.fullmatch`` does.
+    """
+    if not isinstance(name, str) or NAME_RULE.fullmatch(name) is None:
+        raise InvalidNameError(
+            f"invalid model name {name!r}: {NAME_RULE_TEXT} Choose a name such as "
+            "'my_model' or 'fraud-detector.v2'."
+        )
+    return name
+
+
+def local_model_name(path: str | os.PathLike[str]) -> str:
+    """The name folder Azure ML's local deployment uses for an unregistered file or folder."""
+    return os.path.basename(os.fspath(path).rstrip(os.sep))[:LOCAL_MODEL_NAME_MAX]
+
+
+def entry_name(path: str | os.PathLike[str]) -> str:
+    """The entry name a registered path keeps: its basename, a trailing separator ignored."""
+    return os.path.basename(os.path.abspath(os.fspath(path)).rstrip(os.sep))
+
+
+def models_root(app_root: str | os.PathLike[str]) -> Path:
+    return Path(app_root) / MODELS_DIRNAME
+
+
+def version_dir(models_dir: str | os.PathLike[str], name: str, version: int) -> Path:
+    return Path(models_dir) / name / str(version)
+
+
+def is_single_model_dir(model_dir: str) -> bool:
+    """How consumers tell ``AZUREML_MODEL_DIR`` forms apart: a digit basename is one model."""
+    return os.path.basename(model_dir.rstrip("/")).isdigit()
+
+
+def default_home() -> Path:
+    """``MODELSTORE_HOME`` if set, else the per-user data directory. Never creates anything."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs  # lazy: keeps `modelstore --help` and get_model_path imports light
+
+    return Path(platformdirs.user_data_dir("modelstore", appauthor=False))
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """The paths of one registry home."""
+
+    home: Path
+
+    @property
+    def models_dir(self) -> Path:
+        return models_root(self.home)
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / CATALOG_FILENAME
+
+    @property
+    def workspace_dir(self) -> Path:
+        return self.home / WORKSPACE_DIRNAME
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.workspace_dir / STAGING_DIRNAME
+
+    @property
+    def trash_dir(self) -> Path:
+        return self.workspace_dir / TRASH_DIRNAME
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.workspace_dir / LOCKS_DIRNAME
+
+    def name_dir(self, name: str) -> Path:
+        return self.models_dir / name
+
+    def version_dir(self, name: str, version: int) -> Path:
+        return version_dir(self.models_dir, name, version)
+
+    def entry_path(self, name: str, version: int, entry: str) -> Path:
+        return self.version_dir(name, version) / entry
+
+    def default_db_url(self) -> str:
+        return f"sqlite:///{self.catalog_path}"

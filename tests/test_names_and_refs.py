@@ -1,0 +1,72 @@
+"""The Azure ML model-name rule and the REF grammar."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelstore.errors import InvalidNameError, InvalidRefError, UsageError
+from modelstore.layout import local_model_name, validate_name
+from modelstore.refs import ModelRef, parse_ref
+
+VALID = ["m", "1model", "my-model_1.0", "UPPER.Case", "a" * 255]
+INVALID = [
+    "-model",
+    "_model",
+    ".model",
+    "my model",
+    "my/model",
+    "my:model",
+    "model\n",
+    "",
+    "a" * 256,
+    "ÄÖ",
+    "x@y",
+    "../x",
+    "a/b",
+]
+
+
+@pytest.mark.parametrize("name", VALID)
+def test_valid_names_are_accepted(name: str) -> None:
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", INVALID)
+def test_invalid_names_are_rejected_with_the_sdk_rule_text(name: str) -> None:
+    with pytest.raises(InvalidNameError, match="provided model name is invalid"):
+        validate_name(name)
+
+
+def test_a_non_string_name_is_rejected() -> None:
+    with pytest.raises(InvalidNameError):
+        validate_name(None)
+
+
+@pytest.mark.parametrize(
+    ("text", "ref"),
+    [
+        ("m", ModelRef("m")),
+        ("m:latest", ModelRef("m")),
+        ("m:1", ModelRef("m", 1)),
+        ("m:12", ModelRef("m", 12)),
+    ],
+)
+def test_refs_parse(text: str, ref: ModelRef) -> None:
+    assert parse_ref(text) == ref
+
+
+@pytest.mark.parametrize("text", ["m:", "m:0", "m:-1", "m:x", "m:1.0", "m:\u0661"])
+def test_malformed_refs_say_what_a_ref_looks_like(text: str) -> None:
+    with pytest.raises(InvalidRefError, match="NAME:VERSION") as info:
+        parse_ref(text)
+    assert isinstance(info.value, UsageError) and info.value.exit_code == 2
+
+
+def test_a_ref_with_a_bad_name_is_a_name_error() -> None:
+    with pytest.raises(InvalidNameError):
+        parse_ref("../x:1")
+
+
+def test_local_model_names_are_truncated_to_30_characters_like_azure_ml() -> None:
+    assert local_model_name("/tmp/" + "x" * 40 + ".pkl") == "x" * 30
+    assert local_model_name("/tmp/model_dir/") == "model_dir"
