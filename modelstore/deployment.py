@@ -1,0 +1,350 @@
+"""Lay out an Azure ML deployment's model tree on the local disk.
+
+``build_deployment`` writes ``<app_root>/azureml-models/<name>/<version>/<entry>`` exactly as an
+Azure ML container sees it and computes the ``AML_APP_ROOT`` / ``AZUREML_MODEL_DIR`` pair Azure
+sets, so an unmodified ``score.py`` finds its models. By default each entry is a symbolic link
+into the store (no model bytes copied, store entries stay read-only); ``copy=True`` makes a
+self-contained folder instead.
+
+The tree is built in a hidden temporary folder inside the app root and renamed into place, so no
+reader ever sees half a deployment, and every refusal happens before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modelstore.errors import (
+    DeploymentRefusedError,
+    ModelNotFoundError,
+    StorageError,
+)
+from modelstore.layout import (
+    APP_ROOT_ENV,
+    LOCAL_MODEL_NAME_MAX,
+    MODEL_DIR_ENV,
+    entry_name,
+    models_root,
+    version_dir,
+)
+
+BUILD_PREFIX = ".modelstore-deploy-"
+"""Prefix of the temporary folder a deployment is built in, inside the app root."""
+
+_RACE_ERRNOS = {errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+_SWAP_ATTEMPTS = 5
+
+
+class ModelSource(BaseModel):
+    """One model to deploy: a registered version's stored entry, or an unregistered local
+    file or folder (``version`` 0, named after its basename cut to 30 characters)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int = Field(ge=0)
+    entry_path: Path = Field(description="the file or folder to expose as the version's entry")
+    registered: bool
+
+
+class DeployedModel(BaseModel):
+    """Where one model landed in a deployment."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: int
+    entry: str = Field(description="basename of the entry in its version folder")
+    path: Path = Field(description="absolute path of the entry inside the deployment")
+    source: Path = Field(description="absolute path of the entry it links to or was copied from")
+    registered: bool
+
+
+class Deployment(BaseModel):
+    """A laid-out deployment and the environment Azure ML would give its entry script."""
+
+    model_config = ConfigDict(frozen=True)
+
+    app_root: Path
+    model_dir: Path = Field(
+        description="AZUREML_MODEL_DIR: the version folder for one model, "
+        "else the azureml-models folder"
+    )
+    models: list[DeployedModel]
+    env: dict[str, str] = Field(description="AML_APP_ROOT and AZUREML_MODEL_DIR, absolute")
+
+
+def build_deployment(
+    sources: Sequence[ModelSource],
+    app_root: str | os.PathLike[str],
+    *,
+    copy: bool = False,
+    force: bool = False,
+    store_dir: Path | None = None,
+) -> Deployment:
+    """Lay out ``sources`` under ``app_root`` and return the resulting Deployment.
+
+    Refuses with DeploymentRefusedError, before writing anything, an ``app_root`` that is not an
+    empty folder (with ``force``, only ``app_root/azureml-models`` is replaced), one inside
+    ``store_dir``, and two sources landing in the same ``<name>/<version>`` folder.
+    """
+    root = Path(os.path.abspath(os.fspath(app_root)))
+    planned = _plan(sources, root)
+    _check_target(root, planned, copy=copy, force=force, store_dir=store_dir)
+    _materialise(root, planned, copy=copy, force=force)
+    models_dir = models_root(root)
+    if len(planned) == 1:
+        model_dir = version_dir(models_dir, planned[0].name, planned[0].version)
+    else:
+        model_dir = models_dir
+    return Deployment(
+        app_root=root,
+        model_dir=model_dir,
+        models=planned,
+        env={APP_ROOT_ENV: os.fspath(root), MODEL_DIR_ENV: os.fspath(model_dir)},
+    )
+
+
+def _plan(sources: Sequence[ModelSource], root: Path) -> list[DeployedModel]:
+    """Decide every entry's place; refuse bad names, missing sources and folder collisions."""
+    planned: list[DeployedModel] = []
+    taken: dict[tuple[str, int], DeployedModel] = {}
+    for source in sources:
+        _check_name(source)
+        entry_abs = Path(os.path.abspath(os.fspath(source.entry_path)))
+        if not os.path.lexists(entry_abs):
+            raise ModelNotFoundError(
+                f"cannot deploy {source.name}:{source.version}: {entry_abs} does not exist"
+            )
+        model = DeployedModel(
+            name=source.name,
+            version=source.version,
+            entry=entry_name(entry_abs),
+            path=version_dir(models_root(root), source.name, source.version)
+            / entry_name(entry_abs),
+            source=entry_abs,
+            registered=source.registered,
+        )
+        previous = taken.get((model.name, model.version))
+        if previous is not None:
+            raise DeploymentRefusedError(_collision_message(previous, model))
+        taken[(model.name, model.version)] = model
+        planned.append(model)
+    return planned
+
+
+def _check_name(source: ModelSource) -> None:
+    name = source.name
+    if not name or name in {".", ".."} or "/" in name or os.sep in name or "\0" in name:
+        raise DeploymentRefusedError(
+            f"cannot deploy {source.entry_path}: {name!r} cannot be a model folder name in "
+            "azureml-models; register the model under a valid name first"
+        )
+
+
+def _collision_message(first: DeployedModel, second: DeployedModel) -> str:
+    where = f"azureml-models/{first.name}/{first.version}"
+    if first.registered or second.registered:
+        return (
+            f"model {first.name}:{first.version} is listed twice; name each version once "
+            "(nothing was written)"
+        )
+    if first.entry == second.entry:
+        reason = f"both are named {first.entry!r}"
+    else:
+        reason = (
+            f"Azure ML cuts an unregistered model's folder name to {LOCAL_MODEL_NAME_MAX} "
+            f"characters ({first.entry!r} and {second.entry!r} both become {first.name!r})"
+        )
+    return (
+        f"the unregistered models {first.source} and {second.source} would share {where}: "
+        f"{reason}; register one of them (or rename it) and deploy it by name "
+        "(nothing was written)"
+    )
+
+
+def _check_target(
+    root: Path, planned: list[DeployedModel], *, copy: bool, force: bool, store_dir: Path | None
+) -> None:
+    """Every refusal about the app root itself, checked before anything is written."""
+    models_dir = models_root(root)
+    real_root = Path(os.path.realpath(root))
+    if store_dir is not None:
+        real_store = Path(os.path.realpath(store_dir))
+        if real_root == real_store or real_store in real_root.parents:
+            raise DeploymentRefusedError(
+                f"the app root {root} is inside the modelstore registry at {store_dir}; "
+                "choose a folder outside it (nothing was written)"
+            )
+        real_models = Path(os.path.realpath(models_dir))
+        if force and (real_store == real_models or real_models in real_store.parents):
+            raise DeploymentRefusedError(
+                f"the modelstore registry at {store_dir} lies inside {models_dir}, which "
+                "--force would replace; choose another app root (nothing was written)"
+            )
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise DeploymentRefusedError(
+            f"the app root {root} exists and is not a folder; choose a new or empty folder "
+            "(nothing was written)"
+        )
+    if not force and os.path.isdir(root) and os.listdir(root):
+        raise DeploymentRefusedError(
+            f"the app root {root} is not empty; choose a new or empty folder, or use --force "
+            f"(force=True) to replace only {models_dir} (nothing was written)"
+        )
+    real_models = Path(os.path.realpath(models_dir))
+    for model in planned:
+        real_source = Path(os.path.realpath(model.source))
+        if real_source == real_root or real_source in real_root.parents:
+            raise DeploymentRefusedError(
+                f"{model.source} contains the app root {root}; a model cannot hold its own "
+                "deployment, choose an app root outside it (nothing was written)"
+            )
+        if (
+            force
+            and not copy
+            and (real_source == real_models or real_models in real_source.parents)
+        ):
+            raise DeploymentRefusedError(
+                f"{model.source} lies inside {models_dir}, which --force replaces, so a "
+                "link to it would break; deploy it with --copy (copy=True) or from "
+                "elsewhere (nothing was written)"
+            )
+
+
+def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force: bool) -> None:
+    """Build the tree in a temporary folder inside ``root``, then rename it into place."""
+    created = _make_dirs(root)
+    build: Path | None = None
+    try:
+        build = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=root))
+        if not force:
+            others = sorted(set(os.listdir(root)) - {build.name})
+            if others:  # another writer got here since the emptiness check
+                raise DeploymentRefusedError(
+                    f"the app root {root} is no longer empty (it now holds {others[0]!r}); "
+                    "another deployment may be writing there (nothing was written)"
+                )
+        new_models = models_root(build)
+        new_models.mkdir()
+        for model in planned:
+            _place(model, new_models, copy=copy)
+        _swap_into_place(new_models, models_root(root), build, force=force)
+    except BaseException as exc:
+        if build is not None:
+            _remove_tree(build)
+            build = None
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise StorageError(
+                f"could not build the deployment in {root}: {exc} (nothing was written)"
+            ) from exc
+        raise
+    finally:
+        if build is not None:
+            _remove_tree(build)
+
+
+def _make_dirs(root: Path) -> Path | None:
+    """Create ``root`` and missing parents; return the topmost folder created (to undo)."""
+    missing: Path | None = None
+    candidate = root
+    while not os.path.lexists(candidate):
+        missing = candidate
+        candidate = candidate.parent
+    if missing is not None:
+        try:
+            os.makedirs(root)
+        except FileExistsError:  # created concurrently: not ours to remove
+            return None
+        except OSError as exc:
+            raise StorageError(f"could not create the app root {root}: {exc}") from exc
+    return missing
+
+
+def _place(model: DeployedModel, models_dir: Path, *, copy: bool) -> None:
+    target_dir = version_dir(models_dir, model.name, model.version)
+    target_dir.mkdir(parents=True)
+    target = target_dir / model.entry
+    if not copy:
+        os.symlink(model.source, target, target_is_directory=os.path.isdir(model.source))
+    elif os.path.isdir(model.source):
+        shutil.copytree(model.source, target)
+        _make_owner_writable(target)
+    else:
+        shutil.copy2(model.source, target)
+        _make_owner_writable(target)
+
+
+def _make_owner_writable(path: Path) -> None:
+    """A copy of a read-only store entry must stay removable by its owner (``--force``,
+    ``exec`` clean-up), so add the owner's write bit everywhere below ``path``."""
+    paths = [path]
+    if path.is_dir():
+        paths.extend(path.rglob("*"))
+    for item in paths:
+        if item.is_symlink():
+            continue
+        mode = item.stat().st_mode
+        os.chmod(item, stat.S_IMODE(mode) | stat.S_IWUSR)
+
+
+def _swap_into_place(new_models: Path, target: Path, build: Path, *, force: bool) -> None:
+    """Rename the finished tree to ``<app_root>/azureml-models``.
+
+    Without ``force`` the target must not exist: a concurrent writer that got there first makes
+    the rename fail and this deployment is refused. With ``force`` the previous tree is renamed
+    into the build folder (deleted with it) just before; concurrent forced deployments retry so
+    that the last one wins whole.
+    """
+    trash = build / "previous"
+    trash.mkdir()
+    for attempt in range(_SWAP_ATTEMPTS):
+        moved: Path | None = None
+        if force and os.path.lexists(target):
+            moved = trash / str(attempt)
+            try:
+                os.rename(target, moved)
+            except FileNotFoundError:
+                moved = None
+        try:
+            os.rename(new_models, target)
+            return
+        except OSError as exc:
+            if moved is not None:
+                # if another writer's tree is in place instead, it is whole either way
+                with contextlib.suppress(OSError):
+                    os.rename(moved, target)
+            if exc.errno not in _RACE_ERRNOS:
+                raise
+            if not force:
+                raise DeploymentRefusedError(
+                    f"{target} appeared while this deployment was being built; another "
+                    "deployment may be writing there (nothing was written)"
+                ) from None
+    raise DeploymentRefusedError(
+        f"{target} kept changing while this deployment was being installed; another "
+        "deployment is writing there, try again (nothing was written)"
+    )
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a build folder, even one holding a half-made copy of a read-only entry (a
+    read-only folder blocks removing its children, so the owner's write bit comes first).
+    Links are removed, never followed."""
+    for folder, _subfolders, _files in os.walk(path):
+        try:
+            os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | stat.S_IWUSR)
+        except OSError:
+            continue
+    shutil.rmtree(path, ignore_errors=True)

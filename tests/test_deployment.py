@@ -1,0 +1,477 @@
+"""build_deployment: the Azure ML tree, its environment, and every refusal (nothing written).
+
+Each behaviour runs twice: on the real disk and inside a pyfakefs ``fs`` fixture (the pytest
+plugin builds deployments there), links included.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelstore import deployment as deployment_module
+from modelstore.deployment import ModelSource, build_deployment
+from modelstore.errors import DeploymentRefusedError, ModelNotFoundError, StorageError
+from modelstore.layout import local_model_name
+
+
+@pytest.fixture(params=["real-disk", "pyfakefs"])
+def base(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A working folder on the real disk or in a fake filesystem."""
+    if request.param == "real-disk":
+        yield tmp_path
+    else:
+        fake = request.getfixturevalue("fs")
+        fake.create_dir("/work")
+        yield Path("/work")
+
+
+def make_store(base: Path) -> Path:
+    """A store-like tree with read-only entries: m/1/model.pkl, m/2/model.pkl, d/1/model_dir."""
+    store = base / "store"
+    for version, payload in ((1, b"one"), (2, b"two")):
+        entry = store / "azureml-models" / "m" / str(version) / "model.pkl"
+        entry.parent.mkdir(parents=True)
+        entry.write_bytes(payload)
+        entry.chmod(0o444)
+    folder = store / "azureml-models" / "d" / "1" / "model_dir"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a")
+    (folder / "sub" / "b.txt").write_text("b")
+    for item in (folder / "a.txt", folder / "sub" / "b.txt"):
+        item.chmod(0o444)
+    (folder / "sub").chmod(0o555)
+    folder.chmod(0o555)
+    return store
+
+
+def source(store: Path, name: str, version: int, entry: str) -> ModelSource:
+    return ModelSource(
+        name=name,
+        version=version,
+        entry_path=store / "azureml-models" / name / str(version) / entry,
+        registered=True,
+    )
+
+
+def tree(root: Path) -> list[str]:
+    """Every path under root (links not followed), to prove nothing was written."""
+    if not root.exists():
+        return []
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        for item in subfolders + files:
+            found.append(os.path.relpath(os.path.join(folder, item), root))
+    return sorted(found)
+
+
+def regular_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
+
+
+def test_one_file_model_is_linked_not_copied_and_gets_the_single_model_environment(
+    base: Path,
+) -> None:
+    store = make_store(base)
+    app = base / "app"
+
+    deployed = build_deployment([source(store, "m", 2, "model.pkl")], app, store_dir=store)
+
+    entry = app / "azureml-models" / "m" / "2" / "model.pkl"
+    assert entry.is_symlink()
+    assert os.readlink(entry) == os.fspath(store / "azureml-models" / "m" / "2" / "model.pkl")
+    assert entry.read_bytes() == b"two"
+    assert regular_files(app) == []
+    assert deployed.app_root == app
+    assert deployed.model_dir == app / "azureml-models" / "m" / "2"
+    assert deployed.env == {
+        "AML_APP_ROOT": os.fspath(app),
+        "AZUREML_MODEL_DIR": os.fspath(app / "azureml-models" / "m" / "2"),
+    }
+    [model] = deployed.models
+    assert (model.name, model.version, model.entry, model.registered) == ("m", 2, "model.pkl", True)
+    assert model.path == entry
+    assert model.source == store / "azureml-models" / "m" / "2" / "model.pkl"
+
+
+def test_a_relative_app_root_is_reported_as_an_absolute_path(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(base)
+    monkeypatch.chdir(base)
+
+    deployed = build_deployment([source(store, "m", 1, "model.pkl")], "rel/app")
+
+    assert deployed.env["AML_APP_ROOT"] == os.fspath(base / "rel" / "app")
+    assert os.path.isabs(deployed.env["AZUREML_MODEL_DIR"])
+    assert (
+        base / "rel" / "app" / "azureml-models" / "m" / "1" / "model.pkl"
+    ).read_bytes() == b"one"
+
+
+def test_a_folder_model_keeps_its_folder_name_and_whole_subtree(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+
+    build_deployment([source(store, "d", 1, "model_dir")], app)
+
+    entry = app / "azureml-models" / "d" / "1" / "model_dir"
+    assert entry.is_symlink()
+    assert (entry / "sub" / "b.txt").read_text() == "b"
+    assert os.listdir(entry.parent) == ["model_dir"]
+
+
+def test_several_models_get_the_models_root_as_azureml_model_dir(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+
+    deployed = build_deployment(
+        [
+            source(store, "m", 1, "model.pkl"),
+            source(store, "m", 2, "model.pkl"),
+            source(store, "d", 1, "model_dir"),
+        ],
+        app,
+    )
+
+    assert deployed.model_dir == app / "azureml-models"
+    assert deployed.env["AZUREML_MODEL_DIR"] == os.fspath(app / "azureml-models")
+    assert tree(app) == [
+        "azureml-models",
+        "azureml-models/d",
+        "azureml-models/d/1",
+        "azureml-models/d/1/model_dir",
+        "azureml-models/m",
+        "azureml-models/m/1",
+        "azureml-models/m/1/model.pkl",
+        "azureml-models/m/2",
+        "azureml-models/m/2/model.pkl",
+    ]
+
+
+def test_zero_models_give_an_empty_models_root_and_the_multi_model_form(base: Path) -> None:
+    app = base / "app"
+
+    deployed = build_deployment([], app)
+
+    assert tree(app) == ["azureml-models"]
+    assert deployed.model_dir == app / "azureml-models"
+    assert deployed.models == []
+
+
+def test_an_existing_empty_folder_is_a_valid_app_root(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+    app.mkdir()
+
+    build_deployment([source(store, "m", 1, "model.pkl")], app)
+
+    assert tree(app)[0] == "azureml-models"
+
+
+def test_copy_makes_a_self_contained_writable_folder(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+
+    build_deployment(
+        [source(store, "m", 1, "model.pkl"), source(store, "d", 1, "model_dir")], app, copy=True
+    )
+
+    copied_file = app / "azureml-models" / "m" / "1" / "model.pkl"
+    copied_dir = app / "azureml-models" / "d" / "1" / "model_dir"
+    assert not copied_file.is_symlink() and not copied_dir.is_symlink()
+    assert len(regular_files(app)) == 3
+    assert copied_file.stat().st_mode & stat.S_IWUSR
+    assert (copied_dir / "sub").stat().st_mode & stat.S_IWUSR
+    # the store keeps its read-only entries
+    assert not (store / "azureml-models" / "m" / "1" / "model.pkl").stat().st_mode & stat.S_IWUSR
+    os.chmod(store / "azureml-models" / "d" / "1" / "model_dir", 0o755)
+    (store / "azureml-models" / "d" / "1" / "model_dir" / "a.txt").unlink()
+    assert (copied_dir / "a.txt").read_text() == "a"
+
+
+def test_an_unregistered_local_model_is_laid_out_as_a_local_deployment_does(base: Path) -> None:
+    local = base / "outputs" / "sklearn_regression_model_with_a_long_name.pkl"
+    local.parent.mkdir()
+    local.write_bytes(b"local")
+    app = base / "app"
+    name = local_model_name(local)
+
+    deployed = build_deployment(
+        [ModelSource(name=name, version=0, entry_path=local, registered=False)], app
+    )
+
+    assert name == "sklearn_regression_model_with_"
+    entry = app / "azureml-models" / name / "0" / local.name
+    assert entry.read_bytes() == b"local"
+    assert deployed.env["AZUREML_MODEL_DIR"] == os.fspath(app / "azureml-models" / name / "0")
+    assert deployed.models[0].registered is False
+
+
+def test_no_build_folder_is_left_behind(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+
+    build_deployment([source(store, "m", 1, "model.pkl")], app)
+
+    assert os.listdir(app) == ["azureml-models"]
+
+
+# --- refusals: DeploymentRefusedError (exit 2) and nothing written ---------------------------
+
+
+def test_a_non_empty_app_root_is_refused_and_left_unchanged(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+    app.mkdir()
+    (app / "score.py").write_text("x")
+
+    with pytest.raises(DeploymentRefusedError, match=r"is not empty.*--force") as caught:
+        build_deployment([source(store, "m", 1, "model.pkl")], app)
+
+    assert caught.value.exit_code == 2
+    assert tree(app) == ["score.py"]
+
+
+def test_an_app_root_that_is_a_file_is_refused(base: Path) -> None:
+    app = base / "app"
+    app.write_text("x")
+
+    with pytest.raises(DeploymentRefusedError, match="is not a folder"):
+        build_deployment([], app)
+
+    assert app.read_text() == "x"
+
+
+@pytest.mark.parametrize("inside", ["", "azureml-models", "sub/dir"])
+def test_an_app_root_inside_the_store_is_refused(base: Path, inside: str) -> None:
+    store = make_store(base)
+    before = tree(store)
+    app = store / inside if inside else store
+
+    with pytest.raises(DeploymentRefusedError, match="inside the modelstore registry"):
+        build_deployment([source(store, "m", 1, "model.pkl")], app, force=True, store_dir=store)
+
+    assert tree(store) == before
+
+
+def test_a_registered_version_listed_twice_is_refused(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+
+    with pytest.raises(DeploymentRefusedError, match="m:1 is listed twice"):
+        build_deployment(
+            [source(store, "m", 1, "model.pkl"), source(store, "m", 1, "model.pkl")], app
+        )
+
+    assert not app.exists()
+
+
+def test_two_local_models_cut_to_the_same_30_character_folder_are_refused(base: Path) -> None:
+    first = base / ("x" * 30 + "_first.pkl")
+    second = base / ("x" * 30 + "_second.pkl")
+    first.write_bytes(b"1")
+    second.write_bytes(b"2")
+    app = base / "app"
+    sources = [
+        ModelSource(name=local_model_name(p), version=0, entry_path=p, registered=False)
+        for p in (first, second)
+    ]
+
+    with pytest.raises(DeploymentRefusedError, match="cuts an unregistered model's folder name"):
+        build_deployment(sources, app)
+
+    assert not app.exists()
+
+
+def test_two_local_models_with_the_same_basename_are_refused(base: Path) -> None:
+    for folder in ("a", "b"):
+        (base / folder).mkdir()
+        (base / folder / "model.pkl").write_bytes(b"x")
+    sources = [
+        ModelSource(
+            name="model.pkl", version=0, entry_path=base / f / "model.pkl", registered=False
+        )
+        for f in ("a", "b")
+    ]
+
+    with pytest.raises(DeploymentRefusedError, match=r"both are named 'model\.pkl'"):
+        build_deployment(sources, base / "app")
+
+    assert not (base / "app").exists()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b"])
+def test_a_name_that_cannot_be_a_folder_is_refused(base: Path, name: str) -> None:
+    (base / "model.pkl").write_bytes(b"x")
+
+    with pytest.raises(DeploymentRefusedError, match="cannot be a model folder name"):
+        build_deployment(
+            [ModelSource(name=name, version=0, entry_path=base / "model.pkl", registered=False)],
+            base / "app",
+        )
+
+    assert not (base / "app").exists()
+
+
+def test_a_missing_source_entry_is_not_found_and_nothing_is_written(base: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        build_deployment(
+            [ModelSource(name="m", version=1, entry_path=base / "nope.pkl", registered=True)],
+            base / "app",
+        )
+
+    assert not (base / "app").exists()
+
+
+def test_a_source_folder_holding_the_app_root_is_refused(base: Path) -> None:
+    project = base / "project"
+    project.mkdir()
+
+    with pytest.raises(DeploymentRefusedError, match="contains the app root"):
+        build_deployment(
+            [ModelSource(name="project", version=0, entry_path=project, registered=False)],
+            project / "app",
+            copy=True,
+        )
+
+    assert tree(project) == []
+
+
+# --- force: replaces only azureml-models -----------------------------------------------------
+
+
+def test_force_replaces_only_the_models_folder(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+    build_deployment([source(store, "m", 1, "model.pkl")], app)
+    (app / "score.py").write_text("keep me")
+
+    deployed = build_deployment([source(store, "m", 2, "model.pkl")], app, force=True)
+
+    assert tree(app) == [
+        "azureml-models",
+        "azureml-models/m",
+        "azureml-models/m/2",
+        "azureml-models/m/2/model.pkl",
+        "score.py",
+    ]
+    assert (app / "score.py").read_text() == "keep me"
+    assert deployed.env["AZUREML_MODEL_DIR"] == os.fspath(app / "azureml-models" / "m" / "2")
+    # the old links were removed, never followed: the store is intact
+    assert (store / "azureml-models" / "m" / "1" / "model.pkl").read_bytes() == b"one"
+
+
+def test_force_replaces_a_copied_deployment_of_read_only_entries(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+    build_deployment([source(store, "d", 1, "model_dir")], app, copy=True)
+
+    build_deployment([source(store, "m", 1, "model.pkl")], app, force=True)
+
+    assert tree(app) == [
+        "azureml-models",
+        "azureml-models/m",
+        "azureml-models/m/1",
+        "azureml-models/m/1/model.pkl",
+    ]
+
+
+def test_force_refuses_to_link_to_models_inside_the_folder_it_replaces(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+    build_deployment([source(store, "m", 1, "model.pkl")], app, copy=True)
+    inner = app / "azureml-models" / "m" / "1" / "model.pkl"
+    before = tree(app)
+
+    with pytest.raises(DeploymentRefusedError, match="--force replaces"):
+        build_deployment(
+            [ModelSource(name="model.pkl", version=0, entry_path=inner, registered=False)],
+            app,
+            force=True,
+        )
+
+    assert tree(app) == before
+
+
+def test_force_with_copy_can_redeploy_models_from_the_folder_it_replaces(base: Path) -> None:
+    store = make_store(base)
+    app = base / "app"
+    build_deployment([source(store, "m", 1, "model.pkl")], app, copy=True)
+    inner = app / "azureml-models" / "m" / "1" / "model.pkl"
+
+    build_deployment(
+        [ModelSource(name="model.pkl", version=0, entry_path=inner, registered=False)],
+        app,
+        force=True,
+        copy=True,
+    )
+
+    assert (app / "azureml-models" / "model.pkl" / "0" / "model.pkl").read_bytes() == b"one"
+    assert not (app / "azureml-models" / "m").exists()
+
+
+def test_force_refuses_an_app_root_whose_models_folder_holds_the_store(base: Path) -> None:
+    app = base / "app"
+    store = app / "azureml-models" / "store"
+    store.mkdir(parents=True)
+
+    with pytest.raises(DeploymentRefusedError, match="--force would replace"):
+        build_deployment([], app, force=True, store_dir=store)
+
+    assert store.is_dir()
+
+
+# --- failures while building leave nothing half-written -------------------------------------
+
+
+def fail_on_second_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_place = deployment_module._place
+    calls = []
+
+    def flaky(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        real_place(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(deployment_module, "_place", flaky)
+
+
+def test_a_failure_while_building_removes_the_app_root_it_created(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(base)
+    fail_on_second_place(monkeypatch)
+
+    with pytest.raises(StorageError, match=r"No space left on device.*nothing was written"):
+        build_deployment(
+            [source(store, "m", 1, "model.pkl"), source(store, "d", 1, "model_dir")],
+            base / "new" / "app",
+            copy=True,
+        )
+
+    assert not (base / "new").exists()
+
+
+def test_a_failed_forced_redeploy_keeps_the_previous_deployment_whole(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(base)
+    app = base / "app"
+    build_deployment([source(store, "m", 1, "model.pkl")], app)
+    before = tree(app)
+    fail_on_second_place(monkeypatch)
+
+    with pytest.raises(StorageError):
+        build_deployment(
+            [source(store, "m", 2, "model.pkl"), source(store, "d", 1, "model_dir")],
+            app,
+            force=True,
+        )
+
+    assert tree(app) == before
