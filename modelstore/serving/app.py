@@ -1,0 +1,337 @@
+"""The Flask app that answers like azmlinfsrv: routes, request ids, headers, errors, CORS.
+
+``create_app`` loads the entry script, runs ``init()`` once and returns a plain Flask app; the
+WSGI server (``modelstore serve``) and the pytest plugin's test client both use it, so tests and
+the server share one code path. The safe fixes of spec §11 are always on: a JSON 413 body limit,
+and JSON bodies with request ids and the server-version header on routing 404/405.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import flask
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from modelstore.errors import EntryScriptError
+from modelstore.serving.invoke import (
+    InputRejected,
+    MethodNotHandled,
+    ScriptFailed,
+    ScriptTimedOut,
+    invoke_run,
+    is_schema_validation_error,
+    run_arguments,
+    to_response,
+)
+from modelstore.serving.loader import EntryScript, load_entry_script
+from modelstore.serving.logs import SERVER_LOGGER, log_model_dir_tree
+from modelstore.serving.settings import ServingSettings
+from modelstore.serving.shims.aml_response import SPLIT_HEADER_VALUES_CONFIG, AMLResponse
+from modelstore.serving.swagger import DEFAULT_VERSION, SwaggerDocuments, SwaggerNotFound
+
+logger = logging.getLogger(SERVER_LOGGER)
+
+SERVER_VERSION = "azmlinfsrv/1.5.1"
+"""The ``x-ms-server-version`` value: the azmlinfsrv release whose behaviour we reproduce."""
+REQUEST_ID_LIMIT = 100
+EXTENSION_KEY = "modelstore.serving"
+SCRIPT_ERROR = "An unexpected error occurred in scoring script. Check the logs for more info."
+INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
+
+
+@dataclass(frozen=True)
+class ServingState:
+    """What the routes need, stored on ``app.extensions``."""
+
+    settings: ServingSettings
+    script: EntryScript
+    swagger: SwaggerDocuments
+
+
+def serving_state(app: flask.Flask | None = None) -> ServingState:
+    state: ServingState = (app or flask.current_app).extensions[EXTENSION_KEY]
+    return state
+
+
+def error_response(
+    status: int, message: str, *, run_function_failed: bool = False
+) -> flask.Response:
+    """azmlinfsrv's error shape: ``{"message": ...}``, JSON, with ``x-ms-run-function-failed``."""
+    return AMLResponse(
+        {"message": message}, status, json_str=True, run_function_failed=run_function_failed
+    )
+
+
+# --- the request body limit (safe fix §11.3) ---------------------------------------------------
+
+
+def body_limit_message(limit: int) -> str:
+    mib = limit / (1024 * 1024)
+    size = f"{mib:g} MiB" if mib >= 1 else f"{limit} bytes"
+    return (
+        f"Request body is larger than this server's limit of {size}. Send a smaller body, "
+        "or restart the server with a larger --max-body."
+    )
+
+
+class BodyTooLarge(RequestEntityTooLarge):
+    """A chunked body grew past the limit while being read (wherever it was read from)."""
+
+
+class CappedInput:
+    """``wsgi.input`` of a chunked request, raising :class:`BodyTooLarge` past ``limit`` bytes."""
+
+    def __init__(self, stream: Any, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._read = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self._read += len(data)
+        if self._read > self._limit:
+            raise BodyTooLarge(description=body_limit_message(self._limit))
+        return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        wanted = self._limit + 1 - self._read if size is None or size < 0 else size
+        return self._count(self._stream.read(min(wanted, self._limit + 1 - self._read)))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        cap = self._limit + 1 - self._read
+        return self._count(
+            self._stream.readline(cap if size is None or size < 0 else min(size, cap))
+        )
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+def _caused_by_body_limit(error: BaseException | None) -> bool:
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, BodyTooLarge):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+# --- request hooks ----------------------------------------------------------------------------
+
+
+def _assign_request_ids() -> flask.Response | None:
+    """Spec §7.2: the three request-id headers, and the 431s for over-long ones."""
+    flask.g.request_id = flask.g.client_request_id = flask.g.legacy_client_request_id = ""
+    flask.g.started = time.perf_counter()
+    headers = flask.request.headers
+    request_id = headers.get("x-request-id", str(uuid.uuid4()))
+    if len(request_id) > REQUEST_ID_LIMIT:
+        return error_response(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
+    flask.g.request_id = request_id
+    legacy = headers.get("x-ms-request-id", "")
+    client = headers.get("x-ms-client-request-id", "")
+    if legacy:
+        logger.warning(
+            "x-ms-request-id header has been deprecated and will be removed from future versions "
+            "of the server. Please use x-ms-client-request-id."
+        )
+        client = client or legacy
+    else:
+        legacy = client or request_id
+    if len(legacy) > REQUEST_ID_LIMIT or len(client) > REQUEST_ID_LIMIT:
+        return error_response(
+            431,
+            "x-ms-request-id and x-ms-client-request-id must not exceed "
+            f"{REQUEST_ID_LIMIT} characters",
+        )
+    flask.g.legacy_client_request_id = legacy
+    flask.g.client_request_id = client
+    return None
+
+
+def _enforce_body_limit() -> flask.Response | None:
+    limit = serving_state().settings.max_body_bytes
+    if limit is None:
+        return None
+    request = flask.request
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            return error_response(413, body_limit_message(limit))
+        return None
+    environ = request.environ
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or environ.get(
+        "wsgi.input_terminated"
+    ):
+        environ["wsgi.input"] = CappedInput(environ["wsgi.input"], limit)
+    return None
+
+
+def _before_request() -> flask.Response | None:
+    return _assign_request_ids() or _enforce_body_limit()
+
+
+def _add_common_headers(response: flask.Response) -> flask.Response:
+    """Server version, request ids and the ``TraceId`` echo, on every response (spec §7.1)."""
+    g = flask.g
+    if serving_state().settings.server_version_header:
+        response.headers.add("x-ms-server-version", SERVER_VERSION)
+    if g.get("request_id"):
+        response.headers["x-request-id"] = g.request_id
+    if g.get("legacy_client_request_id"):
+        response.headers["x-ms-request-id"] = g.legacy_client_request_id
+    if g.get("client_request_id"):
+        response.headers["x-ms-client-request-id"] = g.client_request_id
+    if "TraceId" in flask.request.headers:
+        response.headers.add("TraceId", flask.request.headers["TraceId"])
+    return response
+
+
+def _log_request(response: flask.Response) -> flask.Response:
+    """``<METHOD> <path>[?<query>] <status> <ms>ms <length|N/A>`` for /score and /swagger.json."""
+    if flask.g.get("api_name"):
+        request = flask.request
+        path = request.path
+        if request.query_string:
+            path += f"?{request.query_string.decode(errors='replace')}"
+        elapsed_ms = (time.perf_counter() - flask.g.get("started", time.perf_counter())) * 1000
+        length = "N/A" if response.is_streamed else response.calculate_content_length()
+        logger.info(
+            "%s %s %s %.3fms %s", request.method, path, response.status_code, elapsed_ms, length
+        )
+    return response
+
+
+def _http_error(error: HTTPException) -> flask.Response:
+    """Routing 404/405 and body-limit 413 as JSON (azmlinfsrv's text; no ``Allow`` header)."""
+    return error_response(error.code or 500, error.description or error.name)
+
+
+def _unhandled_error(error: Exception) -> flask.Response:
+    logger.error("Encountered Exception: %s", traceback.format_exc())
+    return error_response(500, INTERNAL_ERROR)
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+def _health() -> str:
+    return "Healthy"
+
+
+def _swagger() -> flask.Response:
+    flask.g.api_name = "/swagger.json"
+    version = flask.request.args.get("version")
+    try:
+        document = serving_state().swagger.get(DEFAULT_VERSION if version is None else version)
+    except SwaggerNotFound as exc:
+        return error_response(404, exc.message)
+    return AMLResponse(document, 200, json_str=True)
+
+
+def _score() -> flask.Response:
+    flask.g.api_name = "/score"
+    state = serving_state()
+    script = state.script
+    try:
+        arguments = run_arguments(script, flask.request)
+    except InputRejected as exc:
+        return error_response(exc.status, exc.message)
+    except MethodNotHandled:
+        if flask.request.method == "OPTIONS":
+            return AMLResponse("", 200)
+        return error_response(405, "Method not allowed")
+    try:
+        result = invoke_run(script, arguments, state.settings.scoring_timeout_ms)
+    except ScriptTimedOut as exc:
+        logger.error("Encountered Exception: %s", traceback.format_exc())
+        return error_response(500, str(exc), run_function_failed=True)
+    except ScriptFailed as exc:
+        cause = exc.error
+        logger.error(
+            "Encountered Exception: %s",
+            "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+        )
+        limit = state.settings.max_body_bytes
+        if limit is not None and _caused_by_body_limit(cause):
+            return error_response(413, body_limit_message(limit))
+        if state.settings.validation_400 and is_schema_validation_error(script, cause):
+            return error_response(400, str(cause))
+        return error_response(500, SCRIPT_ERROR, run_function_failed=True)
+    response = to_response(result.output, numpy_json=state.settings.numpy_json)
+    response.headers.add("x-ms-run-fn-exec-ms", f"{result.elapsed_ms:.3f}")
+    return response
+
+
+def _build_blueprint(settings: ServingSettings) -> flask.Blueprint:
+    blueprint = flask.Blueprint("main", __name__)
+    blueprint.add_url_rule("/", "health", _health, methods=["GET"])
+    blueprint.add_url_rule("/swagger.json", "swagger", _swagger, methods=["GET"])
+    blueprint.add_url_rule(
+        "/score",
+        "score",
+        _score,
+        methods=["GET", "POST", "OPTIONS"],
+        provide_automatic_options=False,
+    )
+    if settings.cors_origins:
+        import flask_cors
+
+        flask_cors.CORS(blueprint, methods=["GET", "POST"], origins=list(settings.cors_origins))
+        logger.info("Enabling CORS for the following origins: %s", ", ".join(settings.cors_origins))
+    return blueprint
+
+
+# --- start-up ---------------------------------------------------------------------------------
+
+
+def invoke_init(script: EntryScript) -> None:
+    """Call ``init()`` once; on failure log as azmlinfsrv does and raise a one-line error."""
+    logger.info("Invoking user's init function")
+    try:
+        script.init()
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        logger.error("User's init function failed")
+        logger.error("Encountered Exception %s", traceback.format_exc())
+        log_model_dir_tree(logger, os.environ.get("AZUREML_MODEL_DIR"))
+        raise EntryScriptError(
+            f"init() of {script.path} raised {type(exc).__name__}: {exc}; see the log above"
+        ) from None
+    logger.info("Users's init has completed successfully")
+
+
+def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Flask:
+    """Load the entry script, call ``init()`` once (unless ``run_init=False``) and build the app.
+
+    Raises :class:`EntryScriptError` (exit code 3) when the script cannot be loaded or ``init()``
+    raises; nothing is served in that case, as with azmlinfsrv.
+    """
+    app_root = settings.resolved_app_root()
+    script = load_entry_script(settings.resolved_entry_script(), settings)
+    if run_init:
+        invoke_init(script)
+    swagger = SwaggerDocuments.build(script, settings, app_root)
+
+    app = flask.Flask(__name__)
+    app.config[SPLIT_HEADER_VALUES_CONFIG] = settings.split_header_values
+    app.extensions[EXTENSION_KEY] = ServingState(settings=settings, script=script, swagger=swagger)
+    app.register_blueprint(_build_blueprint(settings))
+    app.before_request(_before_request)
+    app.after_request(_log_request)
+    app.after_request(_add_common_headers)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unhandled_error)
+    logger.info("Scoring timeout is set to %d", settings.scoring_timeout_ms)
+    logger.info("Worker with pid %d ready for serving traffic", os.getpid())
+    return app

@@ -1,0 +1,334 @@
+"""Run the scoring app under gunicorn, the WSGI server azmlinfsrv itself uses.
+
+Why gunicorn, and why a worker class of our own:
+
+* azmlinfsrv runs gunicorn *sync* workers: N processes, each importing ``score.py`` and running
+  ``init()`` before it accepts a connection, one request at a time per process, and
+  ``SCORING_TIMEOUT_MS`` as a ``SIGALRM`` on the main thread (which interrupts ``time.sleep``).
+  gunicorn gives us the same process model, the same boot-failure exit code (3) and the same
+  request-line/header limits, so scripts see what they see in Azure.
+* The sync worker closes every connection after one response, which caps throughput on
+  loopback. :class:`MainThreadWorker` keeps gunicorn's event loop for kept-alive connections
+  (the ``gthread`` worker's poller) but handles each request *inline on the main thread*, so
+  requests are still served one at a time per process and ``SIGALRM`` still works.
+* Werkzeug's development server is single-process and not meant for production; waitress and
+  gthread run the app off the main thread, where ``SIGALRM`` cannot be used.
+
+The listening socket is bound here, before gunicorn forks, so a taken port is one clear error
+and ``--port 0`` reports the port the system picked.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gunicorn import glogging, util
+from gunicorn.app.base import BaseApplication
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+from gunicorn.workers.gthread import _DEFER, ThreadWorker
+
+from modelstore.errors import EntryScriptError, ModelstoreError
+from modelstore.serving.logs import LOG_FORMAT
+
+WsgiApp = Callable[..., Iterable[bytes]]
+"""A WSGI callable (the Flask app); gunicorn calls it with ``environ, start_response``."""
+
+WORKER_BOOT_ERROR = 3
+"""gunicorn's exit code when a worker cannot boot; azmlinfsrv exits with it after init() fails."""
+
+_BOOT_FAILURE_FILENAME = "boot-failure.txt"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How to run the server; the app itself is configured by ``ServingSettings``."""
+
+    host: str = "127.0.0.1"
+    port: int = 5001
+    workers: int = 1
+    worker_timeout_s: int = 300
+    """gunicorn's ``--timeout`` (azmlinfsrv: ``WORKER_TIMEOUT``): a worker silent this long is
+    killed and replaced (its replacement runs ``init()`` again)."""
+    keepalive_s: int = 2
+    reload: bool = False
+    reload_paths: Sequence[Path] = ()
+    """Extra files whose change restarts the workers (modules the script imports are watched
+    anyway)."""
+    error_headers: Sequence[tuple[str, str]] = field(default_factory=tuple)
+    """Headers added to the JSON answers this module gives for requests gunicorn rejects
+    before the app sees them (414/431), e.g. ``x-ms-server-version``."""
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class BoundListener:
+    """A listening socket handed to gunicorn by file descriptor."""
+
+    fd: int
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def bind_listener(host: str, port: int) -> BoundListener:
+    """Bind and listen on ``host:port`` now, in the launching process.
+
+    Binding before gunicorn starts turns a taken port into one clear error (gunicorn would
+    retry for five seconds and print five log lines), and lets ``port=0`` pick a free port
+    whose real number we can print.
+    """
+    try:
+        infos = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICSERV
+        )
+    except socket.gaierror as exc:
+        raise ModelstoreError(
+            f"cannot listen on host {host!r}: {exc.strerror}; "
+            "use an address of this machine such as 127.0.0.1 or 0.0.0.0"
+        ) from exc
+    family, socktype, proto, _, address = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ModelstoreError(_bind_failure_text(host, port, exc)) from exc
+    bound_host, bound_port = sock.getsockname()[:2]
+    return BoundListener(fd=sock.detach(), host=str(bound_host), port=int(bound_port))
+
+
+def _bind_failure_text(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use (is another server running?); "
+            "stop it or choose another --port"
+        )
+    if exc.errno == errno.EACCES:
+        return f"permission denied to listen on port {port}; choose a port above 1023"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot listen on host {host}: it is not an address of this machine; "
+            "use 127.0.0.1 or 0.0.0.0"
+        )
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def serve(app_factory: Callable[[], WsgiApp], options: ServerOptions) -> int:
+    """Serve ``app_factory()`` (called once in every worker) until interrupted.
+
+    Returns the exit code: 0 after Ctrl-C / SIGTERM, 3 if a worker could not start the entry
+    script (its reason is printed last, as one ``Error:`` line), 1 for other server failures.
+    Raises ``ModelstoreError`` (exit 1) before anything starts if the address cannot be bound.
+    """
+    listener = bind_listener(options.host, options.port)
+    print(
+        f"modelstore serve: listening on {listener.url} "
+        f"(score at {listener.url}/score, {options.workers} worker(s)); press Ctrl-C to stop",
+        flush=True,
+    )
+    master_pid = os.getpid()
+    with tempfile.TemporaryDirectory(prefix="modelstore-serve-") as scratch:
+        failure_file = Path(scratch) / _BOOT_FAILURE_FILENAME
+        application = _GunicornApplication(app_factory, options, listener, failure_file)
+        try:
+            application.run()
+            code: object = 0
+        except SystemExit as exc:
+            if os.getpid() != master_pid:
+                raise  # a worker leaving: let it exit as gunicorn intends
+            code = exc.code
+        return _exit_code(code, failure_file)
+
+
+def _exit_code(code: object, failure_file: Path) -> int:
+    if code is None:
+        return 0
+    if not isinstance(code, int):  # gunicorn passes a message on some fatal errors
+        print(f"Error: {code}", file=sys.stderr, flush=True)
+        return 1
+    if code == WORKER_BOOT_ERROR:
+        reason = _read_failure(failure_file)
+        print(f"Error: {reason}", file=sys.stderr, flush=True)
+    return code
+
+
+def _read_failure(failure_file: Path) -> str:
+    try:
+        text = failure_file.read_text(encoding="utf-8").strip()
+    except OSError:
+        text = ""
+    return text or "a worker failed to boot; the reason is in the log above"
+
+
+class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn configured from :class:`ServerOptions` instead of its command line."""
+
+    def __init__(
+        self,
+        app_factory: Callable[[], WsgiApp],
+        options: ServerOptions,
+        listener: BoundListener,
+        failure_file: Path,
+    ) -> None:
+        self._app_factory = app_factory
+        self.options = options
+        self._listener = listener
+        self._failure_file = failure_file
+        super().__init__()
+
+    def load_config(self) -> None:
+        options = self.options
+        settings: dict[str, Any] = {
+            "bind": [f"fd://{self._listener.fd}"],
+            "workers": options.workers,
+            "worker_class": MainThreadWorker,
+            "threads": 1,
+            "timeout": options.worker_timeout_s,
+            "keepalive": options.keepalive_s,
+            "reload": options.reload,
+            "reload_extra_files": [str(path) for path in options.reload_paths],
+            "logger_class": AzmlLogger,
+            "loglevel": options.log_level,
+            "proc_name": "modelstore-serve",
+            # gunicorn's control socket is one fixed path per user: two servers would clash.
+            "control_socket_disable": True,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> WsgiApp:
+        """Runs in each worker after the fork: import score.py and run init()."""
+        try:
+            return self._app_factory()
+        except EntryScriptError as exc:
+            if self.options.reload:
+                # Keep the development server up: answer 503 until the script is fixed.
+                logging.getLogger("modelstore.serve").error(
+                    "%s; fix the entry script, the server reloads on save", exc
+                )
+                return _not_started_app(str(exc), self.options.error_headers)
+            self._failure_file.write_text(str(exc), encoding="utf-8")
+            sys.exit(WORKER_BOOT_ERROR)
+
+
+def _not_started_app(reason: str, extra_headers: Sequence[tuple[str, str]]) -> WsgiApp:
+    """The app a ``--reload`` server runs while the entry script cannot start."""
+    body = json.dumps({"message": f"The entry script could not start: {reason}"}).encode()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            *extra_headers,
+        ]
+        start_response("503 SERVICE UNAVAILABLE", headers)
+        return [body]
+
+    return app
+
+
+class _InlineExecutor:
+    """Stands in for gthread's thread pool: runs each connection job at once, on the caller's
+    (main) thread, and hands back a finished future."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # BaseException (SystemExit from a kill) must propagate
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Nothing runs in the background, so there is nothing to stop."""
+
+
+class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's gthread event loop (keep-alive) with requests handled on the main thread.
+
+    One request at a time per process, as azmlinfsrv's sync workers, and ``signal.SIGALRM``
+    (the ``SCORING_TIMEOUT_MS`` mechanism) keeps working because ``run()`` is called on the
+    main thread.
+    """
+
+    def get_thread_pool(self) -> _InlineExecutor:
+        return _InlineExecutor()
+
+    def handle(self, conn: Any) -> Any:
+        # A new connection whose request has not arrived yet waits in the poller instead of
+        # blocking the only thread (gthread's pool threads would wait up to 5 s for it).
+        if not conn.initialized and not conn.data_ready and not conn.wait_for_data(0):
+            return _DEFER
+        return super().handle(conn)
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer over-long request lines (414) and headers (431) with the JSON bodies and
+        request-id headers of every other modelstore error, instead of gunicorn's HTML page."""
+        if isinstance(exc, LimitRequestLine):
+            status = "414 URI Too Long"
+            message = (
+                f"The request line is too long ({exc}). "
+                "Send large inputs in the POST body instead of the URL."
+            )
+        elif isinstance(exc, LimitRequestHeaders):
+            status = "431 Request Header Fields Too Large"
+            message = (
+                f"The request headers are too large ({exc}). "
+                "Shorten them or send the data in the body."
+            )
+        else:
+            super().handle_error(req, client, addr, exc)
+            return
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        extra = getattr(self.app, "options", ServerOptions()).error_headers
+        try:
+            util.write_nonblock(client, _json_error_response(status, message, extra))
+        except Exception:
+            self.log.debug("Failed to send error message.")
+
+
+def _json_error_response(status: str, message: str, extra: Sequence[tuple[str, str]]) -> bytes:
+    body = json.dumps({"message": message}).encode()
+    request_id = str(uuid.uuid4())
+    headers = [
+        ("Connection", "close"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("x-request-id", request_id),
+        ("x-ms-request-id", request_id),
+        *extra,
+    ]
+    head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers) + "\r\n"
+    return head.encode("latin-1") + body
+
+
+class AzmlLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's logger writing azmlinfsrv's line format with UTC timestamps."""
+
+    error_fmt = LOG_FORMAT
+    datefmt = None
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            if handler.formatter is not None:
+                handler.formatter.converter = time.gmtime

@@ -1,0 +1,116 @@
+"""What one scoring app needs to know, gathered from azmlinfsrv's environment variables.
+
+The CLI (``modelstore serve``/``score``) and the pytest plugin both build a
+:class:`ServingSettings`; keeping the environment parsing here means every entry point reads
+``SCORING_TIMEOUT_MS`` & co. the same way, and a malformed value is reported once, clearly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from modelstore.errors import InvalidArgumentError
+
+DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
+DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
+"""Azure's nginx front end refuses bodies over 100 MiB, so this limit never refuses what Azure
+accepts (spec §11.3)."""
+
+
+def split_origins(value: str) -> list[str]:
+    """``"a, b"`` -> ``["a", "b"]``: azmlinfsrv trims each comma-separated item."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class ServingSettings(BaseModel):
+    """Settings of one scoring app; every field mirrors an azmlinfsrv option or a documented fix."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    entry_script: Path
+    app_root: Path | None = None
+    """``None``: ``$AML_APP_ROOT`` if set, else the current directory (azmlinfsrv's CLI default)."""
+    source_directory: str | None = None
+    cors_origins: list[str] = Field(default_factory=list)
+    scoring_timeout_ms: int = Field(default=DEFAULT_SCORING_TIMEOUT_MS, gt=0)
+    max_body_bytes: int | None = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
+    service_name: str = "ML service"
+    service_version: str = "1.0"
+    service_path_prefix: str = ""
+    server_version_header: bool = True
+    numpy_json: bool = False
+    validation_400: bool = False
+    split_header_values: bool = True
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_text(cls, value: Any) -> Any:
+        return split_origins(value) if isinstance(value, str) else value
+
+    def resolved_app_root(self) -> Path:
+        """The app root in force: azmlinfsrv's CLI uses the launch directory when unset."""
+        if self.app_root is not None:
+            return Path(os.path.abspath(self.app_root))
+        from_env = os.environ.get("AML_APP_ROOT")
+        return Path(os.path.abspath(from_env or os.getcwd()))
+
+    def resolved_entry_script(self) -> Path:
+        """The script path joined onto the app root, as azmlinfsrv does (an absolute path wins)."""
+        return Path(os.path.join(self.resolved_app_root(), self.entry_script))
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> ServingSettings:
+        """Settings from azmlinfsrv's variables, then ``overrides`` (the CLI flags) on top.
+
+        A malformed value raises :class:`InvalidArgumentError` naming the variable and the fix,
+        so ``modelstore serve`` fails with one line instead of a pydantic report.
+        """
+        values: dict[str, Any] = {}
+        if environ.get("AML_APP_ROOT"):
+            values["app_root"] = Path(environ["AML_APP_ROOT"])
+        if environ.get("AZUREML_SOURCE_DIRECTORY"):
+            values["source_directory"] = environ["AZUREML_SOURCE_DIRECTORY"]
+        if environ.get("AML_CORS_ORIGINS"):
+            values["cors_origins"] = split_origins(environ["AML_CORS_ORIGINS"])
+        if "SCORING_TIMEOUT_MS" in environ:
+            values["scoring_timeout_ms"] = _positive_int(
+                "SCORING_TIMEOUT_MS", environ["SCORING_TIMEOUT_MS"], "milliseconds"
+            )
+        for variable, field in (
+            ("SERVICE_NAME", "service_name"),
+            ("SERVICE_VERSION", "service_version"),
+            ("SERVICE_PATH_PREFIX", "service_path_prefix"),
+        ):
+            if variable in environ:
+                values[field] = environ[variable]
+        if "SERVER_VERSION_LOG_RESPONSE_ENABLED" in environ:
+            flag = environ["SERVER_VERSION_LOG_RESPONSE_ENABLED"].strip().lower()
+            values["server_version_header"] = flag == "true"
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"]) or "settings"
+            raise InvalidArgumentError(
+                f"invalid serving setting {where}={error.get('input')!r}: {error['msg']}; "
+                "fix the option or environment variable and start again"
+            ) from None
+
+
+def _positive_int(variable: str, text: str, unit: str) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InvalidArgumentError(
+            f"{variable}={text!r} is not a positive whole number of {unit}; "
+            f"set it to e.g. {variable}=60000 or unset it"
+        )
+    return value
