@@ -1,0 +1,220 @@
+"""``get_model_path``: Azure ML SDK v1's ``Model.get_model_path``, answer for answer.
+
+Inside a deployment this module follows ``azureml.core.model.Model._get_model_path_local``
+step by step (spec ``aml-model-resolution.md`` §3.3): the same ``os.path.join`` strings (a
+relative models root gives a relative answer), the numeric maximum version, the one-entry rule
+and the ``./<name>`` fallback. Only where the SDK would fail does modelstore add answers (spec
+§10): D1 reads ``AML_APP_ROOT`` at call time, D2 tries ``AZUREML_MODEL_DIR``, and D3, outside
+any deployment, asks the local registry. Every error keeps the SDK's text first and then says
+where modelstore looked.
+
+It is imported by users' ``score.py`` files, so at import it loads only the standard library
+and modelstore's light error and layout modules: no pydantic, no SQLAlchemy. The registry is
+imported only when D3 runs, which is the one path that touches a database.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from modelstore.errors import BadArgumentTypeError, ModelLayoutError, ModelNotFoundError
+from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV, MODELS_DIRNAME
+
+__all__ = ["Model", "get_model_path"]
+
+_LAYOUT_HINT = (
+    "A version folder must hold exactly one file or folder (the model's entry, named as "
+    "registered) and a model's folder only whole-number version folders."
+)
+
+
+def get_model_path(model_name: str, version: int | None = None) -> str:
+    """Return the path of a model's entry as ``Model.get_model_path`` of azureml-core 1.61 does.
+
+    ``version=None`` picks the highest version. Raises ModelNotFoundError (a LookupError) when
+    no location has the model, ModelLayoutError when a models folder breaks the Azure ML layout
+    and BadArgumentTypeError (a TypeError) for a non-int or bool version or a missing name.
+    """
+    _check_arguments(model_name, version)
+    environ = os.environ
+    app_root = environ.get(APP_ROOT_ENV, "")
+    raw_model_dir = environ.get(MODEL_DIR_ENV, "")
+    models_dir = os.path.join(app_root, MODELS_DIRNAME)  # D1: read at every call
+
+    found = _probe_models_dir(models_dir, model_name, version)
+    if found is not None:
+        return found
+    if os.path.exists(model_name):  # the SDK's cwd fallback: verbatim, version ignored
+        return model_name
+
+    model_dir = raw_model_dir.rstrip("/")
+    in_deployment = bool(app_root or raw_model_dir) or os.path.exists(MODELS_DIRNAME)
+    tried = [os.path.join(models_dir, model_name), f"./{model_name}"]
+    if in_deployment:
+        if model_dir:  # D2
+            found = _probe_azureml_model_dir(model_dir, model_name, version)
+            if found is not None:
+                return found
+            tried.append(f"{MODEL_DIR_ENV}={raw_model_dir}")
+        extra = _versions_note(model_name, _folder_versions(models_dir, model_dir, model_name))
+    else:  # D3
+        found, extra = _from_registry(model_name, version)
+        if found is not None:
+            return found
+        tried.append("the modelstore registry")
+    raise ModelNotFoundError(
+        f"Model {model_name} not found in cache at {models_dir} or in current working directory "
+        f"{os.getcwd()}. For more info, set logging level to DEBUG. "
+        f"modelstore looked for {_describe(model_name, version)} in: {', '.join(tried)}.{extra}"
+    )
+
+
+class Model:
+    """Stands in for ``azureml.core.model.Model`` in a ``score.py``: only the static
+    ``get_model_path`` exists, so ``from modelstore import Model`` is a one-line swap."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise BadArgumentTypeError(
+            "modelstore.Model cannot be instantiated: it only offers the static method "
+            "Model.get_model_path(model_name, version=None); use modelstore.Registry to look up "
+            "registered models"
+        )
+
+    @staticmethod
+    def get_model_path(model_name: str, version: int | None = None, _workspace: Any = None) -> str:
+        """Same as :func:`get_model_path`. ``_workspace`` is accepted so SDK calls keep working
+        and is ignored: modelstore never downloads from a workspace, it always resolves
+        locally."""
+        return get_model_path(model_name, version)
+
+
+def _check_arguments(model_name: object, version: object) -> None:
+    """The SDK's argument checks, in its order; ``bool`` versions are refused too (spec §10)."""
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise BadArgumentTypeError(
+            f"version should be an int (got {version!r} of type {type(version).__name__}); "
+            "pass a whole number such as 1, or None for the latest version"
+        )
+    if model_name is None:
+        raise BadArgumentTypeError(
+            "model_name is None; pass the model's name, e.g. get_model_path('my_model')"
+        )
+    if not isinstance(model_name, str):
+        raise BadArgumentTypeError(
+            f"model_name should be a str (got {model_name!r} of type "
+            f"{type(model_name).__name__}); pass the model's name, e.g. get_model_path('my_model')"
+        )
+
+
+def _probe_models_dir(models_dir: str, model_name: str, version: int | None) -> str | None:
+    """The SDK's probe of ``<models_dir>/<name>``: the entry's path, or None where the SDK falls
+    back to ``./<name>``. Layout faults raise ModelLayoutError with the SDK's text first."""
+    name_dir = os.path.join(models_dir, model_name)
+    if not os.path.exists(name_dir):
+        return None
+    if version is None:
+        try:
+            versions = os.listdir(name_dir)
+        except NotADirectoryError as exc:
+            raise ModelLayoutError(
+                f"{exc}. {name_dir} should be a folder of version folders. {_LAYOUT_HINT}"
+            ) from None
+        if not versions:
+            raise ModelLayoutError(
+                f"versions is empty: {name_dir} holds no version folder. {_LAYOUT_HINT}"
+            )
+        try:
+            chosen: int = max([int(entry) for entry in versions])
+        except ValueError as exc:
+            raise ModelLayoutError(
+                f"{exc} (a non-version entry in {name_dir}). {_LAYOUT_HINT}"
+            ) from None
+    else:
+        chosen = version
+    version_dir = os.path.join(name_dir, str(chosen))
+    if not os.path.exists(version_dir):
+        return None
+    return _single_entry(version_dir)
+
+
+def _single_entry(version_dir: str) -> str:
+    """The one-entry rule of a version folder (hidden files count, as in the SDK)."""
+    try:
+        entries = os.listdir(version_dir)
+    except NotADirectoryError as exc:
+        raise ModelLayoutError(
+            f"{exc}. {version_dir} should be a version folder. {_LAYOUT_HINT}"
+        ) from None
+    if len(entries) != 1:
+        raise ModelLayoutError(
+            f"Dir {version_dir} can contain only 1 file or folder. Found {entries}. {_LAYOUT_HINT}"
+        )
+    return os.path.join(version_dir, entries[0])
+
+
+def _probe_azureml_model_dir(model_dir: str, model_name: str, version: int | None) -> str | None:
+    """D2: ``AZUREML_MODEL_DIR`` in its single form (``.../<name>/<digits>``) or its multi form
+    (a models root). ``model_dir`` has its trailing ``/`` removed already."""
+    leaf = os.path.basename(model_dir)
+    if (
+        leaf.isdigit()
+        and os.path.basename(os.path.dirname(model_dir)) == model_name
+        and (version is None or (leaf.isascii() and int(leaf) == version))
+    ):
+        if not os.path.exists(model_dir):
+            return None
+        return _single_entry(model_dir)
+    name_dir = os.path.join(model_dir, model_name)
+    if not os.path.exists(name_dir):
+        return None
+    return _probe_models_dir(model_dir, model_name, version)
+
+
+def _from_registry(model_name: str, version: int | None) -> tuple[str | None, str]:
+    """D3: the stored entry's absolute path, or None and a note on what the registry knows.
+
+    Never creates a registry: ``Registry.open_existing`` returns None where there is none.
+    """
+    from modelstore.errors import ModelstoreError
+    from modelstore.registry import Registry
+
+    registry = Registry.open_existing()
+    if registry is None:
+        return None, " There is no modelstore registry (set MODELSTORE_HOME to use one)."
+    with registry:
+        try:
+            versions = registry.versions(model_name)
+        except ModelstoreError:  # e.g. a name the registry could never hold
+            versions = []
+        chosen = max(versions) if version is None and versions else version
+        if chosen is not None and chosen in versions:
+            return os.fspath(registry.path(model_name, chosen)), ""
+        where = f" The registry at {registry.home} "
+        if versions:
+            return None, f"{where}has versions {', '.join(map(str, versions))} of {model_name}."
+        return None, f"{where}has no model named {model_name}."
+
+
+def _folder_versions(models_dir: str, model_dir: str, model_name: str) -> list[int]:
+    """Whole-number version folders found for the name, to list them in a not-found error."""
+    found: set[int] = set()
+    for root in (models_dir, model_dir):
+        if not root:
+            continue
+        try:
+            entries = os.listdir(os.path.join(root, model_name))
+        except OSError:
+            continue
+        found.update(int(entry) for entry in entries if entry.isascii() and entry.isdigit())
+    return sorted(found)
+
+
+def _versions_note(model_name: str, versions: list[int]) -> str:
+    if not versions:
+        return ""
+    return f" Versions of {model_name} that exist there: {', '.join(map(str, versions))}."
+
+
+def _describe(model_name: str, version: int | None) -> str:
+    return model_name if version is None else f"{model_name} version {version}"
