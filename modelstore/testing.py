@@ -1,0 +1,224 @@
+"""The client a test uses to call a ``score.py``, and the response it gets back.
+
+These are the objects the ``scoring_client`` fixture of modelstore's pytest plugin returns; they
+live here, importable on their own, so users can annotate their tests with them
+(``def test_x(scoring_client: ScoringClientFactory)``). Requests go through Flask's test client
+into the very app ``modelstore serve`` runs, so status, headers and body are the server's own —
+no network, no worker process. The API follows ``requests`` (``json=``, ``data=``, ``files=``,
+``.status_code``, ``.json()``) so a test reads like the client code users already write.
+"""
+
+from __future__ import annotations
+
+import io
+import json as jsonlib
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import flask
+    from werkzeug.datastructures import Headers
+    from werkzeug.test import TestResponse
+
+    from modelstore.deployment import Deployment
+
+__all__ = [
+    "DeploymentFactory",
+    "ScoringClient",
+    "ScoringClientFactory",
+    "ScoringResponse",
+]
+
+SCORE_PATH = "/score"
+
+HeadersArg = Mapping[str, str] | Iterable[tuple[str, str]] | None
+FileArg = Any
+"""What ``files=`` accepts per field, as ``requests`` does: bytes, a binary file object, or a
+tuple ``(filename, content)`` / ``(filename, content, content_type)``."""
+
+
+class _Unset:
+    """``json=None`` must send the JSON ``null``; this marks "no json argument"."""
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+
+
+class ScoringResponse:
+    """One HTTP answer of the scoring app, shaped like a ``requests.Response``."""
+
+    def __init__(self, response: TestResponse) -> None:
+        self._response = response
+        self.status_code: int = response.status_code
+        self.headers: Headers = response.headers
+        self.content: bytes = response.get_data()
+
+    @property
+    def text(self) -> str:
+        """The body decoded with the response's charset (UTF-8 when none is given)."""
+        charset = self._response.mimetype_params.get("charset", "utf-8")
+        return self.content.decode(charset, errors="replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON; a body that is not JSON raises ``json.JSONDecodeError``."""
+        return jsonlib.loads(self.content)
+
+    def __repr__(self) -> str:
+        return f"<ScoringResponse [{self.status_code}] {self.content[:80]!r}>"
+
+
+class ScoringClient:
+    """Calls one loaded entry script through the scoring app (``init()`` has already run)."""
+
+    def __init__(self, app: flask.Flask) -> None:
+        self.app = app
+        """The Flask app ``modelstore serve`` would run for this script."""
+        self._client = app.test_client()
+
+    def post(
+        self,
+        path: str = SCORE_PATH,
+        *,
+        json: Any = _UNSET,
+        data: bytes | str | Mapping[str, str] | None = None,
+        files: Mapping[str, FileArg] | None = None,
+        headers: HeadersArg = None,
+        params: Mapping[str, str] | None = None,
+    ) -> ScoringResponse:
+        """POST to ``path`` (``/score`` by default).
+
+        ``json=`` sends ``json.dumps(value)`` as ``application/json`` (key order kept, as
+        ``requests`` does); ``data=`` sends bytes or text as they are, or a dict as a form;
+        ``files=`` sends a multipart upload (with ``data=`` dict fields beside the files).
+        """
+        return self.request(
+            "POST", path, json=json, data=data, files=files, headers=headers, params=params
+        )
+
+    def get(
+        self,
+        path: str = SCORE_PATH,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: HeadersArg = None,
+    ) -> ScoringResponse:
+        """GET ``path`` (``/score`` by default; ``/`` is the health check, ``/swagger.json``
+        the generated API document)."""
+        return self.request("GET", path, params=params, headers=headers)
+
+    def options(self, path: str = SCORE_PATH, *, headers: HeadersArg = None) -> ScoringResponse:
+        """OPTIONS ``path``: with ``Origin`` and ``Access-Control-Request-Method`` headers,
+        a CORS preflight."""
+        return self.request("OPTIONS", path, headers=headers)
+
+    def request(
+        self,
+        method: str,
+        path: str = SCORE_PATH,
+        *,
+        json: Any = _UNSET,
+        data: bytes | str | Mapping[str, str] | None = None,
+        files: Mapping[str, FileArg] | None = None,
+        headers: HeadersArg = None,
+        params: Mapping[str, str] | None = None,
+    ) -> ScoringResponse:
+        """Any method (``HEAD``, ``PUT``...), with the arguments of :meth:`post`."""
+        if json is not _UNSET and (data is not None or files is not None):
+            raise TypeError("pass either json= or data=/files=, not both")
+        content_type: str | None = None
+        body: Any = data
+        if json is not _UNSET:
+            body = jsonlib.dumps(json)
+            content_type = "application/json"
+        elif files is not None:
+            body = _multipart_fields(data, files)
+        response = self._client.open(
+            path,
+            method=method,
+            data=body,
+            headers=list(_header_items(headers)),
+            query_string=dict(params) if params is not None else None,
+            content_type=content_type,
+        )
+        try:
+            return ScoringResponse(response)
+        finally:
+            response.close()
+
+
+class DeploymentFactory(Protocol):
+    """The ``azureml_deployment`` fixture: ``azureml_deployment("my_model:1", "other:2")``."""
+
+    def __call__(self, *models: str | os.PathLike[str], copy: bool = False) -> Deployment: ...
+
+
+class ScoringClientFactory(Protocol):
+    """The ``scoring_client`` fixture: ``scoring_client("score.py", models=["my_model:1"])``."""
+
+    def __call__(
+        self,
+        entry_script: str | os.PathLike[str],
+        *,
+        models: Sequence[str | os.PathLike[str]] = (),
+        **settings: Any,
+    ) -> ScoringClient: ...
+
+
+def _header_items(headers: HeadersArg) -> Iterable[tuple[str, str]]:
+    if headers is None:
+        return ()
+    if isinstance(headers, Mapping):
+        return headers.items()
+    return headers
+
+
+def _multipart_fields(
+    data: bytes | str | Mapping[str, str] | None, files: Mapping[str, FileArg]
+) -> dict[str, Any]:
+    """``requests``-style ``files=`` (plus ``data=`` form fields) as Werkzeug's test-client
+    form, which encodes a ``(stream, filename, content_type)`` tuple as a file part."""
+    if data is not None and not isinstance(data, Mapping):
+        raise TypeError("with files=, data= must be a dict of form fields")
+    fields: dict[str, Any] = dict(data or {})
+    for field, spec in files.items():
+        fields[field] = _file_part(field, spec)
+    return fields
+
+
+def _file_part(field: str, spec: FileArg) -> tuple[Any, ...]:
+    if isinstance(spec, tuple):
+        if len(spec) not in (2, 3):
+            raise TypeError(
+                f"files[{field!r}] must be (filename, content) or "
+                f"(filename, content, content_type), not a {len(spec)}-tuple"
+            )
+        filename, content = spec[0], spec[1]
+        content_type = spec[2] if len(spec) == 3 else None
+    else:
+        content = spec
+        filename = os.path.basename(getattr(spec, "name", "") or field)
+        content_type = None
+    stream = _as_stream(field, content)
+    if content_type is None:
+        return (stream, filename)
+    return (stream, filename, content_type)
+
+
+def _as_stream(field: str, content: Any) -> io.BytesIO:
+    """Read the content now: the caller's file object stays untouched by the request."""
+    if isinstance(content, str):
+        return io.BytesIO(content.encode("utf-8"))
+    if isinstance(content, bytes | bytearray | memoryview):
+        return io.BytesIO(bytes(content))
+    read = getattr(content, "read", None)
+    if callable(read):
+        chunk = read()
+        return io.BytesIO(chunk.encode("utf-8") if isinstance(chunk, str) else bytes(chunk))
+    raise TypeError(
+        f"files[{field!r}] must be bytes, text, a file object or a (filename, content) tuple, "
+        f"not {type(content).__name__}"
+    )
