@@ -1,0 +1,415 @@
+"""The catalog: which versions exist, their manifests and metadata. Knows nothing of the tree.
+
+Writes run in ``BEGIN IMMEDIATE`` transactions (see ``engine``), so a read-modify-write such as
+"take the next version number" is atomic across processes. Reads use deferred transactions, and
+the hot look-up behind ``Registry.path`` runs a prepared statement on one persistent DBAPI
+connection, because an ORM round trip costs more than the whole lookup budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from modelstore.catalog import migrate
+from modelstore.catalog.engine import create_catalog_engine, is_sqlite
+from modelstore.catalog.records import FileRecord, NewVersion, VersionRecord
+from modelstore.catalog.tables import (
+    DELETING,
+    PENDING,
+    READY,
+    CatalogInfo,
+    FileRow,
+    ModelName,
+    VersionRow,
+)
+from modelstore.errors import CatalogError, PropertyImmutableError
+
+_VERSIONS = cast(Table, VersionRow.__table__)
+_FILES = cast(Table, FileRow.__table__)
+_NAMES = cast(Table, ModelName.__table__)
+_INFO = cast(Table, CatalogInfo.__table__)
+
+_LATEST_SQL = (
+    "SELECT version, entry FROM model_versions WHERE name = ? AND state = 'ready' "
+    "ORDER BY version DESC LIMIT 1"
+)
+_EXACT_SQL = (
+    "SELECT version, entry FROM model_versions WHERE name = ? AND version = ? AND state = 'ready'"
+)
+
+
+class Catalog:
+    def __init__(
+        self, db_url: str, migration_lock: contextlib.AbstractContextManager[Any] | None = None
+    ) -> None:
+        self.url = db_url
+        try:
+            self._engine: Engine = create_catalog_engine(db_url)
+            migrate.ensure_schema(self._engine, migration_lock or migrate.no_lock())
+            self._reader_fairy: Any = self._engine.raw_connection()
+        except SQLAlchemyError as exc:
+            raise CatalogError(
+                f"cannot open the catalog {make_url(db_url)!r}: {_one_line(exc)}; check "
+                "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
+            ) from exc
+        except Exception as exc:
+            if exc.__class__.__module__.startswith("sqlite3"):
+                raise CatalogError(
+                    f"cannot open the catalog {make_url(db_url)!r}: {_one_line(exc)}; check "
+                    "that the database file is a modelstore catalog"
+                ) from exc
+            raise
+        self._fast = is_sqlite(make_url(db_url))
+        self._reads = self._engine.execution_options(modelstore_read=True)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._reader_fairy.close()
+        self._engine.dispose()
+
+    # --- transactions ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """One immediate (write-locked) transaction; commits on success."""
+        try:
+            with self._engine.begin() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise _catalog_error(exc, "writing to") from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self._reads.connect() as connection:
+                yield connection
+                connection.rollback()
+        except SQLAlchemyError as exc:
+            raise _catalog_error(exc, "reading") from exc
+
+    # --- registration ------------------------------------------------------------------------
+
+    def reserve(self, new: NewVersion) -> VersionRecord:
+        """Take the next number for ``new.name`` and record the version as pending, in one
+        transaction: the number is spent even if the publish never completes."""
+        with self._write() as connection:
+            last = connection.execute(
+                select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
+            ).scalar_one_or_none()
+            version = (last or 0) + 1
+            if last is None:
+                connection.execute(insert(_NAMES).values(name=new.name, last_version=version))
+            else:
+                connection.execute(
+                    update(_NAMES).where(_NAMES.c.name == new.name).values(last_version=version)
+                )
+            inserted = connection.execute(
+                insert(_VERSIONS).values(
+                    name=new.name,
+                    version=version,
+                    state=PENDING,
+                    token=new.token,
+                    entry=new.entry,
+                    kind=new.kind,
+                    size=new.size,
+                    file_count=new.file_count,
+                    sha256=new.sha256,
+                    created_at=new.created_at.astimezone(timezone.utc).replace(tzinfo=None),
+                    tags=dict(new.tags),
+                    properties=dict(new.properties),
+                    description=new.description,
+                    framework=new.framework,
+                    framework_version=new.framework_version,
+                )
+            ).inserted_primary_key
+            assert inserted is not None
+            row_id = int(inserted[0])
+            connection.execute(
+                insert(_FILES),
+                [
+                    {"version_id": row_id, "relpath": f.relpath, "size": f.size, "sha256": f.sha256}
+                    for f in new.files
+                ],
+            )
+        return VersionRecord(
+            id=row_id,
+            name=new.name,
+            version=version,
+            state=PENDING,
+            token=new.token,
+            entry=new.entry,
+            kind=new.kind,
+            size=new.size,
+            file_count=new.file_count,
+            sha256=new.sha256,
+            created_at=new.created_at,
+            tags=dict(new.tags),
+            properties=dict(new.properties),
+            description=new.description,
+            framework=new.framework,
+            framework_version=new.framework_version,
+        )
+
+    def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
+        """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``
+        (another process finished or removed it meanwhile)."""
+        with self._write() as connection:
+            result = connection.execute(
+                update(_VERSIONS)
+                .where(_VERSIONS.c.id == row_id, _VERSIONS.c.state == expected)
+                .values(state=state)
+            )
+        return bool(result.rowcount)
+
+    def forget(self, row_ids: Iterable[int]) -> None:
+        """Remove version rows and their manifests (the name's high-water mark stays)."""
+        ids = list(row_ids)
+        if not ids:
+            return
+        with self._write() as connection:
+            connection.execute(delete(_FILES).where(_FILES.c.version_id.in_(ids)))
+            connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id.in_(ids)))
+
+    def start_delete(self, name: str, version: int | None, token: str) -> list[VersionRecord]:
+        """Flip the chosen ready versions to ``deleting`` (invisible from now on) in one
+        transaction and return them; the caller then removes the folders and ``forget``s them."""
+        with self._write() as connection:
+            where = [_VERSIONS.c.name == name, _VERSIONS.c.state == READY]
+            if version is not None:
+                where.append(_VERSIONS.c.version == version)
+            rows = connection.execute(select(_VERSIONS).where(*where)).mappings().all()
+            if rows:
+                connection.execute(
+                    update(_VERSIONS)
+                    .where(_VERSIONS.c.id.in_([r["id"] for r in rows]))
+                    .values(state=DELETING, token=token)
+                )
+        return [_record(r, state=DELETING, token=token) for r in rows]
+
+    # --- fast lookups ------------------------------------------------------------------------
+
+    def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
+        """(version, entry) of a ready version, the latest when ``version`` is None."""
+        if self._fast:
+            cursor = self._reader_fairy.driver_connection.execute(
+                _LATEST_SQL if version is None else _EXACT_SQL,
+                (name,) if version is None else (name, version),
+            )
+            rows = cursor.fetchall()  # fetch everything: an unfinished statement holds a lock
+        else:
+            query = select(_VERSIONS.c.version, _VERSIONS.c.entry).where(
+                _VERSIONS.c.name == name, _VERSIONS.c.state == READY
+            )
+            query = (
+                query.order_by(_VERSIONS.c.version.desc()).limit(1)
+                if version is None
+                else query.where(_VERSIONS.c.version == version)
+            )
+            with self._read() as connection:
+                rows = [tuple(r) for r in connection.execute(query).all()]
+        if not rows:
+            return None
+        return int(rows[0][0]), str(rows[0][1])
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def versions(self, name: str) -> list[int]:
+        with self._read() as connection:
+            return list(
+                connection.execute(
+                    select(_VERSIONS.c.version)
+                    .where(_VERSIONS.c.name == name, _VERSIONS.c.state == READY)
+                    .order_by(_VERSIONS.c.version)
+                ).scalars()
+            )
+
+    def names(self) -> list[str]:
+        """Names with at least one ready version, sorted."""
+        with self._read() as connection:
+            return list(
+                connection.execute(
+                    select(_VERSIONS.c.name)
+                    .where(_VERSIONS.c.state == READY)
+                    .distinct()
+                    .order_by(_VERSIONS.c.name)
+                ).scalars()
+            )
+
+    def get(self, name: str, version: int) -> VersionRecord | None:
+        with self._read() as connection:
+            row = (
+                connection.execute(
+                    select(_VERSIONS).where(
+                        _VERSIONS.c.name == name,
+                        _VERSIONS.c.version == version,
+                        _VERSIONS.c.state == READY,
+                    )
+                )
+                .mappings()
+                .one_or_none()
+            )
+        return None if row is None else _record(row)
+
+    def ready_versions(self, name: str | None = None) -> list[VersionRecord]:
+        """Ready versions, name ascending then version descending (Azure ML's order)."""
+        query = select(_VERSIONS).where(_VERSIONS.c.state == READY)
+        if name is not None:
+            query = query.where(_VERSIONS.c.name == name)
+        query = query.order_by(_VERSIONS.c.name, _VERSIONS.c.version.desc())
+        with self._read() as connection:
+            return [_record(r) for r in connection.execute(query).mappings()]
+
+    def rows(self, states: Sequence[str] = (PENDING, READY, DELETING)) -> list[VersionRecord]:
+        """Every row in the given states (for doctor, which must see unfinished work too)."""
+        with self._read() as connection:
+            return [
+                _record(r)
+                for r in connection.execute(
+                    select(_VERSIONS)
+                    .where(_VERSIONS.c.state.in_(list(states)))
+                    .order_by(_VERSIONS.c.name, _VERSIONS.c.version)
+                ).mappings()
+            ]
+
+    def files(self, row_id: int) -> list[FileRecord]:
+        with self._read() as connection:
+            return [
+                FileRecord(relpath=r.relpath, size=r.size, sha256=r.sha256)
+                for r in connection.execute(
+                    select(_FILES.c.relpath, _FILES.c.size, _FILES.c.sha256)
+                    .where(_FILES.c.version_id == row_id)
+                    .order_by(_FILES.c.relpath)
+                )
+            ]
+
+    # --- metadata updates --------------------------------------------------------------------
+
+    def update_tags(
+        self, name: str, version: int, add: Mapping[str, str], remove: Iterable[str]
+    ) -> VersionRecord | None:
+        """Add (overwriting) then remove, atomically; None if there is no such ready version."""
+        removals = list(remove)
+        with self._write() as connection:
+            row = _ready_row(connection, name, version)
+            if row is None:
+                return None
+            tags = dict(row["tags"])
+            tags.update(add)
+            for key in removals:
+                tags.pop(key, None)
+            connection.execute(
+                update(_VERSIONS).where(_VERSIONS.c.id == row["id"]).values(tags=tags)
+            )
+        return _record(row, tags=tags)
+
+    def add_properties(
+        self, name: str, version: int, properties: Mapping[str, str]
+    ) -> VersionRecord | None:
+        """Add-only and all-or-nothing, as Azure ML: any existing key refuses the whole call."""
+        with self._write() as connection:
+            row = _ready_row(connection, name, version)
+            if row is None:
+                return None
+            current = dict(row["properties"])
+            taken = [key for key in properties if key in current]
+            if taken:
+                raise PropertyImmutableError(
+                    "Error, properties are immutable, the following keys cannot be "
+                    f"added/modified: {','.join(taken)} (register a new version to change them)"
+                )
+            current.update(properties)
+            connection.execute(
+                update(_VERSIONS).where(_VERSIONS.c.id == row["id"]).values(properties=current)
+            )
+        return _record(row, properties=current)
+
+    def set_description(
+        self, name: str, version: int, description: str | None
+    ) -> VersionRecord | None:
+        with self._write() as connection:
+            row = _ready_row(connection, name, version)
+            if row is None:
+                return None
+            connection.execute(
+                update(_VERSIONS).where(_VERSIONS.c.id == row["id"]).values(description=description)
+            )
+        return _record(row, description=description)
+
+    # --- catalog facts -----------------------------------------------------------------------
+
+    def info(self) -> dict[str, str]:
+        table = _INFO
+        with self._read() as connection:
+            return {r.key: r.value for r in connection.execute(select(table.c.key, table.c.value))}
+
+    def set_info_default(self, key: str, value: str) -> None:
+        """Record a fact once (the first writer wins; later calls keep it)."""
+        table = _INFO
+        with self._write() as connection:
+            exists = connection.execute(
+                select(table.c.key).where(table.c.key == key)
+            ).scalar_one_or_none()
+            if exists is None:
+                connection.execute(insert(table).values(key=key, value=value))
+
+
+def _ready_row(connection: Connection, name: str, version: int) -> Any:
+    return (
+        connection.execute(
+            select(_VERSIONS).where(
+                _VERSIONS.c.name == name,
+                _VERSIONS.c.version == version,
+                _VERSIONS.c.state == READY,
+            )
+        )
+        .mappings()
+        .one_or_none()
+    )
+
+
+def _record(row: Any, **changes: Any) -> VersionRecord:
+    created_at: datetime = row["created_at"]
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=timezone.utc)
+    values = {
+        "id": row["id"],
+        "name": row["name"],
+        "version": row["version"],
+        "state": row["state"],
+        "token": row["token"],
+        "entry": row["entry"],
+        "kind": row["kind"],
+        "size": row["size"],
+        "file_count": row["file_count"],
+        "sha256": row["sha256"],
+        "created_at": created_at,
+        "tags": dict(row["tags"]),
+        "properties": dict(row["properties"]),
+        "description": row["description"],
+        "framework": row["framework"],
+        "framework_version": row["framework_version"],
+    }
+    values.update(changes)
+    return VersionRecord(**values)
+
+
+def _catalog_error(exc: SQLAlchemyError, doing: str) -> CatalogError:
+    cause = _one_line(getattr(exc, "orig", None) or exc)
+    if "disk" in cause and "full" in cause:
+        hint = "the disk is full; free some space and retry"
+    elif "locked" in cause:
+        hint = "another process kept the catalog locked too long; retry"
+    else:
+        hint = "check the database file or URL, then retry; `modelstore doctor` reports leftovers"
+    return CatalogError(f"error {doing} the catalog ({cause}): {hint}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

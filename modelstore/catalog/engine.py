@@ -1,0 +1,82 @@
+"""Engine set-up: how a catalog URL becomes a SQLAlchemy engine that many processes can share.
+
+For SQLite: WAL (readers never block the writer), ``synchronous=NORMAL`` (a commit is durable
+at the next checkpoint; the tree's own fsyncs make a version durable), a long busy timeout, and
+every transaction opened with ``BEGIN IMMEDIATE`` so that two writers queue on the database lock
+instead of failing with "database is locked" when one upgrades a read lock to a write lock.
+pysqlite's own transaction handling is switched off (``isolation_level = None``) so that
+SQLAlchemy's ``begin`` event decides how transactions start: SQLAlchemy's documented recipe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+BUSY_TIMEOUT_S = 120.0
+"""How long a writer waits for another process's transaction before giving up."""
+
+
+def is_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite"
+
+
+def is_memory(url: URL) -> bool:
+    """An in-memory SQLite catalog: plain ``sqlite://`` or a ``mode=memory`` URI."""
+    if not is_sqlite(url):
+        return False
+    database = url.database or ""
+    return database in ("", ":memory:") or url.query.get("mode") == "memory"
+
+
+def sqlite_file(url: URL) -> str | None:
+    """The file an on-disk SQLite URL names (``file:`` URIs included), else None."""
+    if not is_sqlite(url) or is_memory(url):
+        return None
+    database = url.database or ""
+    if database.startswith("file:"):
+        database = database[len("file:") :]
+    return database or None
+
+
+def create_catalog_engine(db_url: str) -> Engine:
+    url = make_url(db_url)
+    if not is_sqlite(url):
+        return create_engine(url, pool_pre_ping=True)
+    memory = is_memory(url)
+    kwargs: dict[str, Any] = {
+        "connect_args": {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
+    }
+    if memory:
+        # One connection per engine: a private database for "sqlite://"; for a shared-cache
+        # URI, one connection per Registry into the process-wide database.
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            if not memory:
+                # WAL is a property of the file: set it once (switching needs the write lock,
+                # so asking first keeps every later open free of lock traffic).
+                cursor.execute("PRAGMA journal_mode")
+                if str(cursor.fetchone()[0]).lower() != "wal":
+                    cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        # Readers (engine.execution_options(modelstore_read=True)) take no write lock.
+        read_only = connection.get_execution_options().get("modelstore_read", False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,104 @@
+"""Bring a catalog to the schema of this release, cheaply when it already is there.
+
+Opening a registry is frequent (every CLI call, every ``get_model_path`` fallback), and alembic's
+machinery costs tens of milliseconds, so the revision is read first with one raw query and
+alembic runs only when the catalog is new or older. Concurrent first opens are serialised by
+the caller's lock; the migration itself runs in one transaction (SQLite DDL is transactional).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from modelstore.errors import CatalogError
+
+HEAD_REVISION = "0002"
+"""The newest migration shipped with this release (a test checks it against the scripts)."""
+
+KNOWN_REVISIONS = ("0001", "0002")
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The catalog's alembic revision, or None for a catalog without one (new, empty)."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+                if engine.dialect.name == "sqlite"
+                else "SELECT 1 FROM information_schema.tables WHERE table_name='alembic_version'"
+            )
+            if not cursor.fetchall():
+                return None
+            cursor.execute("SELECT version_num FROM alembic_version")
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        if engine.dialect.name != "sqlite":
+            raw.commit()
+    finally:
+        raw.close()
+    return str(rows[0][0]) if rows else None
+
+
+def alembic_config(connection: Any) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run alembic's upgrade to ``revision`` on ``engine`` (tests use it to build old catalogs)."""
+    from alembic import command
+
+    with engine.connect() as connection:
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+
+
+def ensure_schema(engine: Engine, lock: contextlib.AbstractContextManager[Any]) -> None:
+    """Make the catalog current; a no-op (one query) when it already is."""
+    revision = current_revision(engine)
+    if revision == HEAD_REVISION:
+        return
+    _refuse_unknown(revision)
+    with lock:
+        revision = current_revision(engine)  # another process may have just done it
+        if revision == HEAD_REVISION:
+            return
+        _refuse_unknown(revision)
+        try:
+            upgrade(engine)
+        except Exception as exc:  # alembic and the driver raise many kinds
+            raise CatalogError(
+                f"cannot bring the catalog to schema {HEAD_REVISION} ({exc.__class__.__name__}: "
+                f"{_one_line(exc)}); check the database URL and that the file is writable"
+            ) from exc
+
+
+def _refuse_unknown(revision: str | None) -> None:
+    if revision is not None and revision not in KNOWN_REVISIONS:
+        raise CatalogError(
+            f"the catalog has schema revision {revision!r}, unknown to this modelstore release "
+            f"(newest known: {HEAD_REVISION}); upgrade modelstore to open it"
+        )
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+@contextlib.contextmanager
+def no_lock() -> Iterator[None]:
+    yield

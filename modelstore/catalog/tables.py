@@ -1,0 +1,83 @@
+"""The catalog's tables, as typed SQLAlchemy 2.x declarative classes.
+
+A version row goes through ``pending`` (its number is taken, its folder may be on the way into
+the tree) -> ``ready`` (visible to every reader) -> ``deleting`` (invisible again, its folder on
+the way out). Only ``ready`` rows are ever returned to users; the other states exist so that a
+crash at any moment leaves a row that ``doctor`` can finish or roll back.
+
+The migrations in ``migrations/versions`` must produce exactly these tables; a test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PENDING = "pending"
+READY = "ready"
+DELETING = "deleting"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ModelName(Base):
+    """One row per name ever registered; ``last_version`` is the high-water mark, kept even when
+    every version is deleted, so that a number is never handed out twice."""
+
+    __tablename__ = "model_names"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class VersionRow(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+        Index("ix_model_versions_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(ForeignKey("model_names.name"), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    entry: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    file_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(nullable=False)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    framework: Mapped[str | None] = mapped_column(Text, nullable=True)
+    framework_version: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FileRow(Base):
+    """The manifest: one row per stored file, path relative to the version folder (so it starts
+    with the entry name), as registered."""
+
+    __tablename__ = "version_files"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    relpath: Mapped[str] = mapped_column(Text, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+
+
+class CatalogInfo(Base):
+    """Facts about the catalog itself (which release created it), for support and ``doctor``."""
+
+    __tablename__ = "catalog_info"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)

@@ -1,0 +1,572 @@
+"""``Registry``: the Python API of the model registry, one method per user operation.
+
+It joins the catalog (which versions exist, their manifests and metadata) and the store (the
+``azureml-models`` tree); those two never import each other. The order of their steps is what
+makes a crash harmless:
+
+register  copy+hash into staging -> catalog: take the number, row *pending* -> one rename into
+          the tree -> catalog: row *ready*. Readers see only ready rows; a folder appears in the
+          tree only complete, and only after its number is taken (so never reused).
+delete    catalog: rows *deleting* (invisible) -> rename out to trash -> catalog: rows gone ->
+          trash emptied.
+doctor    finishes or rolls back whatever a killed process left at any of those steps.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import make_url
+
+from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
+from modelstore.catalog.engine import is_memory, sqlite_file
+from modelstore.catalog.records import VersionRecord
+from modelstore.errors import (
+    BadArgumentTypeError,
+    DeploymentRefusedError,
+    InvalidArgumentError,
+    ModelNotFoundError,
+    ModelstoreError,
+)
+from modelstore.layout import (
+    DB_URL_ENV,
+    LOCAL_MODEL_VERSION,
+    StoreLayout,
+    default_home,
+    local_model_name,
+    validate_name,
+)
+from modelstore.modelversion import ModelVersion
+from modelstore.registry_reports import (
+    DeletePlan,
+    DoctorReport,
+    Finding,
+    VerifyReport,
+    VersionCheck,
+)
+from modelstore.store import Store, check_version, manifest_digest, plan_source
+
+if TYPE_CHECKING:
+    from modelstore.deployment import Deployment
+
+__all__ = ["DeletePlan", "DoctorReport", "Finding", "Registry", "VerifyReport", "VersionCheck"]
+
+FilterItem = str | Sequence[str]
+_SHOWN = 20  # how many names / versions an error message lists
+
+
+class Registry:
+    """A model registry rooted at ``home`` (see ``modelstore.layout``)."""
+
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, db_url: str | None = None
+    ) -> None:
+        self.home = (Path(home).expanduser() if home is not None else default_home()).absolute()
+        self.layout = StoreLayout(self.home)
+        self._store = Store(self.layout)
+        url = db_url or os.environ.get(DB_URL_ENV) or None
+        if url is None:
+            _make_home(self.home)
+            url = self.layout.default_db_url()
+        self.db_url = url
+        memory = is_memory(make_url(url))
+        self._catalog = Catalog(url, None if memory else self._store.catalog_lock())
+        self._models_prefix = f"{self.layout.models_dir}{os.sep}"
+
+    @classmethod
+    def open_existing(
+        cls, home: str | os.PathLike[str] | None = None, db_url: str | None = None
+    ) -> Registry | None:
+        """The registry at ``home`` if one exists there, else None. Never creates anything."""
+        root = (Path(home).expanduser() if home is not None else default_home()).absolute()
+        url = db_url or os.environ.get(DB_URL_ENV) or None
+        if url is None:
+            if not StoreLayout(root).catalog_path.is_file():
+                return None
+        else:
+            database = sqlite_file(make_url(url))
+            if database is not None and not os.path.isfile(database):
+                return None
+        return cls(root, url)
+
+    def close(self) -> None:
+        self._catalog.close()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Registry(home={str(self.home)!r})"
+
+    # --- register ----------------------------------------------------------------------------
+
+    def register(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        description: str | None = None,
+        framework: str | None = None,
+        framework_version: str | None = None,
+        child_paths: Sequence[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ModelVersion:
+        """Copy a file or folder into the store as the next version of ``name``.
+
+        Checks run in Azure ML's order (name, framework version, path, child paths, tags and
+        properties) and all of them before anything is written.
+        """
+        validate_name(name)
+        if framework_version is not None and not framework:
+            raise InvalidArgumentError(
+                "Model framework version cannot be provided without a valid framework; "
+                "give the framework too (e.g. framework='ScikitLearn')"
+            )
+        _optional_str(framework, "framework")
+        _optional_str(framework_version, "framework_version")
+        _optional_str(description, "description")
+        if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
+            raise BadArgumentTypeError(
+                f"path must be a str or os.PathLike, not {type(path).__name__}"
+            )
+        plan = plan_source(path, _str_list(child_paths, "child_paths"))
+        tag_map = _str_map(tags, "Tags")
+        property_map = _str_map(properties, "Properties")
+
+        token = self._store.new_token()
+        with self._store.token_lock(token):
+            staged = self._store.stage(plan, token, progress)
+            new = NewVersion(
+                name=name,
+                entry=plan.entry,
+                kind=plan.kind,
+                size=sum(f.size for f in staged),
+                file_count=len(staged),
+                sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in staged),
+                created_at=datetime.now(timezone.utc),
+                token=token,
+                files=[FileRecord(f.relpath, f.size, f.sha256) for f in staged],
+                tags=tag_map,
+                properties=property_map,
+                description=description,
+                framework=framework,
+                framework_version=framework_version,
+            )
+            try:
+                record = self._catalog.reserve(new)
+            except BaseException:
+                self._store.discard(token)
+                raise
+            try:
+                self._store.publish(token, name, record.version, plan.entry)
+            except BaseException:
+                self._catalog.forget([record.id])  # the number stays spent
+                raise
+            self._catalog.set_state(record.id, READY, expected=PENDING)
+        return self._model(record)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion:
+        """One version (the highest when ``version`` is None)."""
+        _check_version(version, allow_none=True)
+        validate_name(name)
+        for _attempt in range(3):  # a concurrent delete can remove "latest" between the queries
+            found = self._catalog.locate(name, version)
+            if found is None:
+                break
+            record = self._catalog.get(name, found[0])
+            if record is not None:
+                return self._model(record)
+        raise self._not_found(name, version)
+
+    def list(
+        self,
+        name: str | None = None,
+        tags: Sequence[FilterItem] | None = None,
+        properties: Sequence[FilterItem] | None = None,
+        latest: bool = False,
+    ) -> builtins.list[ModelVersion]:
+        """Versions passing every filter (Azure ML semantics: an item is ``"key"`` (present) or
+        ``["key", "value"]`` (equal); all items must match), ordered by name, then version
+        descending; ``latest`` keeps per name the highest version among those that pass."""
+        if name is not None:
+            validate_name(name)
+        tag_items = _filter_items(tags, "tags")
+        property_items = _filter_items(properties, "properties")
+        result: builtins.list[ModelVersion] = []
+        seen: set[str] = set()
+        for record in self._catalog.ready_versions(name):
+            if not (
+                _matches(record.tags, tag_items) and _matches(record.properties, property_items)
+            ):
+                continue
+            if latest:
+                if record.name in seen:
+                    continue
+                seen.add(record.name)
+            result.append(self._model(record))
+        return result
+
+    def versions(self, name: str) -> builtins.list[int]:
+        """The registered versions of ``name``, ascending ([] for an unknown name)."""
+        validate_name(name)
+        return self._catalog.versions(name)
+
+    def path(self, name: str, version: int | None = None) -> Path:
+        """The entry of a version in the tree (the highest version when ``version`` is None)."""
+        if version is not None and (type(version) is not int or version < 1):
+            _check_version(version, allow_none=True)
+        found = self._catalog.locate(name, version)
+        if found is None:
+            validate_name(name)
+            raise self._not_found(name, version)
+        return Path(f"{self._models_prefix}{name}{os.sep}{found[0]}{os.sep}{found[1]}")
+
+    # --- metadata ----------------------------------------------------------------------------
+
+    def update_tags(
+        self,
+        name: str,
+        version: int,
+        add: Mapping[str, str] | None = None,
+        remove: Iterable[str] | str | None = None,
+    ) -> ModelVersion:
+        """Merge ``add`` (overwriting), then drop the ``remove`` keys (absent keys are fine)."""
+        validate_name(name)
+        _check_version(version)
+        additions = _str_map(add, "Tags")
+        removals = [remove] if isinstance(remove, str) else _str_list(remove, "remove") or []
+        record = self._catalog.update_tags(name, version, additions, removals)
+        if record is None:
+            raise self._not_found(name, version)
+        return self._model(record)
+
+    def add_properties(
+        self, name: str, version: int, properties: Mapping[str, str]
+    ) -> ModelVersion:
+        """Add new properties; any key that already exists refuses the whole call (Azure ML)."""
+        validate_name(name)
+        _check_version(version)
+        record = self._catalog.add_properties(name, version, _str_map(properties, "Properties"))
+        if record is None:
+            raise self._not_found(name, version)
+        return self._model(record)
+
+    def set_description(self, name: str, version: int, description: str | None) -> ModelVersion:
+        validate_name(name)
+        _check_version(version)
+        _optional_str(description, "description")
+        record = self._catalog.set_description(name, version, description)
+        if record is None:
+            raise self._not_found(name, version)
+        return self._model(record)
+
+    # --- delete ------------------------------------------------------------------------------
+
+    def plan_delete(self, name: str, version: int | None = None) -> DeletePlan:
+        """What ``delete`` would remove: one version, or every version when ``version`` is None."""
+        validate_name(name)
+        if version is None:
+            versions = self.list(name)
+            if not versions:
+                raise self._not_found(name, None)
+        else:
+            versions = [self.get(name, version)]
+        return DeletePlan(versions=versions, bytes=sum(v.size for v in versions), dry_run=True)
+
+    def delete(self, name: str, version: int | None = None, *, dry_run: bool = False) -> DeletePlan:
+        """Remove one version (or all of them). Numbers are never handed out again."""
+        if dry_run:
+            return self.plan_delete(name, version)
+        validate_name(name)
+        _check_version(version, allow_none=True)
+        token = self._store.new_token()
+        with self._store.token_lock(token):
+            records = self._catalog.start_delete(name, version, token)
+            if not records:
+                raise self._not_found(name, version)
+            try:
+                trash = self._store.unpublish(name, [r.version for r in records], token)
+            except BaseException:
+                for record in records:
+                    self._catalog.set_state(record.id, READY, expected=DELETING)
+                raise
+            self._catalog.forget(r.id for r in records)
+            with contextlib.suppress(OSError):  # a leftover in trash is doctor's; delete is done
+                self._store.empty_trash(trash)
+        models = [self._model(r) for r in sorted(records, key=lambda r: -r.version)]
+        return DeletePlan(versions=models, bytes=sum(m.size for m in models), dry_run=False)
+
+    # --- integrity ---------------------------------------------------------------------------
+
+    def verify(self, name: str | None = None, version: int | None = None) -> VerifyReport:
+        """Re-hash stored files against their manifest: missing, changed and extra files, and any
+        second item in a version folder (which breaks Azure ML's ``get_model_path``)."""
+        if version is not None and name is None:
+            raise InvalidArgumentError(
+                "verify: a version needs a model name (name=..., version=...)"
+            )
+        if name is None:
+            records = self._catalog.ready_versions()
+        elif version is None:
+            validate_name(name)
+            records = self._catalog.ready_versions(name)
+            if not records:
+                raise self._not_found(name, None)
+        else:
+            validate_name(name)
+            _check_version(version)
+            record = self._catalog.get(name, version)
+            if record is None:
+                raise self._not_found(name, version)
+            records = [record]
+        checks = [self._check(record) for record in records]
+        return VerifyReport(versions=checks)
+
+    def _check(self, record: VersionRecord, *, deep: bool = True) -> VersionCheck:
+        expected = {f.relpath: (f.size, f.sha256) for f in self._catalog.files(record.id)}
+        tree = check_version(
+            os.fspath(self.layout.version_dir(record.name, record.version)),
+            record.entry,
+            expected,
+            deep=deep,
+        )
+        return VersionCheck(
+            name=record.name,
+            version=record.version,
+            id=f"{record.name}:{record.version}",
+            missing=tree.missing,
+            changed=tree.changed,
+            extra=tree.extra,
+            foreign_entries=tree.foreign_entries,
+        )
+
+    def doctor(self, repair: bool = False) -> DoctorReport:
+        """Find (and with ``repair`` clean) what interrupted work left behind."""
+        from modelstore.registry_doctor import Doctor
+
+        return Doctor(self._catalog, self._store, self._check).run(repair)
+
+    # --- deploy ------------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        refs: Sequence[str | os.PathLike[str]],
+        app_root: str | os.PathLike[str],
+        *,
+        copy: bool = False,
+        force: bool = False,
+    ) -> Deployment:
+        """Lay out registered versions (REFs) and/or local files as an Azure ML app root."""
+        from modelstore.deployment import ModelSource, build_deployment
+
+        if isinstance(refs, str | os.PathLike):
+            raise BadArgumentTypeError("refs must be a list of model references or paths")
+        sources: builtins.list[ModelSource] = []
+        seen: dict[tuple[str, int], str] = {}
+        for ref in refs:
+            source = self._resolve_source(ref, ModelSource)
+            key = (source.name, source.version)
+            if key in seen:
+                raise DeploymentRefusedError(
+                    f"{os.fspath(ref)!r} and {seen[key]!r} both deploy {source.name}:"
+                    f"{source.version}; give each model once"
+                )
+            seen[key] = os.fspath(ref)
+            sources.append(source)
+        return build_deployment(sources, app_root, copy=copy, force=force, store_dir=self.home)
+
+    def _resolve_source(self, ref: str | os.PathLike[str], source_class: Any) -> Any:
+        from modelstore.refs import parse_ref
+
+        if isinstance(ref, str):
+            try:
+                parsed = parse_ref(ref)
+            except ModelstoreError:
+                parsed = None
+            if parsed is not None and self._catalog.versions(parsed.name):
+                model = self.get(parsed.name, parsed.version)
+                return source_class(
+                    name=model.name, version=model.version, entry_path=model.path, registered=True
+                )
+        if not isinstance(ref, str | os.PathLike):
+            raise BadArgumentTypeError(
+                f"a model to deploy must be a REF or a path, not {type(ref).__name__}"
+            )
+        local = Path(ref)
+        if os.fspath(ref) and local.exists():
+            absolute = local.absolute()
+            return source_class(
+                name=local_model_name(absolute),
+                version=LOCAL_MODEL_VERSION,
+                entry_path=absolute,
+                registered=False,
+            )
+        names = self._catalog.names()
+        known = _listing(names) if names else "none (the registry is empty)"
+        raise ModelNotFoundError(
+            f"{os.fspath(ref)!r} is neither a registered model nor an existing file or folder; "
+            f"registered models: {known}"
+        )
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _model(self, record: VersionRecord) -> ModelVersion:
+        return ModelVersion(
+            name=record.name,
+            version=record.version,
+            id=f"{record.name}:{record.version}",
+            entry=record.entry,
+            kind=record.kind,
+            path=self.layout.entry_path(record.name, record.version, record.entry),
+            size=record.size,
+            file_count=record.file_count,
+            sha256=record.sha256,
+            created_at=record.created_at,
+            tags=record.tags,
+            properties=record.properties,
+            description=record.description,
+            framework=record.framework,
+            framework_version=record.framework_version,
+        )
+
+    def _not_found(self, name: str, version: int | None) -> ModelNotFoundError:
+        versions = self._catalog.versions(name)
+        if not versions:
+            names = self._catalog.names()
+            known = (
+                f"registered models: {_listing(names)}"
+                if names
+                else "the registry is empty (register one with `modelstore register`)"
+            )
+            return ModelNotFoundError(f"model {name!r} is not registered; {known}")
+        return ModelNotFoundError(
+            f"model {name!r} has no version {version}; its versions are "
+            f"{_listing([str(v) for v in versions])} (use one of them or {name}:latest)"
+        )
+
+
+# --- argument checks ---------------------------------------------------------------------------
+
+
+def _make_home(home: Path) -> None:
+    from modelstore.errors import StorageError
+
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StorageError(
+            f"the registry home {home} exists and is not a folder; choose another --home"
+        ) from None
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create the registry home {home} ({exc.strerror}); choose a writable --home"
+        ) from None
+
+
+def _check_version(version: object, *, allow_none: bool = False) -> None:
+    if version is None and allow_none:
+        return
+    if type(version) is not int:
+        raise BadArgumentTypeError(
+            f"version must be an int (e.g. 1), not {type(version).__name__} {version!r}"
+        )
+    if version < 1:
+        raise InvalidArgumentError(f"version must be 1 or more, not {version}")
+
+
+def _optional_str(value: object, what: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise BadArgumentTypeError(f"{what} must be a str, not {type(value).__name__}")
+
+
+def _str_map(value: object, what: str) -> dict[str, str]:
+    """Tags / properties: a mapping of str to str (Azure ML: '<What> must be a dict')."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BadArgumentTypeError(
+            f"{what} must be a dict of str to str, not {type(value).__name__}"
+        )
+    result: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise BadArgumentTypeError(
+                f"{what} must be a dict of str to str; {key!r}: {item!r} is not "
+                "(convert the value with str())"
+            )
+        if not key:
+            raise InvalidArgumentError(f"{what}: a key cannot be empty")
+        result[key] = item
+    return result
+
+
+def _str_list(value: object, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise BadArgumentTypeError(f"{what} must be a list of str, not {type(value).__name__}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise BadArgumentTypeError(f"{what} must be a list of str; {item!r} is not")
+    return items
+
+
+def _filter_items(value: object, what: str) -> list[tuple[str, str | None]]:
+    """Azure ML filter items: ``"key"`` or a pair ``["key", "value"]`` (a tuple is accepted)."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise BadArgumentTypeError(
+            f'Expected {what} must be list type. Ex. ["key", ["key2", "key2 value"]]: '
+            f"provided {type(value)}"
+        )
+    items: list[tuple[str, str | None]] = []
+    for item in value:
+        if isinstance(item, str):
+            items.append((item, None))
+        elif (
+            isinstance(item, list | tuple)
+            and len(item) == 2
+            and all(isinstance(part, str) for part in item)
+        ):
+            items.append((item[0], item[1]))
+        else:
+            raise InvalidArgumentError(
+                f'{what} filter item {item!r} is malformed: use "key" or ["key", "value"]'
+            )
+    return items
+
+
+def _matches(values: Mapping[str, str], items: list[tuple[str, str | None]]) -> bool:
+    for key, wanted in items:
+        if key not in values:
+            return False
+        if wanted is not None and values[key] != wanted:
+            return False
+    return True
+
+
+def _listing(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_SHOWN])
+    more = len(items) - _SHOWN
+    return f"{shown} and {more} more" if more > 0 else shown

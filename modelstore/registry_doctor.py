@@ -1,0 +1,217 @@
+"""``Registry.doctor``: find, and on request clean, what interrupted work left behind.
+
+It reasons from the order ``Registry`` does things in (see ``modelstore.registry``):
+
+- a *pending* row of a dead process: if its folder reached the tree complete, the registration
+  is finished (row -> ready); otherwise it is rolled back (folder, staging and row removed);
+- a *deleting* row of a dead process: the deletion is finished;
+- a *ready* row whose version folder vanished: the row is dropped;
+- anything in ``azureml-models`` no row accounts for, an empty name folder, a stray file: removed;
+- staging and trash folders no live process holds: removed.
+
+Work of live processes is recognised by its token lock and left alone. The tree is listed before
+the catalog is read, so a version published meanwhile always has its row in the snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+
+from modelstore.catalog import DELETING, PENDING, READY, Catalog
+from modelstore.catalog.records import VersionRecord
+from modelstore.registry_reports import DoctorReport, Finding, FindingKind, VersionCheck
+from modelstore.store import Store, remove_tree
+
+
+class Doctor:
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: Store,
+        check: Callable[[VersionRecord], VersionCheck],
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.check = check
+        self.findings: list[Finding] = []
+        self.repair = False
+        self.token = store.new_token()
+
+    def run(self, repair: bool) -> DoctorReport:
+        self.repair = repair
+        with self.store.token_lock(self.token):
+            staging = self.store.staging_tokens()
+            trash = self.store.trash_tokens()
+            tree = self.store.tree()
+            rows = self.catalog.rows()
+            handled_tokens: set[str] = set()
+            for row in rows:
+                if row.state == PENDING:
+                    self._pending(row, handled_tokens)
+                elif row.state == DELETING:
+                    self._deleting(row, handled_tokens)
+                else:
+                    self._ready(row)
+            self._tree(tree, {(r.name, str(r.version)) for r in rows})
+            for token in staging:
+                if token not in handled_tokens and not self.store.token_in_use(token):
+                    path = self.store.staging_path(token)
+                    self._found(
+                        "staging_leftover",
+                        str(path),
+                        "a copy into the store that never finished",
+                        "remove it",
+                        lambda path=path: remove_tree(path),  # type: ignore[misc]
+                    )
+            for token in trash:
+                if token == self.token or self.store.token_in_use(token):
+                    continue
+                path = self.store.layout.trash_dir / token
+                self._found(
+                    "trash_leftover",
+                    str(path),
+                    "a deleted version whose files were not removed",
+                    "remove it",
+                    lambda path=path: remove_tree(path),  # type: ignore[misc]
+                )
+            with contextlib.suppress(OSError):
+                remove_tree(self.store.layout.trash_dir / self.token)
+        return DoctorReport(findings=self.findings, repair=repair)
+
+    # --- rows --------------------------------------------------------------------------------
+
+    def _pending(self, row: VersionRecord, handled: set[str]) -> None:
+        if row.token is not None:
+            if self.store.token_in_use(row.token):
+                return  # a registration in progress
+            handled.add(row.token)
+        subject = f"{row.name}:{row.version}"
+        folder = self.store.layout.version_dir(row.name, row.version)
+        if os.path.lexists(folder) and self.check(row).ok:
+
+            def finish() -> None:
+                self.catalog.set_state(row.id, READY, expected=PENDING)
+                if row.token is not None:
+                    self.store.discard(row.token)
+
+            self._found(
+                "unfinished_registration",
+                subject,
+                "registration was interrupted after its files were published complete",
+                "complete it (the version becomes visible)",
+                finish,
+            )
+            return
+
+        def roll_back() -> None:
+            if os.path.lexists(folder):
+                self._unpublish(row.name, [str(row.version)])
+            if row.token is not None:
+                self.store.discard(row.token)
+            self.catalog.forget([row.id])
+
+        self._found(
+            "unfinished_registration",
+            subject,
+            "registration was interrupted before its files were published",
+            "roll it back (its version number stays unused)",
+            roll_back,
+        )
+
+    def _deleting(self, row: VersionRecord, handled: set[str]) -> None:
+        if row.token is not None:
+            if self.store.token_in_use(row.token):
+                return  # a deletion in progress
+            handled.add(row.token)
+
+        def finish() -> None:
+            self._unpublish(row.name, [str(row.version)])
+            self.catalog.forget([row.id])
+            if row.token is not None:
+                remove_tree(self.store.layout.trash_dir / row.token)
+
+        self._found(
+            "unfinished_deletion",
+            f"{row.name}:{row.version}",
+            "deletion was interrupted",
+            "finish deleting it",
+            finish,
+        )
+
+    def _ready(self, row: VersionRecord) -> None:
+        entry = self.store.layout.entry_path(row.name, row.version, row.entry)
+        if os.path.lexists(entry):
+            return
+        self._found(
+            "missing_folder",
+            f"{row.name}:{row.version}",
+            f"its files are gone from {entry.parent}",
+            "drop it from the catalog",
+            lambda: self.catalog.forget([row.id]),
+        )
+
+    # --- tree --------------------------------------------------------------------------------
+
+    def _tree(self, tree: dict[str, list[str]], known: set[tuple[str, str]]) -> None:
+        models = self.store.layout.models_dir
+        for name, children in tree.items():
+            path = models / name
+            if not path.is_dir() or path.is_symlink():
+                self._found(
+                    "stray_item",
+                    str(path),
+                    "not a model name folder",
+                    "remove it",
+                    lambda path=path: self._remove_stray(path),  # type: ignore[misc]
+                )
+                continue
+            if not children:
+                self._found(
+                    "empty_name_folder",
+                    str(path),
+                    "an empty name folder (Azure ML's get_model_path fails on it)",
+                    "remove it",
+                    lambda name=name: self._remove_empty(name),  # type: ignore[misc]
+                )
+                continue
+            orphans = [child for child in children if (name, child) not in known]
+            for child in orphans:
+                self._found(
+                    "orphan_folder",
+                    str(path / child),
+                    "in the tree but not in the catalog",
+                    "remove it",
+                    lambda name=name, child=child: self._unpublish(name, [child]),  # type: ignore[misc]
+                )
+
+    def _unpublish(self, name: str, folders: list[str]) -> None:
+        trash = self.store.unpublish(name, folders, self.token)
+        remove_tree(trash)
+
+    def _remove_empty(self, name: str) -> None:
+        # OSError: refilled meanwhile, so not empty any more
+        with self.store.name_lock(name), contextlib.suppress(OSError):
+            os.rmdir(self.store.layout.name_dir(name))
+
+    def _remove_stray(self, path: os.PathLike[str]) -> None:
+        self.store.remove_orphan(os.fspath(path), self.token)
+
+    # --- bookkeeping -------------------------------------------------------------------------
+
+    def _found(
+        self,
+        kind: FindingKind,
+        subject: str,
+        detail: str,
+        action: str,
+        fix: Callable[[], None],
+    ) -> None:
+        repaired = False
+        if self.repair:
+            fix()
+            repaired = True
+        self.findings.append(
+            Finding(kind=kind, subject=subject, detail=detail, action=action, repaired=repaired)
+        )

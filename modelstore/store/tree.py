@@ -1,0 +1,288 @@
+"""The on-disk tree ``<home>/azureml-models/<name>/<version>/<entry>`` and its working space.
+
+Publishing: a version is copied into ``.modelstore/staging/<token>/<entry>``, and once its number
+is known it is arranged as ``staging/<token>/<name>/<version>/<entry>`` and moved into the tree
+with ONE rename: of the whole ``<name>`` folder when the name has no folder yet (so an empty
+``azureml-models/<name>/``, which makes the Azure SDK fail with "versions is empty", never
+exists), else of the ``<version>`` folder. Removal is the mirror image: rename out to
+``.modelstore/trash/<token>`` (the whole name folder when its last version goes), then delete.
+So readers of the tree only ever see complete versions.
+
+Locks (``.modelstore/locks``): a per-name lock serialises the renames that create or remove a
+name folder, and each staging/trash token has a lock held by the process working on it, which is
+how ``doctor`` tells a live operation from the leftover of a killed one. Version numbers do not
+depend on these locks: the catalog's transactions allocate them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from modelstore.errors import InvalidModelPathError, StorageError
+from modelstore.layout import StoreLayout
+from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir, make_dirs_read_only, remove_tree
+from modelstore.store.hashing import copy_and_hash, new_buffer
+from modelstore.store.sources import SourcePlan
+
+LOCK_POLL_S = 0.002
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    relpath: str
+    size: int
+    sha256: str
+
+
+class Store:
+    def __init__(self, layout: StoreLayout) -> None:
+        self.layout = layout
+        self._buffer: bytearray | None = None
+
+    # --- locks -------------------------------------------------------------------------------
+
+    def _lock(self, key: str) -> FileLock:
+        self.layout.locks_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(
+            self.layout.locks_dir / f"{key}.lock", poll_interval=LOCK_POLL_S, thread_local=False
+        )
+
+    @contextlib.contextmanager
+    def name_lock(self, name: str) -> Iterator[None]:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+        with self._lock(f"name-{digest}"):
+            yield
+
+    def catalog_lock(self) -> FileLock:
+        return self._lock("catalog-migration")
+
+    @contextlib.contextmanager
+    def token_lock(self, token: str) -> Iterator[None]:
+        """Held for the lifetime of a staging or trash token by the process using it (the
+        kernel drops it when that process dies, however it dies)."""
+        lock = self._lock(f"token-{token}")
+        with lock:
+            yield
+        _unlink_quietly(lock.lock_file)  # tokens are used once: keep locks/ from growing
+
+    def token_in_use(self, token: str) -> bool:
+        """True while another live process holds ``token``'s lock."""
+        lock = self._lock(f"token-{token}")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        lock.release()
+        _unlink_quietly(lock.lock_file)
+        return False
+
+    @staticmethod
+    def new_token() -> str:
+        return f"{os.getpid()}-{uuid.uuid4().hex}"
+
+    # --- staging -----------------------------------------------------------------------------
+
+    def staging_path(self, token: str) -> Path:
+        return self.layout.staging_dir / token
+
+    def stage(
+        self,
+        plan: SourcePlan,
+        token: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[StagedFile]:
+        """Copy the plan's files into ``staging/<token>/<entry>``, hashing the bytes written,
+        fsync'd and read-only. On any failure the staging folder is removed before raising."""
+        root = self.staging_path(token)
+        total = plan.total_size
+        done = 0
+
+        def advance(count: int) -> None:
+            nonlocal done
+            done += count
+            if progress is not None:
+                progress(done, total)
+
+        if self._buffer is None:
+            self._buffer = new_buffer()
+        staged: list[StagedFile] = []
+        try:
+            root.mkdir(parents=True)
+            made_dirs: set[str] = {os.fspath(root)}
+            for source in plan.files:
+                target = os.path.join(root, *source.relpath.split("/"))
+                parent = os.path.dirname(target)
+                if parent not in made_dirs:
+                    os.makedirs(parent, exist_ok=True)
+                    made_dirs.add(parent)
+                try:
+                    size, sha256 = copy_and_hash(source.source, target, self._buffer, advance)
+                except PermissionError as exc:
+                    if exc.filename == source.source:
+                        raise InvalidModelPathError(
+                            f"cannot read {source.source!r} (permission denied); make it "
+                            "readable and retry"
+                        ) from None
+                    raise
+                except FileNotFoundError as exc:
+                    if exc.filename == source.source:
+                        raise InvalidModelPathError(
+                            f"{source.source!r} disappeared while it was being copied; "
+                            "register again once the model is complete"
+                        ) from None
+                    raise
+                os.chmod(target, READ_ONLY_FILE)
+                staged.append(StagedFile(source.relpath, size, sha256))
+            if progress is not None and total == 0:
+                progress(0, 0)
+            for folder in sorted(made_dirs, key=len, reverse=True):
+                fsync_dir(folder)
+            fsync_dir(root.parent)
+        except BaseException as exc:
+            self.discard(token)
+            if isinstance(exc, OSError) and not isinstance(exc, InvalidModelPathError):
+                raise _storage_error(exc, "copying the model into the store") from exc
+            raise
+        return staged
+
+    def discard(self, token: str) -> None:
+        with contextlib.suppress(OSError):
+            remove_tree(self.staging_path(token))
+
+    # --- publish / unpublish -----------------------------------------------------------------
+
+    def publish(self, token: str, name: str, version: int, entry: str) -> Path:
+        """Move a staged entry into the tree at ``<name>/<version>/<entry>`` with one rename."""
+        root = self.staging_path(token)
+        arranged = root / name / str(version)
+        try:
+            arranged.mkdir(parents=True)
+            os.rename(root / entry, arranged / entry)
+            make_dirs_read_only(arranged / entry)
+            self.layout.models_dir.mkdir(parents=True, exist_ok=True)
+            with self.name_lock(name):
+                name_dir = self.layout.name_dir(name)
+                target = name_dir / str(version)
+                if _missing_or_empty_dir(name_dir) and _try_rename(root / name, name_dir):
+                    fsync_dir(self.layout.models_dir)
+                else:
+                    if os.path.lexists(target):
+                        raise StorageError(
+                            f"cannot publish {name}:{version}: {target} already exists (left "
+                            "by an earlier crash); run `modelstore doctor --repair` and retry"
+                        )
+                    os.rename(arranged, target)
+                    fsync_dir(name_dir)
+        except OSError as exc:
+            raise _storage_error(exc, f"publishing {name}:{version}") from exc
+        finally:
+            self.discard(token)
+        return self.layout.entry_path(name, version, entry)
+
+    def unpublish(self, name: str, versions: Iterable[int | str], token: str) -> Path:
+        """Rename the versions' folders out of the tree into ``trash/<token>``; the whole name
+        folder goes when nothing else would be left in it. Returns the trash folder."""
+        trash = self.layout.trash_dir / token
+        try:
+            trash.mkdir(parents=True)
+            with self.name_lock(name):
+                name_dir = self.layout.name_dir(name)
+                if not name_dir.is_dir():
+                    return trash
+                wanted = {str(v) for v in versions}
+                present = set(os.listdir(name_dir))
+                if present <= wanted:
+                    os.rename(name_dir, trash / name)
+                    fsync_dir(self.layout.models_dir)
+                else:
+                    for folder in sorted(present & wanted):
+                        os.rename(name_dir / folder, trash / folder)
+                    fsync_dir(name_dir)
+        except OSError as exc:
+            raise _storage_error(
+                exc, f"removing {name} from the tree", "nothing was removed"
+            ) from exc
+        return trash
+
+    def remove_orphan(self, path: str | os.PathLike[str], token: str) -> None:
+        """Take a stray item out of the tree (rename to trash, then delete)."""
+        trash = self.layout.trash_dir / token
+        trash.mkdir(parents=True, exist_ok=True)
+        os.rename(path, trash / os.path.basename(path))
+        remove_tree(trash)
+
+    def empty_trash(self, trash: Path) -> None:
+        remove_tree(trash)
+
+    # --- scanning ----------------------------------------------------------------------------
+
+    def tokens(self, area: Path) -> list[str]:
+        try:
+            return sorted(os.listdir(area))
+        except FileNotFoundError:
+            return []
+
+    def staging_tokens(self) -> list[str]:
+        return self.tokens(self.layout.staging_dir)
+
+    def trash_tokens(self) -> list[str]:
+        return self.tokens(self.layout.trash_dir)
+
+    def tree(self) -> dict[str, list[str]]:
+        """Name folder (or stray item) -> its children, for everything under azureml-models."""
+        models = self.layout.models_dir
+        try:
+            names = sorted(os.listdir(models))
+        except FileNotFoundError:
+            return {}
+        result: dict[str, list[str]] = {}
+        for name in names:
+            path = models / name
+            result[name] = (
+                sorted(os.listdir(path)) if path.is_dir() and not path.is_symlink() else []
+            )
+        return result
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def _missing_or_empty_dir(path: Path) -> bool:
+    if not os.path.lexists(path):
+        return True
+    return path.is_dir() and not path.is_symlink() and not os.listdir(path)
+
+
+def _try_rename(source: Path, target: Path) -> bool:
+    """rename(2) replaces a missing or empty folder atomically; False if ``target`` filled up."""
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            return False
+        raise
+    return True
+
+
+def _storage_error(
+    exc: OSError, doing: str, outcome: str = "nothing was published"
+) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full; free some space and retry"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "the store is not writable; check the permissions of the registry home"
+    else:
+        hint = "check the registry home and retry; `modelstore doctor` reports leftovers"
+    detail = exc.strerror or exc.__class__.__name__
+    return StorageError(f"{detail} while {doing}: {hint} ({outcome})")

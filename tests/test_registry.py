@@ -1,0 +1,416 @@
+"""Registry API: register, get, list, path, versions, metadata and delete on a real home."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from registry_helpers import make_file, make_model_dir, snapshot, tree_files
+
+from modelstore import ModelVersion, Registry
+from modelstore.errors import (
+    BadArgumentTypeError,
+    InvalidArgumentError,
+    InvalidNameError,
+    ModelNotFoundError,
+    PropertyImmutableError,
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    monkeypatch.delenv("MODELSTORE_HOME", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def registry(home: Path) -> Iterator[Registry]:
+    with Registry(home) as opened:
+        yield opened
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    return make_file(tmp_path / "src" / "sklearn_regression_model.pkl", b"pickle" * 100)
+
+
+def test_registering_a_file_stores_it_under_name_version_and_its_basename(
+    registry: Registry, model_file: Path, home: Path
+) -> None:
+    mv = registry.register(model_file, "my_first_model", tags={"team": "fraud"})
+    assert isinstance(mv, ModelVersion)
+    assert (mv.name, mv.version, mv.id) == ("my_first_model", 1, "my_first_model:1")
+    assert mv.entry == "sklearn_regression_model.pkl" and mv.kind == "file"
+    expected = home / "azureml-models" / "my_first_model" / "1" / "sklearn_regression_model.pkl"
+    assert mv.path == expected and expected.read_bytes() == model_file.read_bytes()
+    assert mv.size == 600 and mv.file_count == 1 and len(mv.sha256) == 64
+    assert mv.tags == {"team": "fraud"}
+    assert os.listdir(expected.parent) == ["sklearn_regression_model.pkl"]
+
+
+def test_registering_a_folder_keeps_its_name_and_whole_subtree(
+    registry: Registry, tmp_path: Path
+) -> None:
+    folder = make_model_dir(tmp_path / "outputs" / "model_dir")
+    mv = registry.register(str(folder) + os.sep, "m")  # a trailing separator is ignored
+    assert mv.entry == "model_dir" and mv.kind == "folder" and mv.file_count == 3
+    assert tree_files(mv.path.parent) == [
+        "model_dir/a.txt",
+        "model_dir/c.txt",
+        "model_dir/sub/b.txt",
+    ]
+
+
+def test_child_paths_keep_only_the_listed_children_and_folders_recursively(
+    registry: Registry, tmp_path: Path
+) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    mv = registry.register(folder, "m", child_paths=["a.txt", "sub"])
+    assert mv.entry == "model_dir"
+    assert tree_files(mv.path.parent) == ["model_dir/a.txt", "model_dir/sub/b.txt"]
+
+
+def test_a_relative_path_is_resolved_against_the_current_directory(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_file(tmp_path / "proj" / "outputs" / "model.pkl")
+    monkeypatch.chdir(tmp_path / "proj")
+    assert registry.register("./outputs/model.pkl", "m").entry == "model.pkl"
+
+
+def test_a_path_outside_the_current_directory_is_accepted(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_file(tmp_path / "downloads" / "model.pkl")
+    (tmp_path / "proj").mkdir()
+    monkeypatch.chdir(tmp_path / "proj")
+    assert registry.register("../downloads/model.pkl", "m").version == 1
+
+
+def test_versions_count_up_from_one_per_name(registry: Registry, model_file: Path) -> None:
+    assert [registry.register(model_file, "a").version for _ in range(3)] == [1, 2, 3]
+    assert registry.register(model_file, "b").version == 1
+    assert registry.versions("a") == [1, 2, 3] and registry.versions("unknown") == []
+
+
+def test_deleting_a_version_never_reuses_its_number(registry: Registry, model_file: Path) -> None:
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    registry.delete("m", 2)
+    assert registry.register(model_file, "m").version == 3
+    registry.delete("m")
+    assert registry.versions("m") == []
+    assert registry.register(model_file, "m").version == 4
+
+
+def test_numbers_stay_spent_after_reopening_the_registry(home: Path, model_file: Path) -> None:
+    with Registry(home) as first:
+        first.register(model_file, "m")
+        first.delete("m")
+    with Registry(home) as second:
+        assert second.register(model_file, "m").version == 2
+
+
+def test_get_returns_the_latest_version_by_default_and_a_given_one_on_request(
+    registry: Registry, model_file: Path
+) -> None:
+    for _ in range(3):
+        registry.register(model_file, "m")
+    assert registry.get("m").version == 3
+    assert registry.get("m", 2).version == 2
+
+
+def test_path_returns_the_entry_of_the_latest_or_given_version(
+    registry: Registry, model_file: Path, home: Path
+) -> None:
+    for _ in range(10):
+        registry.register(model_file, "m")
+    assert registry.path("m") == home / "azureml-models/m/10/sklearn_regression_model.pkl"
+    assert registry.path("m", 2) == home / "azureml-models/m/2/sklearn_regression_model.pkl"
+
+
+def test_an_unknown_name_is_not_found_and_the_message_names_the_registered_models(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "alpha")
+    for call in (lambda: registry.get("beta"), lambda: registry.path("beta")):
+        with pytest.raises(ModelNotFoundError, match=r"'beta' is not registered.*alpha"):
+            call()
+
+
+def test_an_unknown_version_is_not_found_and_the_message_lists_the_versions(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    with pytest.raises(ModelNotFoundError, match=r"no version 7; its versions are 1, 2"):
+        registry.path("m", 7)
+    with pytest.raises(ModelNotFoundError, match=r"no version 7"):
+        registry.get("m", 7)
+
+
+def test_an_empty_registry_says_so_when_a_model_is_not_found(registry: Registry) -> None:
+    with pytest.raises(ModelNotFoundError, match="registry is empty"):
+        registry.get("m")
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, True])
+def test_a_version_that_is_not_an_int_is_a_type_error(
+    registry: Registry, model_file: Path, version: object
+) -> None:
+    registry.register(model_file, "m")
+    with pytest.raises(BadArgumentTypeError):
+        registry.get("m", version)  # type: ignore[arg-type]
+    with pytest.raises(BadArgumentTypeError):
+        registry.path("m", version)  # type: ignore[arg-type]
+
+
+def test_list_orders_by_name_then_version_descending(registry: Registry, model_file: Path) -> None:
+    for name in ("b", "a", "b", "a", "c"):
+        registry.register(model_file, name)
+    assert [m.id for m in registry.list()] == ["a:2", "a:1", "b:2", "b:1", "c:1"]
+    assert [m.id for m in registry.list("b")] == ["b:2", "b:1"]
+
+
+def test_list_filters_are_anded_and_items_are_keys_or_key_value_pairs(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m", tags={"team": "fraud", "stage": "dev"})
+    registry.register(model_file, "m", tags={"team": "fraud", "stage": "prod"})
+    registry.register(model_file, "n", tags={"team": "risk"}, properties={"auc": "0.9"})
+    assert [m.id for m in registry.list(tags=["team"])] == ["m:2", "m:1", "n:1"]
+    assert [m.id for m in registry.list(tags=[["team", "fraud"]])] == ["m:2", "m:1"]
+    assert [m.id for m in registry.list(tags=[("team", "fraud"), ["stage", "dev"]])] == ["m:1"]
+    assert [m.id for m in registry.list(tags=["team"], properties=["auc"])] == ["n:1"]
+    assert registry.list(tags=[["team", "FRAUD"]]) == []
+
+
+def test_filter_values_containing_commas_and_equals_signs_match_exactly(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m", tags={"q": "a=b,c"})
+    assert [m.id for m in registry.list(tags=[["q", "a=b,c"]])] == ["m:1"]
+    assert registry.list(tags=[["q", "a"]]) == []
+
+
+def test_latest_keeps_per_name_the_highest_version_among_those_passing_the_filters(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m", tags={"ok": "1"})
+    registry.register(model_file, "m", tags={"ok": "1"})
+    registry.register(model_file, "m")
+    registry.register(model_file, "n")
+    assert [m.id for m in registry.list(latest=True)] == ["m:3", "n:1"]
+    assert [m.id for m in registry.list(tags=["ok"], latest=True)] == ["m:2"]
+
+
+@pytest.mark.parametrize("tags", [{"team": "x"}, "team", [["a", "b", "c"]], [1]])
+def test_malformed_list_filters_are_refused(registry: Registry, tags: object) -> None:
+    with pytest.raises((BadArgumentTypeError, InvalidArgumentError)):
+        registry.list(tags=tags)  # type: ignore[arg-type]
+
+
+def test_update_tags_adds_first_then_removes(registry: Registry, model_file: Path) -> None:
+    registry.register(model_file, "m", tags={"a": "1", "b": "2"})
+    mv = registry.update_tags("m", 1, add={"a": "9", "c": "3"}, remove=["b", "c", "absent"])
+    assert mv.tags == {"a": "9"}
+    assert registry.get("m", 1).tags == {"a": "9"}
+
+
+def test_properties_are_add_only_and_a_refused_call_changes_nothing(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m", properties={"auc": "0.9"})
+    assert registry.add_properties("m", 1, {"f1": "0.8"}).properties == {"auc": "0.9", "f1": "0.8"}
+    with pytest.raises(
+        PropertyImmutableError,
+        match="Error, properties are immutable, the following keys cannot be added/modified: "
+        "auc,f1",
+    ):
+        registry.add_properties("m", 1, {"auc": "1.0", "new": "x", "f1": "0.8"})
+    assert registry.get("m", 1).properties == {"auc": "0.9", "f1": "0.8"}
+
+
+def test_description_can_be_set_and_cleared(registry: Registry, model_file: Path) -> None:
+    registry.register(model_file, "m", description="first")
+    assert registry.set_description("m", 1, "second").description == "second"
+    assert registry.set_description("m", 1, None).description is None
+    assert registry.get("m").description is None
+
+
+def test_metadata_updates_on_an_unknown_version_are_not_found(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m")
+    with pytest.raises(ModelNotFoundError):
+        registry.update_tags("m", 2, add={"a": "b"})
+    with pytest.raises(ModelNotFoundError):
+        registry.add_properties("m", 2, {"a": "b"})
+    with pytest.raises(ModelNotFoundError):
+        registry.set_description("m", 2, "x")
+
+
+def test_framework_and_description_are_stored_unchanged(
+    registry: Registry, model_file: Path
+) -> None:
+    mv = registry.register(
+        model_file, "m", framework="ScikitLearn", framework_version="1.3", description=" d\n"
+    )
+    again = registry.get("m")
+    assert (again.framework, again.framework_version, again.description) == (
+        "ScikitLearn",
+        "1.3",
+        " d\n",
+    )
+    assert again == mv
+
+
+def test_model_version_serialises_to_json_with_every_field(
+    registry: Registry, model_file: Path
+) -> None:
+    data = json.loads(registry.register(model_file, "m").model_dump_json())
+    assert set(data) >= {"name", "version", "id", "entry", "kind", "path", "size", "sha256"}
+
+
+def test_delete_one_version_removes_its_folder_and_reports_bytes_freed(
+    registry: Registry, model_file: Path, home: Path
+) -> None:
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    plan = registry.delete("m", 1)
+    assert [v.id for v in plan.versions] == ["m:1"] and plan.bytes == 600 and not plan.dry_run
+    assert os.listdir(home / "azureml-models" / "m") == ["2"]
+    assert registry.versions("m") == [2]
+
+
+def test_deleting_the_last_version_removes_the_name_folder_too(
+    registry: Registry, model_file: Path, home: Path
+) -> None:
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    plan = registry.delete("m")
+    assert [v.id for v in plan.versions] == ["m:2", "m:1"] and plan.bytes == 1200
+    assert not (home / "azureml-models" / "m").exists()
+    assert os.listdir(home / ".modelstore" / "trash") == []
+
+
+def test_a_dry_run_delete_reports_without_removing(
+    registry: Registry, model_file: Path, home: Path
+) -> None:
+    registry.register(model_file, "m")
+    before = snapshot(home)
+    plan = registry.delete("m", dry_run=True)
+    assert plan.dry_run and [v.id for v in plan.versions] == ["m:1"] and plan.bytes == 600
+    assert registry.plan_delete("m", 1) == plan
+    assert snapshot(home) == before and registry.versions("m") == [1]
+
+
+def test_deleting_an_unknown_model_or_version_is_not_found(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m")
+    with pytest.raises(ModelNotFoundError, match="no version 5"):
+        registry.delete("m", 5)
+    with pytest.raises(ModelNotFoundError, match="not registered"):
+        registry.delete("other")
+    assert registry.versions("m") == [1]
+
+
+def test_stored_files_and_folders_are_read_only(registry: Registry, tmp_path: Path) -> None:
+    mv = registry.register(make_model_dir(tmp_path / "model_dir"), "m")
+    assert stat.S_IMODE(os.stat(mv.path / "sub" / "b.txt").st_mode) == 0o444
+    assert stat.S_IMODE(os.stat(mv.path / "sub").st_mode) == 0o555
+    assert stat.S_IMODE(os.stat(mv.path).st_mode) == 0o555
+
+
+def test_progress_reports_bytes_copied_up_to_the_total(registry: Registry, tmp_path: Path) -> None:
+    big = make_file(tmp_path / "big.bin", os.urandom(9 * 1024 * 1024 + 5))
+    calls: list[tuple[int, int]] = []
+    registry.register(big, "m", progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (big.stat().st_size, big.stat().st_size)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls) and len(calls) >= 3
+
+
+def test_the_home_is_a_valid_aml_app_root(registry: Registry, model_file: Path, home: Path) -> None:
+    """The SDK's get_model_path logic (spec §3.3) finds the registered version under <home>."""
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    models_dir = os.path.join(str(home), "azureml-models")
+    versions = os.listdir(os.path.join(models_dir, "m"))
+    latest = max(int(v) for v in versions)
+    entries = os.listdir(os.path.join(models_dir, "m", str(latest)))
+    assert len(entries) == 1
+    assert os.path.join(models_dir, "m", str(latest), entries[0]) == str(registry.path("m"))
+
+
+def test_home_comes_from_the_environment_when_not_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_file: Path
+) -> None:
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    monkeypatch.setenv("MODELSTORE_HOME", str(tmp_path / "envhome"))
+    with Registry() as registry:
+        registry.register(model_file, "m")
+        assert registry.home == tmp_path / "envhome"
+    assert (tmp_path / "envhome" / "registry.db").is_file()
+
+
+def test_a_db_url_puts_the_catalog_elsewhere(tmp_path: Path, model_file: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    with Registry(tmp_path / "home", db_url=url) as registry:
+        registry.register(model_file, "m")
+    assert (tmp_path / "elsewhere.db").is_file()
+    assert not (tmp_path / "home" / "registry.db").exists()
+    with Registry(tmp_path / "home", db_url=url) as registry:
+        assert registry.versions("m") == [1]
+
+
+def test_open_existing_finds_nothing_and_creates_nothing_where_no_registry_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    assert Registry.open_existing(tmp_path / "nowhere") is None
+    assert Registry.open_existing(tmp_path / "x", db_url=f"sqlite:///{tmp_path}/no.db") is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_open_existing_opens_a_registry_that_exists(home: Path, model_file: Path) -> None:
+    with Registry(home) as registry:
+        registry.register(model_file, "m")
+    opened = Registry.open_existing(home)
+    assert opened is not None
+    with opened:
+        assert opened.versions("m") == [1]
+
+
+def test_an_in_memory_catalog_is_private_to_its_registry(tmp_path: Path, model_file: Path) -> None:
+    with Registry(tmp_path / "a", db_url="sqlite://") as first:
+        first.register(model_file, "m")
+        with Registry(tmp_path / "b", db_url="sqlite://") as second:
+            assert second.versions("m") == []
+        assert first.versions("m") == [1]
+
+
+def test_a_shared_in_memory_catalog_is_seen_by_every_registry_of_the_process(
+    tmp_path: Path, model_file: Path
+) -> None:
+    url = "sqlite:///file:shared_test_catalog?mode=memory&cache=shared&uri=true"
+    with Registry(tmp_path / "h", db_url=url) as first:
+        first.register(model_file, "m")
+        with Registry(tmp_path / "h", db_url=url) as second:
+            assert second.path("m") == first.path("m")
+            second.register(model_file, "m")
+        assert first.versions("m") == [1, 2]
+
+
+def test_invalid_names_are_refused_before_anything_is_written(home: Path, model_file: Path) -> None:
+    with Registry(home) as registry:
+        before = snapshot(home)
+        for name in ["../x", "a/b", "", "a" * 256, "ÄÖ", "model\n"]:
+            with pytest.raises(InvalidNameError, match="provided model name is invalid"):
+                registry.register(model_file, name)
+        assert snapshot(home) == before and registry.list() == []
