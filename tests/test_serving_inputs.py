@@ -324,7 +324,8 @@ def test_validation_400_opt_in_reports_the_inference_schema_message(tmp_path: Pa
     response = client.post("/score", json={"Inputs": {"matrix": [[1, 2, 3]]}})
     assert response.status_code == 400
     assert response.get_json() == {
-        "message": "Invalid input array: array has size 3 on dimension #1, while expected value is 4"
+        "message": "Invalid input array: array has size 3 on dimension #1, "
+        "while expected value is 4"
     }
 
 
