@@ -1,0 +1,212 @@
+"""The deployment commands: ``deploy`` lays out an app root, ``exec`` runs a command inside one.
+
+Only click and the standard library are imported at module level; the registry (SQLAlchemy,
+pydantic) is opened inside each command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from modelstore.cli import state
+from modelstore.errors import DeploymentRefusedError, InvalidArgumentError, ModelNotFoundError
+from modelstore.layout import MODELS_DIRNAME
+
+if TYPE_CHECKING:
+    from modelstore.deployment import Deployment
+
+EXIT_NOT_FOUND = 127
+"""Exit code of ``exec`` when CMD does not exist, as a shell's."""
+EXIT_NOT_EXECUTABLE = 126
+"""Exit code of ``exec`` when CMD exists but cannot be run, as a shell's."""
+_FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+class _OneLineUsageCommand(click.Command):
+    """Usage mistakes become one ``Error: ...`` line (exit 2), like every other bad input."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise InvalidArgumentError(
+                f"{exc.format_message()} (see '{ctx.command_path} --help')"
+            ) from exc
+
+
+@click.command("deploy", cls=_OneLineUsageCommand)
+@click.argument("refs", nargs=-1, required=True, metavar="REF [REF...]")
+@click.option(
+    "--app-root",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to lay out (new or empty; see --force). It becomes AML_APP_ROOT.",
+)
+@click.option("--copy", is_flag=True, help="Copy the model files instead of linking to the store.")
+@click.option(
+    "--force", is_flag=True, help="Replace DIR/azureml-models in a non-empty DIR (nothing else)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the deployment as JSON.")
+@click.pass_context
+def deploy(
+    ctx: click.Context,
+    refs: tuple[str, ...],
+    app_root: Path,
+    copy: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Lay out DIR/azureml-models/<name>/<version>/<entry> as Azure ML does, and print its
+    environment (AML_APP_ROOT, AZUREML_MODEL_DIR) as shell export lines.
+
+    A REF is NAME, NAME:VERSION or NAME:latest of a registered model, or a path to a local file
+    or folder (deployed unregistered, as version 0). Use it with: eval "$(modelstore deploy ...)".
+    """
+    deployment = _deploy(ctx, refs, app_root, copy=copy, force=force)
+    if as_json:
+        click.echo(deployment.model_dump_json(indent=2))
+    else:
+        click.echo(export_lines(deployment))
+
+
+def _deploy(
+    ctx: click.Context,
+    refs: Sequence[str],
+    app_root: Path,
+    *,
+    copy: bool = False,
+    force: bool = False,
+) -> Deployment:
+    """``Registry.deploy``; an unknown REF is a refusal of bad input (exit 2), like the others."""
+    try:
+        return state(ctx).registry().deploy(list(refs), app_root, copy=copy, force=force)
+    except ModelNotFoundError as exc:
+        raise DeploymentRefusedError(f"{exc} (nothing was written)") from exc
+
+
+def export_lines(deployment: Deployment) -> str:
+    return "\n".join(f"export {key}={shlex.quote(value)}" for key, value in deployment.env.items())
+
+
+@click.command(
+    "exec",
+    cls=_OneLineUsageCommand,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    metavar="REF",
+    help="A model to deploy (repeatable): NAME, NAME:VERSION, NAME:latest or a local path.",
+)
+@click.option(
+    "--app-root",
+    type=click.Path(path_type=Path),
+    help="Deploy into this new or empty folder [default: a temporary folder].",
+)
+@click.option("--keep", is_flag=True, help="Keep the deployment afterwards and say where it is.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]")
+@click.pass_context
+def exec_(
+    ctx: click.Context,
+    models: tuple[str, ...],
+    app_root: Path | None,
+    keep: bool,
+    command: tuple[str, ...],
+) -> None:
+    """Deploy the models, then run CMD with AML_APP_ROOT and AZUREML_MODEL_DIR set, the caller's
+    stdin/stdout/stderr and working directory. Exits with CMD's exit code (128+N if a signal N
+    ended it; 127 if CMD is not found). Without --keep, everything the deployment wrote is
+    removed afterwards.
+    """
+    temporary: Path | None = None
+    if app_root is None:
+        temporary = target = Path(tempfile.mkdtemp(prefix="modelstore-exec-"))
+        existed = True
+    else:
+        target = Path(os.path.abspath(app_root))
+        existed = os.path.lexists(target)
+    try:
+        deployment = _deploy(ctx, models, target)
+    except BaseException:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    try:
+        if keep:
+            click.echo(f"modelstore: the deployment is kept in {deployment.app_root}", err=True)
+        code = run_command(command, {**os.environ, **deployment.env})
+    finally:
+        if keep:
+            pass
+        elif temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            remove_deployment(target, remove_root=not existed)
+    ctx.exit(code)
+
+
+def remove_deployment(app_root: Path, *, remove_root: bool) -> None:
+    """Remove what a deployment created: its ``azureml-models`` (links are removed, never
+    followed), and the app root itself if the deployment created it and CMD left nothing
+    else there (what CMD wrote belongs to the user)."""
+    models = app_root / MODELS_DIRNAME
+    if models.is_dir() and not models.is_symlink():
+        shutil.rmtree(models, ignore_errors=True)
+    if remove_root:
+        with contextlib.suppress(OSError):
+            app_root.rmdir()
+
+
+def run_command(command: Sequence[str], env: dict[str, str]) -> int:
+    """Run CMD in the foreground and return a shell-style exit code.
+
+    Ctrl-C reaches CMD directly (same process group), so this process ignores SIGINT while CMD
+    runs; SIGTERM, SIGHUP and SIGQUIT sent to modelstore alone are passed on to CMD, so clean-up
+    still happens after CMD ends.
+    """
+    try:
+        child = subprocess.Popen(list(command), env=env)
+    except FileNotFoundError:
+        click.echo(
+            f"Error: command not found: {command[0]} (check the name or your PATH)", err=True
+        )
+        return EXIT_NOT_FOUND
+    except PermissionError:
+        click.echo(f"Error: cannot execute {command[0]}: permission denied", err=True)
+        return EXIT_NOT_EXECUTABLE
+    except OSError as exc:
+        click.echo(f"Error: cannot execute {command[0]}: {exc.strerror}", err=True)
+        return EXIT_NOT_EXECUTABLE
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        child.send_signal(signum)
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers need it
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for signum in _FORWARDED_SIGNALS:
+            previous[signum] = signal.signal(signum, forward)
+    try:
+        returncode = child.wait()
+    finally:
+        for restored, handler in previous.items():
+            signal.signal(restored, handler)
+    sys.stdout.flush()
+    return 128 - returncode if returncode < 0 else returncode
