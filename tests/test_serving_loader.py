@@ -1,0 +1,455 @@
+"""Loading score.py like azmlinfsrv (spec §2, §3): module identity, checks, modes, shims, init()."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelstore.errors import EntryScriptError
+from modelstore.serving.app import create_app
+from modelstore.serving.loader import InputMode, load_entry_script
+from modelstore.serving.settings import ServingSettings
+from modelstore.serving.shims import SHIMMED_MODULES, install_import_shims
+
+PLAIN = "def init():\n    pass\n\ndef run(data):\n    return data\n"
+
+
+def write(folder: Path, source: str, name: str = "score.py") -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+def load(tmp_path: Path, source: str, **settings: Any) -> Any:
+    script = write(tmp_path, source)
+    return load_entry_script(
+        script, ServingSettings(entry_script=script, app_root=tmp_path, **settings)
+    )
+
+
+def load_error(tmp_path: Path, source: str) -> str:
+    with pytest.raises(EntryScriptError) as caught:
+        load(tmp_path, source)
+    assert caught.value.exit_code == 3
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# --- module identity --------------------------------------------------------------------------
+
+
+def test_script_runs_as_entry_module_outside_sys_modules(tmp_path: Path) -> None:
+    source = """
+    import sys
+    seen_name = __name__
+    main_block_ran = False
+    if __name__ == "__main__":
+        main_block_ran = True
+    registered = "entry_module" in sys.modules
+
+    def init():
+        pass
+
+    def run(data):
+        return data
+    """
+    script = load(tmp_path, source)
+    assert script.module.seen_name == "entry_module"
+    assert script.module.main_block_ran is False
+    assert script.module.registered is False
+    assert "entry_module" not in sys.modules
+    assert script.module.__file__ == str(tmp_path / "score.py")
+
+
+def test_each_load_executes_a_fresh_module(tmp_path: Path) -> None:
+    source = "counter = []\ndef init():\n    counter.append(1)\ndef run(data):\n    return data\n"
+    first = load(tmp_path, source)
+    second = load(tmp_path, source)
+    first.init()
+    assert first.module is not second.module
+    assert second.module.counter == []
+
+
+def test_script_on_a_pyfakefs_filesystem_loads(fs: Any) -> None:
+    fs.create_file(
+        "/app/score.py", contents="def init():\n    pass\ndef run(data):\n    return 7\n"
+    )
+    settings = ServingSettings(entry_script=Path("/app/score.py"), app_root=Path("/app"))
+    script = load_entry_script("/app/score.py", settings)
+    assert script.run("x") == 7
+
+
+def test_sibling_modules_of_the_script_are_importable(tmp_path: Path) -> None:
+    write(tmp_path / "src", "def double(x):\n    return 2 * x\n", name="sibling_helpers_h4a.py")
+    script = write(
+        tmp_path / "src",
+        "from sibling_helpers_h4a import double\ndef init():\n    pass\ndef run(data):\n"
+        "    return double(3)\n",
+    )
+    settings = ServingSettings(entry_script=script, app_root=tmp_path / "elsewhere")
+    assert load_entry_script(script, settings).run("x") == 6
+
+
+def test_sys_path_gets_app_root_source_directory_and_script_folder_once(tmp_path: Path) -> None:
+    script = write(tmp_path / "code", PLAIN)
+    settings = ServingSettings(entry_script=script, app_root=tmp_path, source_directory="lib")
+    load_entry_script(script, settings)
+    load_entry_script(script, settings)
+    for entry in (str(tmp_path), str(tmp_path / "lib"), str(tmp_path / "code")):
+        assert sys.path.count(entry) == 1
+    position = [sys.path.index(e) for e in (str(tmp_path), str(tmp_path / "lib"))]
+    assert position == sorted(position)
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+def test_missing_script_is_a_one_line_exit_3_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ServingSettings(entry_script=Path("nope.py"), app_root=tmp_path)
+    with pytest.raises(EntryScriptError, match=r"nope\.py does not exist") as caught:
+        create_app(settings)
+    assert caught.value.exit_code == 3
+    assert "No such file or directory." in caplog.text
+
+
+def test_syntax_error_names_the_line(tmp_path: Path) -> None:
+    message = load_error(tmp_path, "def init():\n    pass\n\ndef run(data)\n    return 1\n")
+    assert "has a syntax error at line 4" in message
+
+
+def test_import_time_exception_is_reported_with_its_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = load_error(tmp_path, "raise RuntimeError('bad config')\n" + PLAIN)
+    assert "failed while importing: RuntimeError: bad config" in message
+    assert "Traceback" in caplog.text
+
+
+def test_missing_module_error_carries_a_hint(tmp_path: Path) -> None:
+    message = load_error(tmp_path, "import no_such_module_h4a\n" + PLAIN)
+    assert "ModuleNotFoundError: No module named 'no_such_module_h4a'" in message
+    assert (
+        "hint: 'no_such_module_h4a' is neither installed nor a module beside the script" in message
+    )
+
+
+@pytest.mark.parametrize("missing", ["init", "run"])
+def test_missing_init_or_run_uses_the_azmlinfsrv_text(
+    tmp_path: Path, missing: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = "def init():\n    pass\n" if missing == "run" else "def run(data):\n    pass\n"
+    message = load_error(tmp_path, source)
+    text = f"User script at {tmp_path / 'score.py'} does not have a {missing}() function defined."
+    assert message.startswith(text)
+    assert text in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("signature", "text"),
+    [
+        ("data, /", "run() cannot accept positional-only arguments, *args, or **kwargs."),
+        ("*args", "run() cannot accept positional-only arguments, *args, or **kwargs."),
+        ("data, **kwargs", "run() cannot accept positional-only arguments, *args, or **kwargs."),
+        ("request_headers", 'run() needs to accept an argument other than "request_headers".'),
+        ("", "run() needs to accept an argument for input data."),
+    ],
+)
+def test_bad_run_signatures_use_the_azmlinfsrv_text(
+    tmp_path: Path, signature: str, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    message = load_error(tmp_path, f"def init():\n    pass\n\ndef run({signature}):\n    pass\n")
+    assert message.startswith(text)
+    assert text in caplog.text
+
+
+def test_run_that_is_not_a_function_is_refused(tmp_path: Path) -> None:
+    assert "is not a function" in load_error(tmp_path, "def init():\n    pass\nrun = 5\n")
+
+
+def test_rawhttp_with_input_schema_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("inference_schema")
+    source = """
+    from azureml.contrib.services.aml_request import rawhttp
+    from inference_schema.schema_decorators import input_schema
+    from inference_schema.parameter_types.standard_py_parameter_type import (
+        StandardPythonParameterType,
+    )
+
+    def init():
+        pass
+
+    @rawhttp
+    @input_schema("data", StandardPythonParameterType(1))
+    def run(data):
+        return data
+    """
+    message = load_error(tmp_path, source)
+    assert message.startswith("run() cannot be decorated with both @rawhttp and @input_schema")
+
+
+# --- input mode -------------------------------------------------------------------------------
+
+
+def test_mode_is_logged_with_the_azmlinfsrv_text(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    script = load(tmp_path, PLAIN)
+    assert script.mode is InputMode.JSON_STRING
+    assert "run() is not decorated. Server will invoke it with the input in JSON string." in (
+        caplog.text
+    )
+
+
+def test_object_mode_log_lists_parameters_without_request_headers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("inference_schema")
+    caplog.set_level(logging.INFO)
+    source = """
+    from inference_schema.schema_decorators import input_schema
+    from inference_schema.parameter_types.standard_py_parameter_type import (
+        StandardPythonParameterType,
+    )
+
+    def init():
+        pass
+
+    @input_schema("Inputs", StandardPythonParameterType(1))
+    def run(Inputs, request_headers, GlobalParameters=1):
+        return Inputs
+    """
+    script = load(tmp_path, source)
+    assert script.mode is InputMode.OBJECT
+    assert script.accepts_request_headers
+    assert (
+        "Server will invoke it with the following arguments: Inputs, GlobalParameters."
+        in caplog.text
+    )
+
+
+def test_rawhttp_flag_does_not_leak_into_the_next_loaded_script(tmp_path: Path) -> None:
+    raw = (
+        "from azureml.contrib.services.aml_request import rawhttp\n@rawhttp\ndef run(r):\n"
+        "    return 1\ndef init():\n    pass\n"
+    )
+    assert load(tmp_path, raw).mode is InputMode.RAW_REQUEST
+    assert load(tmp_path, PLAIN).mode is InputMode.JSON_STRING
+
+
+def test_schemas_of_an_earlier_script_do_not_leak_or_clash(tmp_path: Path) -> None:
+    pytest.importorskip("inference_schema")
+    decorated = """
+    from inference_schema.schema_decorators import output_schema
+    from inference_schema.parameter_types.standard_py_parameter_type import (
+        StandardPythonParameterType,
+    )
+
+    def init():
+        pass
+
+    @output_schema(StandardPythonParameterType(1))
+    def run(data):
+        return data
+    """
+    assert load(tmp_path, decorated).mode is InputMode.OBJECT
+    assert load(tmp_path, decorated).mode is InputMode.OBJECT  # no "already defined" error
+    assert load(tmp_path, PLAIN).mode is InputMode.JSON_STRING
+
+
+def test_driver_module_run_is_called_and_outer_init_is_kept(tmp_path: Path) -> None:
+    write(tmp_path, "def run(data):\n    return 'inner ' + data\n", name="inner_driver_h4a.py")
+    source = """
+    import inner_driver_h4a as driver_module
+    calls = []
+
+    def init():
+        calls.append("outer init")
+
+    def run(data):
+        return "outer"
+    """
+    script = load(tmp_path, source)
+    script.init()
+    assert script.module.calls == ["outer init"]
+    assert script.call_run({"data": "x"}, {}) == "inner x"
+
+
+# --- shims ------------------------------------------------------------------------------------
+
+
+def test_all_documented_import_forms_of_the_shims_work(tmp_path: Path) -> None:
+    source = """
+    from azureml.contrib.services.aml_request import AMLRequest, rawhttp
+    from azureml.contrib.services.aml_response import AMLResponse
+    from azureml_inference_server_http.api.aml_request import rawhttp as server_rawhttp
+    from azureml_inference_server_http.api.aml_response import AMLResponse as ServerResponse
+
+    def init():
+        pass
+
+    def run(data):
+        return AMLResponse is ServerResponse and rawhttp is server_rawhttp
+    """
+    assert load(tmp_path, source).run("x") is True
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["from azureml.contrib.services import rawhttp", "import azureml.contrib.services.aml_request"],
+)
+def test_import_forms_azmlinfsrv_does_not_support_fail_the_same_way(
+    tmp_path: Path, statement: str
+) -> None:
+    if "azureml" in sys.modules or _azureml_installed():
+        pytest.skip("an azureml package is installed here")
+    assert "ModuleNotFoundError" in load_error(tmp_path, f"{statement}\n{PLAIN}")
+
+
+def _azureml_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("azureml") is not None
+
+
+@pytest.fixture
+def installed_contrib_services(tmp_path: Path) -> Iterator[Path]:
+    """A stand-in azureml-contrib-services on sys.path; sys.modules restored afterwards."""
+    site = tmp_path / "site"
+    package = site / "azureml" / "contrib" / "services"
+    package.mkdir(parents=True)
+    (site / "azureml" / "__init__.py").write_text("")
+    (site / "azureml" / "contrib" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("from .aml_request import rawhttp as rawhttp\n")
+    (package / "aml_request.py").write_text(
+        "REAL = True\n_rawHttpRequested = False\ndef rawhttp(f):\n"
+        "    global _rawHttpRequested\n    _rawHttpRequested = True\n    return f\n"
+    )
+    (package / "aml_response.py").write_text("REAL = True\n")
+    saved = {name: sys.modules.get(name) for name in list(sys.modules) if "azureml" in name}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        for name in [name for name in sys.modules if "azureml" in name]:
+            del sys.modules[name]
+        sys.modules.update({k: v for k, v in saved.items() if v is not None})
+
+
+def test_an_installed_azureml_package_is_never_shadowed(
+    installed_contrib_services: Path, tmp_path: Path
+) -> None:
+    installed = install_import_shims()
+    assert "azureml.contrib.services.aml_request" not in installed
+    assert "azureml.contrib.services.aml_response" not in installed
+    source = """
+    from azureml.contrib.services import rawhttp
+    from azureml.contrib.services.aml_request import REAL
+
+    def init():
+        pass
+
+    @rawhttp
+    def run(request):
+        return REAL
+    """
+    script = load(tmp_path / "app", source)
+    assert script.run("x") is True
+    assert script.mode is InputMode.RAW_REQUEST
+    assert (
+        sys.modules["azureml.contrib.services.aml_request"]
+        is not (SHIMMED_MODULES["azureml.contrib.services.aml_request"])
+    )
+
+
+# --- init() -----------------------------------------------------------------------------------
+
+
+def test_init_runs_once_and_its_prints_go_to_the_print_logger(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO)
+    source = """
+    import sys
+    calls = []
+
+    def init():
+        calls.append(1)
+        print("loading", "model")
+        print("to stderr", file=sys.stderr)
+
+    def run(data):
+        print("scoring")
+        return len(calls)
+    """
+    script = write(tmp_path, source)
+    client = create_app(ServingSettings(entry_script=script, app_root=tmp_path)).test_client()
+    assert client.post("/score", data="x").get_json() == 1
+    printed = [r.getMessage() for r in caplog.records if r.name == "azmlinfsrv.print"]
+    assert printed == ["loading model", "scoring"]
+    assert "to stderr" in capsys.readouterr().err
+
+
+def test_run_init_false_skips_init(tmp_path: Path) -> None:
+    script = write(tmp_path, "def init():\n    raise SystemExit(9)\ndef run(data):\n    return 1\n")
+    app = create_app(ServingSettings(entry_script=script, app_root=tmp_path), run_init=False)
+    assert app.test_client().post("/score", data="x").get_json() == 1
+
+
+def test_init_failure_logs_traceback_and_model_tree_then_raises_one_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+    models = tmp_path / "models"
+    (models / "clf" / "1").mkdir(parents=True)
+    (models / "clf" / "1" / "model.pkl").write_bytes(b"x")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(models))
+    source = "def init():\n    open('/no/such/model.pkl')\ndef run(data):\n    return 1\n"
+    script = write(tmp_path, source)
+    with pytest.raises(EntryScriptError) as caught:
+        create_app(ServingSettings(entry_script=script, app_root=tmp_path))
+    assert caught.value.exit_code == 3
+    assert str(caught.value).startswith(f"init() of {script} raised FileNotFoundError: ")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "User's init function failed" in messages
+    assert any("Traceback" in m and "/no/such/model.pkl" in m for m in messages)
+    start = messages.index("Model Directory Contents:")
+    assert messages[start + 1 : start + 5] == [
+        "models/",
+        "    clf/",
+        "        1/",
+        "            model.pkl",
+    ]
+
+
+def test_model_tree_log_stops_after_200_lines(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.INFO)
+    models = tmp_path / "models"
+    models.mkdir()
+    for index in range(250):
+        (models / f"f{index:03}").write_bytes(b"")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(models))
+    script = write(
+        tmp_path, "def init():\n    raise ValueError('x')\ndef run(data):\n    return 1\n"
+    )
+    with pytest.raises(EntryScriptError):
+        create_app(ServingSettings(entry_script=script, app_root=tmp_path))
+    messages = [r.getMessage() for r in caplog.records]
+    start = messages.index("Model Directory Contents:")
+    assert len(messages[start + 1 : start + 201]) == 200
+    assert messages[start + 201] == "Output Truncated. First 200 lines shown."
