@@ -1,0 +1,504 @@
+"""The registry commands: ``register``, ``list``, ``show``, ``path``, ``tag``, ``untag``,
+``property``, ``describe``, ``delete``, ``verify`` and ``doctor``.
+
+Only click and light modelstore modules are imported here at module level: the Registry (and with
+it SQLAlchemy and pydantic) is imported inside each command, so ``modelstore --help`` stays fast.
+Everything a command can check without the registry (names, REFs, ``K=V`` pairs) is checked
+before the registry is opened, so bad input never creates or touches a store.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from datetime import timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from modelstore.cli import state
+from modelstore.errors import IntegrityError, InvalidArgumentError, ModelstoreError, UsageError
+from modelstore.layout import validate_name
+from modelstore.refs import ModelRef, parse_ref
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+    from pydantic import BaseModel
+
+    from modelstore.modelversion import ModelVersion
+    from modelstore.registry import Registry
+
+LARGE_MODEL_BYTES = 32 * 1024 * 1024
+"""Copies at least this big show a progress bar (on a terminal): below it a copy is instant."""
+
+
+class OneLineErrorCommand(click.Command):
+    """A command whose usage errors are one ``Error: ...`` line, like every other bad input.
+
+    click would print the usage synopsis and a hint over three lines; turning its UsageError into
+    our InvalidArgumentError lets the group print it the same way as a bad name or REF (exit 2).
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise InvalidArgumentError(
+                f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
+            ) from exc
+
+
+def command(name: str) -> Callable[[Callable[..., Any]], click.Command]:
+    return click.command(name, cls=OneLineErrorCommand)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+# --- argument parsing (no registry needed) ----------------------------------------------------
+
+
+def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
+    """``K=V`` texts as a dict; a text without ``=``, an empty key or a repeated key is refused."""
+    pairs: dict[str, str] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise InvalidArgumentError(
+                f"{option} {text!r} is not KEY=VALUE: write it as {option} "
+                f"{key or 'key'}=VALUE (an empty value is written {key or 'key'}=)"
+            )
+        if key in pairs:
+            raise InvalidArgumentError(f"{option} key {key!r} is given twice: give each key once")
+        pairs[key] = value
+    return pairs
+
+
+def parse_filters(values: Sequence[str], option: str) -> list[str | tuple[str, str]]:
+    """``K`` (the key is present) or ``K=V`` (the value equals V), as Azure ML's list filters."""
+    filters: list[str | tuple[str, str]] = []
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not key:
+            raise InvalidArgumentError(
+                f"{option} {text!r} has no key: write {option} KEY or {option} KEY=VALUE"
+            )
+        filters.append((key, value) if sep else key)
+    return filters
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    return parse_ref(text)
+
+
+# --- output ---------------------------------------------------------------------------------
+
+
+def human_size(size: int) -> str:
+    """Sizes as people read them (binary units, one decimal)."""
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def format_pairs(pairs: dict[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(pairs.items()))
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def dump(model: BaseModel) -> Any:
+    return model.model_dump(mode="json")
+
+
+def format_created(version: ModelVersion) -> str:
+    created = version.created_at
+    if created.tzinfo is None:  # a catalog that stores naive UTC times
+        created = created.replace(tzinfo=timezone.utc)
+    return created.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def describe_version(version: ModelVersion) -> str:
+    fields = [
+        ("id", version.id),
+        ("name", version.name),
+        ("version", str(version.version)),
+        ("entry", f"{version.entry} ({version.kind})"),
+        ("path", str(version.path)),
+        ("size", f"{human_size(version.size)} ({version.size} bytes, {version.file_count} files)"),
+        ("sha256", version.sha256),
+        ("created", format_created(version)),
+        ("description", version.description or ""),
+        ("framework", version.framework or ""),
+        ("framework version", version.framework_version or ""),
+        ("tags", format_pairs(version.tags)),
+        ("properties", format_pairs(version.properties)),
+    ]
+    width = max(len(label) for label, _ in fields)
+    return "\n".join(f"{label + ':':<{width + 1}} {value}".rstrip() for label, value in fields)
+
+
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+@contextmanager
+def copy_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A ``progress(bytes_done, bytes_total)`` callback drawing click's bar on stderr, or None.
+
+    The bar appears only on a terminal (scripts and logs get no control characters) and only
+    once the copy is known to be large, so small registrations print nothing extra.
+    """
+    if not _stderr_is_terminal():
+        yield None
+        return
+    with ExitStack() as stack:
+        bar: ProgressBar[int] | None = None
+        shown = 0
+
+        def report(done: int, total: int) -> None:
+            nonlocal bar, shown
+            if bar is None:
+                if total < LARGE_MODEL_BYTES:
+                    return
+                bar = stack.enter_context(
+                    click.progressbar(length=total, label=label, file=sys.stderr)
+                )
+            bar.update(done - shown)
+            shown = done
+
+        yield report
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def open_registry() -> Registry:
+    return state(click.get_current_context()).registry()
+
+
+@command("register")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--name", "name", required=True, help="Model name (Azure ML naming rule).")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag (repeatable).")
+@click.option(
+    "--property", "properties", multiple=True, metavar="K=V", help="A property (repeatable)."
+)
+@click.option("--description", help="Free text describing the model.")
+@click.option("--framework", help="Model framework, e.g. ScikitLearn, Onnx, PyTorch.")
+@click.option("--framework-version", help="Version of the framework (needs --framework).")
+@click.option(
+    "--child-path",
+    "child_paths",
+    multiple=True,
+    metavar="P",
+    help="Keep only this child of a folder model (repeatable; relative to PATH).",
+)
+@json_option
+def register(
+    path: Path,
+    name: str,
+    tags: tuple[str, ...],
+    properties: tuple[str, ...],
+    description: str | None,
+    framework: str | None,
+    framework_version: str | None,
+    child_paths: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Register the file or folder PATH as the next version of model NAME."""
+    validate_name(name)
+    tag_pairs = parse_pairs(tags, "--tag")
+    property_pairs = parse_pairs(properties, "--property")
+    registry = open_registry()
+    with copy_progress(f"Copying {path.name}") as progress:
+        version = registry.register(
+            path,
+            name,
+            tags=tag_pairs or None,
+            properties=property_pairs or None,
+            description=description,
+            framework=framework,
+            framework_version=framework_version,
+            child_paths=list(child_paths) or None,
+            progress=progress,
+        )
+    if as_json:
+        print_json(dump(version))
+    else:
+        click.echo(f"Registered {version.id}  ->  {version.path}")
+
+
+@command("list")
+@click.argument("name", required=False)
+@click.option(
+    "--tag", "tags", multiple=True, metavar="K | K=V", help="Has tag K (with value V). Repeatable."
+)
+@click.option(
+    "--property",
+    "properties",
+    multiple=True,
+    metavar="K | K=V",
+    help="Has property K (with value V). Repeatable.",
+)
+@click.option("--latest", is_flag=True, help="Only the highest matching version of each name.")
+@json_option
+def list_(
+    name: str | None,
+    tags: tuple[str, ...],
+    properties: tuple[str, ...],
+    latest: bool,
+    as_json: bool,
+) -> None:
+    """List model versions, by name ascending then version descending; filters are ANDed."""
+    if name is not None:
+        validate_name(name)
+    tag_filters = parse_filters(tags, "--tag")
+    property_filters = parse_filters(properties, "--property")
+    versions = open_registry().list(
+        name=name, tags=tag_filters or None, properties=property_filters or None, latest=latest
+    )
+    if as_json:
+        print_json([dump(version) for version in versions])
+        return
+    if not versions:
+        click.echo("No model versions match.")
+        return
+    rows = [
+        [v.id, v.entry, human_size(v.size), format_created(v), format_pairs(v.tags)]
+        for v in versions
+    ]
+    click.echo(table(["ID", "ENTRY", "SIZE", "CREATED", "TAGS"], rows))
+
+
+@command("show")
+@click.argument("ref")
+@json_option
+def show(ref: str, as_json: bool) -> None:
+    """Show one version: REF is NAME (latest), NAME:VERSION or NAME:latest."""
+    model_ref = parse_model_ref(ref)
+    version = open_registry().get(model_ref.name, model_ref.version)
+    if as_json:
+        print_json(dump(version))
+    else:
+        click.echo(describe_version(version))
+
+
+@command("path")
+@click.argument("ref")
+def path(ref: str) -> None:
+    """Print only the stored entry's absolute path (for scripts): REF is NAME or NAME:VERSION."""
+    model_ref = parse_model_ref(ref)
+    click.echo(str(open_registry().path(model_ref.name, model_ref.version)))
+
+
+@command("tag")
+@click.argument("ref")
+@click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
+def tag(ref: str, pairs: tuple[str, ...]) -> None:
+    """Add or replace tags of a version (tags are mutable, as in Azure ML)."""
+    model_ref = parse_model_ref(ref)
+    add = parse_pairs(pairs, "tag")
+    registry = open_registry()
+    before = registry.get(model_ref.name, model_ref.version)
+    after = registry.update_tags(before.name, before.version, add=add)
+    for key, value in add.items():
+        if key in before.tags and before.tags[key] != value:
+            click.echo(f"Replacing tag {key} -> {before.tags[key]} with {key} -> {value}")
+    click.echo(f"Tagged {after.id}: {format_pairs(after.tags)}")
+
+
+@command("untag")
+@click.argument("ref")
+@click.argument("keys", nargs=-1, required=True, metavar="K...")
+def untag(ref: str, keys: tuple[str, ...]) -> None:
+    """Remove tags of a version by key; a key it does not have is reported and skipped."""
+    model_ref = parse_model_ref(ref)
+    registry = open_registry()
+    before = registry.get(model_ref.name, model_ref.version)
+    after = registry.update_tags(before.name, before.version, remove=list(keys))
+    for key in keys:
+        if key not in before.tags:
+            hint = " (untag takes keys only, e.g. 'team', not 'team=fraud')" if "=" in key else ""
+            click.echo(f"Tag with key {key} not found.{hint}", err=True)
+    remaining = format_pairs(after.tags) or "no tags left"
+    click.echo(f"Untagged {after.id}: {remaining}")
+
+
+@command("property")
+@click.argument("ref")
+@click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
+def property_(ref: str, pairs: tuple[str, ...]) -> None:
+    """Add properties to a version; properties are add-only, as in Azure ML."""
+    model_ref = parse_model_ref(ref)
+    properties = parse_pairs(pairs, "property")
+    registry = open_registry()
+    current = registry.get(model_ref.name, model_ref.version)
+    after = registry.add_properties(current.name, current.version, properties)
+    click.echo(f"Added properties to {after.id}: {format_pairs(after.properties)}")
+
+
+@command("describe")
+@click.argument("ref")
+@click.argument("text")
+def describe(ref: str, text: str) -> None:
+    """Set the description of a version."""
+    model_ref = parse_model_ref(ref)
+    registry = open_registry()
+    current = registry.get(model_ref.name, model_ref.version)
+    after = registry.set_description(current.name, current.version, text)
+    click.echo(f"Described {after.id}: {after.description}")
+
+
+def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
+    ids = ", ".join(version.id for version in versions)
+    count = len(versions)
+    return f"{ids} ({count} version{'s' if count != 1 else ''}, {human_size(size)})"
+
+
+@command("delete")
+@click.argument("ref")
+@click.option("--all-versions", is_flag=True, help="Delete every version of NAME.")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
+)
+def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool) -> None:
+    """Delete NAME:VERSION, or every version of NAME with --all-versions.
+
+    Version numbers are never reused: the next registration of NAME still gets a new number.
+    """
+    model_ref = parse_model_ref(ref)
+    has_version = ":" in ref
+    if all_versions and has_version:
+        raise InvalidArgumentError(
+            f"--all-versions deletes every version of a name: write 'delete {model_ref.name} "
+            f"--all-versions', or drop --all-versions to delete {ref} only"
+        )
+    if not all_versions and not has_version:
+        raise InvalidArgumentError(
+            f"'delete {ref}' does not say which version: write {ref}:VERSION (or {ref}:latest) "
+            "to delete one version, or pass --all-versions to delete every version"
+        )
+    registry = open_registry()
+    version = None if all_versions else registry.get(model_ref.name, model_ref.version).version
+    plan = registry.plan_delete(model_ref.name, version)
+    click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}")
+    if dry_run:
+        click.echo("Dry run: nothing was deleted.")
+        return
+    if not yes:
+        if not _stdin_is_terminal():
+            raise UsageError(
+                "refusing to delete without confirmation: stdin is not a terminal; "
+                "pass --yes to delete"
+            )
+        if not click.confirm("Delete?", default=False, err=True):
+            click.echo("Nothing was deleted.", err=True)
+            click.get_current_context().exit(1)
+    done = registry.delete(model_ref.name, version)
+    click.echo(f"Deleted {_plan_text(done.versions, done.bytes)}")
+
+
+@command("verify")
+@click.argument("ref", required=False)
+@json_option
+def verify(ref: str | None, as_json: bool) -> None:
+    """Check stored files against the checksums recorded at registration.
+
+    No REF: every version; NAME: every version of NAME; NAME:VERSION or NAME:latest: that one.
+    Exits 1, listing every changed, missing or extra file, when anything does not match.
+    """
+    model_ref = parse_model_ref(ref) if ref is not None else None
+    registry = open_registry()
+    version: int | None = None
+    if model_ref is not None and ref is not None and ":" in ref:
+        version = registry.get(model_ref.name, model_ref.version).version
+    report = registry.verify(model_ref.name if model_ref else None, version)
+    if as_json:
+        print_json(dump(report))
+    else:
+        for check in report.versions:
+            for label, files in (
+                ("changed", check.changed),
+                ("missing", check.missing),
+                ("extra", check.extra),
+                ("foreign", check.foreign_entries),
+            ):
+                for file in files:
+                    click.echo(f"{check.id}  {label:<7}  {file}")
+    damaged = [check.id for check in report.versions if not check.ok]
+    if damaged:
+        raise IntegrityError(
+            f"{len(damaged)} of {len(report.versions)} versions do not match what was "
+            f"registered ({', '.join(damaged)}): re-register them from their source, or delete "
+            "them (a 'foreign' item is a second item in a version folder: remove it)"
+        )
+    if not as_json:
+        count = len(report.versions)
+        click.echo(f"OK: {count} version{'s' if count != 1 else ''} verified, every file matches.")
+
+
+@command("doctor")
+@click.option("--repair", is_flag=True, help="Clean up what interrupted work left behind.")
+@json_option
+def doctor(repair: bool, as_json: bool) -> None:
+    """Find (and with --repair, clean) leftovers of interrupted registrations and deletions.
+
+    Exits 1 when something was found and not repaired.
+    """
+    report = open_registry().doctor(repair=repair)
+    if as_json:
+        print_json(dump(report))
+    elif not report.findings:
+        click.echo("Nothing to repair: the catalog and the tree agree.")
+    for finding in [] if as_json else report.findings:
+        status = "repaired" if finding.repaired else "found"
+        click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {finding.action}")
+    unrepaired = [finding for finding in report.findings if not finding.repaired]
+    if unrepaired:
+        raise ModelstoreError(
+            f"{len(unrepaired)} problem{'s' if len(unrepaired) != 1 else ''} found (listed "
+            "above): run 'modelstore doctor --repair' to fix them"
+        )
+    if report.findings and not as_json:
+        click.echo(f"Repaired {len(report.findings)} problem(s).")
+
+
+__all__ = [
+    "delete",
+    "describe",
+    "doctor",
+    "list_",
+    "path",
+    "property_",
+    "register",
+    "show",
+    "tag",
+    "untag",
+    "verify",
+]

@@ -1,0 +1,435 @@
+"""The registry commands as a user runs them, through click's CliRunner on a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from modelstore.cli import main, registry_commands
+from modelstore.modelversion import ModelVersion
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def model_file(tmp_path: Path) -> Path:
+    path = tmp_path / "src" / "sklearn_regression_model.pkl"
+    path.parent.mkdir()
+    path.write_bytes(b"pickled model bytes")
+    return path
+
+
+@pytest.fixture
+def model_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "outputs" / "model_dir"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("a")
+    (root / "c.txt").write_text("c")
+    (root / "sub" / "b.txt").write_text("b")
+    return root
+
+
+def run(home: Path, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+
+
+def ok(home: Path, *args: str) -> Result:
+    result = run(home, *args)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result
+
+
+def listed(home: Path, *args: str) -> list[ModelVersion]:
+    return [
+        ModelVersion.model_validate(v) for v in json.loads(ok(home, "list", "--json", *args).stdout)
+    ]
+
+
+def register(home: Path, path: Path, name: str, *extra: str) -> ModelVersion:
+    result = ok(home, "register", str(path), "--name", name, "--json", *extra)
+    return ModelVersion.model_validate_json(result.stdout)
+
+
+# --- register ---------------------------------------------------------------------------------
+
+
+def test_register_prints_the_id_and_the_absolute_entry_path(home: Path, model_file: Path) -> None:
+    result = ok(
+        home, "register", str(model_file), "--name", "my_first_model", "--tag", "team=fraud"
+    )
+    entry = home.resolve() / "azureml-models" / "my_first_model" / "1" / model_file.name
+    assert result.stdout == f"Registered my_first_model:1  ->  {entry}\n"
+    assert entry.read_bytes() == model_file.read_bytes()
+
+
+def test_registering_the_same_name_again_gives_the_next_version(
+    home: Path, model_file: Path
+) -> None:
+    assert register(home, model_file, "m").version == 1
+    assert register(home, model_file, "m").version == 2
+    assert register(home, model_file, "other").version == 1
+
+
+def test_register_json_records_tags_properties_description_and_framework(
+    home: Path, model_file: Path
+) -> None:
+    version = register(
+        home,
+        model_file,
+        "m",
+        "--tag", "team=fraud", "--tag", "stage=",
+        "--property", "auc=0.91",
+        "--description", "first try",
+        "--framework", "ScikitLearn",
+        "--framework-version", "1.5",
+    )  # fmt: skip
+    assert version.id == "m:1"
+    assert version.tags == {"team": "fraud", "stage": ""}
+    assert version.properties == {"auc": "0.91"}
+    assert version.description == "first try"
+    assert (version.framework, version.framework_version) == ("ScikitLearn", "1.5")
+    assert version.kind == "file"
+    assert version.size == model_file.stat().st_size
+
+
+def test_register_child_paths_keep_only_those_children_of_a_folder(
+    home: Path, model_dir: Path
+) -> None:
+    version = register(home, model_dir, "m", "--child-path", "a.txt", "--child-path", "sub")
+    stored = sorted(
+        str(p.relative_to(version.path)) for p in version.path.rglob("*") if p.is_file()
+    )
+    assert version.entry == "model_dir"
+    assert stored == ["a.txt", os.path.join("sub", "b.txt")]
+
+
+def test_a_small_registration_shows_no_progress_bar_when_stderr_is_not_a_terminal(
+    home: Path, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\0" * (registry_commands.LARGE_MODEL_BYTES + 1))
+    result = ok(home, "register", str(big), "--name", "big")
+    assert result.stderr == ""
+
+
+def test_a_large_registration_draws_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    with big.open("wb") as out:
+        out.truncate(registry_commands.LARGE_MODEL_BYTES + 1)
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "modelstore", "--home", str(tmp_path / "home"),
+             "register", str(big), "--name", "big"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, timeout=120,
+        )  # fmt: skip
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: everything was read
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0
+    assert b"Copying big.bin" in drawn
+    assert b"100%" in drawn
+    assert done.stdout.decode().startswith("Registered big:1  ->  ")
+
+
+# --- list -------------------------------------------------------------------------------------
+
+
+def test_list_prints_an_aligned_table_of_every_version(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud")
+    register(home, model_file, "m")
+    register(home, model_file, "a_longer_name")
+    lines = ok(home, "list").stdout.splitlines()
+    assert lines[0].split() == ["ID", "ENTRY", "SIZE", "CREATED", "TAGS"]
+    assert [line.split()[0] for line in lines[1:]] == ["a_longer_name:1", "m:2", "m:1"]
+    starts = [lines[0].index(column) for column in ("ENTRY", "SIZE", "CREATED", "TAGS")]
+    for line in lines[1:]:
+        assert [line[start - 2 : start] for start in starts[:3]] == ["  "] * 3
+        assert line[starts[0] :].startswith(model_file.name)
+    assert lines[-1].endswith("team=fraud")
+    assert "19 B" in lines[1]
+
+
+def test_list_json_is_an_array_ordered_by_name_then_newest_version(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "b")
+    register(home, model_file, "a")
+    register(home, model_file, "b")
+    assert [v.id for v in listed(home)] == ["a:1", "b:2", "b:1"]
+    assert [v.id for v in listed(home, "b")] == ["b:2", "b:1"]
+
+
+def test_list_filters_by_tag_and_property_key_or_key_value(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud", "--property", "auc=0.91")
+    register(home, model_file, "m", "--tag", "team=risk")
+    register(home, model_file, "m")
+    assert [v.id for v in listed(home, "--tag", "team")] == ["m:2", "m:1"]
+    assert [v.id for v in listed(home, "--tag", "team=fraud")] == ["m:1"]
+    assert [v.id for v in listed(home, "--property", "auc")] == ["m:1"]
+    assert [v.id for v in listed(home, "--tag", "team", "--property", "auc=0.5")] == []
+
+
+def test_list_latest_keeps_the_highest_matching_version_of_each_name(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m", "--tag", "good=yes")
+    register(home, model_file, "m")
+    register(home, model_file, "n")
+    assert [v.id for v in listed(home, "--latest")] == ["m:2", "n:1"]
+    assert [v.id for v in listed(home, "--latest", "--tag", "good")] == ["m:1"]
+
+
+def test_listing_an_empty_store_says_nothing_matches(home: Path) -> None:
+    assert ok(home, "list").stdout == "No model versions match.\n"
+    assert json.loads(ok(home, "list", "--json").stdout) == []
+
+
+# --- show and path ----------------------------------------------------------------------------
+
+
+def test_show_describes_the_latest_version_or_the_one_asked(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud", "--description", "v1")
+    register(home, model_file, "m")
+    latest = ok(home, "show", "m").stdout
+    assert "id:" in latest and "m:2" in latest
+    first = ok(home, "show", "m:1").stdout
+    assert "team=fraud" in first
+    assert "v1" in first
+    assert ok(home, "show", "m:latest").stdout == latest
+
+
+def test_show_json_is_the_model_version_serialisation(home: Path, model_file: Path) -> None:
+    registered = register(home, model_file, "m", "--property", "auc=0.9")
+    shown = json.loads(ok(home, "show", "m:1", "--json").stdout)
+    assert shown == registered.model_dump(mode="json")
+    assert set(shown) == set(ModelVersion.model_fields)
+
+
+def test_path_prints_only_the_entry_path(home: Path, model_file: Path) -> None:
+    first = register(home, model_file, "m")
+    second = register(home, model_file, "m")
+    assert ok(home, "path", "m").stdout == f"{second.path}\n"
+    assert ok(home, "path", "m:latest").stdout == f"{second.path}\n"
+    assert ok(home, "path", "m:1").stdout == f"{first.path}\n"
+    assert Path(ok(home, "path", "m:1").stdout.strip()).read_bytes() == model_file.read_bytes()
+
+
+# --- tags, properties, description ------------------------------------------------------------
+
+
+def test_tag_adds_and_replaces_tags_of_the_version(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud")
+    result = ok(home, "tag", "m:1", "team=risk", "stage=prod")
+    assert "Replacing tag team -> fraud with team -> risk" in result.stdout
+    assert listed(home)[0].tags == {"team": "risk", "stage": "prod"}
+
+
+def test_tag_without_a_version_tags_the_latest(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m")
+    register(home, model_file, "m")
+    ok(home, "tag", "m", "stage=prod")
+    assert [v.tags for v in listed(home)] == [{"stage": "prod"}, {}]
+
+
+def test_untag_removes_keys_and_reports_the_ones_it_did_not_have(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud", "--tag", "stage=prod")
+    result = ok(home, "untag", "m:1", "team", "nope")
+    assert "Tag with key nope not found." in result.stderr
+    assert listed(home)[0].tags == {"stage": "prod"}
+
+
+def test_property_adds_new_properties(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m", "--property", "auc=0.91")
+    ok(home, "property", "m:1", "f1=0.8")
+    assert listed(home)[0].properties == {"auc": "0.91", "f1": "0.8"}
+
+
+def test_describe_sets_the_description(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m", "--description", "old")
+    ok(home, "describe", "m:1", "trained on 2024 data")
+    assert listed(home)[0].description == "trained on 2024 data"
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+def test_delete_dry_run_prints_the_plan_and_deletes_nothing(home: Path, model_file: Path) -> None:
+    version = register(home, model_file, "m")
+    result = ok(home, "delete", "m:1", "--dry-run")
+    assert "m:1 (1 version, 19 B)" in result.stdout
+    assert "nothing was deleted" in result.stdout
+    assert version.path.exists()
+    assert [v.id for v in listed(home)] == ["m:1"]
+
+
+def test_delete_with_yes_removes_the_version_and_never_reuses_its_number(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m")
+    second = register(home, model_file, "m")
+    result = ok(home, "delete", "m:2", "--yes")
+    assert result.stdout.splitlines() == [
+        "Will delete m:2 (1 version, 19 B)",
+        "Deleted m:2 (1 version, 19 B)",
+    ]
+    assert not second.path.exists()
+    assert register(home, model_file, "m").version == 3
+    assert [v.id for v in listed(home)] == ["m:3", "m:1"]
+
+
+def test_delete_all_versions_removes_every_version_of_the_name(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m")
+    register(home, model_file, "m")
+    register(home, model_file, "keep")
+    result = ok(home, "delete", "m", "--all-versions", "--yes")
+    assert "2 versions, 38 B" in result.stdout
+    assert [v.id for v in listed(home)] == ["keep:1"]
+
+
+def test_delete_latest_deletes_only_the_highest_version(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m")
+    register(home, model_file, "m")
+    ok(home, "delete", "m:latest", "--yes")
+    assert [v.id for v in listed(home)] == ["m:1"]
+
+
+def test_delete_asks_for_confirmation_on_a_terminal(
+    home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(home, model_file, "m")
+    monkeypatch.setattr(registry_commands, "_stdin_is_terminal", lambda: True)
+    declined = run(home, "delete", "m:1", input="n\n")
+    assert declined.exit_code == 1
+    assert "Nothing was deleted." in declined.stderr
+    assert [v.id for v in listed(home)] == ["m:1"]
+    accepted = run(home, "delete", "m:1", input="y\n")
+    assert accepted.exit_code == 0, accepted.stderr
+    assert listed(home) == []
+
+
+# --- verify and doctor ------------------------------------------------------------------------
+
+
+def test_verify_of_an_intact_store_exits_0(home: Path, model_file: Path, model_dir: Path) -> None:
+    register(home, model_file, "m")
+    register(home, model_dir, "d")
+    assert run(home, "verify").exit_code == 0
+    assert run(home, "verify", "d:1").exit_code == 0
+
+
+def _writable(path: Path) -> None:
+    for folder in [path, *[p for p in path.rglob("*") if p.is_dir()]]:
+        folder.chmod(0o755)
+    for file in path.rglob("*"):
+        if file.is_file():
+            file.chmod(0o644)
+
+
+def test_verify_lists_every_changed_missing_and_extra_file_and_exits_1(
+    home: Path, model_dir: Path
+) -> None:
+    version = register(home, model_dir, "d")
+    _writable(version.path)
+    (version.path / "a.txt").write_text("tampered")
+    (version.path / "sub" / "b.txt").unlink()
+    (version.path / "new.txt").write_text("extra")
+    result = run(home, "verify")
+    assert result.exit_code == 1
+    out = result.stdout
+    for status, file in [("changed", "a.txt"), ("missing", "sub/b.txt"), ("extra", "new.txt")]:
+        assert any(status in line and file in line and "d:1" in line for line in out.splitlines())
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("Error: ")
+
+
+def test_verify_json_reports_the_damage_and_still_exits_1(home: Path, model_file: Path) -> None:
+    version = register(home, model_file, "m")
+    version.path.chmod(0o644)
+    version.path.write_bytes(b"other")
+    result = run(home, "verify", "m", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["ok"] is False
+
+
+def test_doctor_on_a_healthy_store_finds_nothing(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m")
+    result = ok(home, "doctor")
+    assert "nothing to repair" in result.stdout.lower()
+
+
+def _leave_crash_leftovers(home: Path) -> tuple[Path, Path]:
+    """What a killed registration can leave: a half-copied staging folder and a version folder
+    the catalog never heard of."""
+    staging = home / ".modelstore" / "staging" / "deadbeef"
+    staging.mkdir(parents=True)
+    (staging / "half.bin").write_bytes(b"half")
+    orphan = home / "azureml-models" / "m" / "7"
+    orphan.mkdir(parents=True)
+    (orphan / "model.pkl").write_bytes(b"orphan")
+    return staging, orphan
+
+
+def test_doctor_lists_leftovers_without_touching_them_and_exits_1(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m")
+    staging, orphan = _leave_crash_leftovers(home)
+    result = run(home, "doctor")
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("[found]") and str(staging) in line for line in lines)
+    assert any(line.startswith("[found]") and str(orphan) in line for line in lines)
+    assert result.stderr.splitlines() == [
+        "Error: 2 problems found (listed above): run 'modelstore doctor --repair' to fix them"
+    ]
+    assert staging.exists() and orphan.exists()
+
+
+def test_doctor_repair_removes_the_leftovers_and_leaves_a_clean_store(
+    home: Path, model_file: Path
+) -> None:
+    registered = register(home, model_file, "m")
+    staging, orphan = _leave_crash_leftovers(home)
+    result = ok(home, "doctor", "--repair")
+    assert sum(line.startswith("[repaired]") for line in result.stdout.splitlines()) == 2
+    assert not staging.exists() and not orphan.exists()
+    assert registered.path.read_bytes() == model_file.read_bytes()
+    assert ok(home, "doctor").stdout.startswith("Nothing to repair")
+    assert register(home, model_file, "m").version == 2
+
+
+def test_doctor_json_is_the_report_serialisation(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m")
+    _leave_crash_leftovers(home)
+    result = run(home, "doctor", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    assert sorted(f["kind"] for f in report["findings"]) == ["orphan_folder", "staging_leftover"]

@@ -1,0 +1,230 @@
+"""Every bad input of issue 2, as seen from the CLI: one ``Error: ...`` line on stderr, exit 2
+(bad input) or 1 (the operation failed), and the store and catalog exactly as before."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from modelstore.cli import main
+
+
+def run(home: Path, *args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(main, ["--home", str(home), *args], input=input)
+
+
+def snapshot(home: Path) -> tuple[list[tuple[str, int, bytes]], str]:
+    """Every file of the tree (path, size, content) and the catalog as ``list --json`` sees it."""
+    files = []
+    for root in (
+        home / "azureml-models",
+        home / ".modelstore" / "staging",
+        home / ".modelstore" / "trash",
+    ):
+        for path in sorted(root.rglob("*")) if root.exists() else []:
+            if path.is_file():
+                files.append((str(path.relative_to(home)), path.stat().st_size, path.read_bytes()))
+            else:
+                files.append((str(path.relative_to(home)), -1, b""))
+    listing = run(home, "list", "--json")
+    assert listing.exit_code == 0, listing.stderr
+    return files, listing.stdout
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    """A store holding two versions of ``m`` (tag team=fraud, property auc=0.91 on m:1)."""
+    home = tmp_path / "home"
+    source = tmp_path / "model.pkl"
+    source.write_bytes(b"model")
+    for extra in (["--tag", "team=fraud", "--property", "auc=0.91"], []):
+        result = run(home, "register", str(source), "--name", "m", *extra)
+        assert result.exit_code == 0, result.stderr
+    yield home
+
+
+def assert_refused(home: Path, args: list[str], exit_code: int, *words: str) -> Result:
+    before = snapshot(home)
+    result = run(home, *args)
+    assert result.exit_code == exit_code, (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for word in words:
+        assert word in lines[0]
+    assert snapshot(home) == before
+    return result
+
+
+# --- names and paths given to register --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "", "a" * 256, "ÄÖ", "model\n", "-m"])
+def test_register_refuses_a_name_outside_the_azure_ml_rule(
+    home: Path, tmp_path: Path, name: str
+) -> None:
+    assert_refused(home, ["register", str(tmp_path / "model.pkl"), "--name", name], 2, "model name")
+
+
+def test_register_refuses_a_missing_path(home: Path, tmp_path: Path) -> None:
+    assert_refused(home, ["register", str(tmp_path / "nope.pkl"), "--name", "m"], 2, "nope.pkl")
+
+
+def test_register_refuses_a_fifo(home: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert_refused(home, ["register", str(fifo), "--name", "m"], 2, "pipe")
+
+
+def test_register_refuses_a_socket(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "sock"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        assert stat.S_ISSOCK(path.stat().st_mode)
+        assert_refused(home, ["register", str(path), "--name", "m"], 2, "sock")
+    finally:
+        server.close()
+
+
+def test_register_refuses_a_device(home: Path) -> None:
+    assert_refused(home, ["register", "/dev/null", "--name", "m"], 2, "null")
+
+
+def test_register_refuses_an_empty_folder(home: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    assert_refused(home, ["register", str(empty), "--name", "m"], 2, "empty_dir")
+
+
+def test_register_refuses_a_folder_with_a_symlink_pointing_outside_it(
+    home: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"w")
+    (folder / "escape").symlink_to(tmp_path / "model.pkl")
+    assert_refused(home, ["register", str(folder), "--name", "m"], 2, "escape")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a file whatever its mode")
+def test_register_refuses_an_unreadable_file(home: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.pkl"
+    secret.write_bytes(b"s")
+    secret.chmod(0)
+    assert_refused(home, ["register", str(secret), "--name", "m"], 2, "secret.pkl")
+
+
+@pytest.mark.parametrize("option", ["--tag", "--property"])
+def test_register_refuses_a_pair_without_equals_and_says_how_to_write_it(
+    home: Path, tmp_path: Path, option: str
+) -> None:
+    assert_refused(
+        home,
+        ["register", str(tmp_path / "model.pkl"), "--name", "m", option, "team"],
+        2,
+        option,
+        "KEY=VALUE",
+    )
+
+
+def test_register_refuses_a_key_given_twice(home: Path, tmp_path: Path) -> None:
+    args = ["register", str(tmp_path / "model.pkl"), "--name", "m"]
+    assert_refused(home, [*args, "--tag", "a=1", "--tag", "a=2"], 2, "twice")
+
+
+def test_register_without_name_is_one_line_not_a_usage_screen(home: Path, tmp_path: Path) -> None:
+    assert_refused(home, ["register", str(tmp_path / "model.pkl")], 2, "--name", "--help")
+
+
+def test_an_unknown_option_is_one_line(home: Path) -> None:
+    assert_refused(home, ["list", "--colour"], 2, "--colour")
+
+
+# --- references -------------------------------------------------------------------------------
+
+REF_COMMANDS = [
+    ["show"],
+    ["path"],
+    ["tag", "REF", "k=v"],
+    ["untag", "REF", "team"],
+    ["property", "REF", "k=v"],
+    ["describe", "REF", "text"],
+    ["delete", "REF", "--yes"],
+    ["verify"],
+]
+
+
+def with_ref(command: list[str], ref: str) -> list[str]:
+    return [ref if word == "REF" else word for word in command] + (
+        [ref] if "REF" not in command else []
+    )
+
+
+@pytest.mark.parametrize("ref", ["m:", "m:0", "m:-1", "m:x"])
+@pytest.mark.parametrize("command", REF_COMMANDS, ids=lambda c: c[0])
+def test_a_malformed_ref_is_refused_with_what_a_ref_looks_like(
+    home: Path, command: list[str], ref: str
+) -> None:
+    assert_refused(home, with_ref(command, ref), 2, "NAME:VERSION")
+
+
+@pytest.mark.parametrize("ref", ["nope", "nope:1", "m:3"])
+@pytest.mark.parametrize("command", REF_COMMANDS, ids=lambda c: c[0])
+def test_an_unknown_name_or_version_fails_with_exit_1(
+    home: Path, command: list[str], ref: str
+) -> None:
+    if command[0] == "delete" and ":" not in ref:
+        ref_args = [*with_ref(command, ref), "--all-versions"]
+    else:
+        ref_args = with_ref(command, ref)
+    assert_refused(home, ref_args, 1, ref.split(":")[0])
+
+
+@pytest.mark.parametrize("command", ["tag", "property"])
+def test_a_tag_or_property_pair_without_equals_is_refused(home: Path, command: str) -> None:
+    assert_refused(home, [command, "m:1", "team"], 2, "KEY=VALUE")
+
+
+@pytest.mark.parametrize("pair", ["=fraud", "="])
+def test_a_list_filter_without_a_key_is_refused(home: Path, pair: str) -> None:
+    assert_refused(home, ["list", "--tag", pair], 2, "KEY")
+
+
+def test_changing_an_existing_property_is_refused(home: Path) -> None:
+    assert_refused(home, ["property", "m:1", "auc=0.5"], 1, "auc")
+
+
+def test_adding_a_new_property_together_with_a_changed_one_adds_nothing(home: Path) -> None:
+    assert_refused(home, ["property", "m:1", "f1=0.8", "auc=0.5"], 1, "auc")
+
+
+# --- delete -----------------------------------------------------------------------------------
+
+
+def test_delete_of_a_bare_name_asks_for_a_version_or_all_versions(home: Path) -> None:
+    assert_refused(home, ["delete", "m", "--yes"], 2, "m:VERSION", "--all-versions")
+
+
+def test_delete_all_versions_with_a_version_is_refused(home: Path) -> None:
+    assert_refused(home, ["delete", "m:1", "--all-versions", "--yes"], 2, "--all-versions")
+
+
+def test_delete_without_a_terminal_and_without_yes_refuses_and_says_to_pass_yes(
+    home: Path,
+) -> None:
+    before = snapshot(home)
+    result = run(home, "delete", "m:1")
+    assert result.exit_code == 2
+    assert "Will delete m:1" in result.stdout
+    assert result.stderr.splitlines() == [
+        "Error: refusing to delete without confirmation: stdin is not a terminal; "
+        "pass --yes to delete"
+    ]
+    assert snapshot(home) == before
