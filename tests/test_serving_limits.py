@@ -173,3 +173,29 @@ def test_chunked_body_within_the_limit_is_read_whole(tmp_path: Path, source: str
 def test_no_limit_when_max_body_is_none(tmp_path: Path) -> None:
     client = make_client(tmp_path, ECHO, max_body_bytes=None)
     assert client.post("/score", data=b"x" * 2048).get_json() == 2048
+
+
+# --- request line and header limits (JSON instead of gunicorn's HTML, spec §11.4) ------------
+
+
+def test_request_line_over_gunicorn_limit_is_414_json_with_ids(tmp_path: Path) -> None:
+    client = make_client(tmp_path, ECHO)
+    response = client.get("/score?q=" + "a" * 4100, headers={"x-request-id": "r2"})
+    assert response.status_code == 414
+    assert response.get_json()["message"].startswith("Request line is longer than 4094 bytes.")
+    assert response.headers["x-request-id"] == "r2"
+
+
+def test_request_line_within_the_limit_is_served(tmp_path: Path) -> None:
+    client = make_client(tmp_path, ECHO)
+    assert client.get("/score?q=" + "a" * 3000).status_code == 200
+
+
+def test_header_over_gunicorn_limit_is_431_json(tmp_path: Path) -> None:
+    client = make_client(tmp_path, ECHO)
+    response = client.post("/score", data="x", headers={"X-Big": "v" * 8200})
+    assert response.status_code == 431
+    assert response.get_json() == {
+        "message": "Header 'X-Big' is longer than 8190 bytes. Send a shorter value."
+    }
+    assert response.headers["x-ms-server-version"] == "azmlinfsrv/1.5.1"

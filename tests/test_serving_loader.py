@@ -453,3 +453,48 @@ def test_model_tree_log_stops_after_200_lines(
     start = messages.index("Model Directory Contents:")
     assert len(messages[start + 1 : start + 201]) == 200
     assert messages[start + 201] == "Output Truncated. First 200 lines shown."
+
+
+def test_rawhttp_on_another_function_logs_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = """
+    from azureml.contrib.services.aml_request import rawhttp
+
+    @rawhttp
+    def helper():
+        pass
+
+    def init():
+        pass
+
+    def run(request):
+        return 1
+    """
+    assert load(tmp_path, source).mode is InputMode.RAW_REQUEST
+    assert "@rawhttp was applied to helper, not to run()" in caplog.text
+
+
+def test_rawhttp_on_run_itself_logs_no_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = """
+    import functools
+    from azureml.contrib.services.aml_request import rawhttp
+
+    def logged(function):
+        @functools.wraps(function)
+        def wrapper(request):
+            return function(request)
+        return wrapper
+
+    def init():
+        pass
+
+    @logged
+    @rawhttp
+    def run(request):
+        return 1
+    """
+    assert load(tmp_path, source).mode is InputMode.RAW_REQUEST
+    assert "@rawhttp was applied" not in caplog.text

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from modelstore.errors import InvalidArgumentError
+from modelstore.errors import EntryScriptError, InvalidArgumentError
 from modelstore.serving.settings import ServingSettings
+
+
+@pytest.fixture(autouse=True)
+def _clean_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No stray config.json from the directory the suite runs in."""
+    monkeypatch.chdir(tmp_path)
 
 
 def test_defaults_match_azmlinfsrv() -> None:
@@ -96,3 +102,71 @@ def test_relative_entry_script_is_joined_onto_the_app_root_and_absolute_wins(
     assert relative.resolved_entry_script() == tmp_path / "code" / "score.py"
     absolute = ServingSettings(entry_script=Path("/abs/score.py"), app_root=tmp_path)
     assert absolute.resolved_entry_script() == Path(os.path.abspath("/abs/score.py"))
+
+
+# --- config.json (spec §1.3) ------------------------------------------------------------------
+
+
+def test_config_json_in_the_app_root_sets_named_settings(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(
+        '{"SCORING_TIMEOUT_MS": 1500, "SERVICE_NAME": "from-file", "subscription_id": "x"}'
+    )
+    settings = ServingSettings.from_environ({"AML_APP_ROOT": str(tmp_path)}, entry_script="s.py")
+    assert (settings.scoring_timeout_ms, settings.service_name) == (1500, "from-file")
+
+
+def test_environment_then_overrides_win_over_config_json(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"SCORING_TIMEOUT_MS": 1500, "SERVICE_NAME": "file"}')
+    environ = {"AML_APP_ROOT": str(tmp_path), "SCORING_TIMEOUT_MS": "2500"}
+    settings = ServingSettings.from_environ(environ, entry_script="s.py", service_name="flag")
+    assert (settings.scoring_timeout_ms, settings.service_name) == (2500, "flag")
+
+
+def test_azureml_config_file_wins_and_empty_files_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"SERVICE_NAME": "root"}')
+    (tmp_path / "explicit.json").write_text('{"SERVICE_NAME": "explicit"}')
+    (tmp_path / "empty.json").write_text("")
+    environ = {
+        "AML_APP_ROOT": str(tmp_path),
+        "AZUREML_CONFIG_FILE": str(tmp_path / "explicit.json"),
+    }
+    assert ServingSettings.from_environ(environ, entry_script="s.py").service_name == "explicit"
+    environ["AZUREML_CONFIG_FILE"] = str(tmp_path / "empty.json")
+    assert ServingSettings.from_environ(environ, entry_script="s.py").service_name == "root"
+
+
+def test_config_json_beside_the_script_is_the_last_resort(tmp_path: Path) -> None:
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "config.json").write_text('{"SERVICE_VERSION": "9"}')
+    settings = ServingSettings.from_environ(
+        {}, app_root=tmp_path, entry_script=tmp_path / "code" / "score.py"
+    )
+    assert settings.service_version == "9"
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", "{broken"])
+def test_config_json_that_is_not_an_object_stops_start_up_with_exit_3(
+    tmp_path: Path, content: str
+) -> None:
+    (tmp_path / "config.json").write_text(content)
+    with pytest.raises(EntryScriptError, match="Invalid config file!") as caught:
+        ServingSettings.from_environ({"AML_APP_ROOT": str(tmp_path)}, entry_script="s.py")
+    assert caught.value.exit_code == 3
+    assert "\n" not in str(caught.value)
+
+
+def test_only_really_unsupported_config_keys_are_warned_about(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "config.json").write_text('{"SERVICE_NAME": "a", "HOSTNAME": "h"}')
+    ServingSettings.from_environ({"AML_APP_ROOT": str(tmp_path)}, entry_script="s.py")
+    assert "extra keys" not in caplog.text
+    (tmp_path / "config.json").write_text('{"SERVICE_NAME": "a", "workspace": "w"}')
+    ServingSettings.from_environ({"AML_APP_ROOT": str(tmp_path)}, entry_script="s.py")
+    assert "Extra keys = ['workspace']" in caplog.text
+
+
+def test_bad_scoring_timeout_in_config_json_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"SCORING_TIMEOUT_MS": "soon"}')
+    with pytest.raises(InvalidArgumentError, match="SCORING_TIMEOUT_MS='soon'"):
+        ServingSettings.from_environ({"AML_APP_ROOT": str(tmp_path)}, entry_script="s.py")

@@ -15,6 +15,7 @@ import traceback
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -41,6 +42,10 @@ logger = logging.getLogger(SERVER_LOGGER)
 SERVER_VERSION = "azmlinfsrv/1.5.1"
 """The ``x-ms-server-version`` value: the azmlinfsrv release whose behaviour we reproduce."""
 REQUEST_ID_LIMIT = 100
+REQUEST_LINE_LIMIT = 4094
+HEADER_FIELD_LIMIT = 8190
+"""gunicorn's default limits, which azmlinfsrv answers with HTML 414/431 pages; we answer them
+with JSON when the server lets such requests through (spec §11.4)."""
 EXTENSION_KEY = "modelstore.serving"
 SCRIPT_ERROR = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
@@ -176,8 +181,34 @@ def _enforce_body_limit() -> flask.Response | None:
     return None
 
 
+def _request_line_length(environ: dict[str, Any]) -> int:
+    uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if not uri:
+        query = environ.get("QUERY_STRING", "")
+        uri = quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
+    method = environ.get("REQUEST_METHOD", "")
+    return len(f"{method} {uri} {environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}")
+
+
+def _enforce_line_and_header_limits() -> flask.Response | None:
+    environ = flask.request.environ
+    if _request_line_length(environ) > REQUEST_LINE_LIMIT:
+        return error_response(
+            414,
+            f"Request line is longer than {REQUEST_LINE_LIMIT} bytes. Shorten the URL: send "
+            "large inputs in the request body.",
+        )
+    for name, value in flask.request.headers.items():
+        if len(name) + 2 + len(value) > HEADER_FIELD_LIMIT:
+            return error_response(
+                431,
+                f"Header {name!r} is longer than {HEADER_FIELD_LIMIT} bytes. Send a shorter value.",
+            )
+    return None
+
+
 def _before_request() -> flask.Response | None:
-    return _assign_request_ids() or _enforce_body_limit()
+    return _assign_request_ids() or _enforce_line_and_header_limits() or _enforce_body_limit()
 
 
 def _add_common_headers(response: flask.Response) -> flask.Response:

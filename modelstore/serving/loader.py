@@ -24,7 +24,13 @@ from typing import Any
 from modelstore.errors import EntryScriptError
 from modelstore.serving.logs import SCRIPT_LOGGER, SERVER_LOGGER, make_print_to_logger
 from modelstore.serving.settings import ServingSettings
-from modelstore.serving.shims import install_import_shims, rawhttp_requested, reset_rawhttp_flag
+from modelstore.serving.shims import (
+    install_import_shims,
+    rawhttp_applied_to,
+    rawhttp_functions,
+    rawhttp_requested,
+    reset_rawhttp_flag,
+)
 
 ENTRY_MODULE_NAME = "entry_module"
 REQUEST_HEADERS_PARAMETER = "request_headers"
@@ -208,6 +214,13 @@ def _analyse_run(
         logger.info(
             "run() is decorated with @rawhttp. Server will invoke it with the flask request object."
         )
+        others = rawhttp_functions()
+        if others and not rawhttp_applied_to(run):
+            logger.warning(
+                "@rawhttp was applied to %s, not to run(); like azmlinfsrv, run() still receives "
+                "the raw request. Decorate run() itself to make that explicit.",
+                ", ".join(others),
+            )
     elif decorated:
         mode = InputMode.OBJECT
         names = ", ".join(p.name for p in data_parameters)

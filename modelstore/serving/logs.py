@@ -68,10 +68,12 @@ def redirect_print_process_wide() -> None:
     builtins.print = make_print_to_logger()
 
 
-def configure_logging(*folders: Path) -> Path | None:
+def configure_logging(*folders: Path, level: str | int | None = None) -> Path | None:
     """Install the default azmlinfsrv handler, or the first ``logging.json`` found in ``folders``.
 
-    Returns the ``logging.json`` used, if any. Meant for server processes, not test processes.
+    ``level`` (e.g. ``$AZUREML_LOG_LEVEL``, which azmlinfsrv parses but ignores: fix §11.17)
+    sets the ``azmlinfsrv`` logger's level; default INFO. Returns the ``logging.json`` used, if
+    any. Meant for server processes, not test processes.
     """
     for folder in folders:
         candidate = folder / "logging.json"
@@ -84,7 +86,7 @@ def configure_logging(*folders: Path) -> Path | None:
     handler.setFormatter(UtcFormatter())
     server = logging.getLogger(SERVER_LOGGER)
     server.handlers[:] = [handler]
-    server.setLevel(logging.INFO)
+    server.setLevel(logging.INFO if level is None else _level(level))
     server.propagate = False
     return None
 
@@ -113,3 +115,16 @@ def log_model_dir_tree(logger: logging.Logger, model_dir: str | None) -> None:
             logger.info("Output Truncated. First %d lines shown.", MODEL_TREE_LINE_LIMIT)
             break
         logger.info(line)
+
+
+def _level(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    value = logging.getLevelName(level.strip().upper())
+    if not isinstance(value, int):
+        from modelstore.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+        )
+    return value

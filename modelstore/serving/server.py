@@ -24,6 +24,7 @@ import errno
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -38,7 +39,7 @@ from typing import Any
 from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
-from gunicorn.workers.gthread import _DEFER, ThreadWorker
+from gunicorn.workers.gthread import ThreadWorker
 
 from modelstore.errors import EntryScriptError, ModelstoreError
 from modelstore.serving.logs import LOG_FORMAT
@@ -146,8 +147,11 @@ def serve(app_factory: Callable[[], WsgiApp], options: ServerOptions) -> int:
         flush=True,
     )
     master_pid = os.getpid()
-    with tempfile.TemporaryDirectory(prefix="modelstore-serve-") as scratch:
-        failure_file = Path(scratch) / _BOOT_FAILURE_FILENAME
+    # Not a TemporaryDirectory: workers are forks leaving through SystemExit, and each would
+    # delete the folder on its way out (and with it the reason a failed worker wrote there).
+    scratch = Path(tempfile.mkdtemp(prefix="modelstore-serve-"))
+    try:
+        failure_file = scratch / _BOOT_FAILURE_FILENAME
         application = _GunicornApplication(app_factory, options, listener, failure_file)
         try:
             application.run()
@@ -157,6 +161,9 @@ def serve(app_factory: Callable[[], WsgiApp], options: ServerOptions) -> int:
                 raise  # a worker leaving: let it exit as gunicorn intends
             code = exc.code
         return _exit_code(code, failure_file)
+    finally:
+        if os.getpid() == master_pid:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _exit_code(code: object, failure_file: Path) -> int:
@@ -267,18 +274,12 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
 
     One request at a time per process, as azmlinfsrv's sync workers, and ``signal.SIGALRM``
     (the ``SCORING_TIMEOUT_MS`` mechanism) keeps working because ``run()`` is called on the
-    main thread.
+    main thread. A new connection is served before the worker accepts another one (gthread's
+    wait for its first request), so a busy worker leaves new connections to idle workers.
     """
 
     def get_thread_pool(self) -> _InlineExecutor:
         return _InlineExecutor()
-
-    def handle(self, conn: Any) -> Any:
-        # A new connection whose request has not arrived yet waits in the poller instead of
-        # blocking the only thread (gthread's pool threads would wait up to 5 s for it).
-        if not conn.initialized and not conn.data_ready and not conn.wait_for_data(0):
-            return _DEFER
-        return super().handle(conn)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """Answer over-long request lines (414) and headers (431) with the JSON bodies and

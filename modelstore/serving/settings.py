@@ -7,6 +7,8 @@ The CLI (``modelstore serve``/``score``) and the pytest plugin both build a
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,12 +16,36 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from modelstore.errors import InvalidArgumentError
+from modelstore.errors import EntryScriptError, InvalidArgumentError
 
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
 DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
 """Azure's nginx front end refuses bodies over 100 MiB, so this limit never refuses what Azure
 accepts (spec §11.3)."""
+
+
+CONFIG_FILE_KEYS: dict[str, str] = {
+    "AZUREML_SOURCE_DIRECTORY": "source_directory",
+    "SCORING_TIMEOUT_MS": "scoring_timeout_ms",
+    "SERVICE_NAME": "service_name",
+    "SERVICE_VERSION": "service_version",
+    "SERVICE_PATH_PREFIX": "service_path_prefix",
+}
+"""``config.json`` keys that name a setting of the app (azmlinfsrv's aliases)."""
+IGNORED_CONFIG_KEYS = frozenset(
+    {
+        "AZUREML_ENTRY_SCRIPT",
+        "WORKSPACE_NAME",
+        "AZUREML_LOG_LEVEL",
+        "APP_INSIGHTS_LOG_RESPONSE_ENABLED",
+        "AZUREML_MODEL_DIR",
+        "HOSTNAME",
+        "AZUREML_DEBUG_PORT",
+    }
+)
+"""Keys azmlinfsrv accepts but that do not concern the app (logging, telemetry, the CLI)."""
+
+logger = logging.getLogger("azmlinfsrv")
 
 
 def split_origins(value: str) -> list[str]:
@@ -65,12 +91,13 @@ class ServingSettings(BaseModel):
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: Any) -> ServingSettings:
-        """Settings from azmlinfsrv's variables, then ``overrides`` (the CLI flags) on top.
+        """Settings from ``config.json``, then azmlinfsrv's variables, then ``overrides`` (the
+        CLI flags) on top: azmlinfsrv's precedence.
 
         A malformed value raises :class:`InvalidArgumentError` naming the variable and the fix,
         so ``modelstore serve`` fails with one line instead of a pydantic report.
         """
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = config_file_values(environ, overrides)
         if environ.get("AML_APP_ROOT"):
             values["app_root"] = Path(environ["AML_APP_ROOT"])
         if environ.get("AZUREML_SOURCE_DIRECTORY"):
@@ -101,6 +128,64 @@ class ServingSettings(BaseModel):
                 f"invalid serving setting {where}={error.get('input')!r}: {error['msg']}; "
                 "fix the option or environment variable and start again"
             ) from None
+
+
+def find_config_file(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> Path | None:
+    """The first non-empty of ``$AZUREML_CONFIG_FILE``, ``<app root>/config.json`` and
+    ``config.json`` beside the entry script, as azmlinfsrv looks them up (spec §1.3)."""
+    candidates: list[Path] = []
+    if environ.get("AZUREML_CONFIG_FILE"):
+        candidates.append(Path(environ["AZUREML_CONFIG_FILE"]))
+    app_root = overrides.get("app_root") or environ.get("AML_APP_ROOT") or os.getcwd()
+    candidates.append(Path(app_root) / "config.json")
+    entry_script = overrides.get("entry_script")
+    if entry_script is not None:
+        script = Path(os.path.join(os.path.abspath(app_root), entry_script))
+        candidates.append(script.parent / "config.json")
+    for candidate in candidates:
+        if candidate.is_file() and candidate.stat().st_size > 0:
+            return candidate
+    return None
+
+
+def config_file_values(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings named in the ``config.json`` in force (lowest precedence); other keys ignored.
+
+    A file that is not a JSON object stops the start-up (exit 3), as azmlinfsrv's
+    ``Invalid config file!``. Only keys that are really unsupported are warned about.
+    """
+    path = find_config_file(environ, overrides)
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise EntryScriptError(
+            f"Invalid config file! {path} cannot be read as JSON ({exc}); fix or remove it"
+        ) from None
+    if not isinstance(content, dict):
+        raise EntryScriptError(
+            f"Invalid config file! {path} must hold a JSON object of settings; fix or remove it"
+        )
+    logger.info("Loaded config file %s", path)
+    extra = sorted(set(content) - set(CONFIG_FILE_KEYS) - IGNORED_CONFIG_KEYS)
+    if extra:
+        logger.warning(
+            "Found extra keys in the config file that are not supported by the server. "
+            "Extra keys = %s",
+            extra,
+        )
+    values: dict[str, Any] = {}
+    for key, field in CONFIG_FILE_KEYS.items():
+        if content.get(key) is not None:
+            raw = content[key]
+            values[field] = (
+                _positive_int(key, str(raw), "milliseconds")
+                if field == "scoring_timeout_ms"
+                else raw
+            )
+    return values
 
 
 def _positive_int(variable: str, text: str, unit: str) -> int:

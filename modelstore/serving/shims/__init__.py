@@ -61,8 +61,24 @@ def reset_rawhttp_flag() -> None:
     for module in _request_modules():
         if hasattr(module, "_rawHttpRequested"):
             setattr(module, "_rawHttpRequested", False)  # noqa: B010 - any module's flag
+    aml_request._decorated.clear()
 
 
 def rawhttp_requested() -> bool:
     """True once ``rawhttp`` was applied to any function since the last reset."""
     return any(getattr(module, "_rawHttpRequested", False) for module in _request_modules())
+
+
+def rawhttp_functions() -> list[str]:
+    """Names of the functions our ``rawhttp`` was applied to since the last reset."""
+    return [getattr(f, "__qualname__", repr(f)) for f in aml_request._decorated]
+
+
+def rawhttp_applied_to(function: object) -> bool:
+    """Whether our ``rawhttp`` was applied to ``function`` or a function it wraps."""
+    chain: list[object] = []
+    current: object | None = function
+    while current is not None and len(chain) < 50:
+        chain.append(current)
+        current = getattr(current, "__wrapped__", None)
+    return any(f is candidate for f in aml_request._decorated for candidate in chain)

@@ -16,12 +16,15 @@ from flask import Request
 _F = TypeVar("_F", bound=Callable[..., object])
 
 _rawHttpRequested = False
+_decorated: list[Callable[..., object]] = []
+"""Functions ``rawhttp`` was applied to since the last reset, to warn when ``run`` is not one."""
 
 
 def rawhttp(func: _F) -> _F:
     """Ask the server to call ``run()`` with the Flask request itself; ``func`` is unchanged."""
     global _rawHttpRequested
     _rawHttpRequested = True
+    _decorated.append(func)
     return func
 
 
