@@ -57,13 +57,12 @@ class Doctor:
             self._tree(tree, {(r.name, str(r.version)) for r in rows})
             for token in staging:
                 if token not in handled_tokens and not self.store.token_in_use(token):
-                    path = self.store.staging_path(token)
                     self._found(
                         "staging_leftover",
-                        str(path),
+                        str(self.store.staging_path(token)),
                         "a copy into the store that never finished",
                         "remove it",
-                        lambda path=path: remove_tree(path),  # type: ignore[misc]
+                        lambda token=token: self.store.discard(token),  # type: ignore[misc]
                     )
             for token in trash:
                 if token == self.token or self.store.token_in_use(token):

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from modelstore.catalog import migrate
 from modelstore.catalog.engine import create_catalog_engine, is_sqlite
+from modelstore.catalog.fastpath import SqliteFastPath, driver_connection
 from modelstore.catalog.records import FileRecord, NewVersion, VersionRecord
 from modelstore.catalog.tables import (
     DELETING,
@@ -35,14 +36,6 @@ _VERSIONS = cast(Table, VersionRow.__table__)
 _FILES = cast(Table, FileRow.__table__)
 _NAMES = cast(Table, ModelName.__table__)
 _INFO = cast(Table, CatalogInfo.__table__)
-
-_LATEST_SQL = (
-    "SELECT version, entry FROM model_versions WHERE name = ? AND state = 'ready' "
-    "ORDER BY version DESC LIMIT 1"
-)
-_EXACT_SQL = (
-    "SELECT version, entry FROM model_versions WHERE name = ? AND version = ? AND state = 'ready'"
-)
 
 
 class Catalog:
@@ -66,7 +59,11 @@ class Catalog:
                     "that the database file is a modelstore catalog"
                 ) from exc
             raise
-        self._fast = is_sqlite(make_url(db_url))
+        self._fast: SqliteFastPath | None = (
+            SqliteFastPath(driver_connection(self._reader_fairy))
+            if is_sqlite(make_url(db_url))
+            else None
+        )
         self._reads = self._engine.execution_options(modelstore_read=True)
 
     def close(self) -> None:
@@ -83,7 +80,7 @@ class Catalog:
             with self._engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
-            raise _catalog_error(exc, "writing to") from exc
+            raise catalog_error(exc, "writing to") from exc
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -92,13 +89,16 @@ class Catalog:
                 yield connection
                 connection.rollback()
         except SQLAlchemyError as exc:
-            raise _catalog_error(exc, "reading") from exc
+            raise catalog_error(exc, "reading") from exc
 
     # --- registration ------------------------------------------------------------------------
 
     def reserve(self, new: NewVersion) -> VersionRecord:
         """Take the next number for ``new.name`` and record the version as pending, in one
         transaction: the number is spent even if the publish never completes."""
+        if self._fast is not None:
+            row_id, version = self._fast.reserve(new)
+            return _new_record(new, row_id, version)
         with self._write() as connection:
             last = connection.execute(
                 select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
@@ -138,28 +138,13 @@ class Catalog:
                     for f in new.files
                 ],
             )
-        return VersionRecord(
-            id=row_id,
-            name=new.name,
-            version=version,
-            state=PENDING,
-            token=new.token,
-            entry=new.entry,
-            kind=new.kind,
-            size=new.size,
-            file_count=new.file_count,
-            sha256=new.sha256,
-            created_at=new.created_at,
-            tags=dict(new.tags),
-            properties=dict(new.properties),
-            description=new.description,
-            framework=new.framework,
-            framework_version=new.framework_version,
-        )
+        return _new_record(new, row_id, version)
 
     def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
         """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``
         (another process finished or removed it meanwhile)."""
+        if self._fast is not None:
+            return self._fast.set_state(row_id, state, expected)
         with self._write() as connection:
             result = connection.execute(
                 update(_VERSIONS)
@@ -197,23 +182,18 @@ class Catalog:
 
     def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
         """(version, entry) of a ready version, the latest when ``version`` is None."""
-        if self._fast:
-            cursor = self._reader_fairy.driver_connection.execute(
-                _LATEST_SQL if version is None else _EXACT_SQL,
-                (name,) if version is None else (name, version),
-            )
-            rows = cursor.fetchall()  # fetch everything: an unfinished statement holds a lock
-        else:
-            query = select(_VERSIONS.c.version, _VERSIONS.c.entry).where(
-                _VERSIONS.c.name == name, _VERSIONS.c.state == READY
-            )
-            query = (
-                query.order_by(_VERSIONS.c.version.desc()).limit(1)
-                if version is None
-                else query.where(_VERSIONS.c.version == version)
-            )
-            with self._read() as connection:
-                rows = [tuple(r) for r in connection.execute(query).all()]
+        if self._fast is not None:
+            return self._fast.locate(name, version)
+        query = select(_VERSIONS.c.version, _VERSIONS.c.entry).where(
+            _VERSIONS.c.name == name, _VERSIONS.c.state == READY
+        )
+        query = (
+            query.order_by(_VERSIONS.c.version.desc()).limit(1)
+            if version is None
+            else query.where(_VERSIONS.c.version == version)
+        )
+        with self._read() as connection:
+            rows = [tuple(r) for r in connection.execute(query).all()]
         if not rows:
             return None
         return int(rows[0][0]), str(rows[0][1])
@@ -360,6 +340,27 @@ class Catalog:
                 connection.execute(insert(table).values(key=key, value=value))
 
 
+def _new_record(new: NewVersion, row_id: int, version: int) -> VersionRecord:
+    return VersionRecord(
+        id=row_id,
+        name=new.name,
+        version=version,
+        state=PENDING,
+        token=new.token,
+        entry=new.entry,
+        kind=new.kind,
+        size=new.size,
+        file_count=new.file_count,
+        sha256=new.sha256,
+        created_at=new.created_at,
+        tags=dict(new.tags),
+        properties=dict(new.properties),
+        description=new.description,
+        framework=new.framework,
+        framework_version=new.framework_version,
+    )
+
+
 def _ready_row(connection: Connection, name: str, version: int) -> Any:
     return (
         connection.execute(
@@ -400,7 +401,7 @@ def _record(row: Any, **changes: Any) -> VersionRecord:
     return VersionRecord(**values)
 
 
-def _catalog_error(exc: SQLAlchemyError, doing: str) -> CatalogError:
+def catalog_error(exc: Exception, doing: str) -> CatalogError:
     cause = _one_line(getattr(exc, "orig", None) or exc)
     if "disk" in cause and "full" in cause:
         hint = "the disk is full; free some space and retry"

@@ -25,15 +25,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from modelstore.errors import InvalidModelPathError, StorageError
 from modelstore.layout import StoreLayout
+from modelstore.store import locks
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir, make_dirs_read_only, remove_tree
 from modelstore.store.hashing import copy_and_hash, new_buffer
 from modelstore.store.sources import SourcePlan
 
-LOCK_POLL_S = 0.002
+_WRAPPER_SUFFIX = ".name"
 
 
 @dataclass(frozen=True)
@@ -47,42 +46,52 @@ class Store:
     def __init__(self, layout: StoreLayout) -> None:
         self.layout = layout
         self._buffer: bytearray | None = None
+        self._made: set[Path] = set()
+        self._name_lock_paths: dict[str, str] = {}
+        self._locks_prefix = f"{layout.locks_dir}{os.sep}"
+        self._staging_prefix = f"{layout.staging_dir}{os.sep}"
+
+    def _ensure_dir(self, path: Path) -> None:
+        """mkdir -p, once per Store (these folders are never removed while in use)."""
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            self._made.add(path)
 
     # --- locks -------------------------------------------------------------------------------
 
-    def _lock(self, key: str) -> FileLock:
-        self.layout.locks_dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(
-            self.layout.locks_dir / f"{key}.lock", poll_interval=LOCK_POLL_S, thread_local=False
-        )
+    def _lock_path(self, key: str) -> str:
+        self._ensure_dir(self.layout.locks_dir)
+        return f"{self._locks_prefix}{key}.lock"
 
-    @contextlib.contextmanager
-    def name_lock(self, name: str) -> Iterator[None]:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:24]
-        with self._lock(f"name-{digest}"):
-            yield
+    def name_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Serialises the renames that create, fill or remove ``azureml-models/<name>``."""
+        path = self._name_lock_paths.get(name)
+        if path is None:
+            digest = hashlib.sha256(name.encode()).hexdigest()[:24]
+            path = self._name_lock_paths[name] = self._lock_path(f"name-{digest}")
+        else:
+            self._ensure_dir(self.layout.locks_dir)
+        return locks.hold(path)
 
-    def catalog_lock(self) -> FileLock:
-        return self._lock("catalog-migration")
+    def catalog_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Serialises the first creation / migration of the catalog."""
+        return locks.hold(self._lock_path("catalog-migration"))
 
     @contextlib.contextmanager
     def token_lock(self, token: str) -> Iterator[None]:
         """Held for the lifetime of a staging or trash token by the process using it (the
         kernel drops it when that process dies, however it dies)."""
-        lock = self._lock(f"token-{token}")
-        with lock:
+        path = self._lock_path(f"token-{token}")
+        with locks.hold(path):
             yield
-        _unlink_quietly(lock.lock_file)  # tokens are used once: keep locks/ from growing
+            _unlink_quietly(path)  # tokens are used once: keep locks/ from growing
 
     def token_in_use(self, token: str) -> bool:
-        """True while another live process holds ``token``'s lock."""
-        lock = self._lock(f"token-{token}")
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+        """True while a live process holds ``token``'s lock."""
+        path = self._lock_path(f"token-{token}")
+        if locks.is_held(path):
             return True
-        lock.release()
-        _unlink_quietly(lock.lock_file)
+        _unlink_quietly(path)
         return False
 
     @staticmethod
@@ -92,7 +101,7 @@ class Store:
     # --- staging -----------------------------------------------------------------------------
 
     def staging_path(self, token: str) -> Path:
-        return self.layout.staging_dir / token
+        return Path(f"{self._staging_prefix}{token}")
 
     def stage(
         self,
@@ -101,7 +110,8 @@ class Store:
         progress: Callable[[int, int], None] | None = None,
     ) -> list[StagedFile]:
         """Copy the plan's files into ``staging/<token>/<entry>``, hashing the bytes written,
-        fsync'd and read-only. On any failure the staging folder is removed before raising."""
+        fsync'd and read-only. On any failure the staging folder is removed before raising.
+        ``staging/<token>`` is the future version folder: it will hold only the entry."""
         root = self.staging_path(token)
         total = plan.total_size
         done = 0
@@ -144,9 +154,10 @@ class Store:
                 staged.append(StagedFile(source.relpath, size, sha256))
             if progress is not None and total == 0:
                 progress(0, 0)
-            for folder in sorted(made_dirs, key=len, reverse=True):
+            # The entry's own folders must be durable (they move into the tree with it); the
+            # staging folders around it never reach the tree and need no fsync.
+            for folder in made_dirs - {os.fspath(root)}:
                 fsync_dir(folder)
-            fsync_dir(root.parent)
         except BaseException as exc:
             self.discard(token)
             if isinstance(exc, OSError) and not isinstance(exc, InvalidModelPathError):
@@ -155,37 +166,58 @@ class Store:
         return staged
 
     def discard(self, token: str) -> None:
-        with contextlib.suppress(OSError):
-            remove_tree(self.staging_path(token))
+        """Remove whatever staging holds for ``token`` (a no-op once it was published)."""
+        for path in (self.staging_path(token), self._wrapper_path(token)):
+            if os.path.lexists(path):
+                with contextlib.suppress(OSError):
+                    remove_tree(path)
+
+    def _wrapper_path(self, token: str) -> Path:
+        return self.layout.staging_dir / f"{token}{_WRAPPER_SUFFIX}"
 
     # --- publish / unpublish -----------------------------------------------------------------
 
     def publish(self, token: str, name: str, version: int, entry: str) -> Path:
-        """Move a staged entry into the tree at ``<name>/<version>/<entry>`` with one rename."""
-        root = self.staging_path(token)
-        arranged = root / name / str(version)
+        """Move the staged version into the tree as ``<name>/<version>/<entry>`` with ONE rename.
+
+        ``staging/<token>`` already is the version folder (it holds just the entry). When the
+        name has no folder yet, it is first put in a wrapper ``staging/<token>.name/<version>``
+        and the wrapper becomes ``azureml-models/<name>``: an empty name folder never appears.
+        Nothing is left in staging afterwards, so there is nothing to clean up.
+
+        Durability: the files' data were fsync'd when staged (so a rename that survives a power
+        cut never exposes unwritten data); the rename itself, like the catalog's commit in WAL
+        mode with ``synchronous=NORMAL``, becomes durable at the file system's next journal
+        commit (seconds). A power cut can thus lose the last registrations, never corrupt one;
+        ``doctor`` reconciles catalog and tree afterwards.
+        """
+        staged = self.staging_path(token)
         try:
-            arranged.mkdir(parents=True)
-            os.rename(root / entry, arranged / entry)
-            make_dirs_read_only(arranged / entry)
-            self.layout.models_dir.mkdir(parents=True, exist_ok=True)
+            make_dirs_read_only(staged / entry)
+            self._ensure_dir(self.layout.models_dir)
             with self.name_lock(name):
                 name_dir = self.layout.name_dir(name)
                 target = name_dir / str(version)
-                if _missing_or_empty_dir(name_dir) and _try_rename(root / name, name_dir):
-                    fsync_dir(self.layout.models_dir)
-                else:
-                    if os.path.lexists(target):
-                        raise StorageError(
-                            f"cannot publish {name}:{version}: {target} already exists (left "
-                            "by an earlier crash); run `modelstore doctor --repair` and retry"
-                        )
-                    os.rename(arranged, target)
-                    fsync_dir(name_dir)
+                if not os.path.lexists(name_dir):
+                    wrapper = self._wrapper_path(token)
+                    wrapper.mkdir()
+                    os.rename(staged, wrapper / str(version))
+                    if _try_rename(wrapper, name_dir):
+                        return self.layout.entry_path(name, version, entry)
+                    staged = wrapper / str(version)  # the name folder filled up meanwhile
+                if os.path.lexists(target):
+                    raise StorageError(
+                        f"cannot publish {name}:{version}: {target} already exists (left by an "
+                        "earlier crash); run `modelstore doctor --repair` and retry"
+                    )
+                os.rename(staged, target)
         except OSError as exc:
-            raise _storage_error(exc, f"publishing {name}:{version}") from exc
-        finally:
             self.discard(token)
+            raise _storage_error(exc, f"publishing {name}:{version}") from exc
+        except BaseException:
+            self.discard(token)
+            raise
+        self.discard(token)  # only an emptied wrapper can be left
         return self.layout.entry_path(name, version, entry)
 
     def unpublish(self, name: str, versions: Iterable[int | str], token: str) -> Path:
@@ -232,7 +264,8 @@ class Store:
             return []
 
     def staging_tokens(self) -> list[str]:
-        return self.tokens(self.layout.staging_dir)
+        """Tokens with something in staging (a version folder and/or a name wrapper)."""
+        return sorted({item.split(".")[0] for item in self.tokens(self.layout.staging_dir)})
 
     def trash_tokens(self) -> list[str]:
         return self.tokens(self.layout.trash_dir)
@@ -256,12 +289,6 @@ class Store:
 def _unlink_quietly(path: str) -> None:
     with contextlib.suppress(OSError):
         os.unlink(path)
-
-
-def _missing_or_empty_dir(path: Path) -> bool:
-    if not os.path.lexists(path):
-        return True
-    return path.is_dir() and not path.is_symlink() and not os.listdir(path)
 
 
 def _try_rename(source: Path, target: Path) -> bool:
