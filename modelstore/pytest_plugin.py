@@ -152,7 +152,7 @@ def _fake_filesystem(request: pytest.FixtureRequest) -> Any:
     except pytest.FixtureLookupError:
         pytest.fail(
             f"{FAKE_REGISTRY} needs pyfakefs's pytest plugin (its '{PYFAKEFS_FIXTURE}' fixture), "
-            f"which is disabled in this run (-p no:pyfakefs?): enable it, or {_INSTALL_HINT}",
+            f"which is disabled in this run (-p no:fakefs?): enable it, or {_INSTALL_HINT}",
             pytrace=False,
         )
     if not getattr(fs, "_modelstore_ready", False):

@@ -1,0 +1,243 @@
+"""The pytest plugin as users meet it: inner test files run under ``pytester``.
+
+Each outer test writes a small user test suite, runs it in-process (fast) and checks what a
+user would see: outcomes, messages, and the state the run leaves behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Mapping
+from pathlib import Path
+
+# pytester's in-process runs forget every module first imported inside a run; a later import
+# then makes a second copy (two classes for one name; C extensions such as pandas break).
+# So load beforehand what the inner runs use: modelstore, and numpy/pandas (pyfakefs imports
+# them to patch them).
+import numpy  # noqa: F401
+import pandas  # noqa: F401
+import platformdirs
+import pytest
+
+import modelstore.deployment
+import modelstore.registry
+import modelstore.resolve
+import modelstore.serving.app
+import modelstore.testing  # noqa: F401
+from modelstore.pytest_plugin import _import_modelstore_before_pyfakefs
+
+pytest_plugins = ["pytester"]
+
+_import_modelstore_before_pyfakefs()  # also the lazy imports of a first registry (alembic...)
+
+MODELSTORE_VARIABLES = ("MODELSTORE_HOME", "MODELSTORE_DB_URL", "AZUREML_MODEL_DIR")
+OUTER_APP_ROOT = "/nonexistent/outer-app-root"
+
+
+@pytest.fixture
+def outer_environment(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user's shell: HOME and XDG dirs in a temporary folder, no registry configured, and an
+    ``AML_APP_ROOT`` the fixtures must hide during a test and give back after it."""
+    home = pytester.path / "user-home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    for variable in MODELSTORE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AML_APP_ROOT", OUTER_APP_ROOT)
+    return Path(platformdirs.user_data_dir("modelstore", appauthor=False))
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def without_pytest_own(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus ``PYTEST_CURRENT_TEST``, which the inner run itself clears."""
+    return {key: value for key, value in environ.items() if key != "PYTEST_CURRENT_TEST"}
+
+
+def test_importing_the_plugin_loads_no_heavy_library() -> None:
+    probe = (
+        "import sys, modelstore.pytest_plugin; "
+        "print([m for m in ('sqlalchemy', 'alembic', 'flask', 'werkzeug', 'pydantic', "
+        "'pyfakefs', 'numpy') if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_pytest_fixtures_lists_every_fixture_with_its_documentation(
+    pytester: pytest.Pytester,
+) -> None:
+    result = pytester.runpytest_inprocess("--fixtures")
+    out = result.stdout.str()
+    for name, documented in [
+        ("model_registry", "An empty modelstore ``Registry`` of this test only"),
+        ("fake_model_registry", "on pyfakefs's fake filesystem"),
+        ("azureml_deployment", "Deploy models as Azure ML does"),
+        ("scoring_client", "Load a ``score.py`` as ``modelstore serve`` does"),
+    ]:
+        assert f"\n{name} -- " in out
+        assert documented in out
+
+
+def test_nothing_a_test_does_reaches_the_next_test_or_the_real_home(
+    pytester: pytest.Pytester, outer_environment: Path
+) -> None:
+    environ_before = dict(os.environ)
+    path_before = list(sys.path)
+    write(pytester.path / "model.txt", "weights v1")
+    for folder, value in (("app_one", 1), ("app_two", 2)):
+        write(pytester.path / folder / "helper.py", f"VALUE = {value}\n")
+        write(
+            pytester.path / folder / "score.py",
+            """
+            import os
+            import helper
+
+            def init():
+                os.environ["SET_BY_INIT"] = "yes"
+
+            def run(data):
+                return {"helper": helper.VALUE}
+            """,
+        )
+    pytester.makepyfile(
+        test_user=f"""
+        import os, sys
+        import pytest
+        from modelstore import get_model_path
+        from modelstore.errors import ModelNotFoundError
+
+        HOMES = []
+
+        def test_1_everything(model_registry, scoring_client):
+            HOMES.append(str(model_registry.home))
+            model_registry.register("model.txt", name="m")
+            client = scoring_client("app_one/score.py", models=["m:1"])
+            assert client.post(data="{{}}").json() == {{"helper": 1}}
+            assert os.environ["SET_BY_INIT"] == "yes"
+            assert os.environ["MODELSTORE_HOME"] == HOMES[0]
+            assert os.environ["AML_APP_ROOT"] != {OUTER_APP_ROOT!r}
+
+        def test_2_a_plain_test_sees_the_shell_as_it_was():
+            for variable in ("SET_BY_INIT", "MODELSTORE_HOME", "MODELSTORE_DB_URL",
+                             "AZUREML_MODEL_DIR"):
+                assert variable not in os.environ, variable
+            assert os.environ["AML_APP_ROOT"] == {OUTER_APP_ROOT!r}
+            assert "helper" not in sys.modules
+            assert not any(entry.endswith(("app_one", "app_two")) for entry in sys.path)
+            with pytest.raises(ModelNotFoundError):
+                get_model_path("m")
+
+        def test_3_a_new_registry_is_empty(model_registry):
+            assert model_registry.list() == []
+            assert str(model_registry.home) != HOMES[0]
+
+        def test_4_a_sibling_module_of_another_script_is_its_own(scoring_client):
+            assert scoring_client("app_two/score.py").post(data="{{}}").json() == {{"helper": 2}}
+
+        def test_5_fake_registry(fake_model_registry, azureml_deployment, fs):
+            fs.create_file("/data/model.txt", contents="fake weights")
+            fake_model_registry.register("/data/model.txt", name="m")
+            deployment = azureml_deployment("m:1")
+            assert open(get_model_path("m")).read() == "fake weights"
+            assert os.environ["MODELSTORE_DB_URL"].startswith("sqlite:///file:")
+
+        def test_6_after_the_fake_registry_the_shell_is_back():
+            test_2_a_plain_test_sees_the_shell_as_it_was()
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    assert not outer_environment.exists()
+    assert not (Path(os.environ["HOME"]) / ".local").exists()
+    assert without_pytest_own(os.environ) == without_pytest_own(environ_before)
+    assert sys.path == path_before
+
+
+ANSWERING_SCRIPT = """
+    import os
+    from modelstore import get_model_path
+
+    answers = {}
+
+    def relative(path):
+        return os.path.relpath(path, os.environ["AML_APP_ROOT"])
+
+    def init():
+        for name in ("weights", "encoder"):
+            found = get_model_path(name)
+            answers[name] = relative(found)
+            if os.path.isdir(found):
+                answers[name + " files"] = sorted(os.listdir(found))
+            else:
+                answers[name + " text"] = open(found).read()
+        answers["encoder:2"] = relative(get_model_path("encoder", version=2))
+        answers["AZUREML_MODEL_DIR"] = relative(os.environ["AZUREML_MODEL_DIR"])
+
+    def run(data):
+        return answers
+"""
+
+
+def test_the_same_user_test_gives_the_same_answers_on_disk_and_on_pyfakefs(
+    pytester: pytest.Pytester, outer_environment: Path
+) -> None:
+    pytester.makepyfile(
+        test_user=f"""
+        import json, os, tempfile
+        from pathlib import Path
+        import pytest
+
+        SCRIPT = {textwrap.dedent(ANSWERING_SCRIPT)!r}
+
+        @pytest.fixture(params=["model_registry", "fake_model_registry"])
+        def registry(request):
+            return request.getfixturevalue(request.param)
+
+        def test_answers(registry, scoring_client, request):
+            work = Path(tempfile.mkdtemp())  # on the real disk, or in the fake filesystem
+            (work / "weights.bin").write_text("w1")
+            (work / "vocabulary").mkdir()
+            (work / "vocabulary" / "words.txt").write_text("a b c")
+            (work / "vocabulary" / "labels.txt").write_text("x y")
+            (work / "score.py").write_text(SCRIPT)
+            registry.register(work / "weights.bin", name="weights")
+            registry.register(work / "vocabulary", name="encoder")
+            registry.register(work / "vocabulary", name="encoder")
+            client = scoring_client(work / "score.py", models=["weights:1", "encoder:2"])
+            response = client.post(json={{"data": 1}})
+            assert response.status_code == 200
+            variant = request.node.callspec.params["registry"]
+            print("ANSWER", variant, json.dumps(response.json(), sort_keys=True))
+        """
+    )
+    result = pytester.runpytest_inprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    answers = {}
+    for line in result.stdout.lines:
+        if "ANSWER " in line:  # -s output follows the progress text on its line
+            _, variant, payload = line[line.index("ANSWER ") :].split(" ", 2)
+            answers[variant] = json.loads(payload)
+    assert (
+        answers["model_registry"]
+        == answers["fake_model_registry"]
+        == {
+            "AZUREML_MODEL_DIR": "azureml-models",
+            "encoder": "azureml-models/encoder/2/vocabulary",
+            "encoder files": ["labels.txt", "words.txt"],
+            "encoder:2": "azureml-models/encoder/2/vocabulary",
+            "weights": "azureml-models/weights/1/weights.bin",
+            "weights text": "w1",
+        }
+    )

@@ -1,0 +1,166 @@
+"""The client ``scoring_client`` returns: requests go in as a ``requests`` user writes them and
+come back as the server answers them. Written with the plugin's fixtures, as users would."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from modelstore.testing import ScoringClient, ScoringClientFactory
+
+ECHO_SCRIPT = """
+def init():
+    pass
+
+def run(data, request_headers):
+    return {"data": data, "custom": request_headers.get("X-Custom")}
+"""
+
+RAW_SCRIPT = """
+from azureml.contrib.services.aml_request import rawhttp
+from azureml.contrib.services.aml_response import AMLResponse
+
+def init():
+    pass
+
+@rawhttp
+def run(request):
+    if request.method == "GET" and request.args.get("binary"):
+        return AMLResponse(b"\\x89PNG-bytes", 200, {"Content-Type": "image/png"})
+    files = {
+        field: {"filename": f.filename, "type": f.mimetype, "size": len(f.read())}
+        for field, f in request.files.items()
+    }
+    return {"files": files, "form": dict(request.form), "method": request.method}
+"""
+
+
+def script(folder: Path, text: str, name: str = "score.py") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+@pytest.fixture
+def echo(tmp_path: Path, scoring_client: ScoringClientFactory) -> ScoringClient:
+    return scoring_client(script(tmp_path, ECHO_SCRIPT))
+
+
+@pytest.fixture
+def raw(tmp_path: Path, scoring_client: ScoringClientFactory) -> ScoringClient:
+    return scoring_client(script(tmp_path, RAW_SCRIPT))
+
+
+def test_json_is_sent_as_requests_sends_it_with_key_order_kept(echo: ScoringClient) -> None:
+    response = echo.post(json={"zeta": 1, "alpha": [1.5, None]})
+    assert response.status_code == 200
+    assert response.json()["data"] == '{"zeta": 1, "alpha": [1.5, null]}'
+
+
+def test_json_none_sends_the_json_null(echo: ScoringClient) -> None:
+    assert echo.post(json=None).json()["data"] == "null"
+
+
+def test_data_is_sent_as_the_raw_body(echo: ScoringClient) -> None:
+    assert echo.post(data="not json at all").json()["data"] == "not json at all"
+    assert echo.post(data=b"bytes too").json()["data"] == "bytes too"
+
+
+def test_the_server_answers_bad_input_as_modelstore_serve_does(echo: ScoringClient) -> None:
+    response = echo.post(data=b"\xff\xfe")
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("Input cannot be decoded as UTF-8")
+    assert response.headers["x-ms-run-function-failed"] == "False"
+
+
+def test_headers_reach_run_and_response_headers_are_case_insensitive(echo: ScoringClient) -> None:
+    response = echo.post(data="x", headers={"X-Custom": "42", "x-request-id": "my-id"})
+    assert response.json()["custom"] == "42"
+    assert response.headers["X-Request-Id"] == response.headers["x-request-id"] == "my-id"
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_get_sends_params_as_the_query(echo: ScoringClient) -> None:
+    response = echo.get(params={"data": "[1, 2]", "name": "text"})
+    assert json.loads(response.json()["data"]) == {"data": [1, 2], "name": "text"}
+
+
+def test_the_health_route_and_text_body(echo: ScoringClient) -> None:
+    response = echo.get("/")
+    assert (response.status_code, response.text) == (200, "Healthy")
+    assert response.content == b"Healthy"
+    with pytest.raises(json.JSONDecodeError):
+        response.json()
+
+
+def test_options_does_not_call_run(echo: ScoringClient) -> None:
+    response = echo.options()
+    assert (response.status_code, response.content) == (200, b"")
+    assert response.headers["x-ms-run-function-failed"] == "False"
+
+
+def test_files_are_uploaded_as_multipart_with_form_fields(raw: ScoringClient) -> None:
+    upload = io.BytesIO(b"12345")
+    upload.name = "/somewhere/photo.jpg"
+    response = raw.post(
+        files={
+            "image": ("tiny.png", b"\x89PNG\r\n", "image/png"),
+            "photo": upload,
+            "note": ("note.txt", "hello"),
+        },
+        data={"caption": "a cat"},
+    )
+    assert response.json() == {
+        "files": {
+            "image": {"filename": "tiny.png", "type": "image/png", "size": 6},
+            "photo": {"filename": "photo.jpg", "type": "image/jpeg", "size": 5},
+            "note": {"filename": "note.txt", "type": "text/plain", "size": 5},
+        },
+        "form": {"caption": "a cat"},
+        "method": "POST",
+    }
+
+
+def test_binary_responses_keep_their_bytes(raw: ScoringClient) -> None:
+    response = raw.get(params={"binary": "1"})
+    assert response.content == b"\x89PNG-bytes"
+    assert response.headers["Content-Type"] == "image/png"
+
+
+def test_other_methods_go_through_request(raw: ScoringClient) -> None:
+    assert raw.request("PUT", "/score").status_code == 405
+
+
+def test_json_with_data_is_a_usage_error(echo: ScoringClient) -> None:
+    with pytest.raises(TypeError, match="either json= or data="):
+        echo.post(json={}, data="x")
+
+
+def test_settings_are_those_of_modelstore_serve(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    client = scoring_client(script(tmp_path, ECHO_SCRIPT), cors_origins="https://a.example")
+    response = client.post(data="x", headers={"Origin": "https://a.example"})
+    assert response.headers["Access-Control-Allow-Origin"] == "https://a.example"
+
+
+def test_a_script_in_the_fake_filesystem_loads_even_with_fs_requested_first(
+    fs: object, fake_model_registry: object, scoring_client: ScoringClientFactory
+) -> None:
+    os.makedirs("/app")
+    Path("/app/score.py").write_text("def init():\n    pass\n\ndef run(data):\n    return 'fake'\n")
+    assert scoring_client("/app/score.py").post(data="x").json() == "fake"
+
+
+def test_a_real_script_is_found_next_to_the_test_file_under_pyfakefs(
+    fs: object, scoring_client: ScoringClientFactory
+) -> None:
+    gallery = Path(__file__).parent.parent / "fixtures" / "scripts" / "trivial" / "score.py"
+    relative = os.path.relpath(gallery, Path(__file__).parent)
+    client = scoring_client(relative)
+    assert client.post(json={"data": [1, 2, 3]}).json() == {"items": 3}
