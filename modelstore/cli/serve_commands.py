@@ -1,0 +1,505 @@
+"""``modelstore serve`` (a local Azure ML inference server) and ``modelstore score`` (one request
+through the same app, without a server).
+
+Both accept azmlinfsrv's spellings (``--entry_script``, ``--model_dir``, ``--worker_count``,
+``--access_control_allow_origins``) and environment variables, so a command line or CI job
+written for azmlinfsrv keeps working. Only this module touches the registry: ``--model REF``
+deploys registry models into a temporary app root, and the serving package only ever sees the
+resulting ``AML_APP_ROOT``/``AZUREML_MODEL_DIR``, as a script in Azure does.
+
+Flask, gunicorn and the registry are imported inside the commands so ``modelstore --help``
+stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from modelstore.cli import state
+from modelstore.cli.registry_commands import OneLineErrorCommand
+from modelstore.errors import InvalidArgumentError, UsageError
+from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from modelstore.serving.settings import ServingSettings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_WORKER_TIMEOUT_S = 300
+"""azmlinfsrv's ``WORKER_TIMEOUT``: a worker silent this long is replaced."""
+
+
+# --- options shared by serve and score ----------------------------------------------------------
+
+
+def app_options(function: F) -> F:
+    """The options that decide what the app runs: the script, its models, the opt-in fixes."""
+    decorators = [
+        click.option(
+            "--entry-script",
+            "--entry_script",
+            "entry_script",
+            required=True,
+            type=click.Path(path_type=Path),
+            help="The score.py to run (with init() and run()).",
+        ),
+        click.option(
+            "--model",
+            "models",
+            multiple=True,
+            metavar="REF|PATH",
+            help="Deploy this registry model (NAME, NAME:VERSION or NAME:latest), or a local "
+            "file or folder (as version 0), into a temporary app root; repeatable.",
+        ),
+        click.option(
+            "--model-dir",
+            "--model_dir",
+            "model_dir",
+            metavar="DIR",
+            help="Set AZUREML_MODEL_DIR to DIR, as given (like azmlinfsrv).",
+        ),
+        click.option(
+            "--cors-origins",
+            "--access_control_allow_origins",
+            "cors_origins",
+            metavar='"A, B"',
+            help="Origins allowed by CORS, comma-separated ('*' echoes any) "
+            "[default: $AML_CORS_ORIGINS].",
+        ),
+        click.option(
+            "--scoring-timeout-ms",
+            type=click.IntRange(min=1),
+            metavar="MS",
+            help="Time limit of one run() call [default: $SCORING_TIMEOUT_MS, else 3600000].",
+        ),
+        click.option(
+            "--max-body",
+            "max_body_mib",
+            type=click.IntRange(min=1),
+            metavar="MB",
+            help="Refuse request bodies above this many MiB with a 413 [default: 100].",
+        ),
+        click.option(
+            "--numpy-json",
+            is_flag=True,
+            help="Opt-in: serialise numpy/pandas return values instead of answering 500.",
+        ),
+        click.option(
+            "--validation-400",
+            is_flag=True,
+            help="Opt-in: answer inference-schema validation errors with 400 and the message.",
+        ),
+        click.option(
+            "--no-header-split",
+            is_flag=True,
+            help="Opt-in: send AMLResponse header values as given (Azure splits them at commas).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def check_model_options(models: Sequence[str], model_dir: str | None) -> list[str]:
+    """Refuse contradictory model options before anything is opened or written."""
+    if models and model_dir is not None:
+        raise UsageError(
+            "--model and --model-dir are two ways to give the script its models: use one of them"
+        )
+    return list(models)
+
+
+@contextmanager
+def owned_temp_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder removed on exit by the process that made it, and only by it.
+
+    gunicorn workers are forks that leave through ``SystemExit``: without the pid check, every
+    worker exiting would delete the app root the others are still serving from.
+    """
+    owner = os.getpid()
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if os.getpid() == owner:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def prepare_environment(
+    ctx: click.Context,
+    refs: Sequence[str],
+    model_dir: str | None,
+    cors_origins: str | None,
+    scratch: Path,
+) -> None:
+    """Set the variables azmlinfsrv sets, so the script sees what it would see there.
+
+    ``AML_APP_ROOT`` is kept if set, else the launch directory; ``--model-dir`` is used
+    verbatim; ``--model`` lays the models out under ``scratch`` and uses that deployment's
+    ``AML_APP_ROOT``/``AZUREML_MODEL_DIR``.
+    """
+    os.environ.setdefault(APP_ROOT_ENV, os.getcwd())
+    if model_dir is not None:
+        os.environ[MODEL_DIR_ENV] = model_dir
+    if refs:
+        deployment = state(ctx).registry().deploy(list(refs), scratch / "app")
+        os.environ.update(deployment.env)
+    if cors_origins is not None:
+        os.environ["AML_CORS_ORIGINS"] = cors_origins
+
+
+def build_settings(
+    entry_script: Path,
+    scoring_timeout_ms: int | None,
+    max_body_mib: int | None,
+    numpy_json: bool,
+    validation_400: bool,
+    no_header_split: bool,
+) -> ServingSettings:
+    """Settings from the environment (already holding the flags azmlinfsrv maps to variables),
+    with the remaining flags on top."""
+    from modelstore.serving.settings import ServingSettings
+
+    # azmlinfsrv resolves the script against the launch directory (realpath), so a relative
+    # path keeps working when --model moves AML_APP_ROOT to a temporary folder.
+    script = Path(os.path.realpath(entry_script))
+    os.environ["AZUREML_ENTRY_SCRIPT"] = str(script)
+    overrides: dict[str, Any] = {
+        "entry_script": script,
+        "numpy_json": numpy_json,
+        "validation_400": validation_400,
+        "split_header_values": not no_header_split,
+    }
+    if scoring_timeout_ms is not None:
+        overrides["scoring_timeout_ms"] = scoring_timeout_ms
+    if max_body_mib is not None:
+        overrides["max_body_bytes"] = max_body_mib * 1024 * 1024
+    return ServingSettings.from_environ(os.environ, **overrides)
+
+
+def positive_int_from_env(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) <= 0:
+        raise InvalidArgumentError(
+            f"{name}={text!r} is not a positive whole number of seconds; "
+            f"set it to e.g. {name}={default} or unset it"
+        )
+    return int(text)
+
+
+# --- serve --------------------------------------------------------------------------------------
+
+
+@click.command("serve", cls=OneLineErrorCommand)
+@app_options
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 exposes the server to the network (azmlinfsrv's "
+    "only choice).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=5001,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one (the URL printed says which).",
+)
+@click.option(
+    "--workers",
+    "--worker_count",
+    "workers",
+    type=click.IntRange(min=1),
+    envvar="WORKER_COUNT",
+    default=1,
+    show_default=True,
+    help="Worker processes, each running init() before it serves [env: WORKER_COUNT].",
+)
+@click.option(
+    "--reload",
+    is_flag=True,
+    help="Restart the workers when the entry script or a file next to it changes "
+    "(development only).",
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    entry_script: Path,
+    models: tuple[str, ...],
+    model_dir: str | None,
+    cors_origins: str | None,
+    scoring_timeout_ms: int | None,
+    max_body_mib: int | None,
+    numpy_json: bool,
+    validation_400: bool,
+    no_header_split: bool,
+    host: str,
+    port: int,
+    workers: int,
+    reload: bool,
+) -> None:
+    """Serve ENTRY_SCRIPT like the Azure ML inference server: GET /, GET /swagger.json and
+    GET|POST /score, with N worker processes that each run init() before serving.
+
+    Exit codes: 0 after Ctrl-C, 1 if the port is taken, 2 for bad options, 3 if the entry
+    script cannot start (missing, import error, no init/run, init() raised).
+    """
+    refs = check_model_options(models, model_dir)
+    worker_timeout_s = positive_int_from_env("WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S)
+    with owned_temp_dir("modelstore-serve-") as scratch:
+        prepare_environment(ctx, refs, model_dir, cors_origins, scratch)
+        settings = build_settings(
+            entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
+            no_header_split,
+        )  # fmt: skip
+        code = run_server(settings, host, port, workers, reload, worker_timeout_s)
+    ctx.exit(code)
+
+
+def run_server(
+    settings: ServingSettings,
+    host: str,
+    port: int,
+    workers: int,
+    reload: bool,
+    worker_timeout_s: int,
+) -> int:
+    from modelstore.serving import app as app_module  # imported before the fork: workers share it
+    from modelstore.serving import logs
+    from modelstore.serving.server import ServerOptions
+    from modelstore.serving.server import serve as serve_forever
+
+    script = settings.resolved_entry_script()
+    log_folders = (settings.resolved_app_root(), script.parent)
+
+    def load_app() -> Flask:
+        """Runs in each worker: azmlinfsrv's logging and print() capture, then init()."""
+        logs.configure_logging(*log_folders)
+        logs.redirect_print_process_wide()
+        return app_module.create_app(settings)
+
+    options = ServerOptions(
+        host=host,
+        port=port,
+        workers=workers,
+        worker_timeout_s=worker_timeout_s,
+        reload=reload,
+        reload_paths=files_next_to(script) if reload else (),
+        error_headers=server_version_headers(settings),
+    )
+    return serve_forever(load_app, options)
+
+
+def files_next_to(script: Path) -> tuple[Path, ...]:
+    """The script and the visible files in its folder (modules it imports are watched anyway)."""
+    folder = script.parent
+    try:
+        siblings = [
+            path
+            for path in folder.iterdir()
+            if path.is_file() and not path.name.startswith(".") and path.suffix != ".pyc"
+        ]
+    except OSError:
+        siblings = []
+    return tuple(sorted({script, *siblings}))
+
+
+def server_version_headers(settings: ServingSettings) -> tuple[tuple[str, str], ...]:
+    from modelstore.serving.app import SERVER_VERSION
+
+    if not settings.server_version_header:
+        return ()
+    return (("x-ms-server-version", SERVER_VERSION),)
+
+
+# --- score --------------------------------------------------------------------------------------
+
+
+@click.command("score", cls=OneLineErrorCommand)
+@app_options
+@click.option(
+    "--data",
+    metavar="JSON|@FILE",
+    help="The request body, sent as is: text, @FILE for a file's bytes, @- for stdin.",
+)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    metavar="FIELD=PATH",
+    help="Add PATH as a multipart form field (for @rawhttp scripts); repeatable.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["POST", "GET", "OPTIONS"], case_sensitive=False),
+    default="POST",
+    show_default=True,
+)
+@click.option("--query", metavar="QUERY", help="Query string for /score, e.g. 'data=[1,2]&a=1'.")
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="K:V",
+    help="A request header, e.g. 'x-ms-client-request-id: abc'; repeatable.",
+)
+@click.option(
+    "--content-type",
+    metavar="TYPE",
+    help="Content-Type of --data [default: application/json].",
+)
+@click.option("-i", "--include", is_flag=True, help="Also print the response headers.")
+@click.pass_context
+def score(
+    ctx: click.Context,
+    entry_script: Path,
+    models: tuple[str, ...],
+    model_dir: str | None,
+    cors_origins: str | None,
+    scoring_timeout_ms: int | None,
+    max_body_mib: int | None,
+    numpy_json: bool,
+    validation_400: bool,
+    no_header_split: bool,
+    data: str | None,
+    files: tuple[str, ...],
+    method: str,
+    query: str | None,
+    headers: tuple[str, ...],
+    content_type: str | None,
+    include: bool,
+) -> None:
+    """Load ENTRY_SCRIPT, run init(), send one request to /score through the same app
+    'modelstore serve' runs (no server, no port), and print the status line and body.
+
+    Exit codes: 0 for a 2xx answer, 1 for any other status, 2 for bad options, 3 if the entry
+    script cannot start.
+    """
+    refs = check_model_options(models, model_dir)
+    header_pairs = parse_headers(headers)
+    uploads = parse_uploads(files)
+    body = read_body(data)
+    with owned_temp_dir("modelstore-score-") as scratch:
+        prepare_environment(ctx, refs, model_dir, cors_origins, scratch)
+        settings = build_settings(
+            entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
+            no_header_split,
+        )  # fmt: skip
+        from modelstore.serving import logs
+        from modelstore.serving.app import create_app
+
+        logs.configure_logging(
+            settings.resolved_app_root(), settings.resolved_entry_script().parent
+        )
+        app = create_app(settings)
+        status, response_headers, response_body = send_request(
+            app, method.upper(), query, body, uploads, header_pairs, content_type
+        )
+    write_response(status, response_headers, response_body, include=include)
+    ctx.exit(0 if status.startswith("2") else 1)
+
+
+def parse_headers(headers: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for text in headers:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip():
+            raise InvalidArgumentError(
+                f"--header {text!r} must look like 'Name: value', e.g. 'x-request-id: abc'"
+            )
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def parse_uploads(files: Sequence[str]) -> list[tuple[str, Path]]:
+    uploads = []
+    for text in files:
+        field, equals, path = text.partition("=")
+        if not equals or not field or not path:
+            raise InvalidArgumentError(
+                f"--file {text!r} must look like FIELD=PATH, e.g. image=photo.png"
+            )
+        file_path = Path(path.removeprefix("@"))
+        if not file_path.is_file():
+            raise InvalidArgumentError(f"--file {text!r}: {file_path} is not a readable file")
+        uploads.append((field, file_path))
+    return uploads
+
+
+def read_body(data: str | None) -> bytes | None:
+    """``--data``: the text itself (UTF-8), ``@FILE`` for a file's bytes, ``@-`` for stdin."""
+    if data is None:
+        return None
+    if not data.startswith("@"):
+        return data.encode("utf-8")
+    source = data[1:]
+    if source == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(source).read_bytes()
+    except OSError as exc:
+        raise InvalidArgumentError(
+            f"--data {data!r}: cannot read {source}: {exc.strerror or exc}"
+        ) from exc
+
+
+def send_request(
+    app: Flask,
+    method: str,
+    query: str | None,
+    body: bytes | None,
+    uploads: Sequence[tuple[str, Path]],
+    headers: Sequence[tuple[str, str]],
+    content_type: str | None,
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    """One request through Flask's test client: the app answers exactly as under the server."""
+    request_headers = list(headers)
+    has_content_type = any(name.lower() == "content-type" for name, _ in request_headers)
+    kwargs: dict[str, Any] = {"method": method, "headers": request_headers}
+    if query:
+        kwargs["query_string"] = query.removeprefix("?")
+    if uploads:
+        form: dict[str, Any] = {field: (path.open("rb"), path.name) for field, path in uploads}
+        kwargs["data"] = form
+    elif body is not None:
+        kwargs["data"] = body
+        if not has_content_type:
+            kwargs["content_type"] = content_type or "application/json"
+    if content_type is not None and "content_type" not in kwargs and not uploads:
+        kwargs["content_type"] = content_type
+    try:
+        with app.test_client() as client:
+            response = client.open("/score", **kwargs)
+            payload = response.get_data()
+            return response.status, list(response.headers.items()), payload
+    finally:
+        for value in kwargs.get("data", {}).values() if uploads else ():
+            value[0].close()
+
+
+def write_response(
+    status: str, headers: Sequence[tuple[str, str]], body: bytes, *, include: bool
+) -> None:
+    out = sys.stdout.buffer
+    out.write(f"HTTP/1.1 {status}\n".encode())
+    if include:
+        out.write("".join(f"{name}: {value}\n" for name, value in headers).encode("latin-1"))
+        out.write(b"\n")
+    out.write(body)
+    if not body.endswith(b"\n"):
+        out.write(b"\n")
+    out.flush()

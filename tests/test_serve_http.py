@@ -1,0 +1,647 @@
+"""``modelstore serve`` end to end: a real server process, real HTTP on loopback.
+
+Each server is a ``python -m modelstore serve ... --port 0`` subprocess (the port it picked is
+read from the URL it prints), started once per module where tests can share it. The gallery's
+scripts (``fixtures/scripts``) are served as users would serve them.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "fixtures"
+SCRIPTS = FIXTURES / "scripts"
+TINY_PNG = FIXTURES / "images" / "tiny.png"
+START_TIMEOUT_S = 30.0
+URL_LINE = re.compile(r"listening on (http://\S+) ")
+SERVING_VARIABLES = (
+    "AML_APP_ROOT",
+    "AZUREML_MODEL_DIR",
+    "AZUREML_ENTRY_SCRIPT",
+    "AZUREML_SOURCE_DIRECTORY",
+    "AML_CORS_ORIGINS",
+    "SCORING_TIMEOUT_MS",
+    "SERVICE_NAME",
+    "SERVICE_VERSION",
+    "WORKER_COUNT",
+    "WORKER_TIMEOUT",
+    "MODELSTORE_HOME",
+    "MODELSTORE_DB_URL",
+)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def load_make_models() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_models", FIXTURES / "make_models.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def clean_environment(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test process's environment without any serving variable, with an isolated home."""
+    env = {k: v for k, v in os.environ.items() if k not in SERVING_VARIABLES}
+    env["MODELSTORE_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    stdout: Path
+    stderr: Path
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.get(self.url + path, timeout=30, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.post(self.url + path, timeout=30, **kwargs)
+
+    def options(self, path: str, **kwargs: Any) -> requests.Response:
+        return requests.options(self.url + path, timeout=30, **kwargs)
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+
+def start_server(args: list[str], folder: Path, *, cwd: Path, env: dict[str, str]) -> Server:
+    """Start ``modelstore serve`` on a free port and wait until ``GET /`` answers 200."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stdout, stderr = folder / "stdout.txt", folder / "stderr.txt"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelstore", "serve", "--port", "0", *args],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    url = None
+    while time.monotonic() < deadline:
+        match = URL_LINE.search(stdout.read_text(errors="replace"))
+        if match:
+            url = match.group(1)
+            try:
+                if requests.get(url + "/", timeout=5).status_code == 200:
+                    return Server(process, url, stdout, stderr)
+            except requests.ConnectionError:
+                pass
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    stop(process)
+    raise AssertionError(
+        f"server did not start (url {url}, exit {process.returncode}):\n"
+        f"{stdout.read_text(errors='replace')}\n{stderr.read_text(errors='replace')}"
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@contextmanager
+def running(args: list[str], folder: Path, *, cwd: Path, env: dict[str, str]) -> Iterator[Server]:
+    server = start_server(args, folder, cwd=cwd, env=env)
+    try:
+        yield server
+    finally:
+        stop(server.process)
+
+
+def run_to_exit(
+    args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """A ``modelstore serve`` expected to stop on its own (a start-up failure)."""
+    return subprocess.run(
+        [sys.executable, "-m", "modelstore", "serve", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def write_script(folder: Path, source: str, name: str = "score.py") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(source), encoding="utf-8")
+    return path
+
+
+PROBE_SCRIPT = """
+    import json
+    import os
+    import time
+
+    def init():
+        with open(os.environ["PROBE_INIT_LOG"], "a") as log:
+            log.write(f"{os.getpid()}\\n")
+
+    def run(data):
+        request = json.loads(data) if data else {}
+        time.sleep(request.get("sleep", 0))
+        return {
+            "pid": os.getpid(),
+            "cwd": os.getcwd(),
+            "AML_APP_ROOT": os.environ.get("AML_APP_ROOT"),
+            "AZUREML_MODEL_DIR": os.environ.get("AZUREML_MODEL_DIR"),
+        }
+"""
+
+
+# --- module-scoped servers --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def models_dir(workdir: Path) -> Path:
+    folder = workdir / "models"
+    make_models = load_make_models()
+    make_models.write_regression_model(folder)
+    make_models.write_multi_models(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def powerbi_server(workdir: Path, models_dir: Path) -> Iterator[Server]:
+    """The Power BI script with its model, and server-side CORS for one allowed origin."""
+    args = [
+        "--entry-script",
+        str(SCRIPTS / "powerbi" / "score.py"),
+        "--model-dir",
+        str(models_dir),
+        "--cors-origins",
+        "http://allowed.example, http://also-allowed.example",
+    ]
+    env = clean_environment(workdir / "home")
+    with running(args, workdir / "powerbi", cwd=workdir, env=env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def probe_server(workdir: Path) -> Iterator[Server]:
+    """One worker, a 400 ms scoring timeout, launched from its own folder with a relative
+    --model-dir."""
+    launch = workdir / "probe-launch"
+    script = write_script(launch, PROBE_SCRIPT)
+    env = clean_environment(workdir / "home", {"PROBE_INIT_LOG": str(workdir / "probe-init.log")})
+    args = [
+        "--entry-script",
+        "score.py",
+        "--model-dir",
+        "some/models",
+        "--scoring-timeout-ms",
+        "400",
+    ]
+    with running(args, workdir / "probe", cwd=script.parent, env=env) as server:
+        yield server
+
+
+# --- the gallery's scripts --------------------------------------------------------------------
+
+
+POWERBI_BODY = {
+    "Inputs": {
+        "input1": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [0.5] * 10],
+        "input2": [{"name": "Sarah", "age": 25}],
+        "input3": 0.0,
+    },
+    "GlobalParameters": 1.0,
+}
+
+
+def test_powerbi_script_answers_inputs_with_the_models_results(
+    powerbi_server: Server, models_dir: Path
+) -> None:
+    import joblib
+    import numpy as np
+
+    response = powerbi_server.post("/score", json=POWERBI_BODY)
+
+    assert response.status_code == 200, powerbi_server.log()
+    model = joblib.load(models_dir / "sklearn_regression_model.pkl")
+    expected = model.predict(np.array(POWERBI_BODY["Inputs"]["input1"], dtype="float64"))
+    assert response.json() == {"Results": pytest.approx(expected.tolist())}
+    assert response.headers["x-ms-run-function-failed"] == "False"
+
+
+def test_powerbi_script_without_global_parameters_uses_the_default(powerbi_server: Server) -> None:
+    response = powerbi_server.post("/score", json={"Inputs": POWERBI_BODY["Inputs"]})
+
+    assert response.status_code == 200
+    assert len(response.json()["Results"]) == 2
+
+
+def test_powerbi_swagger_documents_inputs_and_results_in_both_versions(
+    powerbi_server: Server,
+) -> None:
+    v2 = powerbi_server.get("/swagger.json").json()
+    v3 = powerbi_server.get("/swagger.json", params={"version": "3"}).json()
+
+    assert v2["swagger"] == "2.0"
+    assert list(v2["definitions"]["ServiceInput"]["properties"]) == ["Inputs", "GlobalParameters"]
+    inputs = v2["definitions"]["ServiceInput"]["properties"]["Inputs"]
+    assert inputs["properties"]["input1"]["format"] == "numpy.ndarray"
+    assert inputs["properties"]["input2"]["format"] == "pandas.DataFrame:records"
+    assert "Results" in v2["definitions"]["ServiceOutput"]["properties"]
+    assert v3["openapi"] == "3.0.3"
+    assert list(v3["components"]["schemas"]["ServiceInput"]["properties"]) == [
+        "Inputs",
+        "GlobalParameters",
+    ]
+
+
+def test_powerbi_script_rejects_a_non_json_body_and_keeps_serving(powerbi_server: Server) -> None:
+    wrong_type = powerbi_server.post(
+        "/score", data=b"\xff\xfe", headers={"Content-Type": "text/plain"}
+    )
+    not_json = powerbi_server.post(
+        "/score", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    then = powerbi_server.post("/score", json=POWERBI_BODY)
+
+    assert wrong_type.status_code == 415
+    assert not_json.status_code == 400
+    assert not_json.json()["message"].startswith("POST body could not be decoded as JSON")
+    assert then.status_code == 200
+
+
+def test_rawhttp_image_script_returns_the_size_of_an_uploaded_png(workdir: Path) -> None:
+    args = ["--entry-script", str(SCRIPTS / "rawhttp_image" / "score.py")]
+    env = clean_environment(workdir / "home")
+    with running(args, workdir / "image", cwd=workdir, env=env) as server:
+        upload = server.post("/score", files={"image": TINY_PNG.read_bytes()})
+        missing = server.post("/score", files={"other": b"x"})
+        path = server.get("/score", params={"x": "1"})
+
+    assert upload.status_code == 200, server.log()
+    assert upload.json() == [12, 7]
+    assert missing.status_code == 400
+    assert path.text == "/score?x=1"
+
+
+def test_cors_script_sets_its_own_allow_origin_header(workdir: Path) -> None:
+    args = ["--entry-script", str(SCRIPTS / "cors" / "score.py")]
+    env = clean_environment(workdir / "home")
+    with running(args, workdir / "cors", cwd=workdir, env=env) as server:
+        echoed = server.post("/score", data=b"hello", headers={"Origin": "https://a.example"})
+        preflight = server.options("/score", headers={"Origin": "https://a.example"})
+
+    assert echoed.status_code == 200
+    assert echoed.content == b"hello"
+    assert echoed.headers["Access-Control-Allow-Origin"] == "https://www.example.com"
+    assert preflight.status_code == 200
+    # AMLResponse splits header values at commas, as Azure's does: two header lines, joined
+    # back with ", " by the client.
+    assert preflight.headers["Access-Control-Allow-Methods"] == "GET, POST"
+
+
+def test_multi_model_script_serves_registry_models_deployed_with_model_refs(
+    workdir: Path, models_dir: Path
+) -> None:
+    import joblib
+    import numpy as np
+
+    from modelstore import Registry
+
+    home = workdir / "registry-home"
+    registry = Registry(home)
+    registry.register(models_dir / "my_first_model.pkl", "my_first_model")
+    registry.register(models_dir / "my_second_model.pkl", "my_second_model")
+    registry.register(models_dir / "my_second_model.pkl", "my_second_model")
+    rows = [[float(i) for i in range(10)]]
+    args = [
+        "--entry-script",
+        str(SCRIPTS / "multi_model" / "score.py"),
+        "--model",
+        "my_first_model:1",
+        "--model",
+        "my_second_model:2",
+    ]
+    scratch = workdir / "multi-tmp"
+    scratch.mkdir()
+    env = clean_environment(home, {"TMPDIR": str(scratch)})
+    with running(args, workdir / "multi", cwd=workdir, env=env) as server:
+        response = server.post("/score", json={"data": rows})
+        deployed = [path.name for path in scratch.glob("modelstore-serve-*/app/azureml-models/*")]
+
+    assert response.status_code == 200, server.log()
+    first = joblib.load(models_dir / "my_first_model.pkl").predict(np.array(rows))
+    second = joblib.load(models_dir / "my_second_model.pkl").predict(np.array(rows))
+    assert response.json() == {
+        "my_first_model": pytest.approx(first.tolist()),
+        "my_second_model": pytest.approx(second.tolist()),
+    }
+    assert sorted(deployed) == ["my_first_model", "my_second_model"]
+    assert not list(scratch.iterdir()), "the temporary app root outlived the server"
+
+
+# --- CORS from --cors-origins -----------------------------------------------------------------
+
+
+def test_cors_preflight_from_an_allowed_origin_is_answered(powerbi_server: Server) -> None:
+    response = powerbi_server.options(
+        "/score",
+        headers={
+            "Origin": "http://also-allowed.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Access-Control-Allow-Origin"] == "http://also-allowed.example"
+    assert response.headers["Access-Control-Allow-Methods"] == "GET, POST"
+    assert response.headers["Access-Control-Allow-Headers"] == "content-type"
+
+
+def test_cors_headers_are_sent_only_to_allowed_origins(powerbi_server: Server) -> None:
+    allowed = powerbi_server.post(
+        "/score", json=POWERBI_BODY, headers={"Origin": "http://allowed.example"}
+    )
+    other = powerbi_server.post(
+        "/score", json=POWERBI_BODY, headers={"Origin": "http://evil.example"}
+    )
+
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://allowed.example"
+    assert other.status_code == 200
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+# --- the server process -----------------------------------------------------------------------
+
+
+def test_the_printed_url_is_where_the_server_listens(probe_server: Server) -> None:
+    printed = probe_server.stdout.read_text()
+
+    assert f"listening on {probe_server.url} " in printed
+    assert probe_server.url.startswith("http://127.0.0.1:")
+
+
+def test_script_sees_the_launch_folder_as_app_root_and_model_dir_verbatim(
+    probe_server: Server, workdir: Path
+) -> None:
+    answer = probe_server.post("/score", json={}).json()
+
+    assert answer["AML_APP_ROOT"] == str(workdir / "probe-launch")
+    assert answer["AZUREML_MODEL_DIR"] == "some/models"
+
+
+def test_a_run_past_the_scoring_timeout_gets_500_and_the_next_request_is_served(
+    probe_server: Server,
+) -> None:
+    started = time.monotonic()
+    hung = probe_server.post("/score", json={"sleep": 30})
+    elapsed = time.monotonic() - started
+    after = probe_server.post("/score", json={})
+
+    assert hung.status_code == 500
+    assert hung.json() == {"message": "Scoring timeout after 400 ms"}
+    assert hung.headers["x-ms-run-function-failed"] == "True"
+    assert elapsed < 10
+    assert after.status_code == 200
+
+
+def test_connections_are_kept_alive_between_requests(probe_server: Server) -> None:
+    host, port = probe_server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.request("POST", "/score", body=b"{}")
+        first = connection.getresponse()
+        first.read()
+        local_port = connection.sock.getsockname()[1]
+        connection.request("POST", "/score", body=b"{}")
+        second = connection.getresponse()
+        second.read()
+        same_socket = connection.sock.getsockname()[1] == local_port
+    finally:
+        connection.close()
+
+    assert first.status == second.status == 200
+    assert first.getheader("Connection") != "close"
+    assert same_socket
+
+
+def test_an_overlong_url_gets_a_json_414_with_request_ids(probe_server: Server) -> None:
+    response = probe_server.get("/score?data=" + "1" * 5000)
+    after = probe_server.post("/score", json={})
+
+    assert response.status_code == 414
+    assert response.headers["Content-Type"] == "application/json"
+    assert "POST body" in response.json()["message"]
+    assert response.headers["x-request-id"] == response.headers["x-ms-request-id"]
+    assert response.headers["x-ms-server-version"] == "azmlinfsrv/1.5.1"
+    assert after.status_code == 200
+
+
+def test_an_overlong_header_gets_a_json_431(probe_server: Server) -> None:
+    response = probe_server.get("/", headers={"X-Big": "a" * 9000})
+
+    assert response.status_code == 431
+    assert "headers are too large" in response.json()["message"]
+
+
+def test_two_workers_each_run_init_and_serve_in_parallel(workdir: Path) -> None:
+    launch = workdir / "workers"
+    script = write_script(launch, PROBE_SCRIPT)
+    init_log = launch / "init.log"
+    env = clean_environment(workdir / "home", {"PROBE_INIT_LOG": str(init_log)})
+    args = ["--entry-script", str(script), "--workers", "2"]
+    with running(args, workdir / "workers-server", cwd=launch, env=env) as server:
+        deadline = time.monotonic() + 20
+        while len(init_log.read_text().split()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answers: list[int] = []
+
+        def slow_request() -> None:
+            answers.append(server.post("/score", json={"sleep": 0.5}).json()["pid"])
+
+        threads = [threading.Thread(target=slow_request) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    init_pids = {int(pid) for pid in init_log.read_text().split()}
+    assert len(init_pids) == 2
+    assert set(answers) == init_pids
+
+
+def test_reload_restarts_workers_when_the_script_changes(workdir: Path) -> None:
+    launch = workdir / "reload"
+    script = write_script(launch, "def init():\n    pass\n\ndef run(data):\n    return 'old'\n")
+    args = ["--entry-script", str(script), "--reload"]
+    with running(
+        args, workdir / "reload-server", cwd=launch, env=clean_environment(workdir)
+    ) as server:
+        before = server.post("/score", data=b"x").json()
+        time.sleep(1.1)  # a later modification time than the one the reloader recorded
+        script.write_text("def init():\n    pass\n\ndef run(data):\n    return 'new'\n")
+        deadline = time.monotonic() + 20
+        after = before
+        while after == "old" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                after = server.post("/score", data=b"x").json()
+            except requests.ConnectionError:
+                continue
+
+    assert before == "old"
+    assert after == "new"
+
+
+# --- start-up failures ------------------------------------------------------------------------
+
+
+def test_init_failure_exits_3_with_the_reason_on_the_last_line(workdir: Path) -> None:
+    script = write_script(
+        workdir / "broken-init",
+        "def init():\n    raise RuntimeError('model file is corrupt')\n\ndef run(d):\n    pass\n",
+    )
+
+    result = run_to_exit(
+        ["--entry-script", str(script), "--port", "0"], cwd=workdir, env=clean_environment(workdir)
+    )
+
+    assert result.returncode == 3
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("Error: init() of ")
+    assert "RuntimeError: model file is corrupt" in last_line
+    assert "Traceback" in result.stderr  # the details are logged above the summary
+
+
+def test_a_script_with_a_syntax_error_exits_3(workdir: Path) -> None:
+    script = write_script(workdir / "syntax", "def init(:\n    pass\n")
+
+    result = run_to_exit(
+        ["--entry-script", str(script), "--port", "0"], cwd=workdir, env=clean_environment(workdir)
+    )
+
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert "SyntaxError" in result.stderr
+
+
+def test_a_taken_port_is_one_clear_line_and_exit_1(workdir: Path) -> None:
+    script = write_script(workdir / "port", "def init():\n    pass\n\ndef run(data):\n    pass\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_to_exit(
+            ["--entry-script", str(script), "--port", str(port)],
+            cwd=workdir,
+            env=clean_environment(workdir),
+            timeout=30,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: port {port} on 127.0.0.1 is already in use (is another server running?); "
+        "stop it or choose another --port"
+    )
+
+
+def test_a_missing_entry_script_option_is_a_usage_error(workdir: Path) -> None:
+    result = run_to_exit([], cwd=workdir, env=clean_environment(workdir))
+
+    assert result.returncode == 2
+    assert "--entry-script" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_model_and_model_dir_together_are_refused(workdir: Path) -> None:
+    result = run_to_exit(
+        ["--entry-script", "score.py", "--model", "a:1", "--model-dir", "x"],
+        cwd=workdir,
+        env=clean_environment(workdir / "untouched-home"),
+    )
+
+    assert result.returncode == 2
+    assert "--model and --model-dir" in result.stderr
+    assert not (workdir / "untouched-home").exists()
+
+
+def test_a_model_that_is_not_registered_fails_before_serving(workdir: Path) -> None:
+    script = write_script(
+        workdir / "unknown-model", "def init():\n    pass\n\ndef run(d):\n    pass\n"
+    )
+    home = workdir / "empty-home"
+
+    result = run_to_exit(
+        ["--entry-script", str(script), "--model", "no_such_model:1"],
+        cwd=workdir,
+        env=clean_environment(home),
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ")
+    assert "no_such_model" in result.stderr
+    assert "listening" not in result.stdout
+
+
+def test_azmlinfsrv_spellings_and_variables_are_accepted(workdir: Path) -> None:
+    launch = workdir / "azml-spelling"
+    script = write_script(launch, PROBE_SCRIPT)
+    env = clean_environment(
+        workdir / "home",
+        {
+            "PROBE_INIT_LOG": str(launch / "init.log"),
+            "WORKER_COUNT": "2",
+            "AML_APP_ROOT": "/srv/app",
+        },
+    )
+    args = [
+        "--entry_script",
+        str(script),
+        "--model_dir",
+        "m",
+        "--access_control_allow_origins",
+        "http://x.example",
+    ]
+    with running(args, workdir / "azml-spelling-server", cwd=launch, env=env) as server:
+        answer = server.post("/score", json={}, headers={"Origin": "http://x.example"})
+
+    assert "2 worker(s)" in server.stdout.read_text()
+    assert answer.json()["AML_APP_ROOT"] == "/srv/app"
+    assert answer.json()["AZUREML_MODEL_DIR"] == "m"
+    assert answer.headers["Access-Control-Allow-Origin"] == "http://x.example"
