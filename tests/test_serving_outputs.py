@@ -321,3 +321,12 @@ def test_aml_response_outside_a_request_still_builds(tmp_path: Path) -> None:
     response = AMLResponse("a", 200, {"X-List": "1, 2"})
     assert response.headers.getlist("X-List") == ["1", "2"]
     assert response.headers["x-ms-run-function-failed"] == "False"
+
+
+def test_sys_exit_in_run_is_a_scoring_script_500_and_serving_continues(tmp_path: Path) -> None:
+    source = "import sys\ndef init():\n    pass\n\ndef run(data):\n    sys.exit(4)\n"
+    client = make_client(tmp_path, source)
+    response = client.post("/score", data="x")
+    assert response.status_code == 500
+    assert response.get_json() == {"message": SCRIPT_ERROR}
+    assert client.get("/").status_code == 200
