@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import stat
+import sys
 import tempfile
-from collections.abc import Sequence
+import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -244,7 +247,7 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
             _remove_tree(build)
             build = None
         if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+            _remove_empty_folders(root, up_to=created)
         if isinstance(exc, OSError):
             raise StorageError(
                 f"could not build the deployment in {root}: {exc} (nothing was written)"
@@ -253,6 +256,20 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
     finally:
         if build is not None:
             _remove_tree(build)
+
+
+def _remove_empty_folders(root: Path, *, up_to: Path) -> None:
+    """Undo ``_make_dirs`` without ever deleting what someone else put there meanwhile (a
+    concurrent deployment into the same new folder): only empty folders are removed."""
+    folder = root
+    while True:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return
+        if folder == up_to:
+            return
+        folder = folder.parent
 
 
 def _make_dirs(root: Path) -> Path | None:
@@ -303,15 +320,19 @@ def _swap_into_place(new_models: Path, target: Path, build: Path, *, force: bool
     """Rename the finished tree to ``<app_root>/azureml-models``.
 
     Without ``force`` the target must not exist: a concurrent writer that got there first makes
-    the rename fail and this deployment is refused. With ``force`` the previous tree is renamed
-    into the build folder (deleted with it) just before; concurrent forced deployments retry so
-    that the last one wins whole.
+    the rename fail and this deployment is refused. With ``force`` an existing tree is swapped
+    with the new one in one atomic step where the system can (Linux), so readers see the old
+    tree or the new one and never neither; elsewhere it is renamed away just before. The old
+    tree ends up in the build folder and is deleted with it. Concurrent forced deployments
+    retry, so the last one wins, whole.
     """
     trash = build / "previous"
     trash.mkdir()
     for attempt in range(_SWAP_ATTEMPTS):
         moved: Path | None = None
         if force and os.path.lexists(target):
+            if _exchange(new_models, target):
+                return
             moved = trash / str(attempt)
             try:
                 os.rename(target, moved)
@@ -336,6 +357,48 @@ def _swap_into_place(new_models: Path, target: Path, build: Path, *, force: bool
         f"{target} kept changing while this deployment was being installed; another "
         "deployment is writing there, try again (nothing was written)"
     )
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+@functools.cache
+def _renameat2() -> Callable[..., int] | None:
+    """glibc's ``renameat2`` (Linux 3.15+, glibc 2.28+), or None where it does not exist."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically; False (nothing done) where the system cannot.
+
+    Under pyfakefs ``os`` is a fake module and the C call would hit the real disk, so the
+    portable two-rename path is used there.
+    """
+    renameat2 = _renameat2()
+    if renameat2 is None or not isinstance(os, types.ModuleType):
+        return False
+    import ctypes
+
+    result = renameat2(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EXDEV):
+        return False  # kernel or filesystem without exchange support
+    if code == errno.ENOENT:
+        return False  # the old tree vanished meanwhile: a plain rename will do
+    raise OSError(code, os.strerror(code), os.fspath(second))
 
 
 def _remove_tree(path: Path) -> None:

@@ -37,6 +37,16 @@ def get_model_path(model_name: str, version: int | None = None) -> str:
     and BadArgumentTypeError (a TypeError) for a non-int or bool version or a missing name.
     """
     _check_arguments(model_name, version)
+    try:
+        return _resolve(model_name, version)
+    except ModelLayoutError:
+        # A forced redeploy swaps the tree under a reader, and a folder of the old tree can be
+        # emptied between being found and being listed: a real layout fault shows twice.
+        return _resolve(model_name, version)
+
+
+def _resolve(model_name: str, version: int | None) -> str:
+    """The SDK's local algorithm, then D2 (inside a deployment) or D3 (outside any)."""
     environ = os.environ
     app_root = environ.get(APP_ROOT_ENV, "")
     raw_model_dir = environ.get(MODEL_DIR_ENV, "")
@@ -116,6 +126,8 @@ def _probe_models_dir(models_dir: str, model_name: str, version: int | None) -> 
     if version is None:
         try:
             versions = os.listdir(name_dir)
+        except FileNotFoundError:  # removed since the check (a redeploy): as if never there
+            return None
         except NotADirectoryError as exc:
             raise ModelLayoutError(
                 f"{exc}. {name_dir} should be a folder of version folders. {_LAYOUT_HINT}"
@@ -138,10 +150,13 @@ def _probe_models_dir(models_dir: str, model_name: str, version: int | None) -> 
     return _single_entry(version_dir)
 
 
-def _single_entry(version_dir: str) -> str:
-    """The one-entry rule of a version folder (hidden files count, as in the SDK)."""
+def _single_entry(version_dir: str) -> str | None:
+    """The one-entry rule of a version folder (hidden files count, as in the SDK); None if the
+    folder vanished since it was seen (a redeploy swapped the tree), as if never there."""
     try:
         entries = os.listdir(version_dir)
+    except FileNotFoundError:
+        return None
     except NotADirectoryError as exc:
         raise ModelLayoutError(
             f"{exc}. {version_dir} should be a version folder. {_LAYOUT_HINT}"
