@@ -7,7 +7,11 @@ layout sets ``azureml.core.model.MODELS_DIR`` to what that import would have com
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from modelstore.errors import (  # noqa: E402
     ModelLayoutError,
     ModelNotFoundError,
 )
+from modelstore.registry import Registry  # noqa: E402
 
 Outcome = tuple[str, str, str]  # ("ok", value, "") or ("error", class name, message)
 
@@ -131,3 +136,71 @@ def test_random_layouts_give_the_same_answers_as_the_sdk(
             sdk = sdk_get_model_path(scene.models_dir, name, version)
             ours, ours_exc = ours_with_class(name, version)
             assert_same(sdk, ours, ours_exc)
+
+
+SDK_SCRIPT = """
+import json
+from azureml.core.model import Model
+import modelstore
+calls = [("m", None), ("m", 1), ("m", 2), ("d", None), ("d", 1)]
+print(json.dumps([
+    [Model.get_model_path(name, version), modelstore.get_model_path(name, version)]
+    for name, version in calls
+]))
+"""
+
+
+@pytest.mark.slow
+def test_an_unmodified_azureml_script_resolves_every_model_inside_modelstore_exec(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    with Registry(home) as registry:
+        for payload in (b"one", b"two"):
+            (tmp_path / "model.pkl").write_bytes(payload)
+            registry.register(tmp_path / "model.pkl", "m")
+        (tmp_path / "model_dir").mkdir()
+        (tmp_path / "model_dir" / "only.bin").write_bytes(b"x")
+        registry.register(tmp_path / "model_dir", "d")
+    env = {k: v for k, v in os.environ.items() if k not in {"AML_APP_ROOT", "AZUREML_MODEL_DIR"}}
+    env["MODELSTORE_HOME"] = os.fspath(home)
+    app = tmp_path / "app"
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modelstore",
+            "exec",
+            "--app-root",
+            os.fspath(app),
+            "--keep",
+            "--model",
+            "m:1",
+            "--model",
+            "m:2",
+            "--model",
+            "d",
+            "--",
+            sys.executable,
+            "-c",
+            SDK_SCRIPT,
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    models = f"{app}/azureml-models"
+    assert [sdk for sdk, _ in answers] == [
+        f"{models}/m/2/model.pkl",
+        f"{models}/m/1/model.pkl",
+        f"{models}/m/2/model.pkl",
+        f"{models}/d/1/model_dir",
+        f"{models}/d/1/model_dir",
+    ]
+    assert all(sdk == ours for sdk, ours in answers)
