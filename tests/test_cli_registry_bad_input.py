@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import socket
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +123,37 @@ def test_register_refuses_an_unreadable_file(home: Path, tmp_path: Path) -> None
     secret.write_bytes(b"s")
     secret.chmod(0)
     assert_refused(home, ["register", str(secret), "--name", "m"], 2, "secret.pkl")
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_register_of_a_file_that_cannot_be_read_leaves_the_store_unchanged(home: Path) -> None:
+    """/proc/self/mem is a regular file whose first bytes cannot be read (EIO), even by root:
+    an unreadable file that passes every check made before the copy."""
+    assert_refused(home, ["register", "/proc/self/mem", "--name", "m"], 1, "while copying")
+
+
+def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes the kernel refuse writes past 256 KiB, as a full disk refuses them;
+    a real process, because the limit applies to the whole process."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1024 * 1024))
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+    before = snapshot(home)
+    done = subprocess.run(
+        [sys.executable, "-m", "modelstore", "--home", str(home),
+         "register", str(big), "--name", "big"],
+        preexec_fn=limit_file_size, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith("Error: ") and "nothing was published" in done.stderr
+    assert snapshot(home) == before
+    result = run(home, "register", str(tmp_path / "model.pkl"), "--name", "big")
+    assert result.stdout.startswith("Registered big:1 ")
 
 
 @pytest.mark.parametrize("option", ["--tag", "--property"])
