@@ -3,7 +3,8 @@
 ``create_app`` loads the entry script, runs ``init()`` once and returns a plain Flask app; the
 WSGI server (``modelstore serve``) and the pytest plugin's test client both use it, so tests and
 the server share one code path. The safe fixes of spec §11 are always on: a JSON 413 body limit,
-and JSON bodies with request ids and the server-version header on routing 404/405.
+and JSON bodies with request ids and the server-version header on routing 404/405 and on
+over-long request lines (414) and headers (431).
 """
 
 from __future__ import annotations
