@@ -4,7 +4,7 @@
 Only click and light modelstore modules are imported here at module level: the Registry (and with
 it SQLAlchemy and pydantic) is imported inside each command, so ``modelstore --help`` stays fast.
 Everything a command can check without the registry (names, REFs, ``K=V`` pairs) is checked
-before the registry is opened, so bad input never creates or touches a store.
+before the registry is opened, so such bad input is refused before any store is opened.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import click
 from modelstore.cli import state
 from modelstore.errors import IntegrityError, InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import validate_name
-from modelstore.refs import ModelRef, parse_ref
+from modelstore.refs import parse_ref
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -62,14 +62,20 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 
 
 def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
-    """``K=V`` texts as a dict; a text without ``=``, an empty key or a repeated key is refused."""
+    """``K=V`` texts as a dict; a text without ``=``, an empty key or a repeated key is refused.
+
+    ``option`` names where the texts came from in messages: a flag (``--tag``) or a command
+    whose arguments they are (``tag``).
+    """
     pairs: dict[str, str] = {}
     for text in values:
         key, sep, value = text.partition("=")
         if not sep or not key:
+            flag = f"{option} " if option.startswith("-") else ""
+            example = key or "key"
             raise InvalidArgumentError(
-                f"{option} {text!r} is not KEY=VALUE: write it as {option} "
-                f"{key or 'key'}=VALUE (an empty value is written {key or 'key'}=)"
+                f"{option} {text!r} is not KEY=VALUE: write it as {flag}{example}=VALUE "
+                f"(an empty value is written {example}=)"
             )
         if key in pairs:
             raise InvalidArgumentError(f"{option} key {key!r} is given twice: give each key once")
@@ -90,10 +96,6 @@ def parse_filters(values: Sequence[str], option: str) -> list[str | tuple[str, s
     return filters
 
 
-def parse_model_ref(text: str) -> ModelRef:
-    return parse_ref(text)
-
-
 # --- output ---------------------------------------------------------------------------------
 
 
@@ -107,6 +109,10 @@ def human_size(size: int) -> str:
         if value < 1024 or unit == "TiB":
             break
     return f"{value:.1f} {unit}"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def format_pairs(pairs: dict[str, str]) -> str:
@@ -145,7 +151,11 @@ def describe_version(version: ModelVersion) -> str:
         ("version", str(version.version)),
         ("entry", f"{version.entry} ({version.kind})"),
         ("path", str(version.path)),
-        ("size", f"{human_size(version.size)} ({version.size} bytes, {version.file_count} files)"),
+        (
+            "size",
+            f"{human_size(version.size)} ({plural(version.size, 'byte')}, "
+            f"{plural(version.file_count, 'file')})",
+        ),
         ("sha256", version.sha256),
         ("created", format_created(version)),
         ("description", version.description or ""),
@@ -300,7 +310,7 @@ def list_(
 @json_option
 def show(ref: str, as_json: bool) -> None:
     """Show one version: REF is NAME (latest), NAME:VERSION or NAME:latest."""
-    model_ref = parse_model_ref(ref)
+    model_ref = parse_ref(ref)
     version = open_registry().get(model_ref.name, model_ref.version)
     if as_json:
         print_json(dump(version))
@@ -312,7 +322,7 @@ def show(ref: str, as_json: bool) -> None:
 @click.argument("ref")
 def path(ref: str) -> None:
     """Print only the stored entry's absolute path (for scripts): REF is NAME or NAME:VERSION."""
-    model_ref = parse_model_ref(ref)
+    model_ref = parse_ref(ref)
     click.echo(str(open_registry().path(model_ref.name, model_ref.version)))
 
 
@@ -321,7 +331,7 @@ def path(ref: str) -> None:
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 def tag(ref: str, pairs: tuple[str, ...]) -> None:
     """Add or replace tags of a version (tags are mutable, as in Azure ML)."""
-    model_ref = parse_model_ref(ref)
+    model_ref = parse_ref(ref)
     add = parse_pairs(pairs, "tag")
     registry = open_registry()
     before = registry.get(model_ref.name, model_ref.version)
@@ -337,7 +347,7 @@ def tag(ref: str, pairs: tuple[str, ...]) -> None:
 @click.argument("keys", nargs=-1, required=True, metavar="K...")
 def untag(ref: str, keys: tuple[str, ...]) -> None:
     """Remove tags of a version by key; a key it does not have is reported and skipped."""
-    model_ref = parse_model_ref(ref)
+    model_ref = parse_ref(ref)
     registry = open_registry()
     before = registry.get(model_ref.name, model_ref.version)
     after = registry.update_tags(before.name, before.version, remove=list(keys))
@@ -354,7 +364,7 @@ def untag(ref: str, keys: tuple[str, ...]) -> None:
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 def property_(ref: str, pairs: tuple[str, ...]) -> None:
     """Add properties to a version; properties are add-only, as in Azure ML."""
-    model_ref = parse_model_ref(ref)
+    model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
     registry = open_registry()
     current = registry.get(model_ref.name, model_ref.version)
@@ -367,7 +377,7 @@ def property_(ref: str, pairs: tuple[str, ...]) -> None:
 @click.argument("text")
 def describe(ref: str, text: str) -> None:
     """Set the description of a version."""
-    model_ref = parse_model_ref(ref)
+    model_ref = parse_ref(ref)
     registry = open_registry()
     current = registry.get(model_ref.name, model_ref.version)
     after = registry.set_description(current.name, current.version, text)
@@ -376,8 +386,7 @@ def describe(ref: str, text: str) -> None:
 
 def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
     ids = ", ".join(version.id for version in versions)
-    count = len(versions)
-    return f"{ids} ({count} version{'s' if count != 1 else ''}, {human_size(size)})"
+    return f"{ids} ({plural(len(versions), 'version')}, {human_size(size)})"
 
 
 @command("delete")
@@ -392,7 +401,7 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool) -> None:
 
     Version numbers are never reused: the next registration of NAME still gets a new number.
     """
-    model_ref = parse_model_ref(ref)
+    model_ref = parse_ref(ref)
     has_version = ":" in ref
     if all_versions and has_version:
         raise InvalidArgumentError(
@@ -433,7 +442,7 @@ def verify(ref: str | None, as_json: bool) -> None:
     No REF: every version; NAME: every version of NAME; NAME:VERSION or NAME:latest: that one.
     Exits 1, listing every changed, missing or extra file, when anything does not match.
     """
-    model_ref = parse_model_ref(ref) if ref is not None else None
+    model_ref = parse_ref(ref) if ref is not None else None
     registry = open_registry()
     version: int | None = None
     if model_ref is not None and ref is not None and ":" in ref:
@@ -459,8 +468,7 @@ def verify(ref: str | None, as_json: bool) -> None:
             "them (a 'foreign' item is a second item in a version folder: remove it)"
         )
     if not as_json:
-        count = len(report.versions)
-        click.echo(f"OK: {count} version{'s' if count != 1 else ''} verified, every file matches.")
+        click.echo(f"OK: {plural(len(report.versions), 'version')} verified, every file matches.")
 
 
 @command("doctor")
@@ -482,11 +490,11 @@ def doctor(repair: bool, as_json: bool) -> None:
     unrepaired = [finding for finding in report.findings if not finding.repaired]
     if unrepaired:
         raise ModelstoreError(
-            f"{len(unrepaired)} problem{'s' if len(unrepaired) != 1 else ''} found (listed "
-            "above): run 'modelstore doctor --repair' to fix them"
+            f"{plural(len(unrepaired), 'problem')} found (listed above): run "
+            "'modelstore doctor --repair' to fix them"
         )
     if report.findings and not as_json:
-        click.echo(f"Repaired {len(report.findings)} problem(s).")
+        click.echo(f"Repaired {plural(len(report.findings), 'problem')}.")
 
 
 __all__ = [
