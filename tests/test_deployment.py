@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from modelstore import deployment as deployment_module
+from modelstore import get_model_path
 from modelstore.deployment import ModelSource, build_deployment
 from modelstore.errors import DeploymentRefusedError, ModelNotFoundError, StorageError
 from modelstore.layout import local_model_name
+from modelstore.registry import Registry  # imported before pyfakefs starts (pydantic models)
 
 
 @pytest.fixture(params=["real-disk", "pyfakefs"])
@@ -475,3 +477,22 @@ def test_a_failed_forced_redeploy_keeps_the_previous_deployment_whole(
         )
 
     assert tree(app) == before
+
+
+def test_registry_deploy_and_get_model_path_work_inside_pyfakefs(
+    fs: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("/project").mkdir()
+    Path("/project/model.pkl").write_bytes(b"fake")
+    with Registry("/home", db_url="sqlite://") as registry:
+        registry.register("/project/model.pkl", "m")
+        registry.register("/project/model.pkl", "m")
+        deployed = registry.deploy(["m:1", "m", "/project/model.pkl"], "/app")
+
+    assert Path("/app/azureml-models/m/2/model.pkl").is_symlink()
+    assert deployed.env["AZUREML_MODEL_DIR"] == "/app/azureml-models"
+    monkeypatch.setenv("AML_APP_ROOT", "/app")
+    monkeypatch.delenv("AZUREML_MODEL_DIR", raising=False)
+    assert get_model_path("m") == "/app/azureml-models/m/2/model.pkl"
+    assert get_model_path("model.pkl", 0) == "/app/azureml-models/model.pkl/0/model.pkl"
+    assert Path(get_model_path("m", 1)).read_bytes() == b"fake"
