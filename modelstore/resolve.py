@@ -192,11 +192,15 @@ def _from_registry(model_name: str, version: int | None) -> tuple[str | None, st
     Never creates a registry: ``Registry.open_existing`` returns None where there is none.
     """
     from modelstore.errors import ModelstoreError
+    from modelstore.layout import default_home
     from modelstore.registry import Registry
 
     registry = Registry.open_existing()
     if registry is None:
-        return None, " There is no modelstore registry (set MODELSTORE_HOME to use one)."
+        return None, (
+            f" There is no modelstore registry at {default_home()} (register the model with "
+            "`modelstore register`, or set MODELSTORE_HOME to the registry to use)."
+        )
     with registry:
         try:
             versions = registry.versions(model_name)

@@ -230,7 +230,7 @@ def test_outside_a_deployment_the_cwd_fallback_comes_before_the_registry(
 
 
 def test_a_lookup_never_creates_a_registry(clean_env: Path, tmp_path: Path) -> None:
-    with pytest.raises(ModelNotFoundError, match="There is no modelstore registry"):
+    with pytest.raises(ModelNotFoundError, match=f"There is no modelstore registry at {tmp_path}"):
         get_model_path("m")
 
     assert not (tmp_path / "home").exists()
