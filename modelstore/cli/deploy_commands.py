@@ -53,6 +53,7 @@ class _OneLineUsageCommand(click.Command):
 @click.option(
     "--app-root",
     required=True,
+    metavar="DIR",
     type=click.Path(path_type=Path),
     help="Folder to lay out (new or empty; see --force). It becomes AML_APP_ROOT.",
 )
@@ -117,6 +118,7 @@ def export_lines(deployment: Deployment) -> str:
 )
 @click.option(
     "--app-root",
+    metavar="DIR",
     type=click.Path(path_type=Path),
     help="Deploy into this new or empty folder [default: a temporary folder].",
 )
