@@ -507,9 +507,12 @@ def scoring_client(
             client = scoring_client("score.py", models=["my_model:1"])
             assert client.post(json={"data": [[1, 2, 3]]}).status_code == 200
 
-    A relative script path is looked up in the current directory, then next to the test file.
-    A script that cannot start (missing, no ``init``/``run``, ``init()`` raised) raises
-    ``EntryScriptError`` chained to the original traceback.
+    A relative script path is looked up in the current directory, then next to the test file
+    (on pyfakefs, a script found only on the real disk is added read-only). A script that
+    cannot start (missing, no ``init``/``run``, ``init()`` raised) raises ``EntryScriptError``,
+    its message followed by the server's log of the failure (the script's traceback).
+    Environment variables, ``sys.path`` entries and sibling modules the script sets up are
+    undone after the test, as if its server process had ended.
     """
     clients = _ScoringClients(request, monkeypatch, azureml_deployment)
     try:

@@ -241,3 +241,25 @@ def test_the_same_user_test_gives_the_same_answers_on_disk_and_on_pyfakefs(
             "weights text": "w1",
         }
     )
+
+
+def test_modelstore_stays_loaded_when_the_first_test_starts_pyfakefs_first(
+    pytester: pytest.Pytester,
+) -> None:
+    """pyfakefs unloads modules first imported while it runs; the plugin imports its own
+    before ``fs`` starts, even when ``fs`` comes first, so classes keep one identity."""
+    pytester.makepyfile(
+        test_user="""
+        import sys
+
+        SEEN = []
+
+        def test_1_fs_listed_first(fs, fake_model_registry):
+            SEEN.append(sys.modules["modelstore.registry"].Registry)
+
+        def test_2_the_same_class(fake_model_registry):
+            assert type(fake_model_registry) is SEEN[0]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # a fresh process
+    result.assert_outcomes(passed=2)
