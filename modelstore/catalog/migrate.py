@@ -1,8 +1,9 @@
 """Bring a catalog to the schema of this release, cheaply when it already is there.
 
 Opening a registry is frequent (every CLI call, every ``get_model_path`` fallback), and alembic's
-machinery costs tens of milliseconds, so the revision is read first with one raw query and
-alembic runs only when the catalog is new or older. Concurrent first opens are serialised by
+machinery costs tens of milliseconds, so the revision is read first with one raw query; a new
+catalog is created from the ORM metadata and stamped, and alembic runs only to upgrade an older
+catalog. Concurrent first opens are serialised by
 the caller's lock; the migration itself runs in one transaction (SQLite DDL is transactional).
 """
 
@@ -79,12 +80,46 @@ def ensure_schema(engine: Engine, lock: contextlib.AbstractContextManager[Any]) 
             return
         _refuse_unknown(revision)
         try:
-            upgrade(engine)
+            if revision is None:
+                create_fresh(engine)
+            else:
+                upgrade(engine)
+        except CatalogError:
+            raise
         except Exception as exc:  # alembic and the driver raise many kinds
             raise CatalogError(
                 f"cannot bring the catalog to schema {HEAD_REVISION} ({exc.__class__.__name__}: "
                 f"{_one_line(exc)}); check the database URL and that the file is writable"
             ) from exc
+
+
+def create_fresh(engine: Engine) -> None:
+    """A new catalog: the tables straight from the ORM metadata, stamped at the head revision,
+    in one transaction (alembic's documented "create_all, then stamp" for new databases). It
+    reads no migration scripts, so it also works under pyfakefs; a test proves the result is
+    identical to running every migration."""
+    from sqlalchemy import inspect, text
+
+    from modelstore.catalog.tables import Base
+
+    with engine.begin() as connection:
+        existing = inspect(connection).get_table_names()
+        if existing:
+            raise CatalogError(
+                f"the database already holds tables ({', '.join(sorted(existing)[:5])}) but no "
+                "modelstore schema revision; point MODELSTORE_DB_URL at a modelstore catalog "
+                "or an empty database"
+            )
+        Base.metadata.create_all(connection)
+        connection.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD_REVISION}
+        )
 
 
 def _refuse_unknown(revision: str | None) -> None:

@@ -7,11 +7,17 @@ one write (no second pass).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Callable, Iterable
+from io import FileIO
+from typing import Any
 
 BUFFER_SIZE = 4 * 1024 * 1024
+PIPELINE_MIN_SIZE = 16 * 1024 * 1024
+"""Files from this size are hashed on a second thread while being copied."""
+WRITEBACK_STEP = 32 * 1024 * 1024
 
 
 def new_buffer() -> bytearray:
@@ -27,23 +33,91 @@ def copy_and_hash(
     """Copy ``source`` to the new file ``target`` (which must not exist), fsync it, and return
     (bytes copied, sha256 hex of those bytes)."""
     digest = hashlib.sha256()
-    view = memoryview(buffer)
-    total = 0
     with open(source, "rb", buffering=0) as reader, open(target, "xb", buffering=0) as writer:
-        while True:
-            count = reader.readinto(view)
-            if not count:
-                break
-            chunk = view[:count]
-            digest.update(chunk)
-            written = 0
-            while written < count:
-                written += writer.write(chunk[written:]) or 0
-            total += count
-            if on_bytes is not None:
-                on_bytes(count)
+        if os.fstat(reader.fileno()).st_size >= PIPELINE_MIN_SIZE:
+            total = _copy_pipelined(reader, writer, digest, on_bytes)
+        else:
+            total = _copy_simple(reader, writer, digest, memoryview(buffer), on_bytes)
         os.fsync(writer.fileno())
     return total, digest.hexdigest()
+
+
+def _copy_simple(
+    reader: FileIO,
+    writer: FileIO,
+    digest: Any,
+    view: memoryview,
+    on_bytes: Callable[[int], None] | None,
+) -> int:
+    total = 0
+    while True:
+        count = reader.readinto(view)
+        if not count:
+            return total
+        chunk = view[:count]
+        digest.update(chunk)
+        _write_all(writer, chunk)
+        total += count
+        if on_bytes is not None:
+            on_bytes(count)
+
+
+def _copy_pipelined(
+    reader: FileIO,
+    writer: FileIO,
+    digest: Any,
+    on_bytes: Callable[[int], None] | None,
+) -> int:
+    """Large files: hash chunk N on a worker thread (hashlib releases the GIL) while this
+    thread writes chunk N and reads chunk N+1 into the other buffer, and ask the kernel to
+    start writing back every few MB so the final fsync does not pay for the whole file. The
+    copy then costs about as much as hashing alone."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    buffers = [memoryview(bytearray(BUFFER_SIZE)) for _ in range(2)]
+    hashing: list[Future[None] | None] = [None, None]
+    total = flushed = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelstore-hash") as pool:
+        try:
+            slot = 0
+            while True:
+                previous = hashing[slot]
+                if previous is not None:
+                    previous.result()  # this buffer's last chunk is hashed: reuse it
+                count = reader.readinto(buffers[slot])
+                if not count:
+                    break
+                chunk = buffers[slot][:count]
+                hashing[slot] = pool.submit(digest.update, chunk)
+                _write_all(writer, chunk)
+                total += count
+                if total - flushed >= WRITEBACK_STEP:
+                    _start_writeback(writer, flushed, total - flushed)
+                    flushed = total
+                if on_bytes is not None:
+                    on_bytes(count)
+                slot ^= 1
+        finally:
+            for pending in hashing:
+                if pending is not None:
+                    pending.result()
+    return total
+
+
+def _write_all(writer: FileIO, chunk: memoryview) -> None:
+    written = 0
+    while written < len(chunk):
+        written += writer.write(chunk[written:]) or 0
+
+
+def _start_writeback(writer: FileIO, offset: int, length: int) -> None:
+    """POSIX_FADV_DONTNEED starts asynchronous writeback of those dirty pages on Linux; where it
+    is unavailable the final fsync simply does all the work."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        advise(writer.fileno(), offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def hash_file(path: str, buffer: bytearray | None = None) -> tuple[int, str]:

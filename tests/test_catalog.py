@@ -1,0 +1,216 @@
+"""The catalog: schema creation and migrations, the SQLite fast path against the Core path."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine
+
+from modelstore.catalog import Catalog, FileRecord, NewVersion, migrate
+from modelstore.catalog.engine import create_catalog_engine
+from modelstore.catalog.tables import DELETING, PENDING, READY, Base
+from modelstore.errors import CatalogError, PropertyImmutableError
+
+
+def _new(name: str = "m", token: str = "t", **extra: object) -> NewVersion:
+    values: dict[str, object] = {
+        "name": name,
+        "entry": "model.pkl",
+        "kind": "file",
+        "size": 3,
+        "file_count": 1,
+        "sha256": "0" * 64,
+        "created_at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
+        "token": token,
+        "files": [FileRecord("model.pkl", 3, "1" * 64)],
+    }
+    values.update(extra)
+    return NewVersion(**values)  # type: ignore[arg-type]
+
+
+def _schema(url: str) -> dict[str, str]:
+    """name -> normalised CREATE statement of every table and index."""
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        rows = connection.execute(
+            "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name"
+        ).fetchall()
+    finally:
+        connection.close()
+    return {name: re.sub(r"\(\s+|\s+\)", _strip, " ".join(sql.split())) for name, sql in rows}
+
+
+def _strip(match: re.Match[str]) -> str:
+    return match.group(0).strip()
+
+
+@pytest.fixture(params=["fast", "core"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
+    """Both the SQLite prepared-statement path and the portable SQLAlchemy Core path."""
+    opened = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    if request.param == "core":
+        opened._fast = None
+    request.addfinalizer(opened.close)
+    return opened
+
+
+def test_a_new_catalog_has_the_same_schema_as_one_built_by_running_every_migration(
+    tmp_path: Path,
+) -> None:
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    Catalog(fresh).close()
+    migrated = f"sqlite:///{tmp_path / 'migrated.db'}"
+    engine = create_catalog_engine(migrated)
+    migrate.upgrade(engine)
+    engine.dispose()
+    assert _schema(fresh) == _schema(migrated)
+    assert migrate.current_revision(create_engine(fresh)) == migrate.HEAD_REVISION
+
+
+def test_the_orm_tables_match_the_migrations(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = create_catalog_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_head_revision_is_the_newest_migration_script() -> None:
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(migrate.MIGRATIONS_DIR))
+    assert scripts.get_heads() == [migrate.HEAD_REVISION]
+    assert [s.revision for s in scripts.walk_revisions()][::-1] == list(migrate.KNOWN_REVISIONS)
+
+
+def test_opening_a_catalog_at_head_runs_no_migration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    Catalog(url).close()
+
+    def forbidden(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a catalog at head must open without alembic")
+
+    monkeypatch.setattr(migrate, "upgrade", forbidden)
+    monkeypatch.setattr(migrate, "create_fresh", forbidden)
+    before = _schema(url)
+    Catalog(url).close()
+    assert _schema(url) == before
+
+
+def test_a_catalog_created_at_the_first_revision_is_upgraded_on_open_keeping_its_rows(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_catalog_engine(url)
+    migrate.upgrade(engine, "0001")
+    engine.dispose()
+    connection = sqlite3.connect(tmp_path / "old.db")
+    connection.execute("INSERT INTO model_names VALUES ('m', 1)")
+    connection.execute(
+        "INSERT INTO model_versions (name, version, state, entry, kind, size, file_count, "
+        "sha256, created_at, tags, properties) VALUES ('m', 1, 'ready', 'model.pkl', 'file', "
+        "3, 1, 'x', '2026-01-01 00:00:00.000000', '{\"a\": \"b\"}', '{}')"
+    )
+    connection.commit()
+    connection.close()
+    catalog = Catalog(url)
+    try:
+        assert migrate.current_revision(catalog._engine) == migrate.HEAD_REVISION
+        record = catalog.get("m", 1)
+        assert record is not None and record.tags == {"a": "b"}
+        catalog.set_info_default("created_by", "test")
+        assert catalog.info() == {"created_by": "test"}
+    finally:
+        catalog.close()
+
+
+def test_a_catalog_from_a_newer_release_is_refused_with_advice(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    Catalog(url).close()
+    connection = sqlite3.connect(tmp_path / "c.db")
+    connection.execute("UPDATE alembic_version SET version_num = '0099'")
+    connection.commit()
+    connection.close()
+    with pytest.raises(CatalogError, match=r"unknown to this modelstore release.*upgrade"):
+        Catalog(url)
+
+
+def test_a_file_that_is_not_a_database_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "c.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CatalogError) as caught:
+        Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    assert "\n" not in str(caught.value)
+
+
+def test_a_database_with_foreign_tables_is_refused(tmp_path: Path) -> None:
+    connection = sqlite3.connect(tmp_path / "c.db")
+    connection.execute("CREATE TABLE something (x)")
+    connection.close()
+    with pytest.raises(CatalogError, match="no modelstore schema revision"):
+        Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+
+
+def test_the_catalog_file_uses_wal_journaling(tmp_path: Path) -> None:
+    Catalog(f"sqlite:///{tmp_path / 'c.db'}").close()
+    connection = sqlite3.connect(tmp_path / "c.db")
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+
+
+def test_reserving_takes_consecutive_numbers_per_name(catalog: Catalog) -> None:
+    assert [catalog.reserve(_new("a")).version for _ in range(3)] == [1, 2, 3]
+    assert catalog.reserve(_new("b")).version == 1
+
+
+def test_a_pending_version_is_invisible_until_marked_ready(catalog: Catalog) -> None:
+    record = catalog.reserve(_new())
+    assert record.state == PENDING
+    assert catalog.locate("m", None) is None and catalog.get("m", 1) is None
+    assert catalog.versions("m") == [] and catalog.ready_versions() == []
+    assert catalog.set_state(record.id, READY, expected=PENDING)
+    assert catalog.locate("m", None) == (1, "model.pkl") == catalog.locate("m", 1)
+    assert not catalog.set_state(record.id, READY, expected=PENDING)  # already moved on
+
+
+def test_rows_written_by_either_path_read_back_identically(catalog: Catalog) -> None:
+    record = catalog.reserve(_new(tags={"t": "1"}, properties={"p": "2"}, description="d"))
+    catalog.set_state(record.id, READY, expected=PENDING)
+    read = catalog.get("m", 1)
+    assert read is not None
+    assert read.created_at == datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    assert (read.tags, read.properties, read.description) == ({"t": "1"}, {"p": "2"}, "d")
+    assert catalog.files(record.id) == [FileRecord("model.pkl", 3, "1" * 64)]
+
+
+def test_deleting_hides_versions_first_and_keeps_the_high_water_mark(catalog: Catalog) -> None:
+    for _ in range(2):
+        catalog.set_state(catalog.reserve(_new()).id, READY, expected=PENDING)
+    doomed = catalog.start_delete("m", None, "tok")
+    assert [r.state for r in doomed] == [DELETING, DELETING]
+    assert catalog.versions("m") == []
+    catalog.forget(r.id for r in doomed)
+    assert catalog.rows() == []
+    assert catalog.reserve(_new()).version == 3
+
+
+def test_property_changes_are_refused_all_or_nothing(catalog: Catalog) -> None:
+    catalog.set_state(catalog.reserve(_new(properties={"a": "1"})).id, READY, expected=PENDING)
+    with pytest.raises(PropertyImmutableError, match=r"added/modified: a \("):
+        catalog.add_properties("m", 1, {"b": "2", "a": "3"})
+    read = catalog.get("m", 1)
+    assert read is not None and read.properties == {"a": "1"}
+
+
+def test_metadata_updates_ignore_versions_that_are_not_ready(catalog: Catalog) -> None:
+    catalog.reserve(_new())
+    assert catalog.update_tags("m", 1, {"a": "b"}, []) is None
+    assert catalog.add_properties("m", 1, {"a": "b"}) is None
+    assert catalog.set_description("m", 1, "x") is None

@@ -1,0 +1,298 @@
+"""Every bad registration input: one clear line, the right error class, nothing changed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from registry_helpers import make_file, make_model_dir, snapshot
+
+from modelstore import Registry
+from modelstore.errors import (
+    BadArgumentTypeError,
+    InvalidArgumentError,
+    InvalidModelPathError,
+    ModelstoreError,
+    UsageError,
+)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def registry(home: Path, tmp_path: Path) -> Iterator[Registry]:
+    with Registry(home) as opened:
+        opened.register(make_file(tmp_path / "seed.pkl"), "seed")  # a non-empty store
+        yield opened
+
+
+def refused(
+    registry: Registry,
+    home: Path,
+    error: type[ModelstoreError],
+    match: str,
+    call: Callable[[], object],
+) -> str:
+    """Run ``call``, expect ``error`` with a one-line message, and prove nothing changed."""
+    before_tree = snapshot(home)
+    before_catalog = [m.id for m in registry.list()]
+    with pytest.raises(error, match=match) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message and message
+    assert snapshot(home) == before_tree
+    assert [m.id for m in registry.list()] == before_catalog
+    assert registry.register(home.parent / "seed.pkl", "seed").version >= 2  # still works
+    return message
+
+
+def test_a_missing_path_is_refused(registry: Registry, home: Path, tmp_path: Path) -> None:
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "Path does not exist.*existing model",
+        lambda: registry.register(tmp_path / "nope.pkl", "m"),
+    )
+
+
+def test_an_empty_path_is_refused(registry: Registry, home: Path) -> None:
+    refused(registry, home, InvalidModelPathError, "empty", lambda: registry.register("", "m"))
+
+
+def test_a_fifo_is_refused(registry: Registry, home: Path, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "is a fifo",
+        lambda: registry.register(tmp_path / "pipe", "m"),
+    )
+
+
+def test_a_fifo_inside_a_folder_is_refused(registry: Registry, home: Path, tmp_path: Path) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    os.mkfifo(folder / "sub" / "pipe")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        r"'model_dir/sub/pipe'.*fifo",
+        lambda: registry.register(folder, "m"),
+    )
+
+
+def test_a_socket_is_refused(registry: Registry, home: Path) -> None:
+    short = tempfile.mkdtemp(prefix="ms")  # AF_UNIX paths must be short
+    path = os.path.join(short, "sock")
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(path)
+        refused(
+            registry,
+            home,
+            InvalidModelPathError,
+            "is a socket",
+            lambda: registry.register(path, "m"),
+        )
+    finally:
+        server.close()
+        os.unlink(path)
+        os.rmdir(short)
+
+
+def test_a_device_is_refused(registry: Registry, home: Path) -> None:
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "is a device",
+        lambda: registry.register("/dev/null", "m"),
+    )
+
+
+def test_an_empty_folder_is_refused(registry: Registry, home: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty" / "only_dirs").mkdir(parents=True)
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "holds no files",
+        lambda: registry.register(tmp_path / "empty", "m"),
+    )
+
+
+def test_a_symlink_pointing_outside_the_folder_is_refused(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    secret = make_file(tmp_path / "secret.txt")
+    (folder / "link").symlink_to(secret)
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "symlink pointing outside",
+        lambda: registry.register(folder, "m"),
+    )
+
+
+def test_a_relative_symlink_escaping_the_folder_is_refused(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    make_file(tmp_path / "other.txt")
+    (folder / "sub" / "link").symlink_to("../../other.txt")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "outside",
+        lambda: registry.register(folder, "m"),
+    )
+
+
+def test_a_symlink_to_a_folder_is_refused(registry: Registry, home: Path, tmp_path: Path) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    (folder / "loop").symlink_to(folder)
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "symlink to a folder",
+        lambda: registry.register(folder, "m"),
+    )
+
+
+def test_a_dangling_symlink_is_refused(registry: Registry, home: Path, tmp_path: Path) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    (folder / "dangling").symlink_to(folder / "gone")
+    refused(
+        registry, home, InvalidModelPathError, "dangling", lambda: registry.register(folder, "m")
+    )
+    (tmp_path / "top").symlink_to(tmp_path / "gone")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "target does not exist",
+        lambda: registry.register(tmp_path / "top", "m"),
+    )
+
+
+def test_a_symlink_to_a_file_inside_the_folder_is_stored_as_a_copy(
+    registry: Registry, tmp_path: Path
+) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    (folder / "alias.txt").symlink_to("sub/b.txt")
+    mv = registry.register(folder, "m")
+    stored = mv.path / "alias.txt"
+    assert not stored.is_symlink() and stored.read_bytes() == b"b"
+    assert registry.verify("m").ok
+
+
+def test_a_top_level_symlink_registers_its_target_under_the_links_name(
+    registry: Registry, tmp_path: Path
+) -> None:
+    target = make_file(tmp_path / "real.pkl", b"real")
+    (tmp_path / "alias.pkl").symlink_to(target)
+    mv = registry.register(tmp_path / "alias.pkl", "m")
+    assert mv.entry == "alias.pkl" and mv.path.read_bytes() == b"real"
+
+
+def test_a_missing_child_path_is_refused_with_the_sdk_text(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        'Error, provided child path "nope.txt" cannot be found',
+        lambda: registry.register(folder, "m", child_paths=["a.txt", "nope.txt"]),
+    )
+
+
+def test_a_child_path_outside_the_folder_is_refused(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    folder = make_model_dir(tmp_path / "model_dir")
+    make_file(tmp_path / "x.txt")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "outside the model folder",
+        lambda: registry.register(folder, "m", child_paths=["../x.txt"]),
+    )
+
+
+def test_child_paths_of_a_file_model_cannot_be_found(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    model = make_file(tmp_path / "model.pkl")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        'child path "a" cannot be found',
+        lambda: registry.register(model, "m", child_paths=["a"]),
+    )
+
+
+def test_a_framework_version_without_a_framework_is_refused_with_the_sdk_text(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    model = make_file(tmp_path / "model.pkl")
+    refused(
+        registry,
+        home,
+        InvalidArgumentError,
+        "Model framework version cannot be provided without a valid framework",
+        lambda: registry.register(model, "m", framework_version="1.0"),
+    )
+
+
+def test_the_name_is_checked_before_the_path(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    message = refused(
+        registry,
+        home,
+        UsageError,
+        "model name is invalid",
+        lambda: registry.register(tmp_path / "nope", "bad name"),
+    )
+    assert "Path does not exist" not in message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tags": ["a"]}, "Tags must be a dict"),
+        ({"tags": {"a": 1}}, "Tags must be a dict of str to str"),
+        ({"properties": {"a": None}}, "Properties must be a dict of str to str"),
+        ({"description": 3}, "description must be a str"),
+        ({"child_paths": "a.txt"}, "child_paths must be a list"),
+    ],
+)
+def test_badly_typed_arguments_are_refused(
+    registry: Registry, home: Path, tmp_path: Path, kwargs: dict[str, object], match: str
+) -> None:
+    model = make_file(tmp_path / "model.pkl")
+    refused(
+        registry,
+        home,
+        BadArgumentTypeError,
+        match,
+        lambda: registry.register(model, "m", **kwargs),  # type: ignore[arg-type]
+    )
