@@ -327,6 +327,7 @@ def main() -> None:
     large_size = (20 if options.quick else 200) * 1024 * 1024
     runs = 3
 
+    load_at_start = os.getloadavg()[0]  # other work on the machine skews fsync-bound figures
     workdir = Path(tempfile.mkdtemp(prefix="modelstore-bench-", dir=options.workdir))
     try:
         source = make_file(workdir / "rate-source.bin", 4096)
@@ -344,6 +345,8 @@ def main() -> None:
                 "cpus": os.cpu_count(),
                 "python": platform.python_version(),
                 "platform": platform.platform(),
+                "load_average_1m_at_start": round(load_at_start, 2),
+                "load_average_1m_at_end": round(os.getloadavg()[0], 2),
             },
             "quick": options.quick,
             "register_4k": {
