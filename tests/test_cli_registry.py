@@ -113,45 +113,60 @@ def test_register_child_paths_keep_only_those_children_of_a_folder(
     assert stored == ["a.txt", os.path.join("sub", "b.txt")]
 
 
-def test_a_small_registration_shows_no_progress_bar_when_stderr_is_not_a_terminal(
+def test_a_large_registration_prints_no_progress_bar_when_stderr_is_not_a_terminal(
     home: Path, tmp_path: Path
 ) -> None:
     big = tmp_path / "big.bin"
-    big.write_bytes(b"\0" * (registry_commands.LARGE_MODEL_BYTES + 1))
+    with big.open("wb") as out:
+        out.truncate(registry_commands.LARGE_MODEL_BYTES + 1)
     result = ok(home, "register", str(big), "--name", "big")
     assert result.stderr == ""
+
+
+def register_on_a_terminal(home: Path, path: Path) -> tuple[int, str, bytes]:
+    """Run ``modelstore register`` in a real process whose stderr is a pseudo-terminal; return
+    its exit code, its stdout and everything it drew on the terminal."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "modelstore", "--home", str(home),
+         "register", str(path), "--name", "m"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+    ) as process:  # fmt: skip
+        os.close(follower)
+        drawn = b""
+        while True:  # read while it runs, so a full terminal buffer never blocks it
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        os.close(leader)
+        assert process.stdout is not None
+        stdout = process.stdout.read().decode()
+        code = process.wait(timeout=120)
+    return code, stdout, drawn
 
 
 def test_a_large_registration_draws_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
     with big.open("wb") as out:
         out.truncate(registry_commands.LARGE_MODEL_BYTES + 1)
-    leader, follower = pty.openpty()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "modelstore", "--home", str(tmp_path / "home"),
-             "register", str(big), "--name", "big"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, timeout=120,
-        )  # fmt: skip
-        os.close(follower)
-        follower = -1
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: everything was read
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        if follower != -1:
-            os.close(follower)
-        os.close(leader)
-    assert done.returncode == 0
+    code, stdout, drawn = register_on_a_terminal(tmp_path / "home", big)
+    assert code == 0
     assert b"Copying big.bin" in drawn
     assert b"100%" in drawn
-    assert done.stdout.decode().startswith("Registered big:1  ->  ")
+    assert stdout.startswith("Registered m:1  ->  ")
+
+
+def test_a_small_registration_draws_no_progress_bar_even_on_a_terminal(
+    tmp_path: Path, model_file: Path
+) -> None:
+    code, stdout, drawn = register_on_a_terminal(tmp_path / "home", model_file)
+    assert code == 0
+    assert drawn == b""
+    assert stdout.startswith("Registered m:1  ->  ")
 
 
 # --- list -------------------------------------------------------------------------------------
