@@ -250,6 +250,9 @@ class _Deployments:
         self._monkeypatch = monkeypatch
         self._deployment: Deployment | None = None
         self._copy = False
+        # Set up now, before the test body runs: the registry fixtures unset AML_APP_ROOT and
+        # AZUREML_MODEL_DIR, which must not undo what the test itself sets later.
+        self._registry, self._registry_fixture = _registry_in_use(request)
 
     def __call__(self, *models: str | os.PathLike[str], copy: bool = False) -> Deployment:
         """Deploy ``models`` (REFs such as ``"my_model:1"`` or unregistered local paths)."""
@@ -262,7 +265,7 @@ class _Deployments:
     ) -> Deployment:
         """Deploy ``models``, or return the test's deployment if it holds exactly those
         (``copy=None``: links for a new deployment, whatever the existing one uses)."""
-        registry, fixture = _registry_in_use(self._request)
+        registry, fixture = self._registry, self._registry_fixture
         refs = [os.fspath(model) for model in models]
         if self._deployment is None:
             copy = bool(copy)
@@ -384,7 +387,6 @@ class _ScoringClients:
         from modelstore.serving.settings import ServingSettings
         from modelstore.testing import ScoringClient
 
-        _registry_in_use(self._request)  # isolates get_model_path's registry fallback
         fs = _fake_filesystem(self._request) if _uses_fake_filesystem(self._request) else None
         if models:
             self._deployments.ensure(models)

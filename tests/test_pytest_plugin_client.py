@@ -164,3 +164,37 @@ def test_a_real_script_is_found_next_to_the_test_file_under_pyfakefs(
     relative = os.path.relpath(gallery, Path(__file__).parent)
     client = scoring_client(relative)
     assert client.post(json={"data": [1, 2, 3]}).json() == {"items": 3}
+
+
+def test_variables_the_test_sets_before_loading_reach_the_script(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scoring_client: ScoringClientFactory
+) -> None:
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(tmp_path / "hand-made"))
+    reader = script(
+        tmp_path,
+        "import os\n\ndef init():\n    pass\n\ndef run(data):\n"
+        "    return os.environ['AZUREML_MODEL_DIR']\n",
+    )
+    assert scoring_client(reader).post(data="").json() == str(tmp_path / "hand-made")
+
+
+def test_get_model_path_outside_a_deployment_answers_from_the_test_registry(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    scoring_client: ScoringClientFactory,
+) -> None:
+    from modelstore import Registry
+
+    home = Path(os.environ.get("MODELSTORE_HOME", "/not/set"))
+    assert home.is_relative_to(tmp_path_factory.getbasetemp())  # never the user's registry
+    (tmp_path / "model.pkl").write_bytes(b"w")
+    with Registry() as registry:  # MODELSTORE_HOME is already the test's own registry
+        registry.register(tmp_path / "model.pkl", name="m")
+    resolver = script(
+        tmp_path,
+        "from modelstore import get_model_path\n\ndef init():\n    pass\n\ndef run(data):\n"
+        "    return get_model_path('m')\n",
+    )
+    answer = scoring_client(resolver).post(data="").json()
+    assert answer.endswith("azureml-models/m/1/model.pkl")
+    assert answer.startswith(os.environ["MODELSTORE_HOME"])
