@@ -198,3 +198,16 @@ def test_get_model_path_outside_a_deployment_answers_from_the_test_registry(
     answer = scoring_client(resolver).post(data="").json()
     assert answer.endswith("azureml-models/m/1/model.pkl")
     assert answer.startswith(os.environ["MODELSTORE_HOME"])
+
+
+def test_a_run_past_the_scoring_timeout_is_answered_as_the_server_does(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    sleeper = script(
+        tmp_path,
+        "import time\n\ndef init():\n    pass\n\ndef run(data):\n    time.sleep(5)\n",
+    )
+    response = scoring_client(sleeper, scoring_timeout_ms=100).post(data="")
+    assert response.status_code == 500
+    assert response.json() == {"message": "Scoring timeout after 100 ms"}
+    assert response.headers["x-ms-run-function-failed"] == "True"
