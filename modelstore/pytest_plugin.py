@@ -392,7 +392,7 @@ class _ScoringClients:
             self._deployments.ensure(models)
         script = self._find(entry_script, fs)
         serving = ServingSettings.from_environ(os.environ, entry_script=script, **settings)
-        return ScoringClient(self._load(script, lambda: create_app(serving)))
+        return ScoringClient(self._load(script, lambda: create_app(serving), fake=fs is not None))
 
     def _find(self, entry_script: str | os.PathLike[str], fs: Any) -> Path:
         """An absolute script path; relative ones are looked up in the current directory, then
@@ -425,7 +425,7 @@ class _ScoringClients:
             "path relative to the current directory or to the test file, or an absolute one"
         )
 
-    def _load(self, script: Path, start: Any) -> Any:
+    def _load(self, script: Path, start: Any, *, fake: bool) -> Any:
         """Run ``start`` (load the script, call init()) so that what it changes in the process
         — environment variables, ``sys.path``, sibling modules of the script — ends with the
         test, as it would end with a server process."""
@@ -443,9 +443,12 @@ class _ScoringClients:
         except EntryScriptError as exc:
             # The server logs the script's own traceback and raises one line; a test report
             # needs both, whatever the logging configuration of the test run.
-            if not errors.lines:
+            lines = [str(exc)]
+            if fake and "ModuleNotFoundError" in lines[0]:
+                lines.append(_FAKE_IMPORT_NOTE)
+            if not errors.lines and len(lines) == 1:
                 raise
-            raise type(exc)("\n".join([str(exc), *errors.lines])) from None
+            raise type(exc)("\n".join([*lines, *errors.lines])) from None
         finally:
             server_logger.removeHandler(errors)
             self._keep_environment_changes_for_this_test_only(environ_before)
@@ -474,6 +477,12 @@ class _ScoringClients:
         for name in self._loaded_modules:
             sys.modules.pop(name, None)
         self._loaded_modules.clear()
+
+
+_FAKE_IMPORT_NOTE = (
+    "Note: this test runs on pyfakefs, and Python's import system reads the real disk only: "
+    "a module the script imports must exist on the real disk, not just in the fake filesystem."
+)
 
 
 class _ErrorRecorder(logging.Handler):

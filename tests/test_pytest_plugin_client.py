@@ -8,9 +8,11 @@ import json
 import os
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from modelstore.errors import EntryScriptError
 from modelstore.testing import ScoringClient, ScoringClientFactory
 
 ECHO_SCRIPT = """
@@ -211,3 +213,13 @@ def test_a_run_past_the_scoring_timeout_is_answered_as_the_server_does(
     assert response.status_code == 500
     assert response.json() == {"message": "Scoring timeout after 100 ms"}
     assert response.headers["x-ms-run-function-failed"] == "True"
+
+
+def test_on_pyfakefs_a_sibling_module_only_in_the_fake_filesystem_is_explained(
+    fs: Any, scoring_client: ScoringClientFactory
+) -> None:
+    fs.create_file("/app/helper.py", contents="X = 1\n")
+    fs.create_file("/app/score.py", contents="import helper\n\ndef init():\n    pass\n")
+    with pytest.raises(EntryScriptError, match="No module named 'helper'") as caught:
+        scoring_client("/app/score.py")
+    assert "a module the script imports must exist on the real disk" in str(caught.value)
