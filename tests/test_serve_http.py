@@ -410,6 +410,45 @@ def test_cors_headers_are_sent_only_to_allowed_origins(powerbi_server: Server) -
 # --- the server process -----------------------------------------------------------------------
 
 
+STREAM_SCRIPT = """
+    from azureml.contrib.services.aml_request import rawhttp
+    from azureml.contrib.services.aml_response import AMLResponse
+
+    def init():
+        pass
+
+    @rawhttp
+    def run(request):
+        kind = request.args.get("kind")
+        if kind == "stream":
+            return AMLResponse((f"part{i};".encode() for i in range(3)), 200)
+        if kind == "empty":
+            return AMLResponse(b"", 204)
+        return AMLResponse(b"x" * 300_000, 200)
+"""
+
+
+def test_streamed_empty_and_large_bodies_arrive_whole(workdir: Path) -> None:
+    script = write_script(workdir / "stream", STREAM_SCRIPT)
+    args = ["--entry-script", str(script)]
+    with running(
+        args, workdir / "stream-server", cwd=workdir, env=clean_environment(workdir)
+    ) as server:
+        streamed = server.get("/score", params={"kind": "stream"})
+        empty = server.get("/score", params={"kind": "empty"})
+        head = requests.head(server.url + "/score", timeout=30)
+        large = server.get("/score")
+
+    assert streamed.status_code == 200
+    assert streamed.headers["Transfer-Encoding"] == "chunked"
+    assert streamed.content == b"part0;part1;part2;"
+    assert empty.status_code == 204
+    assert empty.content == b""
+    assert head.status_code == 200
+    assert head.content == b""
+    assert large.content == b"x" * 300_000
+
+
 def test_the_printed_url_is_where_the_server_listens(probe_server: Server) -> None:
     printed = probe_server.stdout.read_text()
 
