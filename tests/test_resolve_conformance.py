@@ -291,6 +291,21 @@ CASES: list[Case] = [
     ),
     # §3.6: strings, case, names with separators
     Case("dot-slash-name-is-joined-verbatim", ONE, "./m", None, Ok("{M}/./m/1/model.pkl")),
+    Case("trailing-slash-name-is-joined-verbatim", ONE, "m/", None, Ok("{M}/m/1/model.pkl")),
+    Case(
+        "empty-name-lists-the-models-root-as-versions",
+        ONE,
+        "",
+        None,
+        Err("layout", "ValueError", "invalid literal for int() with base 10: 'm'"),
+    ),
+    Case(
+        "dot-dot-name-lists-the-app-root-as-versions",
+        ONE,
+        "..",
+        None,
+        Err("layout", "ValueError", "invalid literal for int() with base 10: 'azureml-models'"),
+    ),
     Case(
         "names-are-case-sensitive",
         ("M:MyModel/1/model.pkl",),
