@@ -33,7 +33,9 @@ EXIT_NOT_FOUND = 127
 """Exit code of ``exec`` when CMD does not exist, as a shell's."""
 EXIT_NOT_EXECUTABLE = 126
 """Exit code of ``exec`` when CMD exists but cannot be run, as a shell's."""
-_FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_FORWARDED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGQUIT") if hasattr(signal, name)
+)
 
 
 class _OneLineUsageCommand(click.Command):
