@@ -256,3 +256,20 @@ def test_exec_lets_ctrl_c_reach_cmd_and_still_cleans_up(
 
     assert process.wait(timeout=20) == 128 + signal.SIGINT
     assert os.listdir(tmp_path / "tmp") == []
+
+
+def test_exec_reports_a_command_that_cannot_run_with_exit_126(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho ran\n")
+    script.chmod(0o644)  # no execute bit: even root cannot run it
+
+    result = modelstore_exec(env, tmp_path / "cwd", "--model", "m", "--", os.fspath(script))
+
+    assert result.returncode == 126
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot execute {script}: permission denied"
+    ]
+    assert result.stdout == ""
+    assert os.listdir(tmp_path / "tmp") == []
