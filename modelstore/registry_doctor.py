@@ -65,7 +65,9 @@ class Doctor:
                         lambda token=token: self.store.discard(token),  # type: ignore[misc]
                     )
             for token in trash:
-                if token == self.token or self.store.token_in_use(token):
+                if token in handled_tokens or token == self.token:
+                    continue
+                if self.store.token_in_use(token):
                     continue
                 path = self.store.layout.trash_dir / token
                 self._found(
@@ -157,6 +159,8 @@ class Doctor:
         models = self.store.layout.models_dir
         for name, children in tree.items():
             path = models / name
+            if not os.path.lexists(path):
+                continue  # removed by a repair above (or by another process) meanwhile
             if not path.is_dir() or path.is_symlink():
                 self._found(
                     "stray_item",
@@ -195,7 +199,8 @@ class Doctor:
             os.rmdir(self.store.layout.name_dir(name))
 
     def _remove_stray(self, path: os.PathLike[str]) -> None:
-        self.store.remove_orphan(os.fspath(path), self.token)
+        if os.path.lexists(path):
+            self.store.remove_orphan(os.fspath(path), self.token)
 
     # --- bookkeeping -------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -44,3 +45,109 @@ def snapshot(home: Path) -> dict[str, bytes | None]:
                 continue
             result[os.path.join(rel_dir, name)] = Path(dirpath, name).read_bytes()
     return result
+
+
+# --- child processes for the concurrency and crash tests ----------------------------------------
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def child_command(function: str, *args: str) -> list[str]:
+    """argv running ``registry_helpers.<function>(*args)`` in a fresh interpreter."""
+    import sys
+
+    code = (
+        f"import sys; sys.path.insert(0, {TESTS_DIR!r}); import registry_helpers as h; "
+        f"h.{function}(*sys.argv[1:])"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
+def wait_for(path: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.001)
+
+
+def register_many(home: str, source: str, name: str, count: str, start_flag: str) -> None:
+    """Child: wait for the start flag, register ``count`` times, print the versions."""
+    import json
+
+    from modelstore import Registry
+
+    wait_for(start_flag)
+    with Registry(home) as registry:
+        versions = [registry.register(source, name).version for _ in range(int(count))]
+    print(json.dumps(versions))
+
+
+def delete_latest_repeatedly(home: str, name: str, count: str, start_flag: str) -> None:
+    """Child: delete the latest version of ``name`` until ``count`` deletions succeeded."""
+    import json
+    import time
+
+    from modelstore import Registry
+    from modelstore.errors import ModelNotFoundError
+
+    wait_for(start_flag)
+    deleted: list[int] = []
+    deadline = time.monotonic() + 60
+    with Registry(home) as registry:
+        while len(deleted) < int(count) and time.monotonic() < deadline:
+            try:
+                latest = registry.get(name).version
+                deleted += [v.version for v in registry.delete(name, latest).versions]
+            except ModelNotFoundError:  # nothing registered yet, or deleted by a racing call
+                time.sleep(0.001)
+    print(json.dumps(deleted))
+
+
+def churn_until_killed(home: str, folder: str, file: str, seed: str) -> None:
+    """Child: register (a folder or a file) and delete at random forever; prints 'ready' once
+    the registry is open, so the parent's random delay starts in the middle of the work."""
+    import random
+    import sys
+
+    from modelstore import Registry
+    from modelstore.errors import ModelNotFoundError
+
+    rng = random.Random(int(seed))
+    registry = Registry(home)
+    print("ready", flush=True)
+    sys.stdout.close()
+    while True:
+        name = rng.choice(["crash_a", "crash_b"])
+        if rng.random() < 0.25:
+            versions = registry.versions(name)
+            if versions:
+                with contextlib.suppress(ModelNotFoundError):
+                    registry.delete(name, rng.choice(versions))
+            continue
+        registry.register(rng.choice([folder, file]), name)
+
+
+def die_after(home: str, folder: str, owner: str, method: str) -> None:
+    """Child: SIGKILL itself right after ``Registry._<owner>.<method>`` returns, during a
+    registration (register steps) or a deletion of ``m:1`` (delete steps)."""
+    import signal
+
+    from modelstore import Registry
+
+    registry = Registry(home)
+    target = getattr(registry, f"_{owner}")
+    real = getattr(target, method)
+
+    def then_die(*args: object, **kwargs: object) -> object:
+        real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable")
+
+    setattr(target, method, then_die)
+    if method in ("start_delete", "unpublish", "forget"):
+        registry.delete("m", 1)
+    else:
+        registry.register(folder, "m")

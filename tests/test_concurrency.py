@@ -1,0 +1,75 @@
+"""Several real processes on one registry: distinct consecutive versions, no lock errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from registry_helpers import child_command, make_file, make_model_dir
+
+from modelstore import Registry
+
+pytestmark = pytest.mark.slow
+
+
+def _run_children(commands: list[list[str]], start_flag: Path) -> list[list[int]]:
+    env = {k: v for k, v in os.environ.items() if k != "MODELSTORE_DB_URL"}
+    children = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for cmd in commands
+    ]
+    start_flag.touch()  # all of them start at once (they poll for this file)
+    results = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err
+        assert err == "", err  # no "database is locked", no warning of any kind
+        results.append(json.loads(out))
+    return results
+
+
+def test_four_processes_registering_the_same_name_get_versions_1_to_100(tmp_path: Path) -> None:
+    home = tmp_path / "home"  # not created yet: the first opens race too
+    source = make_file(tmp_path / "model.pkl", b"m" * 4096)
+    flag = tmp_path / "go"
+    results = _run_children(
+        [child_command("register_many", str(home), str(source), "m", "25", str(flag))] * 4,
+        flag,
+    )
+    every = sorted(v for versions in results for v in versions)
+    assert every == list(range(1, 101))
+    for versions in results:
+        assert versions == sorted(versions)  # each process sees its numbers grow
+    with Registry(home, db_url=None) as registry:
+        assert registry.versions("m") == list(range(1, 101))
+        assert sorted(os.listdir(home / "azureml-models" / "m"), key=int) == [
+            str(v) for v in range(1, 101)
+        ]
+        assert registry.verify().ok and registry.doctor().findings == []
+
+
+def test_concurrent_registrations_and_deletions_leave_catalog_and_tree_in_agreement(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    source = make_model_dir(tmp_path / "model_dir")
+    flag = tmp_path / "go"
+    commands = [child_command("register_many", str(home), str(source), "m", "20", str(flag))] * 3
+    commands.append(child_command("delete_latest_repeatedly", str(home), "m", "30", str(flag)))
+    *registered, deleted = _run_children(commands, flag)
+    numbers = sorted(v for versions in registered for v in versions)
+    assert numbers == list(range(1, 61))
+    assert len(deleted) == 30 and len(set(deleted)) == 30  # each deleted once
+    with Registry(home) as registry:
+        remaining = registry.versions("m")
+        assert sorted(remaining + deleted) == numbers
+        tree = home / "azureml-models" / "m"
+        on_disk = sorted(int(v) for v in os.listdir(tree)) if tree.exists() else []
+        assert on_disk == remaining
+        assert registry.verify().ok and registry.doctor().findings == []
+        assert os.listdir(home / ".modelstore" / "staging") == []
+        assert os.listdir(home / ".modelstore" / "trash") == []
+        assert not [f for f in os.listdir(home / ".modelstore" / "locks") if "token" in f]

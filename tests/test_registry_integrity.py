@@ -1,0 +1,229 @@
+"""verify (stored files against their manifest) and doctor (leftovers of interrupted work)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from registry_helpers import make_file, make_model_dir, snapshot
+
+from modelstore import Registry
+from modelstore.catalog import FileRecord, NewVersion
+from modelstore.errors import InvalidArgumentError, ModelNotFoundError
+from modelstore.store import manifest_digest, plan_source, remove_tree
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def registry(home: Path) -> Iterator[Registry]:
+    with Registry(home) as opened:
+        yield opened
+
+
+@pytest.fixture
+def folder_model(registry: Registry, tmp_path: Path) -> Path:
+    return registry.register(make_model_dir(tmp_path / "model_dir"), "m").path
+
+
+def _writable(path: Path) -> None:
+    for parent in [path, *path.parents][:4]:
+        if parent.exists():
+            os.chmod(parent, 0o755 if parent.is_dir() else 0o644)
+
+
+def test_an_untouched_store_verifies(registry: Registry, folder_model: Path) -> None:
+    report = registry.verify()
+    assert report.ok and [c.id for c in report.versions] == ["m:1"]
+
+
+def test_verify_reports_a_file_changed_in_place_with_the_same_size(
+    registry: Registry, folder_model: Path
+) -> None:
+    target = folder_model / "sub" / "b.txt"
+    _writable(target)
+    target.write_bytes(b"X")
+    check = registry.verify("m", 1).versions[0]
+    assert not check.ok and check.changed == ["model_dir/sub/b.txt"]
+    assert not registry.verify().ok
+
+
+def test_verify_reports_missing_and_extra_files_and_a_second_entry(
+    registry: Registry, folder_model: Path
+) -> None:
+    _writable(folder_model / "sub")
+    (folder_model / "a.txt").unlink()
+    make_file(folder_model / "sub" / "new.txt")
+    make_file(folder_model.parent / ".DS_Store")
+    check = registry.verify("m").versions[0]
+    assert check.missing == ["model_dir/a.txt"]
+    assert check.extra == ["model_dir/sub/new.txt"]
+    assert check.foreign_entries == [".DS_Store"]
+    assert check.changed == [] and not check.ok
+
+
+def test_verify_reports_a_resized_file_model(registry: Registry, tmp_path: Path) -> None:
+    mv = registry.register(make_file(tmp_path / "model.pkl", b"abc"), "f")
+    _writable(mv.path)
+    mv.path.write_bytes(b"abcd")
+    assert registry.verify("f", 1).versions[0].changed == ["model.pkl"]
+
+
+def test_verify_of_an_unknown_model_is_not_found(registry: Registry, folder_model: Path) -> None:
+    with pytest.raises(ModelNotFoundError):
+        registry.verify("other")
+    with pytest.raises(ModelNotFoundError, match="no version 2"):
+        registry.verify("m", 2)
+    with pytest.raises(InvalidArgumentError, match="needs a model name"):
+        registry.verify(version=1)
+
+
+# --- doctor -------------------------------------------------------------------------------------
+
+
+def _stage_and_reserve(registry: Registry, source: Path, name: str) -> tuple[str, int, int]:
+    """The first half of a registration, as a process killed right after its catalog commit
+    leaves it: (token, row id, version)."""
+    store, catalog = registry._store, registry._catalog
+    plan = plan_source(source)
+    token = store.new_token()
+    staged = store.stage(plan, token)
+    record = catalog.reserve(
+        NewVersion(
+            name=name,
+            entry=plan.entry,
+            kind=plan.kind,
+            size=sum(f.size for f in staged),
+            file_count=len(staged),
+            sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in staged),
+            created_at=datetime.now(timezone.utc),
+            token=token,
+            files=[FileRecord(f.relpath, f.size, f.sha256) for f in staged],
+        )
+    )
+    return token, record.id, record.version
+
+
+def _kinds(registry: Registry, repair: bool = False) -> list[tuple[str, str]]:
+    return [(f.kind, f.subject) for f in registry.doctor(repair=repair).findings]
+
+
+def test_doctor_finds_nothing_in_a_healthy_registry(registry: Registry, folder_model: Path) -> None:
+    report = registry.doctor(repair=True)
+    assert report.findings == [] and report.ok
+
+
+def test_a_registration_killed_after_its_rename_is_completed_by_doctor(
+    registry: Registry, tmp_path: Path, home: Path
+) -> None:
+    token, _row, version = _stage_and_reserve(registry, make_file(tmp_path / "x.pkl"), "m")
+    registry._store.publish(token, "m", version, "x.pkl")
+    assert registry.versions("m") == []  # pending: invisible
+    report = registry.doctor()
+    assert [(f.kind, f.subject, f.repaired) for f in report.findings] == [
+        ("unfinished_registration", "m:1", False)
+    ]
+    assert not report.ok and registry.versions("m") == []
+    assert registry.doctor(repair=True).ok
+    assert registry.versions("m") == [1] and registry.verify().ok
+    assert _kinds(registry) == []
+
+
+def test_a_registration_killed_before_its_rename_is_rolled_back_and_its_number_stays_spent(
+    registry: Registry, tmp_path: Path, home: Path
+) -> None:
+    source = make_file(tmp_path / "x.pkl")
+    _stage_and_reserve(registry, source, "m")
+    assert _kinds(registry) == [("unfinished_registration", "m:1")]
+    registry.doctor(repair=True)
+    assert os.listdir(home / ".modelstore" / "staging") == []
+    assert registry._catalog.rows() == []
+    assert registry.register(source, "m").version == 2
+    assert _kinds(registry) == []
+
+
+def test_a_deletion_killed_midway_is_finished_by_doctor(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    registry._catalog.start_delete("m", 1, "dead-token")
+    assert registry.versions("m") == []
+    assert _kinds(registry) == [("unfinished_deletion", "m:1")]
+    registry.doctor(repair=True)
+    assert not (home / "azureml-models" / "m").exists()
+    assert registry._catalog.rows() == [] and _kinds(registry) == []
+
+
+def test_a_version_whose_folder_vanished_is_dropped_from_the_catalog(
+    registry: Registry, folder_model: Path
+) -> None:
+    remove_tree(folder_model.parent.parent)
+    assert _kinds(registry) == [("missing_folder", "m:1")]
+    registry.doctor(repair=True)
+    assert registry.versions("m") == [] and _kinds(registry) == []
+
+
+def test_tree_items_the_catalog_does_not_know_are_removed(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    models = home / "azureml-models"
+    make_file(models / "m" / "7" / "model.pkl")
+    make_file(models / "m" / "latest" / "model.pkl")
+    make_file(models / "ghost" / "1" / "model.pkl")
+    make_file(models / "README.txt")
+    (models / "empty").mkdir()
+    found = sorted(_kinds(registry))
+    assert found == sorted(
+        [
+            ("orphan_folder", str(models / "m" / "7")),
+            ("orphan_folder", str(models / "m" / "latest")),
+            ("orphan_folder", str(models / "ghost" / "1")),
+            ("stray_item", str(models / "README.txt")),
+            ("empty_name_folder", str(models / "empty")),
+        ]
+    )
+    registry.doctor(repair=True)
+    assert sorted(os.listdir(models)) == ["m"] and os.listdir(models / "m") == ["1"]
+    assert registry.verify().ok and _kinds(registry) == []
+
+
+def test_staging_and_trash_leftovers_are_removed(registry: Registry, home: Path) -> None:
+    make_file(home / ".modelstore" / "staging" / "dead1" / "model.pkl")
+    make_file(home / ".modelstore" / "staging" / "dead2.name" / "3" / "model.pkl")
+    make_file(home / ".modelstore" / "trash" / "dead3" / "m" / "1" / "model.pkl")
+    os.chmod(home / ".modelstore" / "trash" / "dead3" / "m" / "1", 0o555)
+    assert sorted(k for k, _ in _kinds(registry)) == [
+        "staging_leftover",
+        "staging_leftover",
+        "trash_leftover",
+    ]
+    registry.doctor(repair=True)
+    assert os.listdir(home / ".modelstore" / "staging") == []
+    assert os.listdir(home / ".modelstore" / "trash") == []
+
+
+def test_doctor_without_repair_changes_nothing(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    make_file(home / ".modelstore" / "staging" / "dead" / "model.pkl")
+    make_file(home / "azureml-models" / "ghost" / "1" / "model.pkl")
+    before = snapshot(home)
+    report = registry.doctor()
+    assert len(report.findings) == 2 and not any(f.repaired for f in report.findings)
+    assert snapshot(home) == before
+
+
+def test_doctor_leaves_the_work_of_live_processes_alone(
+    registry: Registry, tmp_path: Path, home: Path
+) -> None:
+    token, _row, _version = _stage_and_reserve(registry, make_file(tmp_path / "x.pkl"), "m")
+    with registry._store.token_lock(token):  # as the registering process would hold it
+        assert registry.doctor(repair=True).findings == []
+        assert os.listdir(home / ".modelstore" / "staging") == [token]
+    assert _kinds(registry) == [("unfinished_registration", "m:1")]
