@@ -94,8 +94,9 @@ def healthy(port: int) -> bool:
 @contextmanager
 def started(
     candidate: Candidate, workdir: Path, env: dict[str, str]
-) -> Iterator[tuple[int, float]]:
-    """Start the server; yield its port and the seconds from spawn to the first GET / 200."""
+) -> Iterator[tuple[int, float, int]]:
+    """Start the server; yield its port, the seconds from spawn to the first GET / 200 and its
+    process id."""
     port = free_port()
     log = (workdir / f"{candidate.name}.log").open("ab")
     began = time.perf_counter()
@@ -108,7 +109,7 @@ def started(
             if process.poll() is not None or time.perf_counter() > deadline:
                 raise RuntimeError(f"{candidate.name} did not start; see {log.name}")
             time.sleep(0.005)
-        yield port, time.perf_counter() - began
+        yield port, time.perf_counter() - began, process.pid
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -289,6 +290,7 @@ def _find_azmlinfsrv() -> Path | None:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     use_wrk = shutil.which("wrk") is not None and not args.python_client
     load = wrk_load if use_wrk else python_load
+    levels = [int(level) for level in args.connections.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as folder:
         workdir = Path(folder)
         env = {
@@ -297,56 +299,96 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             if k not in {"AML_APP_ROOT", "AZUREML_MODEL_DIR", "WORKER_COUNT", "SCORING_TIMEOUT_MS"}
         }
         env["BENCH_SCRIPT"] = str(SCRIPT)
-        runs: dict[str, dict[str, list[float]]] = {}
+        startups: dict[str, list[float]] = {}
+        runs: dict[str, dict[int, dict[str, list[float]]]] = {}
         found = candidates(args, workdir)
         for _ in range(args.rounds):
             for candidate in found:
-                record = runs.setdefault(
-                    candidate.name,
-                    {
-                        "startup_s": [],
-                        "requests_per_s": [],
-                        "p50_ms": [],
-                        "p99_ms": [],
-                        "errors": [],
-                    },
-                )
                 for _ in range(args.starts):
-                    with started(candidate, workdir, env) as (_, startup_s):
-                        record["startup_s"].append(startup_s)
-                with started(candidate, workdir, env) as (port, _):
-                    load(port, args.connections, 1, workdir)  # warm-up
-                    result = load(port, args.connections, args.duration, workdir)
-                record["requests_per_s"].append(result.requests_per_s)
-                record["p50_ms"].append(result.p50_ms)
-                record["p99_ms"].append(result.p99_ms)
-                record["errors"].append(result.errors)
-    servers = {name: summarise(record) for name, record in runs.items()}
+                    with started(candidate, workdir, env) as (_, startup_s, _):
+                        startups.setdefault(candidate.name, []).append(startup_s)
+                with started(candidate, workdir, env) as (port, _, pid):
+                    for level in levels:
+                        record = runs.setdefault(candidate.name, {}).setdefault(level, {})
+                        load(port, level, 1, workdir)  # warm-up
+                        cpu_before = server_cpu_s(pid)
+                        result = load(port, level, args.duration, workdir)
+                        cpu_used = server_cpu_s(pid) - cpu_before
+                        requests = result.requests_per_s * args.duration
+                        for key, value in (
+                            ("requests_per_s", result.requests_per_s),
+                            ("p50_ms", result.p50_ms),
+                            ("p99_ms", result.p99_ms),
+                            ("errors", result.errors),
+                            ("server_cpu_us_per_request", cpu_used / requests * 1e6),
+                        ):
+                            record.setdefault(key, []).append(value)
+    servers = {
+        name: {
+            "startup_s_median": round(statistics.median(startups[name]), 3),
+            "startup_s_max": round(max(startups[name]), 3),
+            "by_connections": {str(level): summarise(record) for level, record in levels_.items()},
+        }
+        for name, levels_ in runs.items()
+    }
     report: dict[str, Any] = {
         "benchmark": "serve",
         "script": str(SCRIPT.relative_to(REPO)),
         "request": f"POST /score {BODY.decode()}",
         "load_generator": "wrk -t1 (keep-alive)" if use_wrk else "python http.client threads",
         "workers": args.workers,
-        "connections": args.connections,
+        "connections": levels,
         "duration_s": args.duration,
         "rounds": args.rounds,
         "cpu_count": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "servers": servers,
     }
     if "azmlinfsrv" in servers:
-        ours, theirs = servers["modelstore"], servers["azmlinfsrv"]
-        ratio = ours["requests_per_s"] / theirs["requests_per_s"]
-        report["modelstore_vs_azmlinfsrv"] = {
-            "requests_per_s_ratio": round(ratio, 2),
-            "p50_ratio": round(ours["p50_ms"] / theirs["p50_ms"], 2),
-        }
-        report["targets"] = {
-            "requests_per_s_at_least_2x": ratio >= 2.0,
-            "p50_no_worse": ours["p50_ms"] <= theirs["p50_ms"],
-            "startup_at_most_1s": ours["startup_s_max"] <= 1.0,
-        }
+        report["modelstore_vs_azmlinfsrv"] = compare(servers["modelstore"], servers["azmlinfsrv"])
     return report
+
+
+def compare(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    by_level = {}
+    for level, mine in ours["by_connections"].items():
+        other = theirs["by_connections"][level]
+        ratio = mine["requests_per_s"] / other["requests_per_s"]
+        by_level[level] = {
+            "requests_per_s_ratio": round(ratio, 2),
+            "p50_ratio": round(mine["p50_ms"] / other["p50_ms"], 2),
+            "cpu_per_request_ratio": round(
+                other["server_cpu_us_per_request"] / mine["server_cpu_us_per_request"], 2
+            ),
+            "target_requests_per_s_at_least_2x": ratio >= 2.0,
+            "target_p50_no_worse": mine["p50_ms"] <= other["p50_ms"],
+        }
+    return {
+        "by_connections": by_level,
+        "target_startup_at_most_1s": ours["startup_s_max"] <= 1.0,
+    }
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by the server process and its children (gunicorn's workers): a
+    cost per request that stays meaningful when other work shares the machine."""
+    total = 0.0
+    for member in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    kids = [int(kid) for kid in text.split()]
+    return kids + [grandchild for kid in kids for grandchild in _children(kid)]
 
 
 def summarise(record: dict[str, list[float]]) -> dict[str, float]:
@@ -355,17 +397,20 @@ def summarise(record: dict[str, list[float]]) -> dict[str, float]:
         "p50_ms": round(statistics.median(record["p50_ms"]), 3),
         "p99_ms": round(statistics.median(record["p99_ms"]), 3),
         "errors": int(sum(record["errors"])),
-        "startup_s_median": round(statistics.median(record["startup_s"]), 3),
-        "startup_s_max": round(max(record["startup_s"]), 3),
+        "server_cpu_us_per_request": round(
+            statistics.median(record["server_cpu_us_per_request"]), 1
+        ),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument(
+        "--connections", default="1,4,64", help="comma-separated concurrent connection counts"
+    )
     parser.add_argument("--duration", type=int, default=5, help="seconds of load per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--starts", type=int, default=3, help="start-up timings per round")
     parser.add_argument("--azmlinfsrv", type=Path, help="path of the azmlinfsrv executable")
     parser.add_argument("--compare-servers", action="store_true")

@@ -545,6 +545,23 @@ def test_two_workers_each_run_init_and_serve_in_parallel(workdir: Path) -> None:
     assert set(answers) == init_pids
 
 
+def answer_after_change(server: Server, script: Path, source: str, previous: Any) -> Any:
+    """Rewrite the script, then poll /score until the answer differs from ``previous``."""
+    time.sleep(1.1)  # a modification time later than the one the reloader recorded
+    script.write_text(source)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            response = server.post("/score", data=b"x")
+        except requests.ConnectionError:
+            continue
+        answer = (response.status_code, response.json())
+        if answer != previous:
+            return answer
+    return previous
+
+
 def test_reload_restarts_workers_when_the_script_changes(workdir: Path) -> None:
     launch = workdir / "reload"
     script = write_script(launch, "def init():\n    pass\n\ndef run(data):\n    return 'old'\n")
@@ -552,20 +569,22 @@ def test_reload_restarts_workers_when_the_script_changes(workdir: Path) -> None:
     with running(
         args, workdir / "reload-server", cwd=launch, env=clean_environment(workdir)
     ) as server:
-        before = server.post("/score", data=b"x").json()
-        time.sleep(1.1)  # a later modification time than the one the reloader recorded
-        script.write_text("def init():\n    pass\n\ndef run(data):\n    return 'new'\n")
-        deadline = time.monotonic() + 20
-        after = before
-        while after == "old" and time.monotonic() < deadline:
-            time.sleep(0.2)
-            try:
-                after = server.post("/score", data=b"x").json()
-            except requests.ConnectionError:
-                continue
+        first = server.post("/score", data=b"x")
+        before = (first.status_code, first.json())
+        broken = answer_after_change(
+            server,
+            script,
+            "def init():\n    raise OSError('no model')\n\ndef run(d):\n    pass\n",
+            before,
+        )
+        fixed = answer_after_change(
+            server, script, "def init():\n    pass\n\ndef run(data):\n    return 'new'\n", broken
+        )
 
-    assert before == "old"
-    assert after == "new"
+    assert before == (200, "old")
+    assert broken[0] == 503
+    assert "OSError: no model" in broken[1]["message"]
+    assert fixed == (200, "new")
 
 
 # --- start-up failures ------------------------------------------------------------------------

@@ -252,7 +252,7 @@ def serve(
     workers: int,
     reload: bool,
 ) -> None:
-    """Serve ENTRY_SCRIPT like the Azure ML inference server: GET /, GET /swagger.json and
+    """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
     GET|POST /score, with N worker processes that each run init() before serving.
 
     Exit codes: 0 after Ctrl-C, 1 if the port is taken, 2 for bad options, 3 if the entry
@@ -383,7 +383,7 @@ def score(
     content_type: str | None,
     include: bool,
 ) -> None:
-    """Load ENTRY_SCRIPT, run init(), send one request to /score through the same app
+    """Load the entry script, run init(), send one request to /score through the same app
     'modelstore serve' runs (no server, no port), and print the status line and body.
 
     Exit codes: 0 for a 2xx answer, 1 for any other status, 2 for bad options, 3 if the entry
