@@ -703,3 +703,26 @@ def test_azmlinfsrv_spellings_and_variables_are_accepted(workdir: Path) -> None:
     assert answer.json()["AML_APP_ROOT"] == "/srv/app"
     assert answer.json()["AZUREML_MODEL_DIR"] == "m"
     assert answer.headers["Access-Control-Allow-Origin"] == "http://x.example"
+
+
+def test_without_gunicorn_serve_says_what_to_use_instead(workdir: Path) -> None:
+    code = (
+        "import sys; sys.modules['gunicorn'] = None\n"
+        "from modelstore.cli import main\n"
+        "main(['serve', '--entry-script', 'score.py', '--port', '0'], prog_name='modelstore')\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=workdir,
+        env=clean_environment(workdir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: modelstore serve runs on gunicorn, which is not installed (it does not run on "
+        "Windows); use WSL, or 'modelstore score' for one request without a server"
+    ]

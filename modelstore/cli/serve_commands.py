@@ -26,7 +26,7 @@ import click
 
 from modelstore.cli import state
 from modelstore.cli.registry_commands import OneLineErrorCommand
-from modelstore.errors import InvalidArgumentError, UsageError
+from modelstore.errors import InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV
 
 if TYPE_CHECKING:
@@ -280,8 +280,17 @@ def run_server(
 ) -> int:
     from modelstore.serving import app as app_module  # imported before the fork: workers share it
     from modelstore.serving import logs
-    from modelstore.serving.server import ServerOptions
-    from modelstore.serving.server import serve as serve_forever
+
+    try:
+        from modelstore.serving.server import ServerOptions
+        from modelstore.serving.server import serve as serve_forever
+    except ModuleNotFoundError as exc:
+        if exc.name != "gunicorn":
+            raise
+        raise ModelstoreError(
+            "modelstore serve runs on gunicorn, which is not installed (it does not run on "
+            "Windows); use WSL, or 'modelstore score' for one request without a server"
+        ) from None
 
     script = settings.resolved_entry_script()
     log_folders = (settings.resolved_app_root(), script.parent)
