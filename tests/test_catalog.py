@@ -158,6 +158,14 @@ def test_a_database_with_foreign_tables_is_refused(tmp_path: Path) -> None:
         Catalog(f"sqlite:///{tmp_path / 'c.db'}")
 
 
+def test_a_new_catalog_records_the_release_that_created_it(tmp_path: Path) -> None:
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        assert catalog.info()["created_by"].startswith("modelstore ")
+    finally:
+        catalog.close()
+
+
 def test_the_catalog_file_uses_wal_journaling(tmp_path: Path) -> None:
     Catalog(f"sqlite:///{tmp_path / 'c.db'}").close()
     connection = sqlite3.connect(tmp_path / "c.db")

@@ -336,6 +336,34 @@ def test_progress_reports_bytes_copied_up_to_the_total(registry: Registry, tmp_p
     assert [done for done, _ in calls] == sorted(done for done, _ in calls) and len(calls) >= 3
 
 
+def test_a_large_file_is_hashed_while_it_is_copied(registry: Registry, tmp_path: Path) -> None:
+    import hashlib
+
+    from modelstore.store.hashing import PIPELINE_MIN_SIZE
+
+    content = os.urandom(PIPELINE_MIN_SIZE + 3 * 1024 * 1024 + 7)  # the two-thread path
+    mv = registry.register(make_file(tmp_path / "big.bin", content), "big")
+    files = registry._catalog.files(registry._catalog.rows()[0].id)
+    assert files[0].sha256 == hashlib.sha256(content).hexdigest()
+    assert mv.path.read_bytes() == content and registry.verify("big").ok
+
+
+def test_a_home_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    from modelstore.errors import StorageError
+
+    make_file(tmp_path / "home")
+    with pytest.raises(StorageError, match="exists and is not a folder"):
+        Registry(tmp_path / "home")
+
+
+def test_a_catalog_url_that_cannot_be_opened_is_a_catalog_error(tmp_path: Path) -> None:
+    from modelstore.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="cannot") as caught:
+        Registry(tmp_path / "home", db_url=f"sqlite:///{tmp_path}/no/such/dir/c.db")
+    assert "\n" not in str(caught.value)
+
+
 def test_the_home_is_a_valid_aml_app_root(registry: Registry, model_file: Path, home: Path) -> None:
     """The SDK's get_model_path logic (spec §3.3) finds the registered version under <home>."""
     registry.register(model_file, "m")

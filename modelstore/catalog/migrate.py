@@ -120,6 +120,19 @@ def create_fresh(engine: Engine) -> None:
         connection.execute(
             text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": HEAD_REVISION}
         )
+        connection.execute(
+            text("INSERT INTO catalog_info (key, value) VALUES ('created_by', :v)"),
+            {"v": f"modelstore {_release()}"},
+        )
+
+
+def _release() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("modelstore")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
 def _refuse_unknown(revision: str | None) -> None:
