@@ -32,6 +32,7 @@ from modelstore.errors import (
     BadArgumentTypeError,
     DeploymentRefusedError,
     InvalidArgumentError,
+    InvalidModelPathError,
     ModelNotFoundError,
     ModelstoreError,
 )
@@ -146,6 +147,7 @@ class Registry:
             raise BadArgumentTypeError(
                 f"path must be a str or os.PathLike, not {type(path).__name__}"
             )
+        self._refuse_store_internals(path)
         plan = plan_source(path, _str_list(child_paths, "child_paths"))
         tag_map = _str_map(tags, "Tags")
         property_map = _str_map(properties, "Properties")
@@ -181,6 +183,25 @@ class Registry:
                 raise
             self._catalog.set_state(record.id, READY, expected=PENDING)
         return self._model(record)
+
+    def _refuse_store_internals(self, path: str | os.PathLike[str]) -> None:
+        """A folder holding the registry home would copy the store into itself, and the
+        working space (staging, trash, locks) changes under the copy."""
+        if not os.fspath(path):
+            return  # plan_source explains what is wrong with an empty path
+        source = os.path.realpath(path)
+        home = os.path.realpath(self.home)
+        workspace = os.path.realpath(self.layout.workspace_dir)
+        if home == source or home.startswith(source.rstrip(os.sep) + os.sep):
+            raise InvalidModelPathError(
+                f"{os.fspath(path)!r} contains the registry home {self.home}; register the "
+                "model's own file or folder (or use child_paths)"
+            )
+        if source == workspace or source.startswith(workspace + os.sep):
+            raise InvalidModelPathError(
+                f"{os.fspath(path)!r} is inside modelstore's working space {workspace}; "
+                "register a model file or folder, or a stored version's path"
+            )
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -296,3 +296,32 @@ def test_badly_typed_arguments_are_refused(
         match,
         lambda: registry.register(model, "m", **kwargs),  # type: ignore[arg-type]
     )
+
+
+def test_a_folder_containing_the_registry_home_is_refused(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "contains the registry home",
+        lambda: registry.register(tmp_path, "m"),
+    )
+
+
+def test_a_path_in_the_working_space_is_refused(registry: Registry, home: Path) -> None:
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        "working space",
+        lambda: registry.register(home / ".modelstore" / "locks", "m"),
+    )
+
+
+def test_a_stored_version_can_be_registered_again_under_another_name(
+    registry: Registry, tmp_path: Path
+) -> None:
+    again = registry.register(registry.path("seed"), "copy")
+    assert again.sha256 == registry.get("seed").sha256
