@@ -327,8 +327,10 @@ class Registry:
             try:
                 trash = self._store.unpublish(name, [r.version for r in records], token)
             except BaseException:
-                for record in records:
+                for record in records:  # nothing moved: the versions are visible again
                     self._catalog.set_state(record.id, READY, expected=DELETING)
+                with contextlib.suppress(OSError):
+                    self._store.empty_trash(self.layout.trash_dir / token)
                 raise
             self._catalog.forget(r.id for r in records)
             with contextlib.suppress(OSError):  # a leftover in trash is doctor's; delete is done

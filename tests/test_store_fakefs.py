@@ -198,3 +198,19 @@ def test_publishing_over_an_existing_version_folder_is_refused_and_cleaned(
         store.publish("tok", "m", 1, "model.pkl")
     assert os.listdir(f"{HOME}/.modelstore/staging") == []
     assert os.listdir(f"{HOME}/azureml-models/m/1") == ["stray.bin"]
+
+
+def test_a_delete_that_cannot_move_the_files_out_changes_nothing() -> None:
+    with Patcher(allow_root_user=False) as patcher:
+        fake = patcher.fs
+        assert fake is not None
+        fake.create_file("/data/model.pkl", contents=b"x")
+        with Registry(HOME, db_url="sqlite://") as registry:
+            registry.register("/data/model.pkl", "m")
+            os.chmod(f"{HOME}/azureml-models", 0o555)
+            with pytest.raises(StorageError, match=r"not writable.*nothing was removed"):
+                registry.delete("m")
+            assert registry.versions("m") == [1] and registry.verify().ok
+            assert _leftovers() == []
+            os.chmod(f"{HOME}/azureml-models", 0o755)
+            assert registry.delete("m").bytes == 1

@@ -9,6 +9,7 @@ connection, because an ORM round trip costs more than the whole lookup budget.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -45,19 +46,16 @@ class Catalog:
         self.url = db_url
         try:
             self._engine: Engine = create_catalog_engine(db_url)
+        except SQLAlchemyError as exc:
+            raise _open_error(db_url, exc) from exc
+        try:
             migrate.ensure_schema(self._engine, migration_lock or migrate.no_lock())
             self._reader_fairy: Any = self._engine.raw_connection()
-        except SQLAlchemyError as exc:
-            raise CatalogError(
-                f"cannot open the catalog {make_url(db_url)!r}: {_one_line(exc)}; check "
-                "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
-            ) from exc
-        except Exception as exc:
-            if exc.__class__.__module__.startswith("sqlite3"):
-                raise CatalogError(
-                    f"cannot open the catalog {make_url(db_url)!r}: {_one_line(exc)}; check "
-                    "that the database file is a modelstore catalog"
-                ) from exc
+        except (SQLAlchemyError, sqlite3.Error) as exc:
+            self._engine.dispose()
+            raise _open_error(db_url, exc) from exc
+        except BaseException:
+            self._engine.dispose()
             raise
         self._fast: SqliteFastPath | None = (
             SqliteFastPath(driver_connection(self._reader_fairy))
@@ -399,6 +397,13 @@ def _record(row: Any, **changes: Any) -> VersionRecord:
     }
     values.update(changes)
     return VersionRecord(**values)
+
+
+def _open_error(db_url: str, exc: BaseException) -> CatalogError:
+    return CatalogError(
+        f"cannot open the catalog {make_url(db_url)!r}: {_one_line(exc)}; check "
+        "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
+    )
 
 
 def catalog_error(exc: Exception, doing: str) -> CatalogError:
