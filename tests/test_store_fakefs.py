@@ -214,3 +214,28 @@ def test_a_delete_that_cannot_move_the_files_out_changes_nothing() -> None:
             assert _leftovers() == []
             os.chmod(f"{HOME}/azureml-models", 0o755)
             assert registry.delete("m").bytes == 1
+
+
+def test_read_only_entries_can_still_be_deleted_and_cleaned_by_a_non_root_user() -> None:
+    """Stored folders are 0o555 and files 0o444; delete and doctor must still remove them (a
+    non-root user is needed to prove it: root ignores permissions)."""
+    with Patcher(allow_root_user=False) as patcher:
+        fake = patcher.fs
+        assert fake is not None
+        fake.create_file("/data/model_dir/sub/deep/a.bin", contents=b"a")
+        fake.create_file("/data/model_dir/b.bin", contents=b"b")
+        with Registry(HOME, db_url="sqlite://") as registry:
+            first = registry.register("/data/model_dir", "m")
+            registry.register("/data/model_dir", "m")
+            assert os.stat(first.path / "sub" / "deep").st_mode & 0o777 == 0o555
+            with pytest.raises(PermissionError):
+                open(first.path / "b.bin", "ab")  # noqa: SIM115 - read-only for its owner too
+            registry.delete("m", 1)
+            registry.delete("m")
+            assert not os.path.exists(f"{HOME}/azureml-models/m") and _leftovers() == []
+            stray = registry.register("/data/model_dir", "n")  # then make it an orphan:
+            registry._catalog.forget(r.id for r in registry._catalog.rows())
+            report = registry.doctor(repair=True)
+            assert [f.kind for f in report.findings] == ["orphan_folder"]
+            assert not os.path.exists(stray.path.parent.parent)
+            assert _leftovers() == []
