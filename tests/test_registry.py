@@ -406,6 +406,19 @@ def test_open_existing_finds_nothing_and_creates_nothing_where_no_registry_is(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_open_existing_with_a_catalog_elsewhere_creates_no_home(
+    tmp_path: Path, model_file: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with Registry(tmp_path / "first-home", db_url=url) as registry:
+        registry.register(model_file, "m")
+    opened = Registry.open_existing(tmp_path / "other-home", db_url=url)
+    assert opened is not None
+    with opened:
+        assert opened.versions("m") == [1]
+    assert not (tmp_path / "other-home").exists()
+
+
 def test_open_existing_opens_a_registry_that_exists(home: Path, model_file: Path) -> None:
     with Registry(home) as registry:
         registry.register(model_file, "m")

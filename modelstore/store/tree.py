@@ -73,9 +73,13 @@ class Store:
             self._ensure_dir(self.layout.locks_dir)
         return locks.hold(path)
 
-    def catalog_lock(self) -> contextlib.AbstractContextManager[None]:
-        """Serialises the first creation / migration of the catalog."""
-        return locks.hold(self._lock_path("catalog-migration"))
+    @contextlib.contextmanager
+    def catalog_lock(self) -> Iterator[None]:
+        """Serialises the first creation / migration of the catalog. Lazy: the locks folder is
+        created only when a migration actually runs, so opening an existing registry writes
+        nothing."""
+        with locks.hold(self._lock_path("catalog-migration")):
+            yield
 
     @contextlib.contextmanager
     def token_lock(self, token: str) -> Iterator[None]:
