@@ -79,18 +79,15 @@ def percentile(samples: list[float], fraction: float) -> float:
 # --- registering many small versions --------------------------------------------------------
 
 
-def modelstore_register_rate(workdir: Path, source: Path, count: int) -> float:
-    registry = Registry(home=workdir / "rate-home")
-    registry.register(source, "warmup")  # the first open creates and migrates the catalog
+def modelstore_register_rate(registry: Registry, source: Path, name: str, count: int) -> float:
     started = time.perf_counter()
     for _ in range(count):
-        registry.register(source, "bench_model")
+        registry.register(source, name)
     return count / (time.perf_counter() - started)
 
 
-def naive_register_rate(workdir: Path, source: Path, count: int) -> float:
+def naive_register_rate(root: Path, source: Path, count: int) -> float:
     """What a hand-written registry would do: copy, INSERT, commit; no hashing, no staging."""
-    root = workdir / "naive-home"
     root.mkdir()
     connection = sqlite3.connect(root / "registry.db")
     connection.execute(
@@ -127,6 +124,27 @@ def fsync_latency_ms(workdir: Path, count: int = 200) -> float:
             os.close(descriptor)
         samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)
+
+
+def register_rates(workdir: Path, source: Path, count: int, rounds: int) -> dict[str, Any]:
+    """modelstore and the naive loop take turns, so both meet the same disk and machine load
+    (the machine may be shared; an fsync costs what the disk's queue makes it cost)."""
+    registry = Registry(home=workdir / "rate-home")
+    registry.register(source, "warmup")  # the first open creates and migrates the catalog
+    modelstore: list[float] = []
+    naive: list[float] = []
+    for index in range(rounds):
+        modelstore.append(modelstore_register_rate(registry, source, f"bench{index}", count))
+        naive.append(naive_register_rate(workdir / f"naive-home-{index}", source, count))
+    return {
+        "versions_per_round": count,
+        "rounds": rounds,
+        "modelstore_per_s": round(max(modelstore), 1),
+        "modelstore_median_per_s": round(statistics.median(modelstore), 1),
+        "naive_copy_sqlite_commit_per_s": round(max(naive), 1),
+        "naive_median_per_s": round(statistics.median(naive), 1),
+        "ok": max(modelstore) >= REGISTER_TARGET_PER_S,
+    }
 
 
 # --- path lookups ---------------------------------------------------------------------------
@@ -253,32 +271,36 @@ def mlflow_baseline(
 # --- one large file -------------------------------------------------------------------------
 
 
-def best_of(runs: int, action: Callable[[], object]) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return min(times)
+def elapsed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
 
 
 def large_file(workdir: Path, size: int, runs: int) -> dict[str, Any]:
+    """sha256sum and a registration take turns on the same warm file; best of ``runs`` each."""
     source = make_file(workdir / "large_model.bin", size)
     warm(source)
-    sha256sum_s = best_of(
-        runs, lambda: subprocess.run(["sha256sum", str(source)], check=True, capture_output=True)
-    )
     registry = Registry(home=workdir / "large-home")
     registry.register(workdir / "rate-source.bin", "warmup")
-    register_s = best_of(runs, lambda: registry.register(source, "large_model"))
+    sha256sum: list[float] = []
+    register: list[float] = []
+    hash_only = ["sha256sum", str(source)]
+    for _ in range(runs):
+        sha256sum.append(
+            elapsed(lambda: subprocess.run(hash_only, check=True, capture_output=True))
+        )
+        register.append(elapsed(lambda: registry.register(source, "large_model")))
+    ratio = min(register) / min(sha256sum)
     return {
         "size_mb": size // (1024 * 1024),
-        "register_s": round(register_s, 3),
-        "sha256sum_s": round(sha256sum_s, 3),
-        "ratio": round(register_s / sha256sum_s, 2),
+        "register_s": round(min(register), 3),
+        "sha256sum_s": round(min(sha256sum), 3),
+        "ratio": round(ratio, 2),
+        "ratio_per_round": [round(r / h, 2) for r, h in zip(register, sha256sum, strict=True)],
         "target_ratio": LARGE_RATIO_TARGET,
-        "ok": register_s / sha256sum_s <= LARGE_RATIO_TARGET,
-        "method": f"best of {runs}, source warm in the page cache for both",
+        "ok": ratio <= LARGE_RATIO_TARGET,
+        "method": f"best of {runs} alternating rounds, source warm in the page cache for both",
     }
 
 
@@ -325,14 +347,13 @@ def main() -> None:
     mlflow_levels = [100] if options.quick else [100, 1000]
     lookups = 500 if options.quick else LOOKUPS_PER_LEVEL
     large_size = (20 if options.quick else 200) * 1024 * 1024
-    runs = 3
+    runs = 5
 
     load_at_start = os.getloadavg()[0]  # other work on the machine skews fsync-bound figures
     workdir = Path(tempfile.mkdtemp(prefix="modelstore-bench-", dir=options.workdir))
     try:
         source = make_file(workdir / "rate-source.bin", 4096)
-        ms_rate = modelstore_register_rate(workdir, source, count)
-        naive_rate = naive_register_rate(workdir, source, count)
+        rates = register_rates(workdir, source, count, rounds=3)
         fsync_ms = fsync_latency_ms(workdir)
         mlflow = (
             mlflow_baseline(options.mlflow_python, workdir, source, count, mlflow_levels, lookups)
@@ -350,13 +371,10 @@ def main() -> None:
             },
             "quick": options.quick,
             "register_4k": {
-                "versions": count,
-                "modelstore_per_s": round(ms_rate, 1),
-                "naive_copy_sqlite_commit_per_s": round(naive_rate, 1),
+                **rates,
                 "mlflow_per_s": (mlflow or {}).get("register_per_s"),
                 "disk_write_4k_fsync_median_ms": round(fsync_ms, 3),
                 "target_per_s": REGISTER_TARGET_PER_S,
-                "ok": ms_rate >= REGISTER_TARGET_PER_S,
             },
             "path_lookup": {
                 "modelstore": lookup,
