@@ -53,6 +53,7 @@ from modelstore.registry_reports import (
     VersionCheck,
 )
 from modelstore.store import Store, check_version, manifest_digest, plan_source
+from modelstore.store.hashing import new_buffer
 
 if TYPE_CHECKING:
     from modelstore.deployment import Deployment
@@ -361,16 +362,24 @@ class Registry:
             if record is None:
                 raise self._not_found(name, version)
             records = [record]
-        checks = [self._check(record) for record in records]
+        manifests = self._catalog.manifests(r.id for r in records)
+        buffer = new_buffer()
+        checks = [self._check(r, manifests.get(r.id, []), buffer) for r in records]
         return VerifyReport(versions=checks)
 
-    def _check(self, record: VersionRecord, *, deep: bool = True) -> VersionCheck:
-        expected = {f.relpath: (f.size, f.sha256) for f in self._catalog.files(record.id)}
+    def _check(
+        self,
+        record: VersionRecord,
+        files: builtins.list[FileRecord] | None = None,
+        buffer: bytearray | None = None,
+    ) -> VersionCheck:
+        if files is None:
+            files = self._catalog.files(record.id)
         tree = check_version(
             os.fspath(self.layout.version_dir(record.name, record.version)),
             record.entry,
-            expected,
-            deep=deep,
+            {f.relpath: (f.size, f.sha256) for f in files},
+            buffer=buffer,
         )
         return VersionCheck(
             name=record.name,

@@ -40,9 +40,16 @@ def stored_files(version_dir: str, entry: str) -> set[str]:
 
 
 def check_version(
-    version_dir: str, entry: str, expected: Mapping[str, tuple[int, str]], *, deep: bool = True
+    version_dir: str,
+    entry: str,
+    expected: Mapping[str, tuple[int, str]],
+    *,
+    deep: bool = True,
+    buffer: bytearray | None = None,
 ) -> TreeCheck:
-    """Missing, changed (size, or sha256 when ``deep``), extra files and foreign entries."""
+    """Missing, changed (size, or sha256 when ``deep``), extra files and foreign entries.
+    Pass one ``buffer`` when checking many versions: allocating it is the costly part for
+    small files."""
     check = TreeCheck()
     try:
         listing = os.listdir(version_dir)
@@ -50,7 +57,8 @@ def check_version(
         listing = []
     check.foreign_entries = sorted(name for name in listing if name != entry)
     actual = stored_files(version_dir, entry)
-    buffer = new_buffer() if deep else None
+    if deep and buffer is None:
+        buffer = new_buffer()
     for relpath in sorted(expected):
         size, sha256 = expected[relpath]
         if relpath not in actual:
