@@ -1,7 +1,8 @@
 """Engine set-up: how a catalog URL becomes a SQLAlchemy engine that many processes can share.
 
-For SQLite: WAL (readers never block the writer), ``synchronous=NORMAL`` (a commit is durable
-at the next checkpoint; the tree's own fsyncs make a version durable), a long busy timeout, and
+For SQLite: WAL (readers never block the writer), ``synchronous=NORMAL`` (a commit survives
+any process crash at once and a power cut from the next WAL sync on; it saves an fsync per
+commit, and ``doctor`` reconciles the rare power-cut case), a long busy timeout, and
 every transaction opened with ``BEGIN IMMEDIATE`` so that two writers queue on the database lock
 instead of failing with "database is locked" when one upgrades a read lock to a write lock.
 pysqlite's own transaction handling is switched off (``isolation_level = None``) so that
