@@ -145,12 +145,18 @@ class Doctor:
         entry = self.store.layout.entry_path(row.name, row.version, row.entry)
         if os.path.lexists(entry):
             return
+
+        def drop() -> None:
+            if os.path.lexists(entry.parent):  # whatever else is left there goes too
+                self._unpublish(row.name, [str(row.version)])
+            self.catalog.forget([row.id])
+
         self._found(
             "missing_folder",
             f"{row.name}:{row.version}",
-            f"its files are gone from {entry.parent}",
+            f"its entry {row.entry!r} is gone from {entry.parent}",
             "drop it from the catalog",
-            lambda: self.catalog.forget([row.id]),
+            drop,
         )
 
     # --- tree --------------------------------------------------------------------------------

@@ -169,6 +169,16 @@ def test_a_version_whose_folder_vanished_is_dropped_from_the_catalog(
     assert registry.versions("m") == [] and _kinds(registry) == []
 
 
+def test_a_version_whose_entry_vanished_is_dropped_with_whatever_is_left_in_its_folder(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    remove_tree(folder_model)
+    make_file(folder_model.parent / "stray.txt")
+    assert _kinds(registry) == [("missing_folder", "m:1")]
+    registry.doctor(repair=True)
+    assert not (home / "azureml-models" / "m").exists() and _kinds(registry) == []
+
+
 def test_tree_items_the_catalog_does_not_know_are_removed(
     registry: Registry, folder_model: Path, home: Path
 ) -> None:
