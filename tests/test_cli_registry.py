@@ -290,6 +290,32 @@ def test_describe_sets_the_description(home: Path, model_file: Path) -> None:
     assert listed(home)[0].description == "trained on 2024 data"
 
 
+@pytest.mark.parametrize(
+    ("args", "field", "expected"),
+    [
+        (["tag", "m:1", "stage=prod"], "tags", {"team": "fraud", "stage": "prod"}),
+        (["untag", "m:1", "team"], "tags", {}),
+        (["property", "m:1", "f1=0.8"], "properties", {"auc": "0.91", "f1": "0.8"}),
+        (["describe", "m:1", "new text"], "description", "new text"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else "",
+)
+def test_metadata_commands_print_the_updated_version_as_json(
+    home: Path, model_file: Path, args: list[str], field: str, expected: object
+) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud", "--property", "auc=0.91")
+    updated = ModelVersion.model_validate_json(ok(home, *args, "--json").stdout)
+    assert getattr(updated, field) == expected
+    assert updated == listed(home)[0]
+
+
+def test_tag_json_keeps_stdout_pure_json_when_replacing_a_tag(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud")
+    result = ok(home, "tag", "m:1", "team=risk", "--json")
+    assert json.loads(result.stdout)["tags"] == {"team": "risk"}
+    assert "Replacing tag team -> fraud with team -> risk" in result.stderr
+
+
 # --- delete -----------------------------------------------------------------------------------
 
 
@@ -333,6 +359,19 @@ def test_delete_latest_deletes_only_the_highest_version(home: Path, model_file: 
     register(home, model_file, "m")
     ok(home, "delete", "m:latest", "--yes")
     assert [v.id for v in listed(home)] == ["m:1"]
+
+
+def test_delete_json_prints_the_plan_of_a_dry_run_and_what_was_deleted(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m")
+    register(home, model_file, "m")
+    plan = json.loads(ok(home, "delete", "m", "--all-versions", "--dry-run", "--json").stdout)
+    assert (plan["dry_run"], plan["bytes"]) == (True, 38)
+    assert [v["id"] for v in plan["versions"]] == ["m:2", "m:1"]
+    done = json.loads(ok(home, "delete", "m:1", "--yes", "--json").stdout)
+    assert (done["dry_run"], [v["id"] for v in done["versions"]]) == (False, ["m:1"])
+    assert [v.id for v in listed(home)] == ["m:2"]
 
 
 def test_delete_asks_for_confirmation_on_a_terminal(

@@ -207,6 +207,14 @@ def copy_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 # --- commands -------------------------------------------------------------------------------
 
 
+def show_update(version: ModelVersion, summary: str, as_json: bool) -> None:
+    """After a metadata change: the version as JSON for scripts, else a one-line summary."""
+    if as_json:
+        print_json(dump(version))
+    else:
+        click.echo(summary)
+
+
 def open_registry() -> Registry:
     return state(click.get_current_context()).registry()
 
@@ -329,7 +337,8 @@ def path(ref: str) -> None:
 @command("tag")
 @click.argument("ref")
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
-def tag(ref: str, pairs: tuple[str, ...]) -> None:
+@json_option
+def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """Add or replace tags of a version (tags are mutable, as in Azure ML)."""
     model_ref = parse_ref(ref)
     add = parse_pairs(pairs, "tag")
@@ -338,14 +347,16 @@ def tag(ref: str, pairs: tuple[str, ...]) -> None:
     after = registry.update_tags(before.name, before.version, add=add)
     for key, value in add.items():
         if key in before.tags and before.tags[key] != value:
-            click.echo(f"Replacing tag {key} -> {before.tags[key]} with {key} -> {value}")
-    click.echo(f"Tagged {after.id}: {format_pairs(after.tags)}")
+            replacing = f"Replacing tag {key} -> {before.tags[key]} with {key} -> {value}"
+            click.echo(replacing, err=as_json)
+    show_update(after, f"Tagged {after.id}: {format_pairs(after.tags)}", as_json)
 
 
 @command("untag")
 @click.argument("ref")
 @click.argument("keys", nargs=-1, required=True, metavar="K...")
-def untag(ref: str, keys: tuple[str, ...]) -> None:
+@json_option
+def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
     """Remove tags of a version by key; a key it does not have is reported and skipped."""
     model_ref = parse_ref(ref)
     registry = open_registry()
@@ -356,32 +367,34 @@ def untag(ref: str, keys: tuple[str, ...]) -> None:
             hint = " (untag takes keys only, e.g. 'team', not 'team=fraud')" if "=" in key else ""
             click.echo(f"Tag with key {key} not found.{hint}", err=True)
     remaining = format_pairs(after.tags) or "no tags left"
-    click.echo(f"Untagged {after.id}: {remaining}")
+    show_update(after, f"Untagged {after.id}: {remaining}", as_json)
 
 
 @command("property")
 @click.argument("ref")
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
-def property_(ref: str, pairs: tuple[str, ...]) -> None:
+@json_option
+def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """Add properties to a version; properties are add-only, as in Azure ML."""
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
     registry = open_registry()
     current = registry.get(model_ref.name, model_ref.version)
     after = registry.add_properties(current.name, current.version, properties)
-    click.echo(f"Added properties to {after.id}: {format_pairs(after.properties)}")
+    show_update(after, f"Added properties to {after.id}: {format_pairs(after.properties)}", as_json)
 
 
 @command("describe")
 @click.argument("ref")
 @click.argument("text")
-def describe(ref: str, text: str) -> None:
+@json_option
+def describe(ref: str, text: str, as_json: bool) -> None:
     """Set the description of a version."""
     model_ref = parse_ref(ref)
     registry = open_registry()
     current = registry.get(model_ref.name, model_ref.version)
     after = registry.set_description(current.name, current.version, text)
-    click.echo(f"Described {after.id}: {after.description}")
+    show_update(after, f"Described {after.id}: {after.description}", as_json)
 
 
 def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
@@ -396,7 +409,8 @@ def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
 @click.option(
     "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
 )
-def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool) -> None:
+@json_option
+def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool) -> None:
     """Delete NAME:VERSION, or every version of NAME with --all-versions.
 
     Version numbers are never reused: the next registration of NAME still gets a new number.
@@ -416,9 +430,12 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool) -> None:
     registry = open_registry()
     version = None if all_versions else registry.get(model_ref.name, model_ref.version).version
     plan = registry.plan_delete(model_ref.name, version)
-    click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}")
+    click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
     if dry_run:
-        click.echo("Dry run: nothing was deleted.")
+        if as_json:
+            print_json(dump(plan))
+        else:
+            click.echo("Dry run: nothing was deleted.")
         return
     if not yes:
         if not _stdin_is_terminal():
@@ -430,7 +447,10 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool) -> None:
             click.echo("Nothing was deleted.", err=True)
             click.get_current_context().exit(1)
     done = registry.delete(model_ref.name, version)
-    click.echo(f"Deleted {_plan_text(done.versions, done.bytes)}")
+    if as_json:
+        print_json(dump(done))
+    else:
+        click.echo(f"Deleted {_plan_text(done.versions, done.bytes)}")
 
 
 @command("verify")
