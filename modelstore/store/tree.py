@@ -229,7 +229,7 @@ class Store:
         folder goes when nothing else would be left in it. Returns the trash folder."""
         trash = self.layout.trash_dir / token
         try:
-            trash.mkdir(parents=True)
+            trash.mkdir(parents=True, exist_ok=True)  # doctor reuses its token
             with self.name_lock(name):
                 name_dir = self.layout.name_dir(name)
                 if not name_dir.is_dir():
