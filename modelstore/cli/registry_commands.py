@@ -248,7 +248,10 @@ def register(
     child_paths: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Register the file or folder PATH as the next version of model NAME."""
+    """Register a file or folder as the next version of a model.
+
+    PATH is copied into the store under its own basename; NAME follows Azure ML's naming rule.
+    """
     validate_name(name)
     tag_pairs = parse_pairs(tags, "--tag")
     property_pairs = parse_pairs(properties, "--property")
@@ -292,7 +295,10 @@ def list_(
     latest: bool,
     as_json: bool,
 ) -> None:
-    """List model versions, by name ascending then version descending; filters are ANDed."""
+    """List model versions, filtered by name, tags and properties.
+
+    Ordered by name, then newest version first; every filter must match.
+    """
     if name is not None:
         validate_name(name)
     tag_filters = parse_filters(tags, "--tag")
@@ -317,7 +323,10 @@ def list_(
 @click.argument("ref")
 @json_option
 def show(ref: str, as_json: bool) -> None:
-    """Show one version: REF is NAME (latest), NAME:VERSION or NAME:latest."""
+    """Show one model version.
+
+    REF is NAME (the latest version), NAME:VERSION or NAME:latest.
+    """
     model_ref = parse_ref(ref)
     version = open_registry().get(model_ref.name, model_ref.version)
     if as_json:
@@ -329,7 +338,11 @@ def show(ref: str, as_json: bool) -> None:
 @command("path")
 @click.argument("ref")
 def path(ref: str) -> None:
-    """Print only the stored entry's absolute path (for scripts): REF is NAME or NAME:VERSION."""
+    """Print the stored path of a model version.
+
+    Only the absolute path of the entry is printed, for scripts. REF is NAME (latest),
+    NAME:VERSION or NAME:latest.
+    """
     model_ref = parse_ref(ref)
     click.echo(str(open_registry().path(model_ref.name, model_ref.version)))
 
@@ -339,7 +352,10 @@ def path(ref: str) -> None:
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 @json_option
 def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
-    """Add or replace tags of a version (tags are mutable, as in Azure ML)."""
+    """Add or replace tags of a version.
+
+    Tags are mutable, as in Azure ML. REF without a version tags the latest version.
+    """
     model_ref = parse_ref(ref)
     add = parse_pairs(pairs, "tag")
     registry = open_registry()
@@ -357,7 +373,10 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 @click.argument("keys", nargs=-1, required=True, metavar="K...")
 @json_option
 def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
-    """Remove tags of a version by key; a key it does not have is reported and skipped."""
+    """Remove tags of a version.
+
+    Give tag keys; a key the version does not have is reported and skipped.
+    """
     model_ref = parse_ref(ref)
     registry = open_registry()
     before = registry.get(model_ref.name, model_ref.version)
@@ -375,7 +394,10 @@ def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 @json_option
 def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
-    """Add properties to a version; properties are add-only, as in Azure ML."""
+    """Add properties to a version (add-only).
+
+    As in Azure ML, an existing property cannot be changed: the whole call is refused.
+    """
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
     registry = open_registry()
@@ -411,9 +433,10 @@ def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
 )
 @json_option
 def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool) -> None:
-    """Delete NAME:VERSION, or every version of NAME with --all-versions.
+    """Delete a version, or every version of a name.
 
-    Version numbers are never reused: the next registration of NAME still gets a new number.
+    REF is NAME:VERSION (or NAME:latest); NAME alone needs --all-versions. The plan is printed
+    first and confirmed on a terminal (--yes otherwise). Version numbers are never reused.
     """
     model_ref = parse_ref(ref)
     has_version = ":" in ref
@@ -457,9 +480,10 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool
 @click.argument("ref", required=False)
 @json_option
 def verify(ref: str | None, as_json: bool) -> None:
-    """Check stored files against the checksums recorded at registration.
+    """Check stored files against their checksums.
 
-    No REF: every version; NAME: every version of NAME; NAME:VERSION or NAME:latest: that one.
+    Compares with the sizes and sha256 recorded at registration. No REF: every version;
+    NAME: every version of NAME; NAME:VERSION or NAME:latest: that one.
     Exits 1, listing every changed, missing or extra file, when anything does not match.
     """
     model_ref = parse_ref(ref) if ref is not None else None
@@ -495,9 +519,10 @@ def verify(ref: str | None, as_json: bool) -> None:
 @click.option("--repair", is_flag=True, help="Clean up what interrupted work left behind.")
 @json_option
 def doctor(repair: bool, as_json: bool) -> None:
-    """Find (and with --repair, clean) leftovers of interrupted registrations and deletions.
+    """Find and repair leftovers of interrupted work.
 
-    Exits 1 when something was found and not repaired.
+    Finds what killed registrations and deletions left behind; --repair cleans it up. Exits 1
+    when something was found and not repaired.
     """
     report = open_registry().doctor(repair=repair)
     if as_json:
