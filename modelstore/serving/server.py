@@ -44,7 +44,7 @@ from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
 from gunicorn.workers.gthread import ThreadWorker
 
 from modelstore.errors import EntryScriptError, ModelstoreError
-from modelstore.serving.logs import LOG_FORMAT
+from modelstore.serving.logs import LOG_FORMAT, SERVER_LOGGER
 
 WsgiApp = Callable[..., Iterable[bytes]]
 """A WSGI callable (the Flask app); gunicorn calls it with ``environ, start_response``."""
@@ -231,7 +231,7 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
         except EntryScriptError as exc:
             if self.options.reload:
                 # Keep the development server up: answer 503 until the script is fixed.
-                logging.getLogger("modelstore.serve").error(
+                logging.getLogger(SERVER_LOGGER).error(
                     "%s; fix the entry script, the server reloads on save", exc
                 )
                 return _not_started_app(str(exc), self.options.error_headers)
