@@ -203,7 +203,11 @@ def positive_int_from_env(name: str, default: int) -> int:
 # --- serve --------------------------------------------------------------------------------------
 
 
-@click.command("serve", cls=OneLineErrorCommand)
+@click.command(
+    "serve",
+    cls=OneLineErrorCommand,
+    short_help="Serve a score.py like the Azure ML inference server.",
+)
 @app_options
 @click.option(
     "--host",
@@ -338,7 +342,11 @@ def server_version_headers(settings: ServingSettings) -> tuple[tuple[str, str], 
 # --- score --------------------------------------------------------------------------------------
 
 
-@click.command("score", cls=OneLineErrorCommand)
+@click.command(
+    "score",
+    cls=OneLineErrorCommand,
+    short_help="Answer one request with a score.py, without a server.",
+)
 @app_options
 @click.option(
     "--data",
