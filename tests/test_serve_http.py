@@ -532,7 +532,7 @@ def test_two_workers_each_run_init_and_serve_in_parallel(workdir: Path) -> None:
         answers: list[int] = []
 
         def slow_request() -> None:
-            answers.append(server.post("/score", json={"sleep": 0.5}).json()["pid"])
+            answers.append(server.post("/score", json={"sleep": 1.0}).json()["pid"])
 
         threads = [threading.Thread(target=slow_request) for _ in range(2)]
         for thread in threads:
