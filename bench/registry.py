@@ -13,8 +13,9 @@ What it measures (targets from issue 2):
   stored versions of one name (target p50 <= 50 us, flat), next to MLflow's
   ``get_model_version(...).source`` when available;
 - ``register_large``: registering one 200 MB file (copy + sha256 + fsync + publish) against
-  ``sha256sum`` of the same file; both measured warm (the file is read once first, so neither
-  pays for the disk read), best of 3 (target ratio <= 1.2);
+  ``sha256sum`` of the same file, and a plain copy + fsync (the write floor); all measured warm
+  (the file is read once first, so none pays for the disk read), best of 5 (target ratio
+  <= 1.2);
 - ``cli_help``: wall time of ``modelstore --help`` in a new process (target <= 0.3 s), with a
   bare ``python -c pass`` for the interpreter's own share.
 """
@@ -277,30 +278,58 @@ def elapsed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+def copy_and_fsync(source: Path, target: Path) -> None:
+    """The write floor of a durable registration: copy (no hashing), then fsync the copy."""
+    shutil.copyfile(source, target)
+    descriptor = os.open(target, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def large_file(workdir: Path, size: int, runs: int) -> dict[str, Any]:
-    """sha256sum and a registration take turns on the same warm file; best of ``runs`` each."""
+    """sha256sum, a plain copy+fsync and a registration take turns on the same warm file.
+
+    Before each timed action the page cache's dirty pages are written out (untimed), so no
+    round pays for the previous round's writes; best of ``runs`` each.
+    """
     source = make_file(workdir / "large_model.bin", size)
     warm(source)
     registry = Registry(home=workdir / "large-home")
     registry.register(workdir / "rate-source.bin", "warmup")
-    sha256sum: list[float] = []
-    register: list[float] = []
+    copy_target = workdir / "large_copy.bin"
     hash_only = ["sha256sum", str(source)]
+    times: dict[str, list[float]] = {"sha256sum": [], "copy_fsync": [], "register": []}
     for _ in range(runs):
-        sha256sum.append(
+        os.sync()
+        times["sha256sum"].append(
             elapsed(lambda: subprocess.run(hash_only, check=True, capture_output=True))
         )
-        register.append(elapsed(lambda: registry.register(source, "large_model")))
-    ratio = min(register) / min(sha256sum)
+        os.sync()
+        times["copy_fsync"].append(elapsed(lambda: copy_and_fsync(source, copy_target)))
+        copy_target.unlink()
+        os.sync()
+        times["register"].append(elapsed(lambda: registry.register(source, "large_model")))
+        registry.delete("large_model")
+    best = {what: min(values) for what, values in times.items()}
+    ratio = best["register"] / best["sha256sum"]
     return {
         "size_mb": size // (1024 * 1024),
-        "register_s": round(min(register), 3),
-        "sha256sum_s": round(min(sha256sum), 3),
+        "register_s": round(best["register"], 3),
+        "sha256sum_s": round(best["sha256sum"], 3),
+        "copy_fsync_s": round(best["copy_fsync"], 3),
         "ratio": round(ratio, 2),
-        "ratio_per_round": [round(r / h, 2) for r, h in zip(register, sha256sum, strict=True)],
+        "ratio_per_round": [
+            round(r / h, 2) for r, h in zip(times["register"], times["sha256sum"], strict=True)
+        ],
         "target_ratio": LARGE_RATIO_TARGET,
         "ok": ratio <= LARGE_RATIO_TARGET,
-        "method": f"best of {runs} alternating rounds, source warm in the page cache for both",
+        "method": (
+            f"best of {runs} alternating rounds; source warm in the page cache; dirty pages "
+            "written out (untimed) before each action; copy_fsync = shutil.copyfile + fsync, "
+            "the write floor without hashing"
+        ),
     }
 
 
