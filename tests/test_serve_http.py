@@ -212,7 +212,7 @@ def powerbi_server(workdir: Path, models_dir: Path) -> Iterator[Server]:
         "--cors-origins",
         "http://allowed.example, http://also-allowed.example",
     ]
-    env = clean_environment(workdir / "home")
+    env = clean_environment(workdir / "home", {"SERVICE_NAME": "house-prices"})
     with running(args, workdir / "powerbi", cwd=workdir, env=env) as server:
         yield server
 
@@ -278,6 +278,7 @@ def test_powerbi_swagger_documents_inputs_and_results_in_both_versions(
     v3 = powerbi_server.get("/swagger.json", params={"version": "3"}).json()
 
     assert v2["swagger"] == "2.0"
+    assert v2["info"]["title"] == "house-prices"  # SERVICE_NAME
     assert list(v2["definitions"]["ServiceInput"]["properties"]) == ["Inputs", "GlobalParameters"]
     inputs = v2["definitions"]["ServiceInput"]["properties"]["Inputs"]
     assert inputs["properties"]["input1"]["format"] == "numpy.ndarray"
@@ -645,6 +646,18 @@ def test_a_missing_entry_script_option_is_a_usage_error(workdir: Path) -> None:
     assert result.returncode == 2
     assert "--entry-script" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_malformed_worker_timeout_is_refused_before_starting(workdir: Path) -> None:
+    env = clean_environment(workdir, {"WORKER_TIMEOUT": "soon"})
+
+    result = run_to_exit(["--entry-script", "score.py"], cwd=workdir, env=env)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: WORKER_TIMEOUT='soon' is not a positive whole number of seconds; "
+        "set it to e.g. WORKER_TIMEOUT=300 or unset it"
+    ]
 
 
 def test_model_and_model_dir_together_are_refused(workdir: Path) -> None:
