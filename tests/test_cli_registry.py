@@ -432,6 +432,19 @@ def test_verify_json_reports_the_damage_and_still_exits_1(home: Path, model_file
     assert json.loads(result.stdout)["ok"] is False
 
 
+def test_verify_reports_a_second_item_in_a_version_folder(home: Path, model_file: Path) -> None:
+    version = register(home, model_file, "m")
+    register(home, model_file, "m")
+    folder = version.path.parent
+    folder.chmod(0o755)
+    (folder / ".DS_Store").write_bytes(b"finder")
+    result = run(home, "verify", "m")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == ["m:1  foreign  .DS_Store"]
+    assert "1 of 2 versions" in result.stderr and "(m:1)" in result.stderr
+    assert run(home, "verify", "m:latest").exit_code == 0
+
+
 def test_doctor_on_a_healthy_store_finds_nothing(home: Path, model_file: Path) -> None:
     register(home, model_file, "m")
     result = ok(home, "doctor")

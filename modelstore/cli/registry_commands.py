@@ -488,10 +488,11 @@ def verify(ref: str | None, as_json: bool) -> None:
     """
     model_ref = parse_ref(ref) if ref is not None else None
     registry = open_registry()
+    name = model_ref.name if model_ref is not None else None
     version: int | None = None
-    if model_ref is not None and ref is not None and ":" in ref:
+    if model_ref is not None and ":" in str(ref):  # NAME:latest is one version, NAME is all
         version = registry.get(model_ref.name, model_ref.version).version
-    report = registry.verify(model_ref.name if model_ref else None, version)
+    report = registry.verify(name, version)
     if as_json:
         print_json(dump(report))
     else:
