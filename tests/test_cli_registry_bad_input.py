@@ -129,7 +129,9 @@ def test_register_refuses_an_unreadable_file(home: Path, tmp_path: Path) -> None
 def test_register_of_a_file_that_cannot_be_read_leaves_the_store_unchanged(home: Path) -> None:
     """/proc/self/mem is a regular file whose first bytes cannot be read (EIO), even by root:
     an unreadable file that passes every check made before the copy."""
-    assert_refused(home, ["register", "/proc/self/mem", "--name", "m"], 1, "while copying")
+    assert_refused(
+        home, ["register", "/proc/self/mem", "--name", "m"], 2, "cannot read '/proc/self/mem'"
+    )
 
 
 def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from modelstore.errors import ModelstoreError
+from modelstore.errors import InvalidArgumentError, ModelstoreError
 
 if TYPE_CHECKING:
     from modelstore.registry import Registry
@@ -55,7 +55,33 @@ class CliState:
         return self._registry
 
 
+class OneLineErrorCommand(click.Command):
+    """A command whose usage errors are one ``Error: ...`` line, like every other bad input.
+
+    click would print the usage synopsis and a hint over three lines; turning its UsageError into
+    our InvalidArgumentError lets the group print it the same way as a bad name or REF (exit 2).
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise InvalidArgumentError(
+                f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
+            ) from exc
+
+
 class LazyGroup(click.Group):
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:  # "No such command": one line too, not click's screen
+            raise InvalidArgumentError(
+                f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
+            ) from exc
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [name for name in COMMANDS if self._load(name) is not None]
 

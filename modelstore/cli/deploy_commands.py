@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from modelstore.cli import state
-from modelstore.errors import DeploymentRefusedError, InvalidArgumentError, ModelNotFoundError
+from modelstore.cli import OneLineErrorCommand, state
+from modelstore.errors import DeploymentRefusedError, ModelNotFoundError
 from modelstore.layout import MODELS_DIRNAME
 
 if TYPE_CHECKING:
@@ -38,19 +38,7 @@ _FORWARDED_SIGNALS = tuple(
 )
 
 
-class _OneLineUsageCommand(click.Command):
-    """Usage mistakes become one ``Error: ...`` line (exit 2), like every other bad input."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise InvalidArgumentError(
-                f"{exc.format_message()} (see '{ctx.command_path} --help')"
-            ) from exc
-
-
-@click.command("deploy", cls=_OneLineUsageCommand)
+@click.command("deploy", cls=OneLineErrorCommand)
 @click.argument("refs", nargs=-1, required=True, metavar="REF [REF...]")
 @click.option(
     "--app-root",
@@ -107,7 +95,7 @@ def export_lines(deployment: Deployment) -> str:
 
 @click.command(
     "exec",
-    cls=_OneLineUsageCommand,
+    cls=OneLineErrorCommand,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
 @click.option(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from modelstore.cli import state
+from modelstore.cli import OneLineErrorCommand, state
 from modelstore.errors import IntegrityError, InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import validate_name
 from modelstore.refs import parse_ref
@@ -33,22 +33,6 @@ if TYPE_CHECKING:
 
 LARGE_MODEL_BYTES = 32 * 1024 * 1024
 """Copies at least this big show a progress bar (on a terminal): below it a copy is instant."""
-
-
-class OneLineErrorCommand(click.Command):
-    """A command whose usage errors are one ``Error: ...`` line, like every other bad input.
-
-    click would print the usage synopsis and a hint over three lines; turning its UsageError into
-    our InvalidArgumentError lets the group print it the same way as a bad name or REF (exit 2).
-    """
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            raise InvalidArgumentError(
-                f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
-            ) from exc
 
 
 def command(name: str) -> Callable[[Callable[..., Any]], click.Command]:

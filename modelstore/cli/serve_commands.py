@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from modelstore.cli import state
-from modelstore.cli.registry_commands import OneLineErrorCommand
+from modelstore.cli import OneLineErrorCommand, state
 from modelstore.errors import InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV
 

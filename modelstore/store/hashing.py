@@ -51,7 +51,7 @@ def _copy_simple(
 ) -> int:
     total = 0
     while True:
-        count = reader.readinto(view)
+        count = _read_into(reader, view)
         if not count:
             return total
         chunk = view[:count]
@@ -84,7 +84,7 @@ def _copy_pipelined(
                 previous = hashing[slot]
                 if previous is not None:
                     previous.result()  # this buffer's last chunk is hashed: reuse it
-                count = reader.readinto(buffers[slot])
+                count = _read_into(reader, buffers[slot])
                 if not count:
                     break
                 chunk = buffers[slot][:count]
@@ -102,6 +102,15 @@ def _copy_pipelined(
                 if pending is not None:
                     pending.result()
     return total
+
+
+def _read_into(reader: FileIO, view: memoryview) -> int:
+    """A failed read names the source file, so the caller can tell a model that cannot be read
+    (the user's problem) from a store that cannot be written (the registry's)."""
+    try:
+        return reader.readinto(view) or 0
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, reader.name) from exc
 
 
 def _write_all(writer: FileIO, chunk: memoryview) -> None:

@@ -154,6 +154,13 @@ class Store:
                             "register again once the model is complete"
                         ) from None
                     raise
+                except OSError as exc:
+                    if exc.filename == source.source:
+                        raise InvalidModelPathError(
+                            f"cannot read {source.source!r} ({exc.strerror or exc}); check the "
+                            "source file and the disk it is on, then retry"
+                        ) from None
+                    raise
                 os.chmod(target, READ_ONLY_FILE)
                 staged.append(StagedFile(source.relpath, size, sha256))
             if progress is not None and total == 0:
