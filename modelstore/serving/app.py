@@ -132,19 +132,36 @@ def _caused_by_body_limit(error: BaseException | None) -> bool:
 
 
 # --- request hooks ----------------------------------------------------------------------------
+# These run on every request, so they read the WSGI environ directly (the same keys Werkzeug's
+# ``request.headers`` would look up) and bind the ``flask.request``/``flask.g`` proxies once:
+# each proxy access costs a context-variable lookup, and a trivial request used some forty.
+
+_TRACE_ID_KEY = "HTTP_TRACEID"
+"""Where the ``TraceId`` header lives in the environ (``request.headers`` maps it there too)."""
+_NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+_BODY_HEADERS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
 
 
-def _assign_request_ids() -> flask.Response | None:
+def _current_request() -> flask.Request:
+    request: flask.Request = flask.request._get_current_object()  # type: ignore[attr-defined]
+    return request
+
+
+def _current_g() -> Any:
+    return flask.g._get_current_object()
+
+
+def _assign_request_ids(environ: dict[str, Any], g: Any) -> flask.Response | None:
     """Spec §7.2: the three request-id headers, and the 431s for over-long ones."""
-    flask.g.request_id = flask.g.client_request_id = flask.g.legacy_client_request_id = ""
-    flask.g.started = time.perf_counter()
-    headers = flask.request.headers
-    request_id = headers.get("x-request-id", str(uuid.uuid4()))
+    g.request_id = g.client_request_id = g.legacy_client_request_id = ""
+    request_id = environ.get("HTTP_X_REQUEST_ID")
+    if request_id is None:
+        request_id = str(uuid.uuid4())
     if len(request_id) > REQUEST_ID_LIMIT:
         return error_response(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
-    flask.g.request_id = request_id
-    legacy = headers.get("x-ms-request-id", "")
-    client = headers.get("x-ms-client-request-id", "")
+    g.request_id = request_id
+    legacy = environ.get("HTTP_X_MS_REQUEST_ID", "")
+    client = environ.get("HTTP_X_MS_CLIENT_REQUEST_ID", "")
     if legacy:
         logger.warning(
             "x-ms-request-id header has been deprecated and will be removed from future versions "
@@ -159,22 +176,21 @@ def _assign_request_ids() -> flask.Response | None:
             "x-ms-request-id and x-ms-client-request-id must not exceed "
             f"{REQUEST_ID_LIMIT} characters",
         )
-    flask.g.legacy_client_request_id = legacy
-    flask.g.client_request_id = client
+    g.legacy_client_request_id = legacy
+    g.client_request_id = client
     return None
 
 
-def _enforce_body_limit() -> flask.Response | None:
-    limit = serving_state().settings.max_body_bytes
+def _enforce_body_limit(
+    request: flask.Request, environ: dict[str, Any], limit: int | None
+) -> flask.Response | None:
     if limit is None:
         return None
-    request = flask.request
     length = request.content_length
     if length is not None:
         if length > limit:
             return error_response(413, body_limit_message(limit))
         return None
-    environ = request.environ
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or environ.get(
         "wsgi.input_terminated"
     ):
@@ -191,16 +207,31 @@ def _request_line_length(environ: dict[str, Any]) -> int:
     return len(f"{method} {uri} {environ.get('SERVER_PROTOCOL', 'HTTP/1.1')}")
 
 
-def _enforce_line_and_header_limits() -> flask.Response | None:
-    environ = flask.request.environ
+def _header_name(environ_key: str) -> str:
+    """The header name ``request.headers`` shows for an environ key (``HTTP_X_A`` -> ``X-A``)."""
+    name = environ_key[5:] if environ_key.startswith("HTTP_") else environ_key
+    return name.replace("_", "-").title()
+
+
+def _enforce_line_and_header_limits(environ: dict[str, Any]) -> flask.Response | None:
     if _request_line_length(environ) > REQUEST_LINE_LIMIT:
         return error_response(
             414,
             f"Request line is longer than {REQUEST_LINE_LIMIT} bytes. Shorten the URL: send "
             "large inputs in the request body.",
         )
-    for name, value in flask.request.headers.items():
-        if len(name) + 2 + len(value) > HEADER_FIELD_LIMIT:
+    # The headers of ``request.headers``, in its order, without building their names.
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            if key in _NOT_HEADERS:
+                continue
+            name_length = len(key) - 5
+        elif key in _BODY_HEADERS and value:
+            name_length = len(key)
+        else:
+            continue
+        if name_length + 2 + len(value) > HEADER_FIELD_LIMIT:
+            name = _header_name(key)
             return error_response(
                 431,
                 f"Header {name!r} is longer than {HEADER_FIELD_LIMIT} bytes. Send a shorter value.",
@@ -208,39 +239,52 @@ def _enforce_line_and_header_limits() -> flask.Response | None:
     return None
 
 
-def _before_request() -> flask.Response | None:
-    return _assign_request_ids() or _enforce_line_and_header_limits() or _enforce_body_limit()
-
-
-def _add_common_headers(response: flask.Response) -> flask.Response:
+def _add_common_headers(
+    response: flask.Response, environ: dict[str, Any], g: Any, server_version_header: bool
+) -> None:
     """Server version, request ids and the ``TraceId`` echo, on every response (spec §7.1)."""
-    g = flask.g
-    if serving_state().settings.server_version_header:
-        response.headers.add("x-ms-server-version", SERVER_VERSION)
-    if g.get("request_id"):
-        response.headers["x-request-id"] = g.request_id
-    if g.get("legacy_client_request_id"):
-        response.headers["x-ms-request-id"] = g.legacy_client_request_id
-    if g.get("client_request_id"):
-        response.headers["x-ms-client-request-id"] = g.client_request_id
-    if "TraceId" in flask.request.headers:
-        response.headers.add("TraceId", flask.request.headers["TraceId"])
-    return response
+    headers = response.headers
+    if server_version_header:
+        headers.add("x-ms-server-version", SERVER_VERSION)
+    request_id = getattr(g, "request_id", None)
+    if request_id:
+        headers["x-request-id"] = request_id
+    legacy = getattr(g, "legacy_client_request_id", None)
+    if legacy:
+        headers["x-ms-request-id"] = legacy
+    client = getattr(g, "client_request_id", None)
+    if client:
+        headers["x-ms-client-request-id"] = client
+    trace_id = environ.get(_TRACE_ID_KEY)
+    if trace_id is not None:
+        headers.add("TraceId", trace_id)
 
 
-def _log_request(response: flask.Response) -> flask.Response:
-    """``<METHOD> <path>[?<query>] <status> <ms>ms <length|N/A>`` for /score and /swagger.json."""
-    if flask.g.get("api_name"):
-        request = flask.request
-        path = request.path
-        if request.query_string:
-            path += f"?{request.query_string.decode(errors='replace')}"
-        elapsed_ms = (time.perf_counter() - flask.g.get("started", time.perf_counter())) * 1000
-        length = "N/A" if response.is_streamed else response.calculate_content_length()
-        logger.info(
-            "%s %s %s %.3fms %s", request.method, path, response.status_code, elapsed_ms, length
+_REQUEST_LINE_FORMAT = "%s %s %s %.3fms %s"
+
+
+def _log_request(response: flask.Response, request: flask.Request, g: Any) -> None:
+    """``<METHOD> <path>[?<query>] <status> <ms>ms <length|N/A>`` for /score and /swagger.json.
+
+    The record is made directly (``makeRecord`` + ``handle``) rather than through
+    ``logger.info``, which would walk the stack for the caller's file and line on every request.
+    """
+    if not getattr(g, "api_name", None) or not logger.isEnabledFor(logging.INFO):
+        return
+    started = getattr(g, "started", None)
+    elapsed_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
+    path = request.path
+    query = request.query_string
+    if query:
+        path += f"?{query.decode(errors='replace')}"
+    length = "N/A" if response.is_streamed else response.calculate_content_length()
+    arguments = (request.method, path, response.status_code, elapsed_ms, length)
+    logger.handle(
+        logger.makeRecord(
+            logger.name, logging.INFO, __file__, 0, _REQUEST_LINE_FORMAT, arguments, None,
+            "_log_request",
         )
-    return response
+    )  # fmt: skip
 
 
 def _http_error(error: HTTPException) -> flask.Response:
@@ -260,58 +304,87 @@ def _health() -> str:
     return "Healthy"
 
 
-def _swagger() -> flask.Response:
-    flask.g.api_name = "/swagger.json"
-    version = flask.request.args.get("version")
-    try:
-        document = serving_state().swagger.get(DEFAULT_VERSION if version is None else version)
-    except SwaggerNotFound as exc:
-        return error_response(404, exc.message)
-    return AMLResponse(document, 200, json_str=True)
+class _RequestPath:
+    """The hooks and views of one app, bound to its :class:`ServingState` when the app is built,
+    so a request never looks the state up through ``current_app``."""
 
+    def __init__(self, state: ServingState) -> None:
+        self.state = state
+        self.script = state.script
+        self.settings = state.settings
 
-def _score() -> flask.Response:
-    flask.g.api_name = "/score"
-    state = serving_state()
-    script = state.script
-    try:
-        arguments = run_arguments(script, flask.request)
-    except InputRejected as exc:
-        return error_response(exc.status, exc.message)
-    except MethodNotHandled:
-        if flask.request.method == "OPTIONS":
-            return AMLResponse("", 200)
-        return error_response(405, "Method not allowed")
-    try:
-        result = invoke_run(script, arguments, state.settings.scoring_timeout_ms)
-    except ScriptTimedOut as exc:
-        logger.error("Encountered Exception: %s", traceback.format_exc())
-        return error_response(500, str(exc), run_function_failed=True)
-    except ScriptFailed as exc:
-        cause = exc.error
-        logger.error(
-            "Encountered Exception: %s",
-            "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+    def before_request(self) -> flask.Response | None:
+        request = _current_request()
+        g = _current_g()
+        g.started = time.perf_counter()
+        environ = request.environ
+        return (
+            _assign_request_ids(environ, g)
+            or _enforce_line_and_header_limits(environ)
+            or _enforce_body_limit(request, environ, self.settings.max_body_bytes)
         )
-        limit = state.settings.max_body_bytes
-        if limit is not None and _caused_by_body_limit(cause):
-            return error_response(413, body_limit_message(limit))
-        if state.settings.validation_400 and is_schema_validation_error(script, cause):
-            return error_response(400, str(cause))
-        return error_response(500, SCRIPT_ERROR, run_function_failed=True)
-    response = to_response(result.output, numpy_json=state.settings.numpy_json)
-    response.headers.add("x-ms-run-fn-exec-ms", f"{result.elapsed_ms:.3f}")
-    return response
+
+    def after_request(self, response: flask.Response) -> flask.Response:
+        """The common headers first, then the log line (the order of the former two hooks)."""
+        request = _current_request()
+        g = _current_g()
+        _add_common_headers(response, request.environ, g, self.settings.server_version_header)
+        _log_request(response, request, g)
+        return response
+
+    def swagger(self) -> flask.Response:
+        request = _current_request()
+        _current_g().api_name = "/swagger.json"
+        version = request.args.get("version")
+        try:
+            document = self.state.swagger.get(DEFAULT_VERSION if version is None else version)
+        except SwaggerNotFound as exc:
+            return error_response(404, exc.message)
+        return AMLResponse(document, 200, json_str=True)
+
+    def score(self) -> flask.Response:
+        request = _current_request()
+        _current_g().api_name = "/score"
+        script = self.script
+        settings = self.settings
+        try:
+            arguments = run_arguments(script, request)
+        except InputRejected as exc:
+            return error_response(exc.status, exc.message)
+        except MethodNotHandled:
+            if request.method == "OPTIONS":
+                return AMLResponse("", 200)
+            return error_response(405, "Method not allowed")
+        try:
+            result = invoke_run(script, arguments, settings.scoring_timeout_ms, request)
+        except ScriptTimedOut as exc:
+            logger.error("Encountered Exception: %s", traceback.format_exc())
+            return error_response(500, str(exc), run_function_failed=True)
+        except ScriptFailed as exc:
+            cause = exc.error
+            logger.error(
+                "Encountered Exception: %s",
+                "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+            )
+            limit = settings.max_body_bytes
+            if limit is not None and _caused_by_body_limit(cause):
+                return error_response(413, body_limit_message(limit))
+            if settings.validation_400 and is_schema_validation_error(script, cause):
+                return error_response(400, str(cause))
+            return error_response(500, SCRIPT_ERROR, run_function_failed=True)
+        response = to_response(result.output, numpy_json=settings.numpy_json)
+        response.headers.add("x-ms-run-fn-exec-ms", f"{result.elapsed_ms:.3f}")
+        return response
 
 
-def _build_blueprint(settings: ServingSettings) -> flask.Blueprint:
+def _build_blueprint(settings: ServingSettings, path: _RequestPath) -> flask.Blueprint:
     blueprint = flask.Blueprint("main", __name__)
     blueprint.add_url_rule("/", "health", _health, methods=["GET"])
-    blueprint.add_url_rule("/swagger.json", "swagger", _swagger, methods=["GET"])
+    blueprint.add_url_rule("/swagger.json", "swagger", path.swagger, methods=["GET"])
     blueprint.add_url_rule(
         "/score",
         "score",
-        _score,
+        path.score,
         methods=["GET", "POST", "OPTIONS"],
         provide_automatic_options=False,
     )
@@ -357,11 +430,12 @@ def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Fla
 
     app = flask.Flask(__name__)
     app.config[SPLIT_HEADER_VALUES_CONFIG] = settings.split_header_values
-    app.extensions[EXTENSION_KEY] = ServingState(settings=settings, script=script, swagger=swagger)
-    app.register_blueprint(_build_blueprint(settings))
-    app.before_request(_before_request)
-    app.after_request(_log_request)
-    app.after_request(_add_common_headers)
+    state = ServingState(settings=settings, script=script, swagger=swagger)
+    app.extensions[EXTENSION_KEY] = state
+    path = _RequestPath(state)
+    app.register_blueprint(_build_blueprint(settings, path))
+    app.before_request(path.before_request)
+    app.after_request(path.after_request)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unhandled_error)
     logger.info("Scoring timeout is set to %d", settings.scoring_timeout_ms)

@@ -114,6 +114,21 @@ def _object_body(request: flask.Request) -> dict[str, Any]:
     return body
 
 
+FORM_MIMETYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+"""The content types Werkzeug parses into ``request.form``/``files``."""
+
+
+def _body_as_data(request: flask.Request) -> bytes:
+    """``request.data``: the body, or ``b""`` when Werkzeug parses it as a form.
+
+    ``request.data`` builds a form parser on every call even for JSON; only form bodies need it
+    (their parse errors, e.g. too many parts, must still surface), the rest is ``get_data()``.
+    """
+    if request.mimetype in FORM_MIMETYPES:
+        return request.data
+    return request.get_data()
+
+
 def run_arguments(script: EntryScript, request: flask.Request) -> dict[str, Any]:
     """The keyword arguments of ``run()`` for this request, per the script's input mode."""
     if script.mode is InputMode.RAW_REQUEST:
@@ -127,7 +142,7 @@ def run_arguments(script: EntryScript, request: flask.Request) -> dict[str, Any]
         raise MethodNotHandled(request.method)
     if script.mode is InputMode.JSON_STRING:
         try:
-            return {script.data_parameter: str(request.data, "utf-8")}
+            return {script.data_parameter: str(_body_as_data(request), "utf-8")}
         except UnicodeDecodeError as exc:
             raise InputRejected(400, f"Input cannot be decoded as UTF-8: {exc}") from None
     return _object_arguments(script, _object_body(request))
@@ -218,8 +233,12 @@ def call_with_timeout(call: Callable[[], Any], timeout_ms: int) -> TimedResult:
     return _call_in_helper_thread(call, timeout_ms)
 
 
-def invoke_run(script: EntryScript, arguments: dict[str, Any], timeout_ms: int) -> TimedResult:
-    headers = dict(flask.request.headers)
+def invoke_run(
+    script: EntryScript, arguments: dict[str, Any], timeout_ms: int, request: flask.Request
+) -> TimedResult:
+    """``run()`` under the time limit; the headers are copied only for a script that takes
+    ``request_headers``."""
+    headers = dict(request.headers) if script.accepts_request_headers else {}
     return call_with_timeout(lambda: script.call_run(arguments, headers), timeout_ms)
 
 
