@@ -185,6 +185,41 @@ def test_exec_into_a_new_folder_leaves_no_trace(env: dict[str, str], tmp_path: P
     assert not app.exists()
 
 
+def test_exec_into_a_new_nested_folder_also_removes_the_parent_folders_it_created(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "existing").mkdir()
+    app = tmp_path / "existing" / "new" / "deeper" / "app"
+    result = modelstore_exec(
+        env, tmp_path / "cwd", "--app-root", os.fspath(app), "--model", "m", "--", "true"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp_path / "existing") == []
+
+
+def test_exec_keeps_a_created_parent_folder_that_cmd_wrote_into(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "new" / "app"
+    script = "open('../user.txt', 'w').write('mine')"
+    result = modelstore_exec(
+        env,
+        tmp_path / "cwd",
+        "--app-root",
+        os.fspath(app),
+        "--model",
+        "m",
+        "--",
+        "sh",
+        "-c",
+        f'cd "$AML_APP_ROOT" && {sys.executable} -c "{script}"',
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp_path / "new") == ["user.txt"]
+
+
 def test_exec_refuses_an_unknown_model_before_running_anything(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -6,7 +6,6 @@ pydantic) is opened inside each command.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
 import shutil
@@ -128,12 +127,12 @@ def exec_(
     removed afterwards.
     """
     temporary: Path | None = None
+    created: Path | None = None
     if app_root is None:
         temporary = target = Path(tempfile.mkdtemp(prefix="modelstore-exec-"))
-        existed = True
     else:
         target = Path(os.path.abspath(app_root))
-        existed = os.path.lexists(target)
+        created = topmost_missing_folder(target)
     try:
         deployment = _deploy(ctx, models, target)
     except BaseException:
@@ -150,20 +149,38 @@ def exec_(
         elif temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
         else:
-            remove_deployment(target, remove_root=not existed)
+            remove_deployment(target, created=created)
     ctx.exit(code)
 
 
-def remove_deployment(app_root: Path, *, remove_root: bool) -> None:
+def topmost_missing_folder(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (``path`` itself or one of its
+    parents), i.e. what laying out a deployment there will create; None if ``path`` exists."""
+    missing: Path | None = None
+    while not os.path.lexists(path):
+        missing = path
+        path = path.parent
+    return missing
+
+
+def remove_deployment(app_root: Path, *, created: Path | None) -> None:
     """Remove what a deployment created: its ``azureml-models`` (links are removed, never
-    followed), and the app root itself if the deployment created it and CMD left nothing
-    else there (what CMD wrote belongs to the user)."""
+    followed), then the app root and the parents made for it, up to ``created``, each only if
+    CMD left nothing in it (what CMD wrote belongs to the user)."""
     models = app_root / MODELS_DIRNAME
     if models.is_dir() and not models.is_symlink():
         shutil.rmtree(models, ignore_errors=True)
-    if remove_root:
-        with contextlib.suppress(OSError):
-            app_root.rmdir()
+    if created is None:
+        return
+    folder = app_root
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == created or folder == folder.parent:
+            return
+        folder = folder.parent
 
 
 def run_command(command: Sequence[str], env: dict[str, str]) -> int:
