@@ -223,7 +223,7 @@ def _folder_versions(models_dir: str, model_dir: str, model_name: str) -> list[i
             continue
         try:
             entries = os.listdir(os.path.join(root, model_name))
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL byte, a name no file can have
             continue
         found.update(int(entry) for entry in entries if entry.isascii() and entry.isdigit())
     return sorted(found)

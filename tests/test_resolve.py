@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,21 @@ def test_an_empty_azureml_model_dir_counts_as_unset(
 
     with pytest.raises(ModelNotFoundError, match="There is no modelstore registry"):
         get_model_path("m")
+
+
+@pytest.mark.parametrize("model_dir", ["", "root", "root/m/1"])
+def test_a_name_no_file_can_have_is_not_found_inside_a_deployment_as_in_the_sdk(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_dir: str
+) -> None:
+    """The SDK's ``os.path.exists`` says False for a name with a NUL byte: "not found"."""
+    put(clean_env / "azureml-models" / "m" / "1" / "model.pkl")
+    put(tmp_path / "root" / "m" / "1" / "model.pkl")
+    if model_dir:
+        monkeypatch.setenv("AZUREML_MODEL_DIR", f"{tmp_path}/{model_dir}")
+
+    for version in (None, 1):
+        with pytest.raises(ModelNotFoundError, match=re.escape("Model m\0 not found in cache at ")):
+            get_model_path("m\0", version)
 
 
 # --- deployment detection: inside a deployment the registry is never consulted -----------------
