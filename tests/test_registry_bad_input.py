@@ -325,3 +325,26 @@ def test_a_stored_version_can_be_registered_again_under_another_name(
 ) -> None:
     again = registry.register(registry.path("seed"), "copy")
     assert again.sha256 == registry.get("seed").sha256
+
+
+@pytest.mark.parametrize("where", ["inside the folder", "the entry itself"])
+def test_a_file_name_that_is_not_utf8_is_refused_before_anything_is_copied(
+    registry: Registry, home: Path, tmp_path: Path, where: str
+) -> None:
+    """Such a name cannot be recorded in the catalog (nor on most other systems): it must be a
+    clear refusal, not a UnicodeEncodeError that leaves a copy behind in staging."""
+    folder = make_model_dir(tmp_path / "model_dir")
+    bad_name = os.fsdecode(b"weights\xff.bin")
+    if where == "inside the folder":
+        make_file(folder / "sub" / bad_name)
+        model = folder
+    else:
+        model = make_file(tmp_path / bad_name)
+    message = refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        r"not valid UTF-8.*rename",
+        lambda: registry.register(model, "m"),
+    )
+    assert "weights\\xff.bin" in message

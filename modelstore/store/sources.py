@@ -69,6 +69,7 @@ def plan_source(path: str | os.PathLike[str], child_paths: list[str] | None = No
         for child in child_paths or []:
             _child_not_found(child, absolute)
         _check_readable(absolute, text)
+        _check_utf8(entry, text)
         return SourcePlan(entry, "file", (SourceFile(entry, absolute, info.st_size),))
     if not stat.S_ISDIR(info.st_mode):
         raise InvalidModelPathError(
@@ -88,7 +89,26 @@ def plan_source(path: str | os.PathLike[str], child_paths: list[str] | None = No
             + "; a model folder must contain at least one file"
         )
     files = tuple(sorted(walker.files.values(), key=lambda f: f.relpath))
+    for file in files:
+        _check_utf8(file.relpath, text)
     return SourcePlan(entry, "folder", files)
+
+
+def _check_utf8(relpath: str, shown: str) -> None:
+    """The catalog records names as UTF-8 text; a name with other bytes (Python holds them as
+    lone surrogates) would fail there, after the copy, so it is refused up front."""
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidModelPathError(
+            f"the file name '{_readable(relpath)}' in '{_readable(shown)}' is not valid UTF-8; "
+            "rename it (e.g. with convmv) and retry"
+        ) from None
+
+
+def _readable(text: str) -> str:
+    """A file name as its bytes, with those that are not UTF-8 shown as ``\\xNN``."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
 
 
 def _child_not_found(child: str, root: str) -> None:
