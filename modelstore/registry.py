@@ -156,23 +156,23 @@ class Registry:
         token = self._store.new_token()
         with self._store.token_lock(token):
             staged = self._store.stage(plan, token, progress)
-            new = NewVersion(
-                name=name,
-                entry=plan.entry,
-                kind=plan.kind,
-                size=sum(f.size for f in staged),
-                file_count=len(staged),
-                sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in staged),
-                created_at=datetime.now(timezone.utc),
-                token=token,
-                files=[FileRecord(f.relpath, f.size, f.sha256) for f in staged],
-                tags=tag_map,
-                properties=property_map,
-                description=description,
-                framework=framework,
-                framework_version=framework_version,
-            )
-            try:
+            try:  # until the number is taken, a failure or Ctrl-C just drops the staged copy
+                new = NewVersion(
+                    name=name,
+                    entry=plan.entry,
+                    kind=plan.kind,
+                    size=sum(f.size for f in staged),
+                    file_count=len(staged),
+                    sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in staged),
+                    created_at=datetime.now(timezone.utc),
+                    token=token,
+                    files=[FileRecord(f.relpath, f.size, f.sha256) for f in staged],
+                    tags=tag_map,
+                    properties=property_map,
+                    description=description,
+                    framework=framework,
+                    framework_version=framework_version,
+                )
                 record = self._catalog.reserve(new)
             except BaseException:
                 self._store.discard(token)

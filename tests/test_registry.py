@@ -455,3 +455,20 @@ def test_invalid_names_are_refused_before_anything_is_written(home: Path, model_
             with pytest.raises(InvalidNameError, match="provided model name is invalid"):
                 registry.register(model_file, name)
         assert snapshot(home) == before and registry.list() == []
+
+
+def test_an_interruption_between_the_copy_and_the_catalog_leaves_nothing_in_staging(
+    registry: Registry, home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or any error) after the copy and before the number is taken: the staged copy is
+    removed at once, not left for doctor."""
+    import modelstore.registry as registry_module
+
+    def interrupted(files: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry_module, "manifest_digest", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        registry.register(model_file, "m")
+    assert os.listdir(home / ".modelstore" / "staging") == []
+    assert registry.list() == [] and registry.doctor().findings == []
