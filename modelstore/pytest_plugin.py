@@ -232,6 +232,20 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         _import_modelstore_before_pyfakefs()
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Once every fixture is set up and before the test body runs, give an
+    ``azureml_deployment`` that has no registry yet the one the test's fixtures chose (or a
+    fresh real-disk one), so the test never sees the real registry."""
+    funcargs = getattr(item, "funcargs", {})
+    deployments = funcargs.get("azureml_deployment")
+    if isinstance(deployments, _Deployments):
+        deployments.choose_registry()
+
+
+_REGISTRY_SIGNALS = frozenset({REAL_REGISTRY, FAKE_REGISTRY, PYFAKEFS_FIXTURE})
+
+
 def _registry_in_use(request: pytest.FixtureRequest) -> tuple[Registry, str]:
     """The fake registry when the test runs on pyfakefs, else the real-disk one."""
     fixture = FAKE_REGISTRY if _uses_fake_filesystem(request) else REAL_REGISTRY
@@ -250,9 +264,20 @@ class _Deployments:
         self._monkeypatch = monkeypatch
         self._deployment: Deployment | None = None
         self._copy = False
-        # Set up now, before the test body runs: the registry fixtures unset AML_APP_ROOT and
-        # AZUREML_MODEL_DIR, which must not undo what the test itself sets later.
-        self._registry, self._registry_fixture = _registry_in_use(request)
+        self._registry: Registry | None = None
+        self._registry_fixture = ""
+        if _REGISTRY_SIGNALS & set(request.fixturenames):
+            self.choose_registry()
+        # Otherwise a fixture set up later may still ask for a registry by name (the README's
+        # two-registries pattern): pytest_runtest_call chooses once every fixture is set up.
+
+    def choose_registry(self) -> Registry:
+        """The test's registry, set up now if no fixture asked for one. It must happen before
+        the test body runs: the registry fixtures unset AML_APP_ROOT and AZUREML_MODEL_DIR,
+        which must not undo what the test itself sets."""
+        if self._registry is None:
+            self._registry, self._registry_fixture = _registry_in_use(self._request)
+        return self._registry
 
     def __call__(self, *models: str | os.PathLike[str], copy: bool = False) -> Deployment:
         """Deploy ``models`` (REFs such as ``"my_model:1"`` or unregistered local paths)."""
@@ -265,7 +290,7 @@ class _Deployments:
     ) -> Deployment:
         """Deploy ``models``, or return the test's deployment if it holds exactly those
         (``copy=None``: links for a new deployment, whatever the existing one uses)."""
-        registry, fixture = self._registry, self._registry_fixture
+        registry, fixture = self.choose_registry(), self._registry_fixture
         refs = [os.fspath(model) for model in models]
         if self._deployment is None:
             copy = bool(copy)

@@ -19,7 +19,7 @@ from pathlib import Path
 # So load beforehand what the inner runs use: modelstore, and numpy/pandas (pyfakefs imports
 # them to patch them).
 import numpy  # noqa: F401
-import pandas  # noqa: F401
+import pandas  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
 import platformdirs
 import pytest
 
@@ -263,3 +263,49 @@ def test_modelstore_stays_loaded_when_the_first_test_starts_pyfakefs_first(
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # a fresh process
     result.assert_outcomes(passed=2)
+
+
+def test_the_two_registries_pattern_works_whatever_order_the_fixtures_are_listed_in(
+    pytester: pytest.Pytester, outer_environment: Path
+) -> None:
+    """The README's ``registry`` fixture asks for a registry only once it runs, so a factory
+    listed before it must not have picked the real-disk one already."""
+    pytester.makepyfile(
+        test_user="""
+        import os, tempfile
+        from pathlib import Path
+        import pytest
+        from modelstore import get_model_path
+
+        @pytest.fixture(params=["model_registry", "fake_model_registry"])
+        def registry(request):
+            return request.getfixturevalue(request.param)
+
+        def register(registry):
+            work = Path(tempfile.mkdtemp())  # on the real disk, or in the fake filesystem
+            (work / "model.txt").write_text("w1")
+            registry.register(work / "model.txt", name="m")
+
+        def test_deployment_first(azureml_deployment, registry):
+            register(registry)
+            deployment = azureml_deployment("m:1")
+            assert open(get_model_path("m")).read() == "w1"
+            assert os.environ["MODELSTORE_HOME"] == str(registry.home)
+
+        def test_client_first(scoring_client, registry):
+            register(registry)
+            script = Path(tempfile.mkdtemp()) / "score.py"
+            script.write_text(
+                "from modelstore import get_model_path\\n"
+                "def init():\\n    global text\\n    text = open(get_model_path('m')).read()\\n"
+                "def run(data):\\n    return text\\n"
+            )
+            assert scoring_client(script, models=["m:1"]).post(json={}).json() == "w1"
+
+        def test_a_client_alone_still_hides_the_real_home(scoring_client):
+            assert "modelstore-home" in os.environ["MODELSTORE_HOME"]
+            assert "AML_APP_ROOT" not in os.environ
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
