@@ -320,11 +320,38 @@ class Registry:
             return self.plan_delete(name, version)
         validate_name(name)
         _check_version(version, allow_none=True)
+        done = self._delete(name, None if version is None else [version])
+        if done is None:
+            raise self._not_found(name, version)
+        return done
+
+    def delete_planned(self, plan: DeletePlan) -> DeletePlan:
+        """Remove exactly the versions of a ``plan_delete`` plan, once it was confirmed.
+
+        A version registered after the plan was made was never shown, so it is kept; one deleted
+        meanwhile is skipped. ModelNotFoundError if none of the planned versions is left.
+        """
+        names = {v.name for v in plan.versions}
+        if len(names) != 1:
+            raise InvalidArgumentError(
+                "a delete plan must hold versions of exactly one name; make it with plan_delete"
+            )
+        name = names.pop()
+        done = self._delete(name, [v.version for v in plan.versions])
+        if done is None:
+            raise ModelNotFoundError(
+                f"{', '.join(v.id for v in plan.versions)} are no longer registered (deleted "
+                "meanwhile); nothing was deleted"
+            )
+        return done
+
+    def _delete(self, name: str, versions: builtins.list[int] | None) -> DeletePlan | None:
+        """Remove the given ready versions of ``name`` (all when None); None if none exists."""
         token = self._store.new_token()
         with self._store.token_lock(token):
-            records = self._catalog.start_delete(name, version, token)
+            records = self._catalog.start_delete(name, versions, token)
             if not records:
-                raise self._not_found(name, version)
+                return None
             try:
                 trash = self._store.unpublish(name, [r.version for r in records], token)
             except BaseException:

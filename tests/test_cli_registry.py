@@ -388,6 +388,29 @@ def test_delete_asks_for_confirmation_on_a_terminal(
     assert listed(home) == []
 
 
+def test_delete_all_versions_removes_only_the_versions_of_the_confirmed_plan(
+    home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version registered while the user reads the plan was never shown: it must survive."""
+    from modelstore import Registry
+
+    register(home, model_file, "m")
+    register(home, model_file, "m")
+    monkeypatch.setattr(registry_commands, "_stdin_is_terminal", lambda: True)
+
+    def confirm_while_another_process_registers(*args: object, **kwargs: object) -> bool:
+        with Registry(home) as other:
+            other.register(model_file, "m")
+        return True
+
+    monkeypatch.setattr("click.confirm", confirm_while_another_process_registers)
+    result = run(home, "delete", "m", "--all-versions")
+    assert result.exit_code == 0, result.stderr
+    assert "Will delete m:2, m:1 (2 versions" in result.stdout
+    assert "Deleted m:2, m:1 (2 versions" in result.stdout
+    assert [v.id for v in listed(home)] == ["m:3"]
+
+
 # --- verify and doctor ------------------------------------------------------------------------
 
 

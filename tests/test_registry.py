@@ -310,6 +310,33 @@ def test_a_dry_run_delete_reports_without_removing(
     assert snapshot(home) == before and registry.versions("m") == [1]
 
 
+def test_deleting_a_plan_removes_exactly_its_versions_and_keeps_later_ones(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    plan = registry.plan_delete("m")
+    later = registry.register(model_file, "m")
+    done = registry.delete_planned(plan)
+    assert [v.id for v in done.versions] == ["m:2", "m:1"] and not done.dry_run
+    assert done.bytes == plan.bytes
+    assert [v.id for v in registry.list()] == ["m:3"] and later.path.exists()
+
+
+def test_deleting_a_plan_skips_versions_deleted_meanwhile_and_fails_when_none_is_left(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    plan = registry.plan_delete("m")
+    registry.delete("m", 2)
+    assert [v.id for v in registry.delete_planned(plan).versions] == ["m:1"]
+    registry.register(model_file, "m")
+    with pytest.raises(ModelNotFoundError, match=r"m:2, m:1 .*no longer registered"):
+        registry.delete_planned(plan)
+    assert [v.id for v in registry.list()] == ["m:3"]
+
+
 def test_deleting_an_unknown_model_or_version_is_not_found(
     registry: Registry, model_file: Path
 ) -> None:

@@ -152,7 +152,7 @@ def test_a_registration_killed_before_its_rename_is_rolled_back_and_its_number_s
 def test_a_deletion_killed_midway_is_finished_by_doctor(
     registry: Registry, folder_model: Path, home: Path
 ) -> None:
-    registry._catalog.start_delete("m", 1, "dead-token")
+    registry._catalog.start_delete("m", [1], "dead-token")
     assert registry.versions("m") == []
     assert _kinds(registry) == [("unfinished_deletion", "m:1")]
     registry.doctor(repair=True)

@@ -160,13 +160,16 @@ class Catalog:
             connection.execute(delete(_FILES).where(_FILES.c.version_id.in_(ids)))
             connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id.in_(ids)))
 
-    def start_delete(self, name: str, version: int | None, token: str) -> list[VersionRecord]:
-        """Flip the chosen ready versions to ``deleting`` (invisible from now on) in one
-        transaction and return them; the caller then removes the folders and ``forget``s them."""
+    def start_delete(
+        self, name: str, versions: Sequence[int] | None, token: str
+    ) -> list[VersionRecord]:
+        """Flip the chosen ready versions (every one when ``versions`` is None) to ``deleting``
+        (invisible from now on) in one transaction and return them; the caller then removes the
+        folders and ``forget``s them."""
         with self._write() as connection:
             where = [_VERSIONS.c.name == name, _VERSIONS.c.state == READY]
-            if version is not None:
-                where.append(_VERSIONS.c.version == version)
+            if versions is not None:
+                where.append(_VERSIONS.c.version.in_(list(versions)))
             rows = connection.execute(select(_VERSIONS).where(*where)).mappings().all()
             if rows:
                 connection.execute(

@@ -453,7 +453,7 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool
         if not click.confirm("Delete?", default=False, err=True):
             click.echo("Nothing was deleted.", err=True)
             click.get_current_context().exit(1)
-    done = registry.delete(model_ref.name, version)
+    done = registry.delete_planned(plan)  # what was shown: not a version registered since
     if as_json:
         print_json(dump(done))
     else:
