@@ -357,8 +357,8 @@ class Registry:
             except BaseException:
                 for record in records:  # nothing moved: the versions are visible again
                     self._catalog.set_state(record.id, READY, expected=DELETING)
-                with contextlib.suppress(OSError):
-                    self._store.empty_trash(self.layout.trash_dir / token)
+                with contextlib.suppress(OSError):  # only if empty: a folder that could not be
+                    os.rmdir(self.layout.trash_dir / token)  # put back is left for doctor
                 raise
             self._catalog.forget(r.id for r in records)
             with contextlib.suppress(OSError):  # a leftover in trash is doctor's; delete is done

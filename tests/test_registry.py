@@ -18,6 +18,7 @@ from modelstore.errors import (
     InvalidNameError,
     ModelNotFoundError,
     PropertyImmutableError,
+    StorageError,
 )
 
 
@@ -499,3 +500,28 @@ def test_an_interruption_between_the_copy_and_the_catalog_leaves_nothing_in_stag
         registry.register(model_file, "m")
     assert os.listdir(home / ".modelstore" / "staging") == []
     assert registry.list() == [] and registry.doctor().findings == []
+
+
+def test_a_delete_whose_second_move_fails_puts_the_first_version_back(
+    registry: Registry, home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With something else in the name folder the versions move out one by one; when one move
+    fails, the versions already moved must come back, not be emptied with the trash while the
+    catalog still lists them."""
+    registry.register(model_file, "m")
+    registry.register(model_file, "m")
+    make_file(home / "azureml-models" / "m" / "notes.txt")  # so not the whole name folder
+    real_rename = os.rename
+
+    def rename_failing_for_version_2(source: str, target: str) -> None:
+        if os.fspath(source).endswith(f"{os.sep}m{os.sep}2"):
+            raise OSError(28, "No space left on device", os.fspath(source))
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename_failing_for_version_2)
+    with pytest.raises(StorageError, match=r"disk is full.*nothing was removed"):
+        registry.delete("m")
+    monkeypatch.undo()
+    assert registry.versions("m") == [1, 2]
+    assert registry.verify().ok
+    assert os.listdir(home / ".modelstore" / "trash") == []

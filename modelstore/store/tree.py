@@ -247,8 +247,7 @@ class Store:
                     os.rename(name_dir, trash / name)
                     fsync_dir(self.layout.models_dir)
                 else:
-                    for folder in sorted(present & wanted):
-                        os.rename(name_dir / folder, trash / folder)
+                    _move_all(name_dir, trash, sorted(present & wanted))
                     fsync_dir(name_dir)
         except OSError as exc:
             raise _storage_error(
@@ -295,6 +294,22 @@ class Store:
                 sorted(os.listdir(path)) if path.is_dir() and not path.is_symlink() else []
             )
         return result
+
+
+def _move_all(source_dir: Path, target_dir: Path, names: list[str]) -> None:
+    """Rename each ``names`` item from ``source_dir`` to ``target_dir``, all or none: when one
+    rename fails, those already moved go back before the error is raised (the caller still
+    lists them, so they must not stay where they would be emptied with the trash)."""
+    moved: list[str] = []
+    try:
+        for item in names:
+            os.rename(source_dir / item, target_dir / item)
+            moved.append(item)
+    except BaseException:
+        for item in reversed(moved):
+            with contextlib.suppress(OSError):  # if even this fails, doctor finds it in trash
+                os.rename(target_dir / item, source_dir / item)
+        raise
 
 
 def _unlink_quietly(path: str) -> None:
