@@ -250,6 +250,25 @@ def test_exec_refuses_a_non_empty_app_root_and_leaves_it_alone(
     assert (app / "azureml-models" / "mine.txt").read_text() == "user data"
 
 
+def test_exec_refusing_a_non_empty_app_root_suggests_only_what_exec_offers(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "notes.txt").write_text("user data")
+
+    result = modelstore_exec(
+        env, tmp_path / "cwd", "--app-root", os.fspath(app), "--model", "m", "--", "true"
+    )
+
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Error: the app root {app} is not empty")
+    assert "--force" not in line and "force=True" not in line  # exec has no --force
+    assert "--app-root" in line
+    assert os.listdir(app) == ["notes.txt"]
+
+
 def test_exec_passes_options_after_cmd_to_cmd(env: dict[str, str], tmp_path: Path) -> None:
     script = "import sys; print(sys.argv[1:])"
     result = modelstore_exec(

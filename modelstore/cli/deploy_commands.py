@@ -6,6 +6,7 @@ pydantic) is opened inside each command.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -133,6 +134,7 @@ def exec_(
     else:
         target = Path(os.path.abspath(app_root))
         created = topmost_missing_folder(target)
+        refuse_a_non_empty_app_root(target)
     try:
         deployment = _deploy(ctx, models, target)
     except BaseException:
@@ -151,6 +153,17 @@ def exec_(
         else:
             remove_deployment(target, created=created)
     ctx.exit(code)
+
+
+def refuse_a_non_empty_app_root(app_root: Path) -> None:
+    """exec has no ``--force`` (it removes what it laid out, so it never replaces a tree it did
+    not make): its refusal of a non-empty folder must offer what exec offers instead."""
+    with contextlib.suppress(OSError):  # not a readable folder: the deployment's checks say so
+        if os.path.isdir(app_root) and os.listdir(app_root):
+            raise DeploymentRefusedError(
+                f"the app root {app_root} is not empty; give --app-root a new or empty folder, "
+                "or leave --app-root out to use a temporary one (nothing was written)"
+            )
 
 
 def topmost_missing_folder(path: Path) -> Path | None:
