@@ -184,6 +184,32 @@ def test_an_unknown_option_is_one_line(home: Path) -> None:
     assert_refused(home, ["list", "--colour"], 2, "--colour")
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--home-dir", "x", "list"], ["--home-dir", "--help"]),
+        (["--home"], ["--home", "requires an argument"]),
+    ],
+)
+def test_a_bad_top_level_option_is_one_line_not_a_usage_screen(
+    args: list[str], words: list[str]
+) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("Error: ")
+    for word in words:
+        assert word in result.stderr
+
+
+def test_a_home_that_is_a_file_is_one_line_and_exit_2(home: Path) -> None:
+    model = home.parent / "model.pkl"
+    result = CliRunner().invoke(main, ["--home", str(model), "list"])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith("Error: ") and "is a file" in result.stderr
+
+
 # --- references -------------------------------------------------------------------------------
 
 REF_COMMANDS = [

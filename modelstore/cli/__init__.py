@@ -72,6 +72,20 @@ class OneLineErrorCommand(click.Command):
 
 
 class LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """A bad top-level option (``--home`` naming a file, a misspelt option) is one line too.
+
+        It fails before any command runs, so ``invoke`` cannot turn it into an ``Error:`` line:
+        it is printed here. A bare ``modelstore`` still shows the help screen."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            message = f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
+            click.echo(f"Error: {message}", err=True)
+            ctx.exit(InvalidArgumentError.exit_code)
+
     def resolve_command(
         self, ctx: click.Context, args: list[str]
     ) -> tuple[str | None, click.Command | None, list[str]]:
