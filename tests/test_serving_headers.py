@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
 
-from modelstore.serving.app import create_app
+from modelstore.serving.app import create_app, new_request_id
 from modelstore.serving.settings import ServingSettings
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -214,3 +215,12 @@ def test_seed_cors_script_answers_get_and_post_by_itself(tmp_path: Path) -> None
     deleted = client.open("/score", method="OPTIONS")
     assert deleted.status_code == 500
     assert deleted.headers["x-ms-run-function-failed"] == "True"
+
+
+def test_generated_request_ids_are_version_4_uuids_in_canonical_form() -> None:
+    for _ in range(2000):
+        text = new_request_id()
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122

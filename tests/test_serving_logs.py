@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from modelstore.errors import InvalidArgumentError
 from modelstore.serving.logs import (
+    LOG_FORMAT,
     UtcFormatter,
     configure_logging,
     redirect_print_process_wide,
@@ -75,3 +77,14 @@ def test_process_wide_print_redirect_sends_stdout_prints_to_the_print_logger(
     redirect_print_process_wide()
     print("a", 1, sep="-")
     assert [r.getMessage() for r in caplog.records if r.name == "azmlinfsrv.print"] == ["a-1"]
+
+
+def test_formatter_time_follows_each_record_across_seconds_and_milliseconds() -> None:
+    formatter = UtcFormatter()
+    reference = logging.Formatter(LOG_FORMAT)
+    reference.converter = time.gmtime
+    for created in (0.0, 0.25, 0.999, 1.0, 61.5, 1.002, 1_700_000_000.123):
+        record = logging.LogRecord("azmlinfsrv", logging.INFO, __file__, 1, "x", None, None)
+        record.created = created
+        record.msecs = (created - int(created)) * 1000
+        assert formatter.format(record) == reference.format(record)

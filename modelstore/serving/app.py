@@ -13,7 +13,6 @@ import logging
 import os
 import time
 import traceback
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -151,12 +150,22 @@ def _current_g() -> Any:
     return flask.g._get_current_object()
 
 
+def new_request_id() -> str:
+    """``str(uuid.uuid4())`` without building a ``UUID`` object (a third of the cost): 16 random
+    bytes with the version-4 and RFC 4122 variant bits set, in the same 8-4-4-4-12 hex form."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    text = raw.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def _assign_request_ids(environ: dict[str, Any], g: Any) -> flask.Response | None:
     """Spec §7.2: the three request-id headers, and the 431s for over-long ones."""
     g.request_id = g.client_request_id = g.legacy_client_request_id = ""
     request_id = environ.get("HTTP_X_REQUEST_ID")
     if request_id is None:
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
     if len(request_id) > REQUEST_ID_LIMIT:
         return error_response(431, f"x-request-id must not exceed {REQUEST_ID_LIMIT} characters")
     g.request_id = request_id

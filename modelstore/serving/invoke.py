@@ -7,6 +7,7 @@ by :class:`ServingSettings`.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # no stub
 import contextvars
 import inspect
 import json
@@ -164,9 +165,11 @@ def _call_with_alarm(call: Callable[[], Any], timeout_ms: int) -> TimedResult:
     """azmlinfsrv's limit: an ITIMER_REAL alarm raising ``TimeoutError`` inside ``run()``.
 
     A timer already armed by someone else (pytest-timeout, for one) is re-armed afterwards with
-    the time it had left, instead of being cancelled.
+    the time it had left, instead of being cancelled. The handlers are swapped with ``_signal``,
+    the C function behind ``signal.signal``: the wrapper's enum conversion of a Python handler
+    raises and catches a ValueError, some 2 us on each of the two calls every request makes.
     """
-    previous_handler = signal.signal(signal.SIGALRM, _raise_timeout)
+    previous_handler = _signal.signal(_signal.SIGALRM, _raise_timeout)
     previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, timeout_ms / 1000)
     started = time.perf_counter()
     try:
@@ -180,7 +183,7 @@ def _call_with_alarm(call: Callable[[], Any], timeout_ms: int) -> TimedResult:
         raise ScriptFailed(exc) from exc
     finally:
         elapsed_s = time.perf_counter() - started
-        signal.signal(signal.SIGALRM, previous_handler)
+        _signal.signal(_signal.SIGALRM, previous_handler)
         if previous_delay > 0:
             remaining = max(previous_delay - elapsed_s, 0.001)
             signal.setitimer(signal.ITIMER_REAL, remaining, previous_interval)
@@ -304,6 +307,6 @@ def to_response(output: Any, *, numpy_json: bool) -> flask.Response:
     if output is None:
         return AMLResponse(None, 200, json_str=True)
     body = json.dumps(output, default=numpy_aware_default if numpy_json else None)
-    response = flask.Response(body, status=200, mimetype="application/json")
+    response = flask.Response(body, status=200, content_type="application/json")
     response.headers["x-ms-run-function-failed"] = "False"
     return response

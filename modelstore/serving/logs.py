@@ -34,6 +34,19 @@ class UtcFormatter(logging.Formatter):
 
     def __init__(self, fmt: str = LOG_FORMAT, datefmt: str | None = None) -> None:
         super().__init__(fmt=fmt, datefmt=datefmt)
+        self._second_text: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """``logging.Formatter``'s text, with the ``strftime`` of the current second reused: the
+        server logs a line per request, many per second."""
+        if datefmt or not self.default_msec_format:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        cached_second, text = self._second_text
+        if second != cached_second:
+            text = time.strftime(self.default_time_format, self.converter(second))
+            self._second_text = (second, text)
+        return self.default_msec_format % (text, record.msecs)
 
 
 def make_print_to_logger() -> Callable[..., None]:
