@@ -477,10 +477,9 @@ class _ScoringClients:
         finally:
             server_logger.removeHandler(errors)
             self._keep_environment_changes_for_this_test_only(environ_before)
-            folder = os.path.dirname(os.path.realpath(script)) + os.sep
+            folder = os.path.dirname(os.path.realpath(script))
             for name in set(sys.modules) - modules_before:
-                source = getattr(sys.modules[name], "__file__", None)
-                if source and os.path.realpath(source).startswith(folder):
+                if _is_sibling_module(name, sys.modules[name], folder):
                     self._loaded_modules.add(name)
 
     def _keep_environment_changes_for_this_test_only(self, before: dict[str, str]) -> None:
@@ -502,6 +501,23 @@ class _ScoringClients:
         for name in self._loaded_modules:
             sys.modules.pop(name, None)
         self._loaded_modules.clear()
+
+
+def _is_sibling_module(name: str, module: Any, folder: str) -> bool:
+    """Whether ``module`` was imported from the script's own folder (``helper.py``,
+    ``utils/x.py`` beside it), not from a library installed anywhere below that folder (a
+    project's ``.venv``): libraries stay loaded, many of them (numpy...) cannot load twice."""
+    source = getattr(module, "__file__", None)
+    if not source:
+        return False
+    try:
+        relative = os.path.relpath(os.path.realpath(source), folder)
+    except ValueError:  # another drive (Windows)
+        return False
+    first = relative.split(os.sep, 1)[0]
+    if first == os.pardir:
+        return False
+    return first.split(".", 1)[0] == name.split(".", 1)[0]
 
 
 _FAKE_IMPORT_NOTE = (

@@ -309,3 +309,40 @@ def test_the_two_registries_pattern_works_whatever_order_the_fixtures_are_listed
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=5)
+
+
+def test_libraries_installed_inside_the_scripts_folder_stay_loaded_after_the_test(
+    pytester: pytest.Pytester, outer_environment: Path
+) -> None:
+    """A project's own ``.venv`` often sits beside ``score.py``. Only the script's sibling
+    modules are forgotten after a test: a library from that venv stays loaded, because many
+    (numpy...) cannot be loaded twice in one process."""
+    site = pytester.path / ".venv" / "lib" / "site-packages"
+    write(site / "heavylib" / "__init__.py", "LOADS = 1\n")
+    write(pytester.path / "helper.py", "VALUE = 'h'\n")
+    write(
+        pytester.path / "score.py",
+        """
+        import heavylib, helper
+        def init():
+            pass
+        def run(data):
+            return helper.VALUE
+        """,
+    )
+    pytester.makeconftest(f"import sys\nsys.path.insert(0, {str(site)!r})\n")
+    pytester.makepyfile(
+        test_user="""
+        import sys
+
+        def test_1_loads_the_script(scoring_client):
+            assert "heavylib" not in sys.modules
+            assert scoring_client("score.py").post(json={}).json() == "h"
+
+        def test_2_only_the_sibling_module_is_forgotten():
+            assert "helper" not in sys.modules
+            assert "heavylib" in sys.modules
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
