@@ -148,8 +148,9 @@ class Registry:
             raise BadArgumentTypeError(
                 f"path must be a str or os.PathLike, not {type(path).__name__}"
             )
-        self._refuse_store_internals(path)
-        plan = plan_source(path, _str_list(child_paths, "child_paths"))
+        children = _str_list(child_paths, "child_paths")
+        self._refuse_store_internals(path, children)
+        plan = plan_source(path, children)
         tag_map = _str_map(tags, "Tags")
         property_map = _str_map(properties, "Properties")
 
@@ -185,24 +186,32 @@ class Registry:
             self._catalog.set_state(record.id, READY, expected=PENDING)
         return self._model(record)
 
-    def _refuse_store_internals(self, path: str | os.PathLike[str]) -> None:
+    def _refuse_store_internals(
+        self, path: str | os.PathLike[str], child_paths: builtins.list[str] | None
+    ) -> None:
         """A folder holding the registry home would copy the store into itself, and the
-        working space (staging, trash, locks) changes under the copy."""
+        working space (staging, trash, locks) changes under the copy. With child paths, only
+        what they select is copied, so they are what is checked."""
         if not os.fspath(path):
             return  # plan_source explains what is wrong with an empty path
-        source = os.path.realpath(path)
+        shown = [repr(os.fspath(path))]
+        sources = [os.path.realpath(path)]
+        if child_paths:
+            shown = [f"child path {child!r}" for child in child_paths]
+            sources = [os.path.realpath(os.path.join(sources[0], c)) for c in child_paths]
         home = os.path.realpath(self.home)
         workspace = os.path.realpath(self.layout.workspace_dir)
-        if home == source or home.startswith(source.rstrip(os.sep) + os.sep):
-            raise InvalidModelPathError(
-                f"{os.fspath(path)!r} contains the registry home {self.home}; register the "
-                "model's own file or folder (or use child_paths)"
-            )
-        if source == workspace or source.startswith(workspace + os.sep):
-            raise InvalidModelPathError(
-                f"{os.fspath(path)!r} is inside modelstore's working space {workspace}; "
-                "register a model file or folder, or a stored version's path"
-            )
+        for what, source in zip(shown, sources, strict=True):
+            if home == source or home.startswith(source.rstrip(os.sep) + os.sep):
+                raise InvalidModelPathError(
+                    f"{what} contains the registry home {self.home}; register the model's own "
+                    "file or folder, or list only its files with child paths"
+                )
+            if source == workspace or source.startswith(workspace + os.sep):
+                raise InvalidModelPathError(
+                    f"{what} is inside modelstore's working space {workspace}; register a "
+                    "model file or folder, or a stored version's path"
+                )
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -348,3 +348,27 @@ def test_a_file_name_that_is_not_utf8_is_refused_before_anything_is_copied(
         lambda: registry.register(model, "m"),
     )
     assert "weights\\xff.bin" in message
+
+
+def test_a_folder_holding_the_home_can_be_registered_through_child_paths_that_avoid_it(
+    tmp_path: Path,
+) -> None:
+    """The refusal's advice: a project folder that also holds the registry home is registered by
+    naming the model's children, as Azure ML's ``register('.', child_paths=[...])``."""
+    project = make_model_dir(tmp_path / "proj")
+    with Registry(project / "home") as registry:
+        registry.register(make_file(project / "seed.pkl"), "seed")  # what refused() expects
+        stored = registry.register(project, "m", child_paths=["a.txt", "sub"])
+        assert (stored.entry, stored.file_count) == ("proj", 2)
+        for children, match in (
+            (["."], "contains the registry home"),
+            (["a.txt", "home"], "contains the registry home"),
+            (["home/.modelstore"], "working space"),
+        ):
+            refused(
+                registry,
+                project / "home",
+                InvalidModelPathError,
+                match,
+                lambda children=children: registry.register(project, "m", child_paths=children),  # type: ignore[misc]
+            )
