@@ -237,3 +237,28 @@ def test_doctor_leaves_the_work_of_live_processes_alone(
         assert registry.doctor(repair=True).findings == []
         assert os.listdir(home / ".modelstore" / "staging") == [token]
     assert _kinds(registry) == [("unfinished_registration", "m:1")]
+
+
+def test_doctor_tolerates_a_name_folder_deleted_while_it_lists_the_tree(
+    registry: Registry, tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process deletes the last version of a name between doctor's listing of
+    ``azureml-models`` and its listing of that name's folder (found by a real stress run)."""
+    source = make_file(tmp_path / "x.pkl")
+    registry.register(source, "gone")
+    registry.register(source, "kept")
+    gone = os.fspath(home / "azureml-models" / "gone")
+    real_listdir = os.listdir
+
+    def delete_then_listdir(path: str | os.PathLike[str] = ".") -> list[str]:
+        if os.fspath(path) == gone and os.path.isdir(gone):
+            monkeypatch.setattr(os, "listdir", real_listdir)
+            with Registry(home) as other:
+                other.delete("gone")
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", delete_then_listdir)
+    report = registry.doctor(repair=True)
+    monkeypatch.undo()
+    assert report.findings == []
+    assert [m.id for m in registry.list()] == ["kept:1"] and registry.doctor().findings == []

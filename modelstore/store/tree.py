@@ -290,9 +290,12 @@ class Store:
         result: dict[str, list[str]] = {}
         for name in names:
             path = models / name
-            result[name] = (
-                sorted(os.listdir(path)) if path.is_dir() and not path.is_symlink() else []
-            )
+            try:
+                result[name] = (
+                    sorted(os.listdir(path)) if path.is_dir() and not path.is_symlink() else []
+                )
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed (or replaced) by another process since the listing above
         return result
 
 
