@@ -26,6 +26,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
 from modelstore.errors import (
     DeploymentRefusedError,
     ModelNotFoundError,
@@ -39,9 +44,13 @@ from modelstore.layout import (
     models_root,
     version_dir,
 )
+from modelstore.store.locks import is_held
 
 BUILD_PREFIX = ".modelstore-deploy-"
 """Prefix of the temporary folder a deployment is built in, inside the app root."""
+BUILD_LOCK = ".building"
+"""Lock file inside a build folder, held while it is built; the kernel releases it when the
+builder dies however it dies, so a build folder whose lock is free is a killed build's."""
 
 _RACE_ERRNOS = {errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
 _SWAP_ATTEMPTS = 5
@@ -199,10 +208,12 @@ def _check_target(
             f"the app root {root} exists and is not a folder; choose a new or empty folder "
             "(nothing was written)"
         )
-    if not force and os.path.isdir(root) and os.listdir(root):
+    occupants = _occupants(root) if not force and os.path.isdir(root) else []
+    if occupants:
         raise DeploymentRefusedError(
-            f"the app root {root} is not empty; choose a new or empty folder, or use --force "
-            f"(force=True) to replace only {models_dir} (nothing was written)"
+            f"the app root {root} is not empty (it holds {occupants[0]!r}); choose a new "
+            f"or empty folder, or use --force (force=True) to replace only {models_dir} "
+            "(nothing was written)"
         )
     real_models = Path(os.path.realpath(models_dir))
     for model in planned:
@@ -227,11 +238,15 @@ def _check_target(
 def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force: bool) -> None:
     """Build the tree in a temporary folder inside ``root``, then rename it into place."""
     created = _make_dirs(root)
+    for stale in _killed_builds(root):
+        _remove_tree(stale)
     build: Path | None = None
+    lock: int | None = None
     try:
         build = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=root))
+        lock = _lock_build(build)
         if not force:
-            others = sorted(set(os.listdir(root)) - {build.name})
+            others = [name for name in _occupants(root) if name != build.name]
             if others:  # another writer got here since the emptiness check
                 raise DeploymentRefusedError(
                     f"the app root {root} is no longer empty (it now holds {others[0]!r}); "
@@ -256,6 +271,54 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
     finally:
         if build is not None:
             _remove_tree(build)
+        if lock is not None:
+            os.close(lock)  # drops the lock
+
+
+def _lock_build(build: Path) -> int | None:
+    """Lock ``build`` for as long as this process builds it (the open descriptor is returned,
+    closing it unlocks). The lock file gets its name only once locked, so no other deployment
+    can take a starting build for a killed one. None where there is no ``flock`` (Windows) or
+    under pyfakefs (one process: no killed builds to tell apart)."""
+    if fcntl is None or not isinstance(os, types.ModuleType):
+        return None
+    staging = build / f"{BUILD_LOCK}.new"
+    fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(staging, build / BUILD_LOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _killed_builds(root: Path) -> list[Path]:
+    """Build folders in ``root`` left by a deployment that was killed (their lock is free)."""
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return []
+    killed = []
+    for name in names:
+        if name.startswith(BUILD_PREFIX):
+            lock = root / name / BUILD_LOCK
+            try:
+                if os.path.lexists(lock) and not is_held(os.fspath(lock)):
+                    killed.append(root / name)
+            except OSError:  # e.g. another user's build: not ours to judge
+                continue
+    return killed
+
+
+def _occupants(root: Path) -> list[str]:
+    """What makes ``root`` non-empty, sorted, leaving out killed deployments' build folders
+    (they are removed before building)."""
+    try:
+        names = set(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    return sorted(names - {path.name for path in _killed_builds(root)})
 
 
 def _remove_empty_folders(root: Path, *, up_to: Path) -> None:

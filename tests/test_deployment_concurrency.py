@@ -175,3 +175,54 @@ def test_forced_redeployments_swap_whole_trees_while_a_reader_reads(
     assert seen["found"] > 0
     if sys.platform.startswith("linux"):  # swapped in one atomic step: never missing
         assert seen["no-models-folder"] == 0, seen
+
+
+KILLED_MID_BUILD = """
+import os, sys, time
+from pathlib import Path
+import modelstore.deployment as deployment
+from modelstore.deployment import ModelSource, build_deployment
+
+store, app, ready = sys.argv[1:4]
+placed = deployment._place
+
+def place_then_hang(model, models_dir, *, copy):
+    placed(model, models_dir, copy=copy)
+    Path(ready).touch()
+    time.sleep(60)  # killed here, half-way through the build
+
+deployment._place = place_then_hang
+sources = [
+    ModelSource(name=n, version=1, entry_path=Path(store) / n / "model.pkl", registered=True)
+    for n in "ab"
+]
+build_deployment(sources, app)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="killed builds are recognised by flock")
+@pytest.mark.parametrize("force", [False, True])
+def test_a_deployment_killed_mid_build_leaves_nothing_that_blocks_the_next_one(
+    store: Path, tmp_path: Path, force: bool
+) -> None:
+    from modelstore.deployment import ModelSource, build_deployment
+
+    app, ready = tmp_path / "app", tmp_path / "ready"
+    victim = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_BUILD, os.fspath(store), os.fspath(app), str(ready)]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ready.exists(), "the build never reached the kill point"
+    finally:
+        victim.kill()
+        victim.wait()
+    assert not (app / "azureml-models").exists()  # never half a deployment
+
+    source = ModelSource(name="c", version=1, entry_path=store / "c" / "model.pkl", registered=True)
+    build_deployment([source], app, force=force)
+
+    assert os.listdir(app) == ["azureml-models"]  # the killed build's folder is gone too
+    assert os.listdir(app / "azureml-models") == ["c"]
