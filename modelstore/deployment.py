@@ -208,7 +208,7 @@ def _check_target(
             f"the app root {root} exists and is not a folder; choose a new or empty folder "
             "(nothing was written)"
         )
-    occupants = _occupants(root) if not force and os.path.isdir(root) else []
+    occupants = app_root_occupants(root) if not force and os.path.isdir(root) else []
     if occupants:
         raise DeploymentRefusedError(
             f"the app root {root} is not empty (it holds {occupants[0]!r}); choose a new "
@@ -246,7 +246,7 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
         build = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=root))
         lock = _lock_build(build)
         if not force:
-            others = [name for name in _occupants(root) if name != build.name]
+            others = [name for name in app_root_occupants(root) if name != build.name]
             if others:  # another writer got here since the emptiness check
                 raise DeploymentRefusedError(
                     f"the app root {root} is no longer empty (it now holds {others[0]!r}); "
@@ -311,8 +311,8 @@ def _killed_builds(root: Path) -> list[Path]:
     return killed
 
 
-def _occupants(root: Path) -> list[str]:
-    """What makes ``root`` non-empty, sorted, leaving out killed deployments' build folders
+def app_root_occupants(root: Path) -> list[str]:
+    """What makes an app root non-empty, sorted, leaving out killed deployments' build folders
     (they are removed before building)."""
     try:
         names = set(os.listdir(root))

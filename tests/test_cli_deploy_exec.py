@@ -269,6 +269,22 @@ def test_exec_refusing_a_non_empty_app_root_suggests_only_what_exec_offers(
     assert os.listdir(app) == ["notes.txt"]
 
 
+def test_exec_reclaims_an_app_root_that_holds_only_a_killed_deployments_build(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "app"
+    leftover = app / ".modelstore-deploy-killed"
+    leftover.mkdir(parents=True)
+    (leftover / ".building").touch()  # its lock is free: the builder is gone
+
+    result = modelstore_exec(
+        env, tmp_path / "cwd", "--app-root", os.fspath(app), "--model", "m", "--", "true"
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(app) == []
+
+
 def test_exec_passes_options_after_cmd_to_cmd(env: dict[str, str], tmp_path: Path) -> None:
     script = "import sys; print(sys.argv[1:])"
     result = modelstore_exec(

@@ -158,12 +158,18 @@ def exec_(
 def refuse_a_non_empty_app_root(app_root: Path) -> None:
     """exec has no ``--force`` (it removes what it laid out, so it never replaces a tree it did
     not make): its refusal of a non-empty folder must offer what exec offers instead."""
+    from modelstore.deployment import app_root_occupants
+
+    occupants: list[str] = []
     with contextlib.suppress(OSError):  # not a readable folder: the deployment's checks say so
-        if os.path.isdir(app_root) and os.listdir(app_root):
-            raise DeploymentRefusedError(
-                f"the app root {app_root} is not empty; give --app-root a new or empty folder, "
-                "or leave --app-root out to use a temporary one (nothing was written)"
-            )
+        if os.path.isdir(app_root):
+            occupants = app_root_occupants(app_root)
+    if occupants:
+        raise DeploymentRefusedError(
+            f"the app root {app_root} is not empty (it holds {occupants[0]!r}); give --app-root "
+            "a new or empty folder, or leave --app-root out to use a temporary one (nothing was "
+            "written)"
+        )
 
 
 def topmost_missing_folder(path: Path) -> Path | None:
