@@ -10,6 +10,7 @@ import flask
 import pytest
 
 from modelstore.serving.app import create_app
+from modelstore.serving.invoke import JsonAnswer
 from modelstore.serving.settings import ServingSettings
 
 SCRIPT_ERROR = "An unexpected error occurred in scoring script. Check the logs for more info."
@@ -330,3 +331,34 @@ def test_sys_exit_in_run_is_a_scoring_script_500_and_serving_continues(tmp_path:
     assert response.status_code == 500
     assert response.get_json() == {"message": SCRIPT_ERROR}
     assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("status", "extra_headers", "streamed"),
+    [
+        (200, [], False),
+        (200, [("X-Other", "a")], False),
+        (200, [("Location", "/next")], False),
+        (200, [("content-location", "/här")], False),
+        (200, [], True),
+        (201, [], False),
+        (204, [], False),
+        (304, [], False),
+    ],
+)
+def test_json_answer_sends_the_same_status_and_headers_as_werkzeug(
+    status: int, extra_headers: list[tuple[str, str]], streamed: bool
+) -> None:
+    from werkzeug.test import EnvironBuilder
+
+    environ = EnvironBuilder(path="/score", method="POST").get_environ()
+
+    def wsgi_answer(response_class: type[flask.Response]) -> tuple[str, list[tuple[str, str]]]:
+        body: Any = iter([b'{"a": 1}']) if streamed else b'{"a": 1}'
+        response = response_class(body, status=status, content_type="application/json")
+        for name, value in extra_headers:
+            response.headers.add(name, value)
+        _, status_line, headers = response.get_wsgi_response(environ)
+        return status_line, headers
+
+    assert wsgi_answer(JsonAnswer) == wsgi_answer(flask.Response)

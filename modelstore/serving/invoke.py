@@ -293,6 +293,31 @@ def numpy_aware_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+class JsonAnswer(flask.Response):
+    """The answer for a value ``run()`` returned: a Flask response that skips Werkzeug's
+    header fix-ups when they cannot change anything.
+
+    ``get_wsgi_headers`` copies every header (validating each again) to rewrite ``Location``/
+    ``Content-Location`` and to add or drop ``Content-Length`` for 1xx/204/304 answers. A 200
+    with a ``Content-Length`` and neither location header comes out of it unchanged, so the
+    headers are handed over as they are; any other case takes Werkzeug's path.
+    """
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        if self.status_code != 200:
+            return super().get_wsgi_headers(environ)
+        has_length = False
+        for name, _ in self.headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                has_length = True
+            elif lowered in ("location", "content-location"):
+                return super().get_wsgi_headers(environ)
+        if not has_length:
+            return super().get_wsgi_headers(environ)
+        return self.headers
+
+
 def to_response(output: Any, *, numpy_json: bool) -> flask.Response:
     """A Response is sent as is (flagged failed if >= 500); anything else is ``json.dumps``-ed.
 
@@ -307,6 +332,6 @@ def to_response(output: Any, *, numpy_json: bool) -> flask.Response:
     if output is None:
         return AMLResponse(None, 200, json_str=True)
     body = json.dumps(output, default=numpy_aware_default if numpy_json else None)
-    response = flask.Response(body, status=200, content_type="application/json")
+    response = JsonAnswer(body, status=200, content_type="application/json")
     response.headers["x-ms-run-function-failed"] = "False"
     return response
