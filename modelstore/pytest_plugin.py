@@ -244,6 +244,7 @@ def pytest_runtest_call(item: pytest.Item) -> None:
 
 
 _REGISTRY_SIGNALS = frozenset({REAL_REGISTRY, FAKE_REGISTRY, PYFAKEFS_FIXTURE})
+_DEPLOYMENT_ENV = ("AML_APP_ROOT", "AZUREML_MODEL_DIR")
 
 
 def _registry_in_use(request: pytest.FixtureRequest) -> tuple[Registry, str]:
@@ -266,17 +267,29 @@ class _Deployments:
         self._copy = False
         self._registry: Registry | None = None
         self._registry_fixture = ""
+        self._variables_at_setup: dict[str, str | None] | None = None
         if _REGISTRY_SIGNALS & set(request.fixturenames):
             self.choose_registry()
-        # Otherwise a fixture set up later may still ask for a registry by name (the README's
-        # two-registries pattern): pytest_runtest_call chooses once every fixture is set up.
+        else:
+            # A fixture set up later may still ask for a registry by name (the README's
+            # two-registries pattern): pytest_runtest_call chooses once every fixture is set
+            # up, keeping what those fixtures set.
+            self._variables_at_setup = {name: os.environ.get(name) for name in _DEPLOYMENT_ENV}
 
     def choose_registry(self) -> Registry:
         """The test's registry, set up now if no fixture asked for one. It must happen before
         the test body runs: the registry fixtures unset AML_APP_ROOT and AZUREML_MODEL_DIR,
         which must not undo what the test itself sets."""
         if self._registry is None:
+            at_setup = self._variables_at_setup
+            set_since = {
+                name: value
+                for name, value in ((name, os.environ.get(name)) for name in _DEPLOYMENT_ENV)
+                if at_setup is not None and value is not None and value != at_setup.get(name)
+            }
             self._registry, self._registry_fixture = _registry_in_use(self._request)
+            for name, value in set_since.items():  # set by the test's own fixtures: kept
+                self._monkeypatch.setenv(name, value)
         return self._registry
 
     def __call__(self, *models: str | os.PathLike[str], copy: bool = False) -> Deployment:

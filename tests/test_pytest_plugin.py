@@ -346,3 +346,52 @@ def test_libraries_installed_inside_the_scripts_folder_stay_loaded_after_the_tes
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_deployment_variables_a_later_fixture_sets_reach_the_test(
+    pytester: pytest.Pytester, outer_environment: Path
+) -> None:
+    """With no registry fixture named, the registry is set up just before the test body; the
+    caller's shell values are hidden, but what the test's own fixtures set stays."""
+    pytester.makepyfile(
+        test_user="""
+        import os
+        import pytest
+
+        @pytest.fixture
+        def model_dir_variable(monkeypatch):
+            monkeypatch.setenv("AZUREML_MODEL_DIR", "/set/by/a/fixture")
+
+        def test_fixture_value_kept(scoring_client, model_dir_variable):
+            assert os.environ["AZUREML_MODEL_DIR"] == "/set/by/a/fixture"
+            assert "AML_APP_ROOT" not in os.environ  # the shell's value stays hidden
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_shells_deployment_variables_stay_hidden_whichever_registry_is_named(
+    pytester: pytest.Pytester, outer_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZUREML_MODEL_DIR", "/from/the/shell")
+    pytester.makepyfile(
+        test_user="""
+        import os
+
+        def check():
+            assert "AML_APP_ROOT" not in os.environ
+            assert "AZUREML_MODEL_DIR" not in os.environ
+
+        def test_named_real(scoring_client, model_registry):
+            check()
+
+        def test_named_fake(scoring_client, fake_model_registry):
+            check()
+
+        def test_none_named(scoring_client):
+            check()
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
