@@ -131,16 +131,18 @@ class ScoringClient:
             raise TypeError("pass either json= or data=/files=, not both")
         content_type: str | None = None
         body: Any = data
+        header_items = list(_header_items(headers))
         if json is not _UNSET:
             body = jsonlib.dumps(json)
-            content_type = "application/json"
+            if not any(name.lower() == "content-type" for name, _ in header_items):
+                content_type = "application/json"  # as requests: a given header wins
         elif files is not None:
             body = _multipart_fields(data, files)
         response = self._client.open(
             path,
             method=method,
             data=body,
-            headers=list(_header_items(headers)),
+            headers=header_items,
             query_string=dict(params) if params is not None else None,
             content_type=content_type,
         )

@@ -68,6 +68,28 @@ def test_json_none_sends_the_json_null(echo: ScoringClient) -> None:
     assert echo.post(json=None).json()["data"] == "null"
 
 
+def test_a_content_type_header_given_with_json_is_kept_as_requests_keeps_it(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    client = scoring_client(script(tmp_path, CONTENT_TYPE_SCRIPT))
+    given = "application/json; charset=utf-8"
+    response = client.post(json={"a": 1}, headers={"content-type": given})
+    assert response.json() == {"type": given, "body": '{"a": 1}'}
+    assert client.post(json={"a": 1}).json()["type"] == "application/json"
+
+
+CONTENT_TYPE_SCRIPT = """
+from azureml.contrib.services.aml_request import rawhttp
+
+def init():
+    pass
+
+@rawhttp
+def run(request):
+    return {"type": request.headers.get("Content-Type"), "body": request.get_data(as_text=True)}
+"""
+
+
 def test_data_is_sent_as_the_raw_body(echo: ScoringClient) -> None:
     assert echo.post(data="not json at all").json()["data"] == "not json at all"
     assert echo.post(data=b"bytes too").json()["data"] == "bytes too"
