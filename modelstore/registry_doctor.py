@@ -10,13 +10,16 @@ It reasons from the order ``Registry`` does things in (see ``modelstore.registry
 - staging and trash folders no live process holds: removed.
 
 Work of live processes is recognised by its token lock and left alone. The tree is listed before
-the catalog is read, so a version published meanwhile always has its row in the snapshot.
+the catalog is read, so a version published meanwhile always has its row in the snapshot. Other
+processes keep working while doctor looks, so each finding is confirmed against the current state
+(once no live process holds it) before it is reported: work finished meanwhile is not a leftover.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Callable
 
 from modelstore.catalog import DELETING, PENDING, READY, Catalog
@@ -56,7 +59,9 @@ class Doctor:
                     self._ready(row)
             self._tree(tree, {(r.name, str(r.version)) for r in rows})
             for token in staging:
-                if token not in handled_tokens and not self.store.token_in_use(token):
+                if token in handled_tokens or self.store.token_in_use(token):
+                    continue
+                if self.store.is_staged(token):  # else published or discarded meanwhile
                     self._found(
                         "staging_leftover",
                         str(self.store.staging_path(token)),
@@ -70,6 +75,8 @@ class Doctor:
                 if self.store.token_in_use(token):
                     continue
                 path = self.store.layout.trash_dir / token
+                if not os.path.lexists(path):
+                    continue  # emptied by its deletion meanwhile
                 self._found(
                     "trash_leftover",
                     str(path),
@@ -84,16 +91,18 @@ class Doctor:
     # --- rows --------------------------------------------------------------------------------
 
     def _pending(self, row: VersionRecord, handled: set[str]) -> None:
+        if row.token is not None and self.store.token_in_use(row.token):
+            return  # a registration in progress
+        if not self.catalog.unchanged(row):
+            return  # its registration finished (or was rolled back) since the snapshot
         if row.token is not None:
-            if self.store.token_in_use(row.token):
-                return  # a registration in progress
             handled.add(row.token)
         subject = f"{row.name}:{row.version}"
         folder = self.store.layout.version_dir(row.name, row.version)
         if os.path.lexists(folder) and self.check(row).ok:
 
             def finish() -> None:
-                self.catalog.set_state(row.id, READY, expected=PENDING)
+                self.catalog.set_row_state(row, READY)
                 if row.token is not None:
                     self.store.discard(row.token)
 
@@ -111,7 +120,7 @@ class Doctor:
                 self._unpublish(row.name, [str(row.version)])
             if row.token is not None:
                 self.store.discard(row.token)
-            self.catalog.forget([row.id])
+            self.catalog.forget_row(row)
 
         self._found(
             "unfinished_registration",
@@ -122,14 +131,16 @@ class Doctor:
         )
 
     def _deleting(self, row: VersionRecord, handled: set[str]) -> None:
+        if row.token is not None and self.store.token_in_use(row.token):
+            return  # a deletion in progress
+        if not self.catalog.unchanged(row):
+            return  # its deletion finished (or was undone) since the snapshot
         if row.token is not None:
-            if self.store.token_in_use(row.token):
-                return  # a deletion in progress
             handled.add(row.token)
 
         def finish() -> None:
             self._unpublish(row.name, [str(row.version)])
-            self.catalog.forget([row.id])
+            self.catalog.forget_row(row)
             if row.token is not None:
                 remove_tree(self.store.layout.trash_dir / row.token)
 
@@ -145,11 +156,13 @@ class Doctor:
         entry = self.store.layout.entry_path(row.name, row.version, row.entry)
         if os.path.lexists(entry):
             return
+        if not self.catalog.unchanged(row) or os.path.lexists(entry):
+            return  # being deleted (or deleted) by a live process, or put back by a failed delete
 
         def drop() -> None:
             if os.path.lexists(entry.parent):  # whatever else is left there goes too
                 self._unpublish(row.name, [str(row.version)])
-            self.catalog.forget([row.id])
+            self.catalog.forget_row(row)
 
         self._found(
             "missing_folder",
@@ -165,9 +178,11 @@ class Doctor:
         models = self.store.layout.models_dir
         for name, children in tree.items():
             path = models / name
-            if not os.path.lexists(path):
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
                 continue  # removed by a repair above (or by another process) meanwhile
-            if not path.is_dir() or path.is_symlink():
+            if not stat.S_ISDIR(info.st_mode):  # a file, a symlink...
                 self._found(
                     "stray_item",
                     str(path),
@@ -177,6 +192,8 @@ class Doctor:
                 )
                 continue
             if not children:
+                if _listing(path):
+                    continue  # filled by a live registration since the snapshot
                 self._found(
                     "empty_name_folder",
                     str(path),
@@ -187,6 +204,9 @@ class Doctor:
                 continue
             orphans = [child for child in children if (name, child) not in known]
             for child in orphans:
+                if not os.path.lexists(path / child):
+                    continue  # deleted by a live process between the listing and the catalog
+
                 self._found(
                     "orphan_folder",
                     str(path / child),
@@ -225,3 +245,10 @@ class Doctor:
         self.findings.append(
             Finding(kind=kind, subject=subject, detail=detail, action=action, repaired=repaired)
         )
+
+
+def _listing(path: os.PathLike[str]) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []

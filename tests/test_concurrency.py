@@ -73,3 +73,85 @@ def test_concurrent_registrations_and_deletions_leave_catalog_and_tree_in_agreem
         assert os.listdir(home / ".modelstore" / "staging") == []
         assert os.listdir(home / ".modelstore" / "trash") == []
         assert not [f for f in os.listdir(home / ".modelstore" / "locks") if "token" in f]
+
+
+def churn_for(home: str, source: str, seconds: str, role: str, start_flag: str) -> None:
+    """Child: register (role 'register') or delete a random version / a confirmed plan (role
+    'delete') of ``m`` for ``seconds``; print ``[how many operations succeeded]``."""
+    import contextlib
+    import random
+    import time
+
+    from registry_helpers import wait_for
+
+    from modelstore.errors import ModelNotFoundError
+
+    wait_for(start_flag)
+    rng = random.Random(role)
+    done = 0
+    deadline = time.monotonic() + float(seconds)
+    with Registry(home) as registry:
+        while time.monotonic() < deadline:
+            if role == "register":
+                registry.register(source, "m")
+                done += 1
+                continue
+            versions = registry.versions("m")
+            with contextlib.suppress(ModelNotFoundError):  # nothing left, or a racing delete
+                if len(versions) > 3 and rng.random() < 0.3:
+                    registry.delete_planned(registry.plan_delete("m"))
+                elif versions:
+                    registry.delete("m", rng.choice(versions))
+                done += 1
+    print(json.dumps([done]))
+
+
+def doctor_for(home: str, seconds: str, start_flag: str) -> None:
+    """Child: run ``doctor --repair`` again and again; print every finding it made."""
+    import time
+
+    from registry_helpers import wait_for
+
+    wait_for(start_flag)
+    findings: list[list[str]] = []
+    deadline = time.monotonic() + float(seconds)
+    with Registry(home) as registry:
+        while time.monotonic() < deadline:
+            findings += [[f.kind, f.subject] for f in registry.doctor(repair=True).findings]
+    print(json.dumps(findings))
+
+
+def _this_module(function: str, *args: str) -> list[str]:
+    import sys
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys; sys.path.insert(0, {tests!r}); import test_concurrency as t; "
+        f"t.{function}(*sys.argv[1:])"
+    )
+    return [sys.executable, "-c", code, *args]
+
+
+def test_doctor_repairing_alongside_registrations_and_deletions_finds_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    """Work finished by a live process between doctor's snapshot and its checks is not a
+    leftover, and a row id read in the snapshot may name a newer version by the time doctor
+    acts: doctor run next to normal work must neither report nor 'repair' anything."""
+    home = tmp_path / "home"
+    source = make_model_dir(tmp_path / "model_dir")
+    flag = tmp_path / "go"
+    Registry(home).close()
+    seconds = "5"
+    *work, findings = _run_children(
+        [
+            _this_module("churn_for", str(home), str(source), seconds, "register", str(flag)),
+            _this_module("churn_for", str(home), str(source), seconds, "delete", str(flag)),
+            _this_module("doctor_for", str(home), seconds, str(flag)),
+        ],
+        flag,
+    )
+    assert all(count > 0 for [count] in work)  # both really worked alongside the doctor
+    assert findings == []
+    with Registry(home) as registry:
+        assert registry.verify().ok and registry.doctor().findings == []

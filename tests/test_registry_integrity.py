@@ -262,3 +262,26 @@ def test_doctor_tolerates_a_name_folder_deleted_while_it_lists_the_tree(
     monkeypatch.undo()
     assert report.findings == []
     assert [m.id for m in registry.list()] == ["kept:1"] and registry.doctor().findings == []
+
+
+def test_doctor_acting_on_a_stale_snapshot_leaves_a_version_that_reused_the_row_id_alone(
+    registry: Registry, tmp_path: Path, home: Path
+) -> None:
+    """SQLite gives a deleted newest row's id to the next row. A doctor that read a dead
+    registration's row, while another doctor rolled it back and a live registration took the
+    same id, must not complete or roll back that live registration."""
+    from modelstore.registry_doctor import Doctor
+
+    source = make_file(tmp_path / "x.pkl")
+    _stage_and_reserve(registry, source, "dead")  # a killed registration: row pending, no lock
+    stale = registry._catalog.rows()
+    registry.doctor(repair=True)  # the first doctor rolls it back
+    token, row_id, _version = _stage_and_reserve(registry, source, "live")
+    assert row_id == stale[0].id  # the premise: the id was handed out again
+    with registry._store.token_lock(token):  # the live registration holds its token
+        late = Doctor(registry._catalog, registry._store, registry._check)
+        late.repair = True
+        late._pending(stale[0], set())
+        assert late.findings == []
+        assert [(r.name, r.state) for r in registry._catalog.rows()] == [("live", "pending")]
+        assert os.listdir(home / ".modelstore" / "staging") == [token]

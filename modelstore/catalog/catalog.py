@@ -259,6 +259,50 @@ class Catalog:
                 ).mappings()
             ]
 
+    # --- guarded writes on a snapshot (doctor) ------------------------------------------------
+    #
+    # SQLite hands the id of the newest row out again once that row is deleted, so a row id
+    # read earlier may name another version by now. (name, version) is never reused: doctor's
+    # checks and writes match the whole identity and the state it saw, so they act on the
+    # version it examined or on nothing.
+
+    def _same_row(self, record: VersionRecord) -> list[Any]:
+        return [
+            _VERSIONS.c.id == record.id,
+            _VERSIONS.c.name == record.name,
+            _VERSIONS.c.version == record.version,
+            _VERSIONS.c.state == record.state,
+        ]
+
+    def unchanged(self, record: VersionRecord) -> bool:
+        """True if the row is still exactly as in ``record`` (same version, state and token):
+        no live process moved it on since it was read."""
+        with self._read() as connection:
+            token = connection.execute(
+                select(_VERSIONS.c.token).where(*self._same_row(record))
+            ).one_or_none()
+        return token is not None and token[0] == record.token
+
+    def set_row_state(self, record: VersionRecord, state: str) -> bool:
+        """Move the row of ``record`` from ``record.state`` to ``state`` if it still is that."""
+        with self._write() as connection:
+            result = connection.execute(
+                update(_VERSIONS).where(*self._same_row(record)).values(state=state)
+            )
+        return bool(result.rowcount)
+
+    def forget_row(self, record: VersionRecord) -> bool:
+        """Remove the row of ``record`` (and its manifest) if it still is as recorded."""
+        with self._write() as connection:
+            found = connection.execute(
+                select(_VERSIONS.c.id).where(*self._same_row(record))
+            ).one_or_none()
+            if found is None:
+                return False
+            connection.execute(delete(_FILES).where(_FILES.c.version_id == record.id))
+            connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id == record.id))
+        return True
+
     def files(self, row_id: int) -> list[FileRecord]:
         return self.manifests([row_id]).get(row_id, [])
 

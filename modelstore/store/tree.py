@@ -20,6 +20,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -183,6 +184,12 @@ class Store:
                 with contextlib.suppress(OSError):
                     remove_tree(path)
 
+    def is_staged(self, token: str) -> bool:
+        """True while staging holds something of ``token`` (a copy or a name wrapper)."""
+        return os.path.lexists(self.staging_path(token)) or os.path.lexists(
+            self._wrapper_path(token)
+        )
+
     def _wrapper_path(self, token: str) -> Path:
         return self.layout.staging_dir / f"{token}{_WRAPPER_SUFFIX}"
 
@@ -290,12 +297,11 @@ class Store:
         result: dict[str, list[str]] = {}
         for name in names:
             path = models / name
-            try:
-                result[name] = (
-                    sorted(os.listdir(path)) if path.is_dir() and not path.is_symlink() else []
-                )
+            try:  # a name folder removed by another process since the listing above is skipped
+                is_folder = stat.S_ISDIR(os.lstat(path).st_mode)  # a symlink is a stray item
+                result[name] = sorted(os.listdir(path)) if is_folder else []
             except (FileNotFoundError, NotADirectoryError):
-                continue  # removed (or replaced) by another process since the listing above
+                continue
         return result
 
 
