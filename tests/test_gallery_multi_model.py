@@ -8,7 +8,7 @@ import os
 import runpy
 from pathlib import Path
 
-import joblib
+import joblib  # type: ignore[import-untyped, unused-ignore]
 import numpy as np
 import pytest
 

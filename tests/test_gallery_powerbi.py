@@ -8,7 +8,7 @@ import runpy
 from pathlib import Path
 from typing import Any
 
-import joblib
+import joblib  # type: ignore[import-untyped, unused-ignore]
 import numpy as np
 import pytest
 

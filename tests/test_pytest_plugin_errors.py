@@ -10,7 +10,7 @@ from pathlib import Path
 # So load beforehand what the inner runs use: modelstore, and numpy/pandas (pyfakefs imports
 # them to patch them).
 import numpy  # noqa: F401
-import pandas  # noqa: F401
+import pandas  # type: ignore[import-untyped, unused-ignore]  # noqa: F401
 import pytest
 
 import modelstore.deployment
