@@ -501,6 +501,32 @@ def test_connections_are_kept_alive_between_requests(probe_server: Server) -> No
     assert same_socket
 
 
+def test_pipelined_requests_on_one_connection_are_all_answered_in_order(
+    probe_server: Server,
+) -> None:
+    host, port = probe_server.url.removeprefix("http://").split(":")
+    count = 200
+    requests_bytes = b"".join(
+        b"POST /score HTTP/1.1\r\nHost: x\r\nx-request-id: r%d\r\n"
+        b"Content-Length: 2\r\n\r\n{}" % index
+        for index in range(count)
+    )
+    answered: list[tuple[str, str]] = []
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(requests_bytes)
+        stream = sock.makefile("rb")
+        for _ in range(count):
+            status = stream.readline().decode().strip()
+            headers = {}
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode().partition(":")
+                headers[name.strip().lower()] = value.strip()
+            stream.read(int(headers["content-length"]))
+            answered.append((status, headers["x-request-id"]))
+
+    assert answered == [("HTTP/1.1 200 OK", f"r{index}") for index in range(count)]
+
+
 def test_an_overlong_url_gets_a_json_414_with_request_ids(probe_server: Server) -> None:
     response = probe_server.get("/score?data=" + "1" * 5000)
     after = probe_server.post("/score", json={})

@@ -30,8 +30,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -255,17 +255,38 @@ def _not_started_app(reason: str, extra_headers: Sequence[tuple[str, str]]) -> W
     return app
 
 
+class _Finished:
+    """The outcome of a job that already ran: the two calls gthread's ``finish_request`` makes
+    on a future (``cancelled``, ``result``), without a ``Future``'s lock and condition."""
+
+    def __init__(self, result: Any = None, error: Exception | None = None) -> None:
+        self._result = result
+        self._error = error
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+    def add_done_callback(self, callback: Callable[[_Finished], object]) -> None:
+        callback(self)
+
+
 class _InlineExecutor:
     """Stands in for gthread's thread pool: runs each connection job at once, on the caller's
-    (main) thread, and hands back a finished future."""
+    (main) thread, and hands back its finished outcome."""
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        future: Future[Any] = Future()
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Finished:
         try:
-            future.set_result(fn(*args))
+            return _Finished(fn(*args))
         except Exception as exc:  # BaseException (SystemExit from a kill) must propagate
-            future.set_exception(exc)
-        return future
+            return _Finished(error=exc)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Nothing runs in the background, so there is nothing to stop."""
@@ -282,9 +303,38 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
 
     cfg: Any
     alive: bool
+    tpool: _InlineExecutor
+    finish_request: Callable[[Any, _Finished], None]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._finishing = False
+        self._ready: deque[Any] = deque()
 
     def get_thread_pool(self) -> _InlineExecutor:
         return _InlineExecutor()
+
+    def enqueue_req(self, conn: Any) -> None:
+        """Serve ``conn``'s request now and finish it (back to the poller for keep-alive, or
+        closed) at once.
+
+        gthread finishes a request by queueing ``finish_request`` for its main thread and
+        waking the event loop through a pipe: a write, a read and one more loop turn (with its
+        heartbeat) per request. The request already ran on the main thread here, so it is
+        finished directly. A connection whose next request is already buffered (pipelining)
+        comes back through here from ``finish_request``; it is queued and served by this
+        loop rather than by recursion, so a long pipeline cannot exhaust the stack.
+        """
+        self._ready.append(conn)
+        if self._finishing:
+            return
+        self._finishing = True
+        try:
+            while self._ready:
+                ready = self._ready.popleft()
+                self.finish_request(ready, self.tpool.submit(self.handle, ready))
+        finally:
+            self._finishing = False
 
     def run(self) -> None:
         # gunicorn reads its settings through Config.__getattr__ some twenty times a request;
