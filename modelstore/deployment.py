@@ -212,7 +212,7 @@ def _check_target(
     if occupants:
         raise DeploymentRefusedError(
             f"the app root {root} is not empty (it holds {occupants[0]!r}); choose a new "
-            f"or empty folder, or use --force (force=True) to replace only {models_dir} "
+            f"or empty folder, or use --force (in Python: force=True) to replace only {models_dir} "
             "(nothing was written)"
         )
     real_models = Path(os.path.realpath(models_dir))

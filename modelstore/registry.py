@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
 from modelstore.catalog.engine import is_memory, sqlite_file
 from modelstore.catalog.records import VersionRecord
+from modelstore.deployment import Deployment, ModelSource, build_deployment
 from modelstore.errors import (
     BadArgumentTypeError,
     DeploymentRefusedError,
@@ -45,6 +46,7 @@ from modelstore.layout import (
     validate_name,
 )
 from modelstore.modelversion import ModelVersion
+from modelstore.refs import parse_ref
 from modelstore.registry_reports import (
     DeletePlan,
     DoctorReport,
@@ -55,8 +57,9 @@ from modelstore.registry_reports import (
 from modelstore.store import Store, check_version, manifest_digest, plan_source
 from modelstore.store.hashing import new_buffer
 
-if TYPE_CHECKING:
-    from modelstore.deployment import Deployment
+# deployment and refs are imported eagerly, not inside deploy(): a pydantic model first built
+# while pyfakefs is active captures its fake Path class, and later validation fails with
+# "Unable to generate pydantic-core schema for FakePath".
 
 __all__ = ["DeletePlan", "DoctorReport", "Finding", "Registry", "VerifyReport", "VersionCheck"]
 
@@ -444,8 +447,6 @@ class Registry:
         force: bool = False,
     ) -> Deployment:
         """Lay out registered versions (REFs) and/or local files as an Azure ML app root."""
-        from modelstore.deployment import ModelSource, build_deployment
-
         if isinstance(refs, str | os.PathLike):
             raise BadArgumentTypeError("refs must be a list of model references or paths")
         sources: builtins.list[ModelSource] = []
@@ -463,8 +464,6 @@ class Registry:
         return build_deployment(sources, app_root, copy=copy, force=force, store_dir=self.home)
 
     def _resolve_source(self, ref: str | os.PathLike[str], source_class: Any) -> Any:
-        from modelstore.refs import parse_ref
-
         if isinstance(ref, str):
             try:
                 parsed = parse_ref(ref)

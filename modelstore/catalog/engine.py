@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The SQLite dialect is imported here, not lazily by create_engine: a module first imported
+# while pyfakefs is active keeps the fake ``os`` after the fake filesystem is gone, so the first
+# catalog opened inside a pyfakefs test would break every later real-disk catalog in the process.
+import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
