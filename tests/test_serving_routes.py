@@ -165,3 +165,29 @@ def test_every_request_is_logged_with_method_path_status_and_length(
     assert len(score_lines) == 1
     assert re.fullmatch(r"POST /score\?x=1 200 \d+\.\d{3}ms 14", score_lines[0])  # {"got": "abc"}
     assert not any(line.startswith("GET / ") for line in lines)
+
+
+def test_score_sends_flask_request_signals(tmp_path: Path) -> None:
+    client = make_client(tmp_path, ECHO_SCRIPT)
+    seen: list[str] = []
+
+    def started(sender: flask.Flask, **extra: Any) -> None:
+        seen.append("started")
+
+    def finished(sender: flask.Flask, response: flask.Response, **extra: Any) -> None:
+        seen.append(f"finished {response.status_code}")
+
+    with flask.request_started.connected_to(started), flask.request_finished.connected_to(finished):
+        client.post("/score", data="1")
+
+    assert seen == ["started", "finished 200"]
+
+
+def test_a_before_request_hook_added_to_the_app_also_runs_for_score(tmp_path: Path) -> None:
+    client = make_client(tmp_path, ECHO_SCRIPT)
+    client.application.before_request(lambda: flask.Response("hooked", 418))
+
+    response = client.post("/score", data="1")
+
+    assert (response.status_code, response.data) == (418, b"hooked")
+    assert response.headers["x-ms-server-version"] == "azmlinfsrv/1.5.1"

@@ -386,6 +386,57 @@ class _RequestPath:
         return response
 
 
+SCORE_ENDPOINT = "main.score"
+
+
+class ScoringFlask(flask.Flask):
+    """Flask, with ``/score`` dispatched without the generic lookups.
+
+    ``Flask.full_dispatch_request`` walks the URL-value preprocessors and ``before_request``
+    functions of the app and each blueprint, then dispatches through ``dispatch_request``'s
+    checks. The scoring app's set-up is fixed: one ``before_request`` hook and no
+    preprocessors, and ``/score`` takes no URL values and answers its own ``OPTIONS``. So a
+    matched ``/score`` runs the same steps directly (signals, the hook, the view, the same
+    error handling and ``finalize_request``); any other set-up or route takes Flask's path.
+    """
+
+    _score_path: _RequestPath | None = None
+    _direct_score: bool | None = None
+
+    def use_direct_score(self, path: _RequestPath) -> None:
+        self._score_path = path
+
+    def _direct_score_applies(self, path: _RequestPath) -> bool:
+        before = {name: funcs for name, funcs in self.before_request_funcs.items() if funcs}
+        preprocessors = any(self.url_value_preprocessors.values())
+        return not preprocessors and before == {None: [path.before_request]}
+
+    def full_dispatch_request(self) -> flask.Response:
+        path = self._score_path
+        request = _current_request()
+        rule = request.url_rule
+        if (
+            path is None
+            or request.routing_exception is not None
+            or rule is None
+            or rule.endpoint != SCORE_ENDPOINT
+        ):
+            return super().full_dispatch_request()
+        if self._direct_score is None:  # set-up is frozen once the first request arrives
+            self._direct_score = self._direct_score_applies(path)
+        if not self._direct_score:
+            return super().full_dispatch_request()
+        self._got_first_request = True
+        try:
+            flask.request_started.send(self, _async_wrapper=self.ensure_sync)
+            answer: Any = path.before_request()
+            if answer is None:
+                answer = path.score()
+        except Exception as exc:
+            answer = self.handle_user_exception(exc)
+        return self.finalize_request(answer)
+
+
 def _build_blueprint(settings: ServingSettings, path: _RequestPath) -> flask.Blueprint:
     blueprint = flask.Blueprint("main", __name__)
     blueprint.add_url_rule("/", "health", _health, methods=["GET"])
@@ -437,7 +488,7 @@ def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Fla
         invoke_init(script)
     swagger = SwaggerDocuments.build(script, settings, app_root)
 
-    app = flask.Flask(__name__)
+    app = ScoringFlask(__name__)
     app.config[SPLIT_HEADER_VALUES_CONFIG] = settings.split_header_values
     state = ServingState(settings=settings, script=script, swagger=swagger)
     app.extensions[EXTENSION_KEY] = state
@@ -445,6 +496,7 @@ def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Fla
     app.register_blueprint(_build_blueprint(settings, path))
     app.before_request(path.before_request)
     app.after_request(path.after_request)
+    app.use_direct_score(path)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unhandled_error)
     logger.info("Scoring timeout is set to %d", settings.scoring_timeout_ms)

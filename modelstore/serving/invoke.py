@@ -125,7 +125,10 @@ def _body_as_data(request: flask.Request) -> bytes:
     ``request.data`` builds a form parser on every call even for JSON; only form bodies need it
     (their parse errors, e.g. too many parts, must still surface), the rest is ``get_data()``.
     """
-    if request.mimetype in FORM_MIMETYPES:
+    # Only a Content-Type containing "form" can name a form type; the rest skip parsing it.
+    if "form" in request.environ.get("CONTENT_TYPE", "").lower() and (
+        request.mimetype in FORM_MIMETYPES
+    ):
         return request.data
     return request.get_data()
 
