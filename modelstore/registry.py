@@ -23,10 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
-from modelstore.catalog.engine import is_memory, sqlite_file
+from modelstore.catalog.engine import is_memory, parse_catalog_url, sqlite_file
 from modelstore.catalog.records import VersionRecord
 from modelstore.deployment import Deployment, ModelSource, build_deployment
 from modelstore.errors import (
@@ -81,7 +79,7 @@ class Registry:
             _make_home(self.home)
             url = self.layout.default_db_url()
         self.db_url = url
-        memory = is_memory(make_url(url))
+        memory = is_memory(parse_catalog_url(url))
         self._catalog = Catalog(url, None if memory else self._store.catalog_lock())
         self._models_prefix = f"{self.layout.models_dir}{os.sep}"
 
@@ -96,7 +94,7 @@ class Registry:
             if not StoreLayout(root).catalog_path.is_file():
                 return None
         else:
-            database = sqlite_file(make_url(url))
+            database = sqlite_file(parse_catalog_url(url))
             if database is not None and not os.path.isfile(database):
                 return None
         return cls(root, url)
@@ -464,11 +462,12 @@ class Registry:
         return build_deployment(sources, app_root, copy=copy, force=force, store_dir=self.home)
 
     def _resolve_source(self, ref: str | os.PathLike[str], source_class: Any) -> Any:
+        malformed: ModelstoreError | None = None
         if isinstance(ref, str):
             try:
                 parsed = parse_ref(ref)
-            except ModelstoreError:
-                parsed = None
+            except ModelstoreError as exc:
+                parsed, malformed = None, exc
             if parsed is not None and self._catalog.versions(parsed.name):
                 model = self.get(parsed.name, parsed.version)
                 return source_class(
@@ -487,6 +486,11 @@ class Registry:
                 entry_path=absolute,
                 registered=False,
             )
+        if malformed is not None and isinstance(ref, str):  # e.g. m:0 for a registered m
+            name = ref.partition(":")[0]
+            versions = [str(version) for version in self._catalog.versions(name)]
+            if versions:
+                raise ModelNotFoundError(f"{malformed}; {name} has versions {_listing(versions)}")
         names = self._catalog.names()
         known = _listing(names) if names else "none (the registry is empty)"
         raise ModelNotFoundError(

@@ -160,6 +160,16 @@ def test_deploy_refuses_an_unknown_version_and_lists_the_existing_ones(home: Pat
     assert not Path("app").exists()
 
 
+@pytest.mark.parametrize("ref", ["m:0", "m:-1", "m:x"])
+def test_deploy_of_a_malformed_version_of_a_registered_name_says_why_and_lists_versions(
+    home: Path, ref: str
+) -> None:
+    assert_refused(
+        deploy(ref, "--app-root", "app"), "invalid model reference", "m has versions 1, 2"
+    )
+    assert not Path("app").exists()
+
+
 def test_deploy_refuses_an_unknown_name(home: Path) -> None:
     assert_refused(deploy("nope", "--app-root", "app"), "'nope'", "registered models: d, m")
     assert not Path("app").exists()

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelstore.catalog import migrate
-from modelstore.catalog.engine import create_catalog_engine, is_sqlite
+from modelstore.catalog.engine import create_catalog_engine, is_sqlite, parse_catalog_url
 from modelstore.catalog.fastpath import SqliteFastPath, driver_connection
 from modelstore.catalog.records import FileRecord, NewVersion, VersionRecord
 from modelstore.catalog.tables import (
@@ -457,7 +457,7 @@ def _record(row: Any, **changes: Any) -> VersionRecord:
 
 def _open_error(db_url: str, exc: BaseException) -> CatalogError:
     return CatalogError(
-        f"cannot open the catalog {make_url(db_url)!r}: {_one_line(exc)}; check "
+        f"cannot open the catalog {parse_catalog_url(db_url)!r}: {_one_line(exc)}; check "
         "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
     )
 

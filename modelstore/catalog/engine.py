@@ -19,10 +19,25 @@ from typing import Any
 import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
+
+from modelstore.errors import CatalogError, InvalidArgumentError
 
 BUSY_TIMEOUT_S = 120.0
 """How long a writer waits for another process's transaction before giving up."""
+
+
+def parse_catalog_url(db_url: str) -> URL:
+    """The catalog URL (``MODELSTORE_DB_URL`` or ``db_url=``) parsed, or one line saying how one
+    looks; the text itself is not echoed, as it may hold a password."""
+    try:
+        return make_url(db_url)
+    except ArgumentError:
+        raise InvalidArgumentError(
+            "the catalog URL (MODELSTORE_DB_URL or db_url) is not a SQLAlchemy URL; write e.g. "
+            "sqlite:////abs/path/registry.db, or unset it to use <home>/registry.db"
+        ) from None
 
 
 def is_sqlite(url: URL) -> bool:
@@ -48,9 +63,16 @@ def sqlite_file(url: URL) -> str | None:
 
 
 def create_catalog_engine(db_url: str) -> Engine:
-    url = make_url(db_url)
+    url = parse_catalog_url(db_url)
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True)
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except ImportError as exc:  # the dialect's DBAPI driver, e.g. psycopg, is missing
+            raise CatalogError(
+                f"cannot open the catalog {url!r}: its database driver is not installed "
+                f"({exc}); install it (e.g. pip install {exc.name or 'the driver'}) or unset "
+                "MODELSTORE_DB_URL to use <home>/registry.db"
+            ) from None
     memory = is_memory(url)
     kwargs: dict[str, Any] = {
         "connect_args": {"timeout": BUSY_TIMEOUT_S, "check_same_thread": False},
