@@ -12,6 +12,8 @@ start to the first ``GET /`` 200 for a trivial ``init()``.
     python bench/serve.py                      # modelstore vs azmlinfsrv
     python bench/serve.py --compare-servers    # also the same app under gunicorn sync/gthread
                                                # and waitress (why modelstore's worker was chosen)
+    python bench/serve.py --in-process         # only the app's own cost per request: the WSGI
+                                               # call of POST /score, no server, no sockets
 
 azmlinfsrv is looked up as /work/venv-azmlinfsrv/bin/azmlinfsrv, else on PATH, else --azmlinfsrv
 (install it in its own virtualenv: ``pip install azureml-inference-server-http==1.5.1``).
@@ -403,6 +405,68 @@ def summarise(record: dict[str, list[float]]) -> dict[str, float]:
     }
 
 
+def in_process(args: argparse.Namespace) -> dict[str, Any]:
+    """Microseconds per ``POST /score`` through the app's WSGI callable alone, as
+    ``modelstore serve`` builds it (log lines formatted and written to /dev/null).
+
+    The best of many short batches: on a shared machine the best batch is the one least
+    disturbed, which makes before/after comparisons of the request path meaningful."""
+    import io
+    import logging
+
+    from modelstore.serving import logs
+    from modelstore.serving.app import create_app
+    from modelstore.serving.settings import ServingSettings
+
+    logs.configure_logging()
+    handler = logging.getLogger(logs.SERVER_LOGGER).handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(open(os.devnull, "w"))  # noqa: SIM115  # lives as long as the process
+    app: Any = create_app(ServingSettings(entry_script=SCRIPT, app_root=SCRIPT.parent))
+    base = {
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "/score", "QUERY_STRING": "",
+        "RAW_URI": "/score", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "5001", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000",
+        "HTTP_HOST": "127.0.0.1:5001", "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(BODY)), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr,
+        "wsgi.input_terminated": True, "wsgi.multithread": False, "wsgi.multiprocess": False,
+        "wsgi.run_once": False, "wsgi.version": (1, 0),
+    }  # fmt: skip
+    statuses: set[str] = set()
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        statuses.add(status)
+
+    def one_request() -> None:
+        environ = dict(base, **{"wsgi.input": io.BytesIO(BODY)})
+        answer = app(environ, start_response)
+        b"".join(answer)
+        close = getattr(answer, "close", None)
+        if close is not None:
+            close()
+
+    batch = 1000
+    for _ in range(batch):
+        one_request()
+    timings = []
+    for _ in range(args.batches):
+        began = time.perf_counter()
+        for _ in range(batch):
+            one_request()
+        timings.append((time.perf_counter() - began) / batch * 1e6)
+    return {
+        "benchmark": "serve --in-process",
+        "script": str(SCRIPT.relative_to(REPO)),
+        "request": f"POST /score {BODY.decode()}",
+        "statuses": sorted(statuses),
+        "batches": args.batches,
+        "requests_per_batch": batch,
+        "us_per_request_best": round(min(timings), 1),
+        "us_per_request_median": round(statistics.median(timings), 1),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=1)
@@ -415,7 +479,14 @@ def main() -> None:
     parser.add_argument("--azmlinfsrv", type=Path, help="path of the azmlinfsrv executable")
     parser.add_argument("--compare-servers", action="store_true")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
-    print(json.dumps(measure(parser.parse_args()), indent=2))
+    parser.add_argument(
+        "--in-process", action="store_true", help="measure only the app's WSGI call per request"
+    )
+    parser.add_argument(
+        "--batches", type=int, default=40, help="--in-process: 1000-request batches"
+    )
+    args = parser.parse_args()
+    print(json.dumps(in_process(args) if args.in_process else measure(args), indent=2))
 
 
 if __name__ == "__main__":
