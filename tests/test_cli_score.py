@@ -240,3 +240,29 @@ def test_malformed_request_options_are_one_line_and_exit_2(
     assert result.returncode == 2
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and complaint in lines[0]
+
+
+def test_a_set_cookie_answer_is_printed_as_the_server_sends_it(tmp_path: Path) -> None:
+    script = write_script(
+        tmp_path,
+        """
+        from azureml.contrib.services.aml_response import AMLResponse
+
+        def init():
+            pass
+
+        def run(data):
+            expires = "a=1; Expires=Wed, 21 Oct 2015 07:28:00 GMT"
+            return AMLResponse("ok", 200, {"Set-Cookie": expires})
+        """,
+    )
+
+    result = score("--entry-script", str(script), "--data", "{}", "-i", cwd=tmp_path)
+
+    lines = result.stdout.decode().splitlines()
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert lines[0] == "HTTP/1.1 200 OK"
+    # AMLResponse splits header values at commas (spec §9): two Set-Cookie lines, as served.
+    assert "Set-Cookie: a=1; Expires=Wed" in lines
+    assert "Set-Cookie: 21 Oct 2015 07:28:00 GMT" in lines
+    assert lines[-1] == "ok"

@@ -498,7 +498,9 @@ def send_request(
     if content_type is not None and "content_type" not in kwargs and not uploads:
         kwargs["content_type"] = content_type
     try:
-        with app.test_client() as client:
+        # No cookie jar: parsing Set-Cookie answers is a browser's job (and Werkzeug's parser
+        # fails on the comma-split values AMLResponse sends).
+        with app.test_client(use_cookies=False) as client:
             response = client.open("/score", **kwargs)
             payload = response.get_data()
             return response.status, list(response.headers.items()), payload
