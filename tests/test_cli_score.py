@@ -266,3 +266,22 @@ def test_a_set_cookie_answer_is_printed_as_the_server_sends_it(tmp_path: Path) -
     assert "Set-Cookie: a=1; Expires=Wed" in lines
     assert "Set-Cookie: 21 Oct 2015 07:28:00 GMT" in lines
     assert lines[-1] == "ok"
+
+
+def test_a_relative_entry_script_is_looked_up_from_the_current_folder_as_the_error_says(
+    tmp_path: Path,
+) -> None:
+    app_root = tmp_path / "app"
+    write_script(app_root / "src", ECHO_SCRIPT)
+    launch = tmp_path / "launch"
+    launch.mkdir()
+
+    result = score(
+        "--entry-script", "src/score.py", "--data", "{}", cwd=launch, AML_APP_ROOT=str(app_root)
+    )
+
+    assert result.returncode == 3
+    last = result.stderr.decode().strip().splitlines()[-1]
+    # Like azmlinfsrv's realpath(--entry_script): the launch folder, not AML_APP_ROOT.
+    missing = launch.resolve() / "src" / "score.py"
+    assert last == f"Error: entry script {missing} does not exist; pass the path of your score.py"

@@ -110,16 +110,17 @@ def _fail(message: str, *, log_text: str | None = None) -> EntryScriptError:
     return EntryScriptError(message)
 
 
-def _read_source(path: Path, app_root: Path) -> bytes:
+def _read_source(path: Path) -> bytes:
     try:
         with open(path, "rb") as handle:
             return handle.read()
     except FileNotFoundError:
         server_logger.error("No such file or directory.")
         server_logger.error(traceback.format_exc())
+        # ``path`` is already absolute; how a relative one was resolved depends on the caller
+        # (the CLI: the current folder, as azmlinfsrv; ``from_environ``: the app root).
         raise EntryScriptError(
-            f"entry script {path} does not exist; pass the path of your score.py "
-            f"(a relative path is resolved against the app root {app_root})"
+            f"entry script {path} does not exist; pass the path of your score.py"
         ) from None
     except OSError as exc:
         server_logger.error(traceback.format_exc())
@@ -247,7 +248,7 @@ def load_entry_script(path: str | os.PathLike[str], settings: ServingSettings) -
     extend_sys_path(settings, script_path)
     reset_rawhttp_flag()
     _forget_earlier_schemas()
-    source = _read_source(script_path, settings.resolved_app_root())
+    source = _read_source(script_path)
     module = _execute(script_path, source)
     init, run = _entry_functions(module, script_path)
     mode, data_parameter, parameters, accepts_headers = _analyse_run(run, script_path)
