@@ -7,6 +7,7 @@ scripts (``fixtures/scripts``) are served as users would serve them.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import importlib.util
 import os
@@ -252,14 +253,15 @@ POWERBI_BODY = {
 def test_powerbi_script_answers_inputs_with_the_models_results(
     powerbi_server: Server, models_dir: Path
 ) -> None:
-    import joblib
+    import joblib  # type: ignore[import-untyped]
     import numpy as np
 
     response = powerbi_server.post("/score", json=POWERBI_BODY)
 
     assert response.status_code == 200, powerbi_server.log()
     model = joblib.load(models_dir / "sklearn_regression_model.pkl")
-    expected = model.predict(np.array(POWERBI_BODY["Inputs"]["input1"], dtype="float64"))
+    inputs: Any = POWERBI_BODY["Inputs"]
+    expected = model.predict(np.array(inputs["input1"], dtype="float64"))
     assert response.json() == {"Results": pytest.approx(expected.tolist())}
     assert response.headers["x-ms-run-function-failed"] == "False"
 
@@ -765,3 +767,105 @@ def test_without_gunicorn_serve_says_what_to_use_instead(workdir: Path) -> None:
         "Error: modelstore serve runs on gunicorn, which is not installed (it does not run on "
         "Windows); use WSL, or 'modelstore score' for one request without a server"
     ]
+
+
+def exchange(sock: socket.socket, stream: Any, request: bytes) -> tuple[str, dict[str, str]]:
+    """Send one HTTP/1.1 request on ``sock`` and read its answer from ``stream``."""
+    sock.sendall(request)
+    status = stream.readline().decode().strip()
+    headers: dict[str, str] = {}
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode().partition(":")
+        headers[name.strip().lower()] = value.strip()
+    stream.read(int(headers.get("content-length", "0")))
+    return status, headers
+
+
+SCORE_REQUEST = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_connections_closed_by_clients_leave_room_for_new_ones_on_the_same_descriptors(
+    probe_server: Server,
+) -> None:
+    """Kept-alive sockets stay registered with the worker's poller between requests; a
+    closed one must leave it, or the next connection given the same descriptor is dropped."""
+    host, port = probe_server.url.removeprefix("http://").split(":")
+    answers: list[tuple[str, str]] = []
+    for index in range(60):
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            stream = sock.makefile("rb")
+            for _ in range(2):
+                status, headers = exchange(sock, stream, SCORE_REQUEST)
+                answers.append((status, headers.get("connection", "")))
+            if index % 3 == 0:
+                time.sleep(0.01)  # closed while idle in the poller, not right after an answer
+
+    assert answers == [("HTTP/1.1 200 OK", "keep-alive")] * 120
+
+
+def test_a_body_the_route_does_not_read_is_skipped_before_the_next_request(
+    probe_server: Server,
+) -> None:
+    host, port = probe_server.url.removeprefix("http://").split(":")
+    unread = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + b"x" * 5000
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        first, _ = exchange(sock, stream, unread)
+        second, headers = exchange(sock, stream, SCORE_REQUEST)
+
+    assert (first, second) == ("HTTP/1.1 200 OK", "HTTP/1.1 200 OK")
+    assert headers["connection"] == "keep-alive"
+
+
+def test_every_answer_carries_the_current_date(probe_server: Server) -> None:
+    host, port = probe_server.url.removeprefix("http://").split(":")
+    dates = []
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        for _ in range(3):
+            before = int(time.time())
+            _, headers = exchange(sock, stream, SCORE_REQUEST)
+            after = int(time.time())
+            dates.append((before, headers["date"], after))
+            time.sleep(0.6)
+
+    for before, date, after in dates:
+        assert date.endswith(" GMT")
+        assert before <= email.utils.parsedate_to_datetime(date).timestamp() <= after
+    assert len({date for _, date, _ in dates}) >= 2  # it follows the clock, not a stale copy
+
+
+def test_the_worker_socket_mode_shortcut_matches_plain_socket_modes() -> None:
+    from modelstore.serving.server import _ModeKeepingSocket
+
+    plain, shortcut = socket.socketpair()
+    with plain, shortcut:
+        shortcut.__class__ = _ModeKeepingSocket
+        for step in (True, True, False, False, True, 0.5, True, False, None, False):
+            for sock in (plain, shortcut):
+                if isinstance(step, bool):
+                    sock.setblocking(step)
+                else:
+                    sock.settimeout(step)
+            assert shortcut.gettimeout() == plain.gettimeout()
+            assert os.get_blocking(shortcut.fileno()) == os.get_blocking(plain.fileno())
+
+
+def test_the_date_header_value_is_gunicorns_for_the_current_second() -> None:
+    from gunicorn import util
+
+    from modelstore.serving.server import _http_date_now
+
+    for _ in range(3):
+        before, value, after = util.http_date(), _http_date_now(), util.http_date()
+        assert value in (before, after)
+        time.sleep(0.4)
+
+
+@pytest.mark.parametrize("worker_timeout_s", [1, 2, 30, 300])
+def test_the_worker_heartbeat_comes_well_within_the_worker_timeout(worker_timeout_s: int) -> None:
+    from modelstore.serving.server import _heartbeat_interval_s
+
+    interval = _heartbeat_interval_s(worker_timeout_s)
+    assert 0 < interval <= 0.5
+    assert interval <= worker_timeout_s / 10

@@ -20,10 +20,13 @@ and ``--port 0`` reports the port the system picked.
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import errno
 import json
 import logging
 import os
+import selectors
 import shutil
 import socket
 import sys
@@ -34,14 +37,16 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http import wsgi
+from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import _DEFER, STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from modelstore.errors import EntryScriptError, ModelstoreError
 from modelstore.serving.logs import LOG_FORMAT, SERVER_LOGGER
@@ -304,12 +309,139 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
     cfg: Any
     alive: bool
     tpool: _InlineExecutor
-    finish_request: Callable[[Any, _Finished], None]
+
+    poller: selectors.BaseSelector
+    keepalived_conns: deque[Any]
+    pending_conns: deque[Any]
+    nr_conns: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._finishing = False
         self._ready: deque[Any] = deque()
+        self._last_heartbeat = -float("inf")
+        self._polled: set[Any] = set()
+        """Connections whose socket is registered with the poller (it stays registered
+        between kept-alive requests)."""
+
+    def notify(self) -> None:
+        """Tell the arbiter this worker is alive, at most every ``_heartbeat_interval_s``.
+
+        gunicorn calls this on every event-loop turn, and each call is a system call on the
+        worker's heartbeat file; the arbiter only needs one within ``--timeout`` (300 s).
+        """
+        now = time.monotonic()
+        if now - self._last_heartbeat >= _heartbeat_interval_s(self.timeout):
+            self._last_heartbeat = now
+            super().notify()
+
+    def accept(self, listener: Any) -> None:
+        """gthread's ``accept``, with a client socket that skips redundant mode switches."""
+        try:
+            client_sock, client_addr = listener.accept()
+            self.nr_conns += 1
+            client_sock.__class__ = _ModeKeepingSocket
+            client_sock.setblocking(True)
+            conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+            self.enqueue_req(conn)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+
+    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
+        """A kept-alive connection has a request: serve it, leaving its socket registered.
+
+        gthread unregisters the socket here and registers it again once the request is
+        done (two ``epoll_ctl`` calls per request); the request runs on this thread, so the
+        poller cannot report the socket meanwhile and the registration can simply stay.
+        """
+        self.keepalived_conns.remove(conn)
+        self.enqueue_req(conn)
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """gthread's ``finish_request`` for a poller that keeps kept-alive sockets registered
+        (and in blocking mode: only this thread reads them, after the poller said readable)."""
+        try:
+            result = fs.result() if not fs.cancelled() else False
+            if result is _DEFER and self.alive:
+                conn.sock.setblocking(False)
+                conn.timeout = time.monotonic() + self.cfg.keepalive
+                self.pending_conns.append(conn)
+                self._watch(conn, partial(self.on_pending_socket_readable, conn))
+            elif result:
+                if conn.parser.unreader.buf.getvalue():
+                    # Already buffered (pipelined or read ahead): the poller would not wake.
+                    self.enqueue_req(conn)
+                    return
+                conn.set_timeout()
+                if not self.alive:
+                    conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
+                self.keepalived_conns.append(conn)
+                self._watch(conn, partial(self.on_client_socket_readable, conn))
+            else:
+                self._unwatch(conn)
+                self.nr_conns -= 1
+                conn.close(graceful=True)
+        except Exception:
+            self._unwatch(conn)
+            self.nr_conns -= 1
+            conn.close()
+
+    def on_pending_socket_readable(self, conn: Any, client: Any) -> None:
+        """gthread's: the first request of a slow connection arrived."""
+        self._unwatch(conn)
+        self.pending_conns.remove(conn)
+        conn.data_ready = True
+        self.enqueue_req(conn)
+
+    def _watch(self, conn: Any, callback: Callable[[Any], None]) -> None:
+        if conn in self._polled:
+            self.poller.modify(conn.sock, selectors.EVENT_READ, callback)
+        else:
+            self.poller.register(conn.sock, selectors.EVENT_READ, callback)
+            self._polled.add(conn)
+
+    def _unwatch(self, conn: Any) -> None:
+        if conn in self._polled:
+            self._polled.discard(conn)
+            # The socket may already be closed (an error answer closes it).
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self.poller.unregister(conn.sock)
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        """gthread's expiry of idle kept-alive connections, forgetting their registration."""
+        now = time.monotonic()
+        while self.keepalived_conns:
+            conn = self.keepalived_conns[0]
+            if conn.timeout - now > 0 and not force:
+                break
+            self.keepalived_conns.popleft()
+            self._unwatch(conn)
+            self.nr_conns -= 1
+            conn.close()
+
+    def murder_pending(self) -> None:
+        """gthread's expiry of connections still waiting for a first request."""
+        now = time.monotonic()
+        while self.pending_conns:
+            conn = self.pending_conns[0]
+            if conn.timeout - now > 0:
+                break
+            self.pending_conns.popleft()
+            self._unwatch(conn)
+            self.nr_conns -= 1
+            conn.close()
+
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        """gthread's body drain before keep-alive, skipped when nothing is left to drain.
+
+        The drain bounds each read with ``settimeout`` (two mode switches per request) even
+        when the application read the whole body; a fully read Content-Length body would
+        yield no bytes anyway, so the answer (True) is the same without them.
+        """
+        if keepalive and _body_fully_read(conn.parser):
+            return True
+        return bool(super()._keepalive_after(conn, keepalive))
 
     def get_thread_pool(self) -> _InlineExecutor:
         return _InlineExecutor()
@@ -436,6 +568,39 @@ def _json_error_response(status: str, message: str, extra: Sequence[tuple[str, s
     return head.encode("latin-1") + body
 
 
+HEARTBEAT_INTERVAL_S = 0.5
+"""The most often a worker touches its heartbeat file (gunicorn would on every loop turn)."""
+
+
+def _heartbeat_interval_s(worker_timeout_s: float) -> float:
+    # A tenth of the timeout for very short --timeout values, so liveness never depends on it.
+    return min(HEARTBEAT_INTERVAL_S, worker_timeout_s / 10) if worker_timeout_s else 0.0
+
+
+def _body_fully_read(parser: Any) -> bool:
+    """Whether the current request's Content-Length body was read to its end (or was empty)."""
+    body = getattr(getattr(parser, "mesg", None), "body", None)
+    if body is None:
+        return False
+    reader: Any = getattr(body, "reader", None)
+    if type(reader) is not LengthReader:
+        return False
+    return reader.length == 0 and not body.failed and body.buf.tell() == 0
+
+
+class _ModeKeepingSocket(socket.socket):
+    """A client socket whose ``setblocking`` skips the system call when the mode would not
+    change (gthread asks for blocking mode on every request)."""
+
+    __slots__ = ()
+
+    def setblocking(self, flag: bool) -> None:
+        timeout = self.gettimeout()
+        if (timeout is None) if flag else (timeout == 0.0):
+            return
+        super().setblocking(flag)
+
+
 class _SettledConfig:
     """A read-through cache over a worker's gunicorn ``Config``."""
 
@@ -448,6 +613,19 @@ class _SettledConfig:
         return value
 
 
+_date_cache: list[Any] = [None, ""]
+"""The second (an int) whose ``Date`` header value is cached, and that value."""
+
+
+def _http_date_now() -> str:
+    """``gunicorn.util.http_date()``: the value only changes when the second does."""
+    second = int(time.time())
+    if second != _date_cache[0]:
+        _date_cache[1] = email.utils.formatdate(second, localtime=False, usegmt=True)
+        _date_cache[0] = second
+    return str(_date_cache[1])
+
+
 class CoalescingResponse(wsgi.Response):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's response, sending the status line and headers in the same write as the first
     body bytes: one loopback send instead of two per small answer (a measurable share of a
@@ -455,6 +633,26 @@ class CoalescingResponse(wsgi.Response):  # type: ignore[misc]  # gunicorn is un
 
     _head = b""
     headers_sent: bool
+
+    def default_headers(self) -> list[str]:
+        """gunicorn's status line and default headers, with the ``Date`` value formatted
+        once per second (it has a one-second resolution) instead of on every response."""
+        if self.upgrade:
+            connection = "upgrade"
+        elif self.should_close():
+            connection = "close"
+        else:
+            connection = "keep-alive"
+        major, minor = self.req.version
+        lines = [
+            f"HTTP/{major}.{minor} {self.status}\r\n",
+            f"Server: {self.version}\r\n",
+            f"Date: {_http_date_now()}\r\n",
+            f"Connection: {connection}\r\n",
+        ]
+        if self.chunked:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        return lines
 
     def send_headers(self) -> None:
         if self.headers_sent:
