@@ -129,10 +129,24 @@ def _read_source(path: Path) -> bytes:
         ) from None
 
 
+AZUREML_IMPORT_HINT = (
+    " (hint: no azureml package is installed; as in azmlinfsrv, only"
+    " `from azureml.contrib.services.aml_request import AMLRequest, rawhttp` and"
+    " `from azureml.contrib.services.aml_response import AMLResponse` work without one;"
+    " for Model.get_model_path use `from modelstore import Model`, or pip install the azureml"
+    " package the script imports)"
+)
+"""Why an ``azureml`` import failed: the generic advice (a module beside the script) is wrong."""
+
+
 def _import_hint(exc: BaseException, path: Path) -> str:
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         return ""
     top = exc.name.split(".")[0]
+    if exc.name == "azureml":
+        return AZUREML_IMPORT_HINT
+    if top == "azureml":
+        return f" (hint: {exc.name} is not installed; pip install the azureml package providing it)"
     return (
         f" (hint: '{top}' is neither installed nor a module beside the script in {path.parent}; "
         f"pip install it, or put {top}.py next to the script or under the app root)"

@@ -1,0 +1,52 @@
+"""Review findings on loading score.py: the failure lines must point at the real fix."""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from modelstore.errors import EntryScriptError
+from modelstore.serving.loader import load_entry_script
+from modelstore.serving.settings import ServingSettings
+
+PLAIN = "def init():\n    pass\n\ndef run(data):\n    return data\n"
+
+needs_no_azureml = pytest.mark.skipif(
+    importlib.util.find_spec("azureml") is not None,
+    reason="an installed azureml package makes these imports work",
+)
+
+
+def load_error(tmp_path: Path, source: str) -> str:
+    script = tmp_path / "score.py"
+    script.write_text(textwrap.dedent(source), encoding="utf-8")
+    with pytest.raises(EntryScriptError) as caught:
+        load_entry_script(script, ServingSettings(entry_script=script, app_root=tmp_path))
+    assert caught.value.exit_code == 3
+    return str(caught.value)
+
+
+@needs_no_azureml
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import azureml.contrib.services.aml_request",
+        "from azureml.contrib.services import rawhttp",
+        "from azureml.core.model import Model",
+    ],
+)
+def test_an_azureml_import_without_the_package_names_the_import_forms_that_work(
+    tmp_path: Path, statement: str
+) -> None:
+    message = load_error(tmp_path, f"{statement}\n{PLAIN}")
+
+    assert "ModuleNotFoundError: No module named 'azureml'" in message
+    # Not the generic advice to put an azureml.py next to the script.
+    assert "azureml.py" not in message
+    assert "from azureml.contrib.services.aml_request import AMLRequest, rawhttp" in message
+    assert "from azureml.contrib.services.aml_response import AMLResponse" in message
+    assert "from modelstore import Model" in message
+    assert "\n" not in message
