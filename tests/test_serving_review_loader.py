@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import textwrap
 from pathlib import Path
 
@@ -50,3 +51,24 @@ def test_an_azureml_import_without_the_package_names_the_import_forms_that_work(
     assert "from azureml.contrib.services.aml_response import AMLResponse" in message
     assert "from modelstore import Model" in message
     assert "\n" not in message
+
+
+def test_a_missing_azureml_subpackage_is_named_when_azureml_itself_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A namespace-less stand-in for an installed azureml distribution without azureml.core.
+    (tmp_path / "azureml").mkdir()
+    (tmp_path / "azureml" / "__init__.py").write_text("", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [name for name in sys.modules if name.split(".")[0] == "azureml"]:
+        monkeypatch.delitem(sys.modules, name)
+
+    try:
+        message = load_error(tmp_path, "from azureml.core.model import Model\n" + PLAIN)
+    finally:
+        sys.modules.pop("azureml", None)
+
+    assert "No module named 'azureml.core'" in message
+    assert message.endswith(
+        "(hint: azureml.core is not installed; pip install the azureml package providing it)"
+    )
