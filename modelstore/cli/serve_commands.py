@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from modelstore.cli import OneLineErrorCommand, state
 from modelstore.errors import InvalidArgumentError, ModelstoreError, UsageError
@@ -202,6 +203,29 @@ def positive_int_from_env(name: str, default: int) -> int:
 # --- serve --------------------------------------------------------------------------------------
 
 
+class WorkerCount(click.IntRange):
+    """``--workers``, whose bad ``WORKER_COUNT`` value is named as the variable the user set.
+
+    click would blame ``--workers`` for a value that came from the environment.
+    """
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            if (
+                ctx is not None
+                and param is not None
+                and param.name is not None
+                and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+            ):
+                raise InvalidArgumentError(
+                    f"WORKER_COUNT={value!r} is not a whole number of worker processes "
+                    "(1 or more); set it to e.g. WORKER_COUNT=2 or unset it"
+                ) from None
+            raise
+
+
 @click.command(
     "serve",
     cls=OneLineErrorCommand,
@@ -226,7 +250,7 @@ def positive_int_from_env(name: str, default: int) -> int:
     "--workers",
     "--worker_count",
     "workers",
-    type=click.IntRange(min=1),
+    type=WorkerCount(min=1),
     envvar="WORKER_COUNT",
     default=1,
     show_default=True,
