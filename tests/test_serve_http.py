@@ -841,7 +841,7 @@ def test_the_worker_socket_mode_shortcut_matches_plain_socket_modes() -> None:
     plain, shortcut = socket.socketpair()
     with plain, shortcut:
         shortcut.__class__ = _ModeKeepingSocket
-        for step in (True, True, False, False, True, 0.5, True, False, None, False):
+        for step in (True, True, None, False, False, 0.0, True, 0.5, 0.5, 2, True, None, False):
             for sock in (plain, shortcut):
                 if isinstance(step, bool):
                     sock.setblocking(step)

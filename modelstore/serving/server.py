@@ -589,10 +589,16 @@ def _body_fully_read(parser: Any) -> bool:
 
 
 class _ModeKeepingSocket(socket.socket):
-    """A client socket whose ``setblocking`` skips the system call when the mode would not
-    change (gthread asks for blocking mode on every request)."""
+    """A client socket whose ``setblocking``/``settimeout`` skip the system call when the mode
+    would not change (gthread asks for blocking mode, and gunicorn's parser restores the
+    timeout it found, on every request)."""
 
     __slots__ = ()
+
+    def settimeout(self, value: float | None) -> None:
+        if value == self.gettimeout():
+            return
+        super().settimeout(value)
 
     def setblocking(self, flag: bool) -> None:
         timeout = self.gettimeout()
