@@ -72,3 +72,17 @@ def test_a_missing_azureml_subpackage_is_named_when_azureml_itself_exists(
     assert message.endswith(
         "(hint: azureml.core is not installed; pip install the azureml package providing it)"
     )
+
+
+def test_a_script_with_a_nul_byte_is_a_syntax_error_without_a_line_of_none(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "score.py"
+    script.write_bytes(b'x = "\x00"\n' + PLAIN.encode())
+    with pytest.raises(EntryScriptError) as caught:
+        load_entry_script(script, ServingSettings(entry_script=script, app_root=tmp_path))
+
+    assert str(caught.value) == (
+        f"entry script {script} has a syntax error: source code string cannot contain null "
+        "bytes; fix it and start again"
+    )

@@ -158,9 +158,9 @@ def _execute(path: Path, source: bytes) -> types.ModuleType:
         code = compile(source, str(path), "exec", dont_inherit=True)
     except SyntaxError as exc:
         server_logger.error(traceback.format_exc())
+        where = f" at line {exc.lineno}" if exc.lineno is not None else ""  # None: NUL bytes
         raise EntryScriptError(
-            f"entry script {path} has a syntax error at line {exc.lineno}: {exc.msg}; fix it and "
-            "start again"
+            f"entry script {path} has a syntax error{where}: {exc.msg}; fix it and start again"
         ) from None
     module = types.ModuleType(ENTRY_MODULE_NAME)
     module.__file__ = str(path)
