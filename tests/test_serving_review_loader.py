@@ -86,3 +86,27 @@ def test_a_script_with_a_nul_byte_is_a_syntax_error_without_a_line_of_none(
         f"entry script {script} has a syntax error: source code string cannot contain null "
         "bytes; fix it and start again"
     )
+
+
+def test_a_driver_module_without_a_file_fails_to_start_in_one_line(tmp_path: Path) -> None:
+    # azmlinfsrv logs the driver's __file__ and fails to boot (exit 3) on such a module.
+    message = load_error(
+        tmp_path,
+        """
+        import types
+
+        driver_module = types.ModuleType("driver")
+        driver_module.run = lambda data: data
+
+        def init():
+            pass
+
+        def run(data):
+            return data
+        """,
+    )
+
+    assert message == (
+        f"driver_module of {tmp_path / 'score.py'} has no __file__ (azmlinfsrv fails to boot "
+        "on it); make driver_module a module imported from a file"
+    )

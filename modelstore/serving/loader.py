@@ -190,6 +190,11 @@ def _entry_functions(module: types.ModuleType, path: Path) -> tuple[Callable[[],
     run = module.run
     driver = getattr(module, "driver_module", None)
     if isinstance(driver, types.ModuleType) and hasattr(driver, "run"):
+        if getattr(driver, "__file__", None) is None:
+            raise _fail(
+                f"driver_module of {path} has no __file__ (azmlinfsrv fails to boot on it); "
+                "make driver_module a module imported from a file"
+            )
         run = driver.run
         logger.info("Found driver script at %s and the score script at %s", path, driver.__file__)
     else:
