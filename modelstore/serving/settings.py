@@ -179,13 +179,26 @@ def config_file_values(environ: Mapping[str, str], overrides: Mapping[str, Any])
     values: dict[str, Any] = {}
     for key, field in CONFIG_FILE_KEYS.items():
         if content.get(key) is not None:
-            raw = content[key]
-            values[field] = (
-                _positive_int(key, str(raw), "milliseconds")
-                if field == "scoring_timeout_ms"
-                else raw
-            )
+            values[field] = _config_value(path, key, content[key])
     return values
+
+
+def _config_value(path: Path, key: str, raw: Any) -> Any:
+    """One ``config.json`` value, refused with the file named: the user would otherwise look
+    for a bad environment variable or option that does not exist."""
+    if key == "SCORING_TIMEOUT_MS":
+        text = str(raw).strip()
+        if not isinstance(raw, bool) and text.isdigit() and int(text) > 0:
+            return int(text)
+        complaint = "is not a positive whole number of milliseconds"
+    elif isinstance(raw, str):
+        return raw
+    else:
+        complaint = "is not a string"
+    raise InvalidArgumentError(
+        f"config file {path}: {key}={raw!r} {complaint}; fix the value in that file or remove "
+        "the key"
+    )
 
 
 def _positive_int(variable: str, text: str, unit: str) -> int:
