@@ -184,6 +184,12 @@ def _call_with_alarm(call: Callable[[], Any], timeout_ms: int) -> TimedResult:
         raise ScriptTimedOut(timeout_ms) from None
     except (Exception, SystemExit) as exc:
         raise ScriptFailed(exc) from exc
+    except KeyboardInterrupt as exc:
+        if _signal.getsignal(_signal.SIGINT) is signal.default_int_handler:
+            raise  # Ctrl-C (modelstore score, pytest): stop, do not answer
+        # Under gunicorn SIGINT has its own handler: the script raised this itself. Answered
+        # like sys.exit() instead of killing the worker with no answer at all.
+        raise ScriptFailed(exc) from exc
     finally:
         elapsed_s = time.perf_counter() - started
         _signal.signal(_signal.SIGALRM, previous_handler)
@@ -225,7 +231,8 @@ def _call_in_helper_thread(call: Callable[[], Any], timeout_ms: int) -> TimedRes
     error = outcome.get("error")
     if isinstance(error, TimeoutError):
         raise ScriptTimedOut(timeout_ms)
-    if isinstance(error, (Exception, SystemExit)):
+    # Signals reach the main thread only: a KeyboardInterrupt here is the script's own.
+    if isinstance(error, (Exception, SystemExit, KeyboardInterrupt)):
         raise ScriptFailed(error) from error
     if error is not None:
         raise error
