@@ -77,7 +77,9 @@ class ScoringClient:
     def __init__(self, app: flask.Flask) -> None:
         self.app = app
         """The Flask app ``modelstore serve`` would run for this script."""
-        self._client = app.test_client()
+        self._client = app.test_client(
+            use_cookies=False
+        )  # Set-Cookie values reach the test as sent
 
     def post(
         self,

@@ -285,3 +285,26 @@ def test_a_relative_entry_script_is_looked_up_from_the_current_folder_as_the_err
     # Like azmlinfsrv's realpath(--entry_script): the launch folder, not AML_APP_ROOT.
     missing = launch.resolve() / "src" / "score.py"
     assert last == f"Error: entry script {missing} does not exist; pass the path of your score.py"
+
+
+def test_a_scripts_own_log_warning_keeps_its_level_and_logger_name_as_in_azmlinfsrv(
+    tmp_path: Path,
+) -> None:
+    script = write_script(
+        tmp_path,
+        """
+        import logging
+
+        def init():
+            pass
+
+        def run(data):
+            logging.getLogger("mine").warning("warned")
+            return "ok"
+        """,
+    )
+
+    result = score("--entry-script", str(script), "--data", "{}", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    assert "WARNING:mine:warned" in result.stderr.decode().splitlines()

@@ -245,3 +245,33 @@ def test_on_pyfakefs_a_sibling_module_only_in_the_fake_filesystem_is_explained(
     with pytest.raises(EntryScriptError, match="No module named 'helper'") as caught:
         scoring_client("/app/score.py")
     assert "a module the script imports must exist on the real disk" in str(caught.value)
+
+
+def test_a_set_cookie_answer_reaches_the_test_as_the_server_sends_it(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    client = scoring_client(
+        script(
+            tmp_path,
+            """
+            from azureml.contrib.services.aml_response import AMLResponse
+
+            def init():
+                pass
+
+            COOKIE = "a=1; Expires=Wed, 21 Oct 2015 07:28:00 GMT"
+
+            def run(data):
+                return AMLResponse("ok", 200, {"Set-Cookie": COOKIE})
+            """,
+        )
+    )
+
+    response = client.post(json={})
+
+    assert response.status_code == 200 and response.text == "ok"
+    # AMLResponse splits header values at commas (spec §9): two Set-Cookie lines, as served.
+    assert response.headers.getlist("Set-Cookie") == [
+        "a=1; Expires=Wed",
+        "21 Oct 2015 07:28:00 GMT",
+    ]

@@ -869,3 +869,23 @@ def test_the_worker_heartbeat_comes_well_within_the_worker_timeout(worker_timeou
     interval = _heartbeat_interval_s(worker_timeout_s)
     assert 0 < interval <= 0.5
     assert interval <= worker_timeout_s / 10
+
+
+def test_a_413_for_a_declared_oversized_body_says_connection_close_and_closes(
+    probe_server: Server,
+) -> None:
+    """The server answers before reading a body it refuses, so it cannot keep the connection:
+    it must say so, or a client pipelining its next request on that socket loses it."""
+    host, port = probe_server.url.removeprefix("http://").split(":")
+    oversized = 200 * 1024 * 1024
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        status, headers = exchange(
+            sock,
+            stream,
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % oversized,
+        )
+        assert status == "HTTP/1.1 413 REQUEST ENTITY TOO LARGE"
+        assert headers["connection"] == "close"
+        assert stream.read() == b""  # and the server did close it

@@ -198,7 +198,11 @@ def _enforce_body_limit(
     length = request.content_length
     if length is not None:
         if length > limit:
-            return error_response(413, body_limit_message(limit))
+            # Answered without reading the body, so the connection cannot be reused: say so
+            # (the WSGI server then closes it) rather than leave a pipelining client stranded.
+            refused = error_response(413, body_limit_message(limit))
+            refused.headers["Connection"] = "close"
+            return refused
         return None
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or environ.get(
         "wsgi.input_terminated"

@@ -95,6 +95,11 @@ def configure_logging(*folders: Path, level: str | int | None = None) -> Path | 
                 logging.config.dictConfig(json.load(handle))
             logging.getLogger(SERVER_LOGGER).info("Loaded logging config from %s", candidate)
             return candidate
+    if not logging.root.handlers:
+        # azmlinfsrv's process has a root handler in logging's basic format, so a script's own
+        # `logging.getLogger("mine").warning("x")` prints "WARNING:mine:x"; without one, Python's
+        # last-resort handler would print the bare message.
+        logging.basicConfig()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(UtcFormatter())
     server = logging.getLogger(SERVER_LOGGER)

@@ -660,6 +660,15 @@ class CoalescingResponse(wsgi.Response):  # type: ignore[misc]  # gunicorn is un
             lines.append("Transfer-Encoding: chunked\r\n")
         return lines
 
+    def process_headers(self, headers: list[tuple[str, str]]) -> None:
+        """gunicorn drops an app's ``Connection`` header as hop-by-hop; ``close`` is honoured
+        here (the app answered without reading the body, e.g. the early 413), so the
+        connection is closed and the client is told so."""
+        super().process_headers(headers)
+        for name, value in headers:
+            if name.lower() == "connection" and value.strip().lower() == "close":
+                self.force_close()
+
     def send_headers(self) -> None:
         if self.headers_sent:
             return
