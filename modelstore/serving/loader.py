@@ -156,11 +156,15 @@ def _import_hint(exc: BaseException, path: Path) -> str:
 def _execute(path: Path, source: bytes) -> types.ModuleType:
     try:
         code = compile(source, str(path), "exec", dont_inherit=True)
-    except SyntaxError as exc:
+    except (SyntaxError, ValueError) as exc:
+        # A NUL byte in the source is a SyntaxError without a line from Python 3.11.4 on, and a
+        # ValueError ("source code string cannot contain null bytes") before.
         server_logger.error(traceback.format_exc())
-        where = f" at line {exc.lineno}" if exc.lineno is not None else ""  # None: NUL bytes
+        lineno = getattr(exc, "lineno", None)
+        where = f" at line {lineno}" if lineno is not None else ""
+        reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         raise EntryScriptError(
-            f"entry script {path} has a syntax error{where}: {exc.msg}; fix it and start again"
+            f"entry script {path} has a syntax error{where}: {reason}; fix it and start again"
         ) from None
     module = types.ModuleType(ENTRY_MODULE_NAME)
     module.__file__ = str(path)
