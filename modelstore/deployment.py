@@ -243,7 +243,18 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
     build: Path | None = None
     lock: int | None = None
     try:
-        build = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=root))
+        for attempt in range(_BUILD_ATTEMPTS):
+            try:
+                build = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=root))
+                break
+            except FileNotFoundError:
+                # A concurrent deployment into the same new folder was refused and removed the
+                # (then empty) folder it had created: make it again and take our turn.
+                if attempt == _BUILD_ATTEMPTS - 1:
+                    raise
+                made = _make_dirs(root)
+                created = created or made
+        assert build is not None
         lock = _lock_build(build)
         if not force:
             others = [name for name in app_root_occupants(root) if name != build.name]
@@ -273,6 +284,10 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
             _remove_tree(build)
         if lock is not None:
             os.close(lock)  # drops the lock
+
+
+_BUILD_ATTEMPTS = 5
+"""How often a deployment re-creates a new app root that a refused concurrent one removed."""
 
 
 def _lock_build(build: Path) -> int | None:

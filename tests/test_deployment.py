@@ -496,3 +496,30 @@ def test_registry_deploy_and_get_model_path_work_inside_pyfakefs(
     assert get_model_path("m") == "/app/azureml-models/m/2/model.pkl"
     assert get_model_path("model.pkl", 0) == "/app/azureml-models/model.pkl/0/model.pkl"
     assert Path(get_model_path("m", 1)).read_bytes() == b"fake"
+
+
+def test_a_new_app_root_removed_by_a_refused_concurrent_deployment_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deployments into one new folder: the refused one removes the (empty) folder it made
+    while this one is about to build in it. This one must make it again, not fail."""
+    store = make_store(tmp_path)
+    app = tmp_path / "new" / "app"
+    real_mkdtemp = deployment_module.tempfile.mkdtemp
+    calls = []
+
+    def mkdtemp_after_the_other_deployment_gave_up(**kwargs: object) -> str:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            os.rmdir(app)  # what the refused deployment's clean-up does
+        return real_mkdtemp(**kwargs)  # type: ignore[no-any-return,call-overload]
+
+    monkeypatch.setattr(
+        deployment_module.tempfile, "mkdtemp", mkdtemp_after_the_other_deployment_gave_up
+    )
+    deployed = build_deployment([source(store, "m", 2, "model.pkl")], app)
+
+    assert len(calls) == 2
+    assert (app / "azureml-models" / "m" / "2" / "model.pkl").read_bytes() == b"two"
+    assert os.listdir(app) == ["azureml-models"]
+    assert deployed.env["AZUREML_MODEL_DIR"] == str(app / "azureml-models" / "m" / "2")
