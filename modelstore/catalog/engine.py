@@ -11,6 +11,8 @@ SQLAlchemy's ``begin`` event decides how transactions start: SQLAlchemy's docume
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 # The SQLite dialect is imported here, not lazily by create_engine: a module first imported
@@ -62,6 +64,32 @@ def sqlite_file(url: URL) -> str | None:
     return database or None
 
 
+def switch_to_wal(cursor: Any, timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    """Put a SQLite database in WAL mode, waiting out other processes doing the same.
+
+    Switching needs the exclusive lock, and when two new connections race to switch a fresh
+    catalog, SQLite answers one with "database is locked" at once, without the busy wait (its
+    deadlock avoidance). So the switch is retried, within the same busy timeout as any write;
+    once another process has switched, the next try just finds WAL.
+    """
+    deadline = time.monotonic() + timeout_s
+    pause = 0.005
+    while True:
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
 def create_catalog_engine(db_url: str) -> Engine:
     url = parse_catalog_url(db_url)
     if not is_sqlite(url):
@@ -92,9 +120,7 @@ def create_catalog_engine(db_url: str) -> Engine:
             if not memory:
                 # WAL is a property of the file: set it once (switching needs the write lock,
                 # so asking first keeps every later open free of lock traffic).
-                cursor.execute("PRAGMA journal_mode")
-                if str(cursor.fetchone()[0]).lower() != "wal":
-                    cursor.execute("PRAGMA journal_mode = WAL")
+                switch_to_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
