@@ -66,9 +66,12 @@ class OneLineErrorCommand(click.Command):
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:
-            raise InvalidArgumentError(
-                f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
-            ) from exc
+            raise InvalidArgumentError(one_line_usage(exc, ctx)) from exc
+
+
+def one_line_usage(exc: click.UsageError, ctx: click.Context) -> str:
+    """click's usage error as our one line: what is wrong, and where to look."""
+    return f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
 
 
 class LazyGroup(click.Group):
@@ -82,8 +85,7 @@ class LazyGroup(click.Group):
         except click.UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":
                 raise
-            message = f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
-            click.echo(f"Error: {message}", err=True)
+            click.echo(f"Error: {one_line_usage(exc, ctx)}", err=True)
             ctx.exit(InvalidArgumentError.exit_code)
 
     def resolve_command(
@@ -92,29 +94,18 @@ class LazyGroup(click.Group):
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:  # "No such command": one line too, not click's screen
-            raise InvalidArgumentError(
-                f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
-            ) from exc
+            raise InvalidArgumentError(one_line_usage(exc, ctx)) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [name for name in COMMANDS if self._load(name) is not None]
+        return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return self._load(cmd_name)
-
-    def _load(self, name: str) -> click.Command | None:
-        target = COMMANDS.get(name)
+        target = COMMANDS.get(cmd_name)
         if target is None:
             return None
         module_name, _, attribute = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # that command group is not built (yet)
-                return None
-            raise
-        command = getattr(module, attribute, None)
-        return command if isinstance(command, click.Command) else None
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
