@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,30 +98,27 @@ def test_exec_exits_128_plus_n_when_a_signal_ends_cmd(env: dict[str, str], tmp_p
     assert os.listdir(tmp_path / "tmp") == []
 
 
-def test_exec_forwards_sigterm_to_cmd_and_still_cleans_up(
-    env: dict[str, str], tmp_path: Path
-) -> None:
-    script = "import sys, time; print('ready', flush=True); time.sleep(30)"
+def start_waiting_exec(env: dict[str, str], tmp_path: Path, **popen: Any) -> subprocess.Popen[str]:
+    """`modelstore exec` running a CMD that has started (said 'ready') and now waits."""
+    script = "import time; print('ready', flush=True); time.sleep(30)"
+    cmd = [sys.executable, "-c", script]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelstore",
-            "exec",
-            "--model",
-            "m",
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ],
+        [sys.executable, "-m", "modelstore", "exec", "--model", "m", "--", *cmd],
         env=env,
         cwd=tmp_path / "cwd",
         stdout=subprocess.PIPE,
         text=True,
+        **popen,
     )
     assert process.stdout is not None
     assert process.stdout.readline() == "ready\n"
+    return process
+
+
+def test_exec_forwards_sigterm_to_cmd_and_still_cleans_up(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    process = start_waiting_exec(env, tmp_path)
     process.send_signal(signal.SIGTERM)
 
     assert process.wait(timeout=20) == 128 + signal.SIGTERM
@@ -299,29 +297,7 @@ def test_exec_passes_options_after_cmd_to_cmd(env: dict[str, str], tmp_path: Pat
 def test_exec_lets_ctrl_c_reach_cmd_and_still_cleans_up(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    script = "import time; print('ready', flush=True); time.sleep(30)"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelstore",
-            "exec",
-            "--model",
-            "m",
-            "--",
-            sys.executable,
-            "-c",
-            script,
-        ],
-        env=env,
-        cwd=tmp_path / "cwd",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline() == "ready\n"
+    process = start_waiting_exec(env, tmp_path, stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(process.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
 
     assert process.wait(timeout=20) == 128 + signal.SIGINT
