@@ -141,26 +141,9 @@ class Store:
                     made_dirs.add(parent)
                 try:
                     size, sha256 = copy_and_hash(source.source, target, self._buffer, advance)
-                except PermissionError as exc:
-                    if exc.filename == source.source:
-                        raise InvalidModelPathError(
-                            f"cannot read {source.source!r} (permission denied); make it "
-                            "readable and retry"
-                        ) from None
-                    raise
-                except FileNotFoundError as exc:
-                    if exc.filename == source.source:
-                        raise InvalidModelPathError(
-                            f"{source.source!r} disappeared while it was being copied; "
-                            "register again once the model is complete"
-                        ) from None
-                    raise
                 except OSError as exc:
-                    if exc.filename == source.source:
-                        raise InvalidModelPathError(
-                            f"cannot read {source.source!r} ({exc.strerror or exc}); check the "
-                            "source file and the disk it is on, then retry"
-                        ) from None
+                    if exc.filename == source.source:  # the user's model, not the store, failed
+                        raise InvalidModelPathError(_unreadable(source.source, exc)) from None
                     raise
                 os.chmod(target, READ_ONLY_FILE)
                 staged.append(StagedFile(source.relpath, size, sha256))
@@ -319,6 +302,21 @@ def _move_all(source_dir: Path, target_dir: Path, names: list[str]) -> None:
             with contextlib.suppress(OSError):  # if even this fails, doctor finds it in trash
                 os.rename(target_dir / item, source_dir / item)
         raise
+
+
+def _unreadable(source: str, exc: OSError) -> str:
+    """What to tell the user when reading their model failed during the copy."""
+    if isinstance(exc, PermissionError):
+        return f"cannot read {source!r} (permission denied); make it readable and retry"
+    if isinstance(exc, FileNotFoundError):
+        return (
+            f"{source!r} disappeared while it was being copied; register again once the model "
+            "is complete"
+        )
+    return (
+        f"cannot read {source!r} ({exc.strerror or exc}); check the source file and the disk "
+        "it is on, then retry"
+    )
 
 
 def _unlink_quietly(path: str) -> None:
