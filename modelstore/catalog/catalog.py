@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -108,25 +109,10 @@ class Catalog:
                 connection.execute(
                     update(_NAMES).where(_NAMES.c.name == new.name).values(last_version=version)
                 )
-            inserted = connection.execute(
-                insert(_VERSIONS).values(
-                    name=new.name,
-                    version=version,
-                    state=PENDING,
-                    token=new.token,
-                    entry=new.entry,
-                    kind=new.kind,
-                    size=new.size,
-                    file_count=new.file_count,
-                    sha256=new.sha256,
-                    created_at=new.created_at.astimezone(timezone.utc).replace(tzinfo=None),
-                    tags=dict(new.tags),
-                    properties=dict(new.properties),
-                    description=new.description,
-                    framework=new.framework,
-                    framework_version=new.framework_version,
-                )
-            ).inserted_primary_key
+            pending = _new_record(new, 0, version)  # its id is the row's, known once inserted
+            columns = {f.name: getattr(pending, f.name) for f in fields(pending) if f.name != "id"}
+            columns["created_at"] = new.created_at.astimezone(timezone.utc).replace(tzinfo=None)
+            inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
             assert inserted is not None
             row_id = int(inserted[0])
             connection.execute(
@@ -136,7 +122,7 @@ class Catalog:
                     for f in new.files
                 ],
             )
-        return _new_record(new, row_id, version)
+        return replace(pending, id=row_id)
 
     def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
         """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``
