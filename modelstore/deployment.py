@@ -44,6 +44,7 @@ from modelstore.layout import (
     models_root,
     version_dir,
 )
+from modelstore.store.fsops import remove_tree
 from modelstore.store.locks import is_held
 
 BUILD_PREFIX = ".modelstore-deploy-"
@@ -239,7 +240,7 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
     """Build the tree in a temporary folder inside ``root``, then rename it into place."""
     created = _make_dirs(root)
     for stale in _killed_builds(root):
-        _remove_tree(stale)
+        remove_tree(stale, best_effort=True)
     build: Path | None = None
     lock: int | None = None
     try:
@@ -270,7 +271,7 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
         _swap_into_place(new_models, models_root(root), build, force=force)
     except BaseException as exc:
         if build is not None:
-            _remove_tree(build)
+            remove_tree(build, best_effort=True)
             build = None
         if created is not None:
             _remove_empty_folders(root, up_to=created)
@@ -281,7 +282,7 @@ def _materialise(root: Path, planned: list[DeployedModel], *, copy: bool, force:
         raise
     finally:
         if build is not None:
-            _remove_tree(build)
+            remove_tree(build, best_effort=True)
         if lock is not None:
             os.close(lock)  # drops the lock
 
@@ -477,15 +478,3 @@ def _exchange(first: Path, second: Path) -> bool:
     if code == errno.ENOENT:
         return False  # the old tree vanished meanwhile: a plain rename will do
     raise OSError(code, os.strerror(code), os.fspath(second))
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a build folder, even one holding a half-made copy of a read-only entry (a
-    read-only folder blocks removing its children, so the owner's write bit comes first).
-    Links are removed, never followed."""
-    for folder, _subfolders, _files in os.walk(path):
-        try:
-            os.chmod(folder, stat.S_IMODE(os.lstat(folder).st_mode) | stat.S_IWUSR)
-        except OSError:
-            continue
-    shutil.rmtree(path, ignore_errors=True)

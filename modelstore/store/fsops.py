@@ -33,18 +33,22 @@ def make_dirs_read_only(root: str | os.PathLike[str]) -> None:
         os.chmod(folder, READ_ONLY_DIR)
 
 
-def remove_tree(path: str | os.PathLike[str]) -> None:
-    """Remove a file or folder even if it was made read-only; missing is fine."""
+def remove_tree(path: str | os.PathLike[str], *, best_effort: bool = False) -> None:
+    """Remove a file or folder even if it was made read-only (a read-only folder blocks removing
+    its children, so folders are made writable first); missing is fine. Links are removed,
+    never followed. ``best_effort``: remove what can be, raise nothing (a clean-up that must not
+    mask the error it follows)."""
     path = os.fspath(path)
     if not os.path.lexists(path):
         return
     if os.path.islink(path) or not os.path.isdir(path):
-        os.unlink(path)
+        with contextlib.suppress(OSError) if best_effort else contextlib.nullcontext():
+            os.unlink(path)
         return
     for dirpath, _dirs, _files in os.walk(path):
         with contextlib.suppress(OSError):
             os.chmod(dirpath, WRITABLE_DIR)
-    shutil.rmtree(path, ignore_errors=False)
+    shutil.rmtree(path, ignore_errors=best_effort)
 
 
 def tree_size(path: str | os.PathLike[str]) -> int:
