@@ -1,11 +1,11 @@
 """``get_model_path``: Azure ML SDK v1's ``Model.get_model_path``, answer for answer.
 
 Inside a deployment this module follows ``azureml.core.model.Model._get_model_path_local``
-step by step (spec ``aml-model-resolution.md`` §3.3): the same ``os.path.join`` strings (a
+step by step (``docs/get_model_path.md``): the same ``os.path.join`` strings (a
 relative models root gives a relative answer), the numeric maximum version, the one-entry rule
-and the ``./<name>`` fallback. Only where the SDK would fail does modelstore add answers (spec
-§10): D1 reads ``AML_APP_ROOT`` at call time, D2 tries ``AZUREML_MODEL_DIR``, and D3, outside
-any deployment, asks the local registry. Every error keeps the SDK's text first and then says
+and the ``./<name>`` fallback. Only where the SDK would fail does modelstore add answers: D1
+reads ``AML_APP_ROOT`` at call time, D2 tries ``AZUREML_MODEL_DIR``, and D3, outside any
+deployment, asks the local registry. Every error keeps the SDK's text first and then says
 where modelstore looked.
 
 It is imported by users' ``score.py`` files, so at import it loads only the standard library
@@ -100,7 +100,7 @@ class Model:
 
 
 def _check_arguments(model_name: object, version: object) -> None:
-    """The SDK's argument checks, in its order; ``bool`` versions are refused too (spec §10)."""
+    """The SDK's argument checks, in its order; ``bool`` versions are refused too (a departure)."""
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise BadArgumentTypeError(
             f"version should be an int (got {version!r} of type {type(version).__name__}); "

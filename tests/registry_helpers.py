@@ -14,7 +14,7 @@ def make_file(path: Path, content: bytes = b"model-bytes") -> Path:
 
 
 def make_model_dir(root: Path) -> Path:
-    """``model_dir/{a.txt, c.txt, sub/b.txt}``, as the spec's example."""
+    """``model_dir/{a.txt, c.txt, sub/b.txt}``, as in docs/layout.md."""
     make_file(root / "a.txt", b"a")
     make_file(root / "c.txt", b"c")
     make_file(root / "sub" / "b.txt", b"b")

@@ -1,7 +1,7 @@
 """The same layouts through the real azureml-core SDK and through modelstore: equal answers.
 
 Skipped unless azureml-core is installed (``tox -e aml`` installs azureml-core==1.61.0.post4).
-The SDK freezes ``MODELS_DIR`` when ``azureml.core.model`` is imported (spec §3.2), so each
+The SDK freezes ``MODELS_DIR`` when ``azureml.core.model`` is imported, so each
 layout sets ``azureml.core.model.MODELS_DIR`` to what that import would have computed.
 """
 
@@ -47,7 +47,7 @@ def sdk_get_model_path(scene_models_dir: str, name: object, version: object) -> 
 
 
 def modelstore_class_for(sdk_class: str, message: str) -> type[Exception]:
-    """The spec's error table (§10): which modelstore class stands for an SDK failure."""
+    """docs/get_model_path.md's error table: which modelstore class stands for an SDK failure."""
     if sdk_class == "ModelNotFoundException" or message.startswith("Model "):
         return ModelNotFoundError
     if message.startswith(("version should be an int", "model_name is None")):
@@ -93,7 +93,7 @@ def test_the_sdk_and_modelstore_agree_on_every_branch(
         assert sdk[0] == "ok", "the departure only turns an SDK answer into an argument error"
         assert ours_exc is BadArgumentTypeError
         return
-    if isinstance(case.expect, Err):  # the spec's table matches the real SDK
+    if isinstance(case.expect, Err):  # the table matches the real SDK
         assert sdk[0] == "error" and sdk[1] == case.expect.sdk_class, sdk
     else:
         assert isinstance(case.expect, Ok) and sdk[0] == "ok", sdk

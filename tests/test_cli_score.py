@@ -262,7 +262,7 @@ def test_a_set_cookie_answer_is_printed_as_the_server_sends_it(tmp_path: Path) -
     lines = result.stdout.decode().splitlines()
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert lines[0] == "HTTP/1.1 200 OK"
-    # AMLResponse splits header values at commas (spec §9): two Set-Cookie lines, as served.
+    # AMLResponse splits header values at commas (docs/server.md): two Set-Cookie lines, as served.
     assert "Set-Cookie: a=1; Expires=Wed" in lines
     assert "Set-Cookie: 21 Oct 2015 07:28:00 GMT" in lines
     assert lines[-1] == "ok"

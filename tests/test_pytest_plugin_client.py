@@ -270,7 +270,7 @@ def test_a_set_cookie_answer_reaches_the_test_as_the_server_sends_it(
     response = client.post(json={})
 
     assert response.status_code == 200 and response.text == "ok"
-    # AMLResponse splits header values at commas (spec §9): two Set-Cookie lines, as served.
+    # AMLResponse splits header values at commas (docs/server.md): two Set-Cookie lines, as served.
     assert response.headers.getlist("Set-Cookie") == [
         "a=1; Expires=Wed",
         "21 Oct 2015 07:28:00 GMT",

@@ -393,7 +393,7 @@ def test_a_catalog_url_that_cannot_be_opened_is_a_catalog_error(tmp_path: Path) 
 
 
 def test_the_home_is_a_valid_aml_app_root(registry: Registry, model_file: Path, home: Path) -> None:
-    """The SDK's get_model_path logic (spec §3.3) finds the registered version under <home>."""
+    """The SDK's get_model_path logic finds the registered version under <home>."""
     registry.register(model_file, "m")
     registry.register(model_file, "m")
     models_dir = os.path.join(str(home), "azureml-models")

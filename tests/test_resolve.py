@@ -1,5 +1,6 @@
-"""get_model_path beyond the SDK's branch table: modelstore's departures D1-D3 (spec §10),
-deployment detection, the Model stand-in, argument checks and import weight."""
+"""get_model_path beyond the SDK's branch table: modelstore's departures D1-D3
+(docs/get_model_path.md), deployment detection, the Model stand-in, argument checks and import
+weight."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every row of the spec's get_model_path branch table (§3.4) and its other rules (§3.6).
+"""Every case of get_model_path in the SDK's local mode (docs/get_model_path.md).
 
 Each case lays out real folders and checks the exact string returned, or the modelstore error
 class and the SDK's message text it must start with. Every case runs with a relative models root
@@ -54,7 +54,7 @@ class Case:
     name: object
     version: object = None
     expect: Ok | Err = field(default_factory=lambda: Ok(""))
-    departure: str | None = None  # why modelstore answers differently from the SDK (spec §10)
+    departure: str | None = None  # why modelstore answers differently from the SDK
 
 
 ONE = ("M:m/1/model.pkl",)
@@ -289,7 +289,7 @@ CASES: list[Case] = [
         Err("argument", "WebserviceException", "version should be an int"),
         departure="the SDK accepts bool versions (it looks up .../False); modelstore refuses them",
     ),
-    # §3.6: strings, case, names with separators
+    # strings, case, names with separators
     Case("dot-slash-name-is-joined-verbatim", ONE, "./m", None, Ok("{M}/./m/1/model.pkl")),
     Case("trailing-slash-name-is-joined-verbatim", ONE, "m/", None, Ok("{M}/m/1/model.pkl")),
     Case(

@@ -1,4 +1,4 @@
-"""Request ids (spec §7.2), the 431s, TraceId, and CORS through flask-cors (spec §7.3)."""
+"""Request ids, the 431s, TraceId, and CORS through flask-cors (docs/server.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How each input mode turns a request into run() arguments (spec §5), with the spec's answers."""
+"""How each input mode turns a request into run() arguments (docs/server.md), as azmlinfsrv."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SCORING_TIMEOUT_MS (spec §6) on and off the main thread, and the 413 body limit (§11.3)."""
+"""SCORING_TIMEOUT_MS on and off the main thread, and the 413 body limit (docs/server.md)."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_no_limit_when_max_body_is_none(tmp_path: Path) -> None:
     assert client.post("/score", data=b"x" * 2048).get_json() == 2048
 
 
-# --- request line and header limits (JSON instead of gunicorn's HTML, spec §11.4) ------------
+# --- request line and header limits (JSON instead of gunicorn's HTML) -----------------------
 
 
 def test_request_line_over_gunicorn_limit_is_414_json_with_ids(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Loading score.py like azmlinfsrv (spec §2, §3): module identity, checks, modes, shims, init()."""
+"""Loading score.py like azmlinfsrv: module identity, checks, modes, shims, init()."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What run()'s return value becomes on the wire (spec §6, §9): JSON, Responses, AMLResponse."""
+"""What run()'s return value becomes on the wire (docs/server.md): JSON, Responses, AMLResponse."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Routes, methods, status codes and texts of the scoring app (spec §4, §7.1)."""
+"""Routes, methods, status codes and texts of the scoring app (docs/server.md)."""
 
 from __future__ import annotations
 

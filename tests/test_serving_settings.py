@@ -104,7 +104,7 @@ def test_relative_entry_script_is_joined_onto_the_app_root_and_absolute_wins(
     assert absolute.resolved_entry_script() == Path(os.path.abspath("/abs/score.py"))
 
 
-# --- config.json (spec §1.3) ------------------------------------------------------------------
+# --- config.json -------------------------------------------------------------------------------
 
 
 def test_config_json_in_the_app_root_sets_named_settings(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""GET /swagger.json: versions, 404 texts, inference-schema schemas, user files (spec §8)."""
+"""GET /swagger.json: versions, 404 texts, inference-schema schemas, user files (docs/server.md)."""
 
 from __future__ import annotations
 

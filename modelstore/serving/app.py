@@ -2,7 +2,7 @@
 
 ``create_app`` loads the entry script, runs ``init()`` once and returns a plain Flask app; the
 WSGI server (``modelstore serve``) and the pytest plugin's test client both use it, so tests and
-the server share one code path. The safe fixes of spec §11 are always on: a JSON 413 body limit,
+the server share one code path. The safe fixes (docs/server.md) are on: a JSON 413 body limit,
 and JSON bodies with request ids and the server-version header on routing 404/405 and on
 over-long request lines (414) and headers (431).
 """
@@ -45,7 +45,7 @@ REQUEST_ID_LIMIT = 100
 REQUEST_LINE_LIMIT = 4094
 HEADER_FIELD_LIMIT = 8190
 """gunicorn's default limits, which azmlinfsrv answers with HTML 414/431 pages; we answer them
-with JSON when the server lets such requests through (spec §11.4)."""
+with JSON when the server lets such requests through (a safe fix)."""
 EXTENSION_KEY = "modelstore.serving"
 SCRIPT_ERROR = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
@@ -74,7 +74,7 @@ def error_response(
     )
 
 
-# --- the request body limit (safe fix §11.3) ---------------------------------------------------
+# --- the request body limit (a safe fix) ---------------------------------------------------
 
 
 def body_limit_message(limit: int) -> str:
@@ -161,7 +161,7 @@ def new_request_id() -> str:
 
 
 def _assign_request_ids(environ: dict[str, Any], g: Any) -> flask.Response | None:
-    """Spec §7.2: the three request-id headers, and the 431s for over-long ones."""
+    """The three request-id headers (docs/server.md), and the 431s for over-long ones."""
     g.request_id = g.client_request_id = g.legacy_client_request_id = ""
     request_id = environ.get("HTTP_X_REQUEST_ID")
     if request_id is None:
@@ -255,7 +255,7 @@ def _enforce_line_and_header_limits(environ: dict[str, Any]) -> flask.Response |
 def _add_common_headers(
     response: flask.Response, environ: dict[str, Any], g: Any, server_version_header: bool
 ) -> None:
-    """Server version, request ids and the ``TraceId`` echo, on every response (spec §7.1)."""
+    """Server version, request ids and the ``TraceId`` echo, on every response (docs/server.md)."""
     headers = response.headers
     if server_version_header:
         headers.add("x-ms-server-version", SERVER_VERSION)

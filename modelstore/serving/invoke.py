@@ -1,7 +1,7 @@
 """One call of ``run()``: turning the request into arguments, the time limit, the response.
 
 The three input modes, the ``SCORING_TIMEOUT_MS`` limit and the conversion of return values are
-azmlinfsrv's (spec §5, §6); the handful of opt-in fixes (numpy JSON, validation 400) are switched
+azmlinfsrv's (docs/server.md); the handful of opt-in fixes (numpy JSON, validation 400) are switched
 by :class:`ServingSettings`.
 """
 
@@ -287,7 +287,7 @@ def is_schema_validation_error(script: EntryScript, error: BaseException) -> boo
 
 
 def numpy_aware_default(value: Any) -> Any:
-    """``json.dumps`` fallback for numpy/pandas values (opt-in fix §11.9).
+    """``json.dumps`` fallback for numpy/pandas values (opt-in: ``--numpy-json``).
 
     DataFrames become a list of row objects (``orient="records"``), other numpy/pandas values
     their ``tolist()``/``item()``; anything else stays unserialisable.

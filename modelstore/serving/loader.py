@@ -40,7 +40,7 @@ server_logger = logging.getLogger(SERVER_LOGGER)
 
 
 class InputMode(enum.Enum):
-    """How ``run()`` receives a request; fixed when the script is loaded (spec §2)."""
+    """How ``run()`` receives a request; fixed when the script is loaded (docs/server.md)."""
 
     RAW_REQUEST = "raw request"
     OBJECT = "object"
@@ -94,7 +94,7 @@ def _forget_earlier_schemas() -> None:
 
 
 def extend_sys_path(settings: ServingSettings, script_path: Path) -> None:
-    """Append the app root, its source directory, then the script's own folder (spec §11.5)."""
+    """Append the app root, its source directory, then the script's own folder (as in Azure)."""
     app_root = settings.resolved_app_root()
     entries = [str(app_root)]
     if settings.source_directory:

@@ -84,7 +84,7 @@ def redirect_print_process_wide() -> None:
 def configure_logging(*folders: Path, level: str | int | None = None) -> Path | None:
     """Install the default azmlinfsrv handler, or the first ``logging.json`` found in ``folders``.
 
-    ``level`` (e.g. ``$AZUREML_LOG_LEVEL``, which azmlinfsrv parses but ignores: fix §11.17)
+    ``level`` (e.g. ``$AZUREML_LOG_LEVEL``, which azmlinfsrv parses but ignores)
     sets the ``azmlinfsrv`` logger's level; default INFO. Returns the ``logging.json`` used, if
     any. Meant for server processes, not test processes.
     """

@@ -21,7 +21,7 @@ from modelstore.errors import EntryScriptError, InvalidArgumentError
 DEFAULT_SCORING_TIMEOUT_MS = 3_600_000
 DEFAULT_MAX_BODY_BYTES = 100 * 1024 * 1024
 """Azure's nginx front end refuses bodies over 100 MiB, so this limit never refuses what Azure
-accepts (spec §11.3)."""
+accepts (docs/server.md)."""
 
 
 CONFIG_FILE_KEYS: dict[str, str] = {
@@ -132,7 +132,7 @@ class ServingSettings(BaseModel):
 
 def find_config_file(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> Path | None:
     """The first non-empty of ``$AZUREML_CONFIG_FILE``, ``<app root>/config.json`` and
-    ``config.json`` beside the entry script, as azmlinfsrv looks them up (spec §1.3)."""
+    ``config.json`` beside the entry script, as azmlinfsrv looks them up."""
     candidates: list[Path] = []
     if environ.get("AZUREML_CONFIG_FILE"):
         candidates.append(Path(environ["AZUREML_CONFIG_FILE"]))

@@ -3,7 +3,7 @@
 The generated documents follow azmlinfsrv's templates key for key (clients diff them), with the
 ``ServiceInput``/``ServiceOutput`` schemas taken from inference-schema itself so they are
 byte-identical to Azure's. User files ``swagger.json``/``swagger2.json``/``swagger3.json``/
-``swagger3.1.json`` in the app root replace the generated document of their version (spec §8).
+``swagger3.1.json`` in the app root replace the generated document of their version.
 """
 
 from __future__ import annotations

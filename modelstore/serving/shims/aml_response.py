@@ -3,7 +3,7 @@
 The faithful behaviour splits every header value on commas and adds each part as its own header
 line, and duplicates Content-Type unless the key is spelled exactly ``"Content-Type"``. Scripts see
 those effects in Azure, so they are the default. An app created with
-``split_header_values=False`` opts into the fixed behaviour (spec §11.6): values are kept whole and
+``split_header_values=False`` opts into the fixed behaviour: values are kept whole and
 Content-Type is replaced, never duplicated.
 """
 
