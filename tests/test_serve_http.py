@@ -112,8 +112,8 @@ def start_server(args: list[str], folder: Path, *, cwd: Path, env: dict[str, str
             try:
                 if requests.get(url + "/", timeout=5).status_code == 200:
                     return Server(process, url, stdout, stderr)
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or the worker is still in init() (slow under load)
         if process.poll() is not None:
             break
         time.sleep(0.05)
