@@ -572,6 +572,83 @@ def test_init_failure_logs_traceback_and_model_tree_then_raises_one_line(
     ]
 
 
+def test_init_missing_a_model_file_names_the_nearest_real_path_in_the_summary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's local layout (relative AZUREML_MODEL_DIR), a model registered as a folder."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AML_APP_ROOT", raising=False)
+    monkeypatch.setenv("AZUREML_MODEL_DIR", "azureml-models/mymodel/1")
+    (tmp_path / "azureml-models" / "mymodel" / "1" / "model").mkdir(parents=True)
+    (tmp_path / "azureml-models" / "mymodel" / "1" / "model" / "model.pkl").write_bytes(b"x")
+    source = """
+    import os
+
+    def init():
+        open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.pkl"), "rb")
+
+    def run(data):
+        return 1
+    """
+    script = write(tmp_path, source)
+
+    with pytest.raises(EntryScriptError) as caught:
+        create_app(ServingSettings(entry_script=script, app_root=tmp_path))
+
+    advice = (
+        ": did you mean azureml-models/mymodel/1/model/model.pkl? A registered folder keeps its "
+        "own name under AZUREML_MODEL_DIR. (files under azureml-models: mymodel/1/model/model.pkl)"
+    )
+    assert str(caught.value) == (
+        f"init() of {script} raised FileNotFoundError: [Errno 2] No such file or directory: "
+        f"'azureml-models/mymodel/1/model.pkl'{advice}; see the log above"
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"modelstore: azureml-models/mymodel/1/model.pkl does not exist{advice}" in messages
+    assert "Models tree under azureml-models:" in messages
+
+
+def test_init_asking_for_a_registered_model_not_deployed_here_says_how_to_add_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.registry import Registry
+
+    home = tmp_path / "home"
+    (tmp_path / "other.pkl").write_bytes(b"x")
+    with Registry(home) as registry:
+        registry.register(tmp_path / "other.pkl", "other")
+    app = tmp_path / "app"
+    (app / "azureml-models" / "m" / "1").mkdir(parents=True)
+    (app / "azureml-models" / "m" / "1" / "model.pkl").write_bytes(b"x")
+    monkeypatch.setenv("MODELSTORE_HOME", str(home))
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    monkeypatch.setenv("AML_APP_ROOT", str(app))
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(app / "azureml-models" / "m" / "1"))
+    source = """
+    from modelstore import Model
+
+    def init():
+        Model.get_model_path("other")
+
+    def run(data):
+        return 1
+    """
+    script = write(app, source)
+
+    with pytest.raises(EntryScriptError) as caught:
+        create_app(ServingSettings(entry_script=script, app_root=app))
+
+    assert str(caught.value).startswith(
+        f"init() of {script} raised ModelNotFoundError: Model other not found in cache at "
+    )
+    assert str(caught.value).endswith(
+        f" other:1 is registered in the modelstore registry at {home} but is not deployed here; "
+        "add it to the deployment with `--model other:1` (modelstore serve, score, exec or "
+        "deploy).; see the log above"
+    )
+
+
 def test_model_tree_log_stops_after_200_lines(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
