@@ -512,6 +512,24 @@ def test_an_installed_azureml_core_is_never_shadowed(
     assert load(tmp_path / "app", source).run("x") == [True, True, "real:m"]
 
 
+@pytest.mark.skipif(not _azureml_core_installed(), reason="needs azureml-core (tox -e aml)")
+def test_the_real_azureml_core_is_used_when_installed(tmp_path: Path) -> None:
+    source = """
+    from azureml.core.model import Model
+
+    def init():
+        pass
+
+    def run(data):
+        return Model
+    """
+    model = load(tmp_path, source).run("x")
+
+    assert model is not SHIMMED_MODULES["azureml.core.model"].Model
+    assert sys.modules["azureml.core.model"] is not SHIMMED_MODULES["azureml.core.model"]
+    assert hasattr(model, "register")
+
+
 # --- init() -----------------------------------------------------------------------------------
 
 
