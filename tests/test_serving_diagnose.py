@@ -183,6 +183,38 @@ def test_a_script_that_opens_a_folder_entry_as_a_file_parent_gets_help(tmp_path:
     assert found.files == ("m/1/model.pkl",)
 
 
+def test_opening_a_folder_model_as_a_file_suggests_its_only_file(tmp_path: Path) -> None:
+    folder = tmp_path / "models" / "m" / "1" / "model"
+    put(folder / "sub" / "model.pkl")
+    environ = {"AZUREML_MODEL_DIR": str(tmp_path / "models" / "m" / "1")}
+    error = IsADirectoryError(21, "Is a directory", str(folder))
+
+    found = missing_model_path(error, environ)
+
+    assert found is not None
+    assert found.reason() == (
+        f"{folder} is a folder: did you mean {folder / 'sub' / 'model.pkl'}? A model registered "
+        "as a folder stays a folder, and get_model_path returns the folder, not the file in it. "
+        f"(files under {folder}: sub/model.pkl)"
+    )
+
+
+def test_opening_a_folder_model_of_several_files_lists_them(tmp_path: Path) -> None:
+    folder = tmp_path / "models" / "m" / "1" / "model"
+    put(folder / "a.bin")
+    put(folder / "b.bin")
+    environ = {"AZUREML_MODEL_DIR": str(tmp_path / "models")}
+
+    found = missing_model_path(IsADirectoryError(21, "Is a directory", str(folder)), environ)
+
+    assert found is not None
+    assert found.suggestion is None
+    assert found.advice() == (
+        "; a model registered as a folder stays a folder, and get_model_path returns the folder, "
+        f"not the file in it. (files under {folder}: a.bin, b.bin)"
+    )
+
+
 def test_the_log_shows_the_models_root_tree_and_the_suggestion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

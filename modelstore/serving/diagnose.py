@@ -6,7 +6,9 @@ Typical cause: a model registered as a folder keeps the folder's name under
 ``AZUREML_MODEL_DIR/model/model.pkl``. azmlinfsrv only dumps the ``AZUREML_MODEL_DIR`` tree and
 leaves the comparison to the reader; when the missing path lies under the models tree, modelstore
 also names the nearest real file with the same name and lists the tree in the one-line summary.
-The search is bounded, so a huge models tree costs a few milliseconds, not minutes.
+The search is bounded, so a huge models tree costs a few milliseconds, not minutes. The sibling
+mistake, opening a folder model (what ``get_model_path`` returns for it) as a file, is explained
+too.
 """
 
 from __future__ import annotations
@@ -40,15 +42,27 @@ class MissingModelPath:
     """Files under ``root`` (relative to it), at most :data:`SUMMARY_FILES`."""
     more_files: bool
     """More files exist under ``root`` than ``files`` names."""
+    is_folder: bool = False
+    """The path exists but is a folder (IsADirectoryError): ``root`` is that folder."""
 
     def reason(self) -> str:
         """What is wrong and the likely fix, in one line (for the log)."""
-        return f"{self.missing} does not exist{self.advice()}"
+        what = "is a folder" if self.is_folder else "does not exist"
+        return f"{self.missing} {what}{self.advice()}"
 
     def advice(self) -> str:
         """The likely fix and what the models folder holds; the exception already names the
         missing path, so the summary line appends only this."""
-        if self.suggestion is None:
+        if self.is_folder:
+            rule = (
+                "model registered as a folder stays a folder, and get_model_path returns the "
+                "folder, not the file in it."
+            )
+            if self.suggestion:
+                text = f": did you mean {self.suggestion}? A {rule}"
+            else:
+                text = f"; a {rule}"
+        elif self.suggestion is None:
             name = os.path.basename(self.missing)
             text = f"; nothing named {name} is under {self.root}"
         else:
@@ -83,12 +97,14 @@ def missing_model_path(
     (``$AML_APP_ROOT/azureml-models``, else ``./azureml-models``); None otherwise.
 
     ``exc`` or an exception it was raised from must be a FileNotFoundError or
-    NotADirectoryError carrying the file name (``open``, ``joblib.load``, ``torch.load``...).
+    NotADirectoryError carrying the file name (``open``, ``joblib.load``, ``torch.load``...),
+    or an IsADirectoryError: the script opened a folder model as if it were its file.
     """
     environ = os.environ if environ is None else environ
-    missing = _missing_filename(exc)
-    if missing is None:
+    failed = _failed_filename(exc)
+    if failed is None:
         return None
+    missing, is_folder = failed
     target = os.path.abspath(missing)
     roots = [os.path.join(environ.get(APP_ROOT_ENV, ""), MODELS_DIRNAME)]
     model_dir = environ.get(MODEL_DIR_ENV, "").rstrip("/")
@@ -103,6 +119,19 @@ def missing_model_path(
     if not os.path.isdir(absolute_root):
         return None
     spell = _speller(missing)
+    if is_folder:
+        if not os.path.isdir(target):
+            return None
+        files, more = _some_files(target, SUMMARY_FILES)
+        only = os.path.join(target, files[0]) if len(files) == 1 and not more else None
+        return MissingModelPath(
+            missing=missing,
+            root=spell(target),
+            suggestion=None if only is None else spell(only),
+            files=tuple(files),
+            more_files=more,
+            is_folder=True,
+        )
     found = nearest_real_path(target, absolute_root)
     files, more = _some_files(absolute_root, SUMMARY_FILES)
     return MissingModelPath(
@@ -194,20 +223,21 @@ def _some_files(root: str, limit: int) -> tuple[list[str], bool]:
     return files, False
 
 
-def _missing_filename(exc: BaseException) -> str | None:
-    """The file name of the first not-found OS error in ``exc``'s cause/context chain."""
+def _failed_filename(exc: BaseException) -> tuple[str, bool] | None:
+    """The file name of the first not-found (or is-a-folder, then True) OS error in ``exc``'s
+    cause/context chain."""
     current: BaseException | None = exc
     for _hop in range(8):
         if current is None:
             return None
-        if isinstance(current, (FileNotFoundError, NotADirectoryError)):
+        if isinstance(current, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
             name = current.filename
             if isinstance(name, bytes):
                 name = os.fsdecode(name)
             elif isinstance(name, os.PathLike):
                 name = os.fspath(name)
             if isinstance(name, str) and name:
-                return name
+                return name, isinstance(current, IsADirectoryError)
         current = current.__cause__ or current.__context__
     return None
 
