@@ -55,7 +55,13 @@ class Case:
     version: object = None
     expect: Ok | Err = field(default_factory=lambda: Ok(""))
     departure: str | None = None  # why modelstore answers differently from the SDK (spec §10)
-    model_dir: str | None = None  # AZUREML_MODEL_DIR, "{M}" = the models root as the SDK has it
+
+
+@dataclass(frozen=True)
+class ModelDirCase(Case):
+    """A case run with ``AZUREML_MODEL_DIR`` set; ``{M}`` is the models root as the SDK has it."""
+
+    model_dir: str | None = None
 
 
 ONE = ("M:m/1/model.pkl",)
@@ -337,7 +343,7 @@ CASES: list[Case] = [
     ),
     # AZUREML_MODEL_DIR (D2) never turns the SDK's "not found" into an OS or layout error: the
     # SDK ignores the variable. "{M}/m/1" relative is what the SDK's local deployment sets.
-    Case(
+    ModelDirCase(
         "entry-file-name-under-a-single-form-model-dir-is-not-found",
         ONE,
         "model.pkl",
@@ -345,7 +351,7 @@ CASES: list[Case] = [
         Err("not-found", "ModelNotFoundException", NOT_FOUND),
         model_dir="{M}/m/1",
     ),
-    Case(
+    ModelDirCase(
         "entry-file-name-under-a-single-form-model-dir-explicit-is-not-found",
         ONE,
         "model.pkl",
@@ -353,7 +359,7 @@ CASES: list[Case] = [
         Err("not-found", "WebserviceException", NOT_FOUND),
         model_dir="{M}/m/1",
     ),
-    Case(
+    ModelDirCase(
         "entry-folder-name-under-a-single-form-model-dir-is-not-found",
         ("M:m/1/model_dir/a.txt", "M:m/1/model_dir/sub/b.txt"),
         "model_dir",
@@ -361,7 +367,7 @@ CASES: list[Case] = [
         Err("not-found", "ModelNotFoundException", NOT_FOUND),
         model_dir="{M}/m/1/",
     ),
-    Case(
+    ModelDirCase(
         "name-is-a-file-under-a-multi-form-model-dir-is-not-found",
         ("C:elsewhere/n",),
         "n",
@@ -369,7 +375,7 @@ CASES: list[Case] = [
         Err("not-found", "ModelNotFoundException", NOT_FOUND),
         model_dir="elsewhere",
     ),
-    Case(
+    ModelDirCase(
         "version-is-a-file-under-a-multi-form-model-dir-is-not-found",
         ("C:elsewhere/n/1",),
         "n",
@@ -377,7 +383,7 @@ CASES: list[Case] = [
         Err("not-found", "ModelNotFoundException", NOT_FOUND),
         model_dir="elsewhere/",
     ),
-    Case(
+    ModelDirCase(
         "single-form-model-dir-that-is-a-file-is-not-found",
         ("C:elsewhere/n/1",),
         "n",
@@ -420,7 +426,8 @@ def lay_out(case: Case, base: Path, mode: str) -> Scene:
             target.write_bytes(b"payload")
     if any(item.startswith("M:") for item in case.layout):
         models_root.mkdir(parents=True, exist_ok=True)
-    model_dir = None if case.model_dir is None else case.model_dir.format(M=models_dir)
+    template = case.model_dir if isinstance(case, ModelDirCase) else None
+    model_dir = None if template is None else template.format(M=models_dir)
     return Scene(cwd=cwd, models_dir=models_dir, app_root=app_root, model_dir=model_dir)
 
 
