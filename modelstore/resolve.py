@@ -10,7 +10,9 @@ where modelstore looked.
 
 It is imported by users' ``score.py`` files, so at import it loads only the standard library
 and modelstore's light error and layout modules: no pydantic, no SQLAlchemy. The registry is
-imported only when D3 runs, which is the one path that touches a database.
+imported only when D3 runs, which is the one path that answers from a database, and while a
+not-found error is built inside a deployment, to say whether the model is registered but not
+deployed there (read-only; it never changes the error raised).
 """
 
 from __future__ import annotations
@@ -63,11 +65,15 @@ def _resolve(model_name: str, version: int | None) -> str:
     tried = [os.path.join(models_dir, model_name), f"./{model_name}"]
     if in_deployment:
         if model_dir:  # D2
-            found = _probe_azureml_model_dir(model_dir, model_name, version)
+            unreadable: list[str] = []
+            found = _probe_azureml_model_dir(model_dir, model_name, version, unreadable)
             if found is not None:
                 return found
-            tried.append(f"{MODEL_DIR_ENV}={raw_model_dir}")
-        extra = _versions_note(model_name, _folder_versions(models_dir, model_dir, model_name))
+            tried.append(f"{MODEL_DIR_ENV}={raw_model_dir}{''.join(unreadable)}")
+        deployed = _folder_versions(models_dir, model_dir, model_name)
+        extra = _versions_note(model_name, deployed) + _registered_elsewhere_note(
+            model_name, version, deployed
+        )
     else:  # D3
         found, extra = _from_registry(model_name, version)
         if found is not None:
@@ -117,9 +123,15 @@ def _check_arguments(model_name: object, version: object) -> None:
         )
 
 
-def _probe_models_dir(models_dir: str, model_name: str, version: int | None) -> str | None:
+def _probe_models_dir(
+    models_dir: str, model_name: str, version: int | None, *, lenient: bool = False
+) -> str | None:
     """The SDK's probe of ``<models_dir>/<name>``: the entry's path, or None where the SDK falls
-    back to ``./<name>``. Layout faults raise ModelLayoutError with the SDK's text first."""
+    back to ``./<name>``. Layout faults raise ModelLayoutError with the SDK's text first.
+
+    ``lenient`` (D2) treats a file where a folder is expected as absent, as the SDK's answer
+    there is "not found": ``AZUREML_MODEL_DIR/<name>`` may well be a model's entry file.
+    """
     name_dir = os.path.join(models_dir, model_name)
     if not os.path.exists(name_dir):
         return None
@@ -129,6 +141,8 @@ def _probe_models_dir(models_dir: str, model_name: str, version: int | None) -> 
         except FileNotFoundError:  # removed since the check (a redeploy): as if never there
             return None
         except NotADirectoryError as exc:
+            if lenient:
+                return None
             raise ModelLayoutError(
                 f"{exc}. {name_dir} should be a folder of version folders. {_LAYOUT_HINT}"
             ) from None
@@ -147,17 +161,20 @@ def _probe_models_dir(models_dir: str, model_name: str, version: int | None) -> 
     version_dir = os.path.join(name_dir, str(chosen))
     if not os.path.exists(version_dir):
         return None
-    return _single_entry(version_dir)
+    return _single_entry(version_dir, lenient=lenient)
 
 
-def _single_entry(version_dir: str) -> str | None:
+def _single_entry(version_dir: str, *, lenient: bool = False) -> str | None:
     """The one-entry rule of a version folder (hidden files count, as in the SDK); None if the
-    folder vanished since it was seen (a redeploy swapped the tree), as if never there."""
+    folder vanished since it was seen (a redeploy swapped the tree), as if never there, or
+    (``lenient``, D2) if it is a file."""
     try:
         entries = os.listdir(version_dir)
     except FileNotFoundError:
         return None
     except NotADirectoryError as exc:
+        if lenient:
+            return None
         raise ModelLayoutError(
             f"{exc}. {version_dir} should be a version folder. {_LAYOUT_HINT}"
         ) from None
@@ -168,22 +185,41 @@ def _single_entry(version_dir: str) -> str | None:
     return os.path.join(version_dir, entries[0])
 
 
-def _probe_azureml_model_dir(model_dir: str, model_name: str, version: int | None) -> str | None:
+def _probe_azureml_model_dir(
+    model_dir: str, model_name: str, version: int | None, unreadable: list[str]
+) -> str | None:
     """D2: ``AZUREML_MODEL_DIR`` in its single form (``.../<name>/<digits>``) or its multi form
-    (a models root). ``model_dir`` has its trailing ``/`` removed already."""
+    (a models root). ``model_dir`` has its trailing ``/`` removed already.
+
+    Where the SDK answers "not found" (it never reads the variable), D2 may only add an answer
+    or a layout error about the model's own folders, never an OS error: a file where a folder
+    is expected is absent, and a folder that cannot be read is absent and noted in
+    ``unreadable`` for the not-found message. A single-form value is a version folder, so its
+    children are the entry, not name folders: probing it as a models root (the multi form, for
+    another name) finds a model or nothing, and never reports the entry as a layout fault.
+    """
     leaf = os.path.basename(model_dir)
-    if (
-        leaf.isdigit()
-        and os.path.basename(os.path.dirname(model_dir)) == model_name
-        and (version is None or (leaf.isascii() and int(leaf) == version))
-    ):
-        if not os.path.exists(model_dir):
+    single_form = leaf.isdigit()
+    try:
+        if (
+            single_form
+            and os.path.basename(os.path.dirname(model_dir)) == model_name
+            and (version is None or (leaf.isascii() and int(leaf) == version))
+        ):
+            if not os.path.exists(model_dir):
+                return None
+            return _single_entry(model_dir, lenient=True)
+        if not os.path.isdir(os.path.join(model_dir, model_name)):
             return None
-        return _single_entry(model_dir)
-    name_dir = os.path.join(model_dir, model_name)
-    if not os.path.exists(name_dir):
+        try:
+            return _probe_models_dir(model_dir, model_name, version, lenient=True)
+        except ModelLayoutError:
+            if single_form:
+                return None
+            raise
+    except OSError as exc:  # e.g. PermissionError: the SDK never looked there
+        unreadable.append(f" ({exc.filename or model_dir} could not be read: {exc.strerror})")
         return None
-    return _probe_models_dir(model_dir, model_name, version)
 
 
 def _from_registry(model_name: str, version: int | None) -> tuple[str | None, str]:
@@ -213,6 +249,42 @@ def _from_registry(model_name: str, version: int | None) -> tuple[str | None, st
         if versions:
             return None, f"{where}has versions {', '.join(map(str, versions))} of {model_name}."
         return None, f"{where}has no model named {model_name}."
+
+
+def _registered_elsewhere_note(model_name: str, version: int | None, deployed: list[int]) -> str:
+    """Inside a deployment, whether the registry holds the missing model: then the fix is to
+    deploy it (``--model NAME:V``), not to change the script.
+
+    Runs only while a not-found error is being built, reads the registry without creating
+    anything, and answers "" on any failure: the error raised stays ModelNotFoundError.
+    """
+    try:
+        from modelstore.registry import Registry
+
+        registry = Registry.open_existing()
+        if registry is None:
+            return ""
+        with registry:
+            registered = registry.versions(model_name)
+            home = registry.home
+    except Exception:  # a hint must never replace the not-found error
+        return ""
+    if not registered:
+        return ""
+    wanted = max(registered) if version is None else version
+    if wanted not in registered:
+        listed = ", ".join(map(str, registered))
+        return (
+            f" The modelstore registry at {home} has versions {listed} of {model_name}, "
+            f"not version {wanted}."
+        )
+    if wanted in deployed:
+        return ""
+    return (
+        f" {model_name}:{wanted} is registered in the modelstore registry at {home} but is not "
+        f"deployed here; add it to the deployment with `--model {model_name}:{wanted}` "
+        "(modelstore serve, score, exec or deploy)."
+    )
 
 
 def _folder_versions(models_dir: str, model_dir: str, model_name: str) -> list[int]:

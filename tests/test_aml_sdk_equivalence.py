@@ -20,7 +20,16 @@ import pytest
 aml_model = pytest.importorskip("azureml.core.model")
 aml_exceptions = pytest.importorskip("azureml.exceptions")
 
-from test_resolve_conformance import CASES, MODES, Case, Err, Ok, enter, lay_out  # noqa: E402
+from test_resolve_conformance import (  # noqa: E402
+    CASES,
+    MODES,
+    Case,
+    Err,
+    ModelDirCase,
+    Ok,
+    enter,
+    lay_out,
+)
 
 from modelstore import get_model_path  # noqa: E402
 from modelstore.errors import (  # noqa: E402
@@ -127,7 +136,10 @@ def test_random_layouts_give_the_same_answers_as_the_sdk(
 ) -> None:
     rng = random.Random(seed)
     mode = MODES[seed % 2]
-    case = Case(f"random-{seed}", tuple(random_layout(rng)), "m")
+    # The SDK ignores AZUREML_MODEL_DIR; set as a deployment sets it, it must not change a
+    # single answer (an entry named like a model is not a model: not found, not a layout error).
+    model_dir = rng.choice([None, "{M}", "{M}/", "{M}/m/1", "{M}/m/2/", "{M}/n/10", "{M}/a/3"])
+    case = ModelDirCase(f"random-{seed}", tuple(random_layout(rng)), "m", model_dir=model_dir)
     scene = lay_out(case, tmp_path, mode)
     enter(scene, tmp_path, monkeypatch)
 

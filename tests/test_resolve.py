@@ -165,6 +165,41 @@ def test_an_empty_azureml_model_dir_counts_as_unset(
         get_model_path("m")
 
 
+def test_relative_single_form_model_dir_holding_the_entry_file_is_not_found_as_in_the_sdk(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's local deployment layout: the entry's file name is not a model name."""
+    put(clean_env / "azureml-models" / "mymodel" / "1" / "model.pkl")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", "azureml-models/mymodel/1")
+
+    with pytest.raises(ModelNotFoundError, match=r"^Model model.pkl not found in cache at "):
+        get_model_path("model.pkl")
+    assert get_model_path("mymodel") == "azureml-models/mymodel/1/model.pkl"
+
+
+def test_an_unreadable_model_dir_folder_is_absent_and_named_in_the_not_found_error(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(tmp_path / "root" / "m" / "1" / "model.pkl")
+    monkeypatch.setenv("AZUREML_MODEL_DIR", f"{tmp_path}/root")
+    locked = f"{tmp_path}/root/m"
+    real_listdir = os.listdir
+
+    def listdir(path: str) -> list[str]:  # root may read any folder: simulate the permission
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+
+    with pytest.raises(ModelNotFoundError) as caught:
+        get_model_path("m")
+
+    assert f"AZUREML_MODEL_DIR={tmp_path}/root ({locked} could not be read: Permission denied)" in (
+        str(caught.value)
+    )
+
+
 @pytest.mark.parametrize("model_dir", ["", "root", "root/m/1"])
 def test_a_name_no_file_can_have_is_not_found_inside_a_deployment_as_in_the_sdk(
     clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_dir: str
@@ -184,10 +219,10 @@ def test_a_name_no_file_can_have_is_not_found_inside_a_deployment_as_in_the_sdk(
 
 
 @pytest.mark.parametrize("signal", ["AML_APP_ROOT", "AZUREML_MODEL_DIR", "./azureml-models"])
-def test_inside_a_deployment_the_registry_is_not_consulted(
+def test_inside_a_deployment_the_registry_does_not_answer_it_explains_the_missing_model(
     clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signal: str
 ) -> None:
-    registry_with(tmp_path / "home", tmp_path, b"registered")
+    registry_with(tmp_path / "home", tmp_path, b"one", b"two")
     if signal == "./azureml-models":
         (clean_env / "azureml-models").mkdir()
     else:
@@ -195,8 +230,71 @@ def test_inside_a_deployment_the_registry_is_not_consulted(
 
     with pytest.raises(ModelNotFoundError) as caught:
         get_model_path("m")
+    with pytest.raises(ModelNotFoundError) as caught_v1:
+        get_model_path("m", 1)
+
+    home = tmp_path / "home"
+    assert str(caught.value).endswith(
+        f" m:2 is registered in the modelstore registry at {home} but is not deployed here; "
+        "add it to the deployment with `--model m:2` (modelstore serve, score, exec or deploy)."
+    )
+    assert "`--model m:1`" in str(caught_v1.value)
+
+
+def test_inside_a_deployment_a_version_the_registry_lacks_lists_the_registered_ones(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry_with(tmp_path / "home", tmp_path, b"one", b"two")
+    put(tmp_path / "app" / "azureml-models" / "m" / "1" / "model.pkl")
+    monkeypatch.setenv("AML_APP_ROOT", os.fspath(tmp_path / "app"))
+
+    with pytest.raises(ModelNotFoundError) as caught:
+        get_model_path("m", 5)
+
+    assert str(caught.value).endswith(
+        "Versions of m that exist there: 1. The modelstore registry at "
+        f"{tmp_path / 'home'} has versions 1, 2 of m, not version 5."
+    )
+
+
+def test_inside_a_deployment_a_model_not_in_the_registry_gets_no_registry_note(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry_with(tmp_path / "home", tmp_path, b"one")
+    monkeypatch.setenv("AML_APP_ROOT", os.fspath(tmp_path / "app"))
+
+    with pytest.raises(ModelNotFoundError) as caught:
+        get_model_path("n")
 
     assert "registry" not in str(caught.value)
+
+
+def test_inside_a_deployment_a_failing_registry_read_keeps_the_not_found_error(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.registry import Registry
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("catalog unreadable")
+
+    monkeypatch.setattr(Registry, "open_existing", broken)
+    monkeypatch.setenv("AML_APP_ROOT", os.fspath(tmp_path / "app"))
+
+    with pytest.raises(ModelNotFoundError, match=r"^Model m not found in cache") as caught:
+        get_model_path("m")
+
+    assert "registry" not in str(caught.value)
+
+
+def test_inside_a_deployment_a_lookup_never_creates_a_registry(
+    clean_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AML_APP_ROOT", os.fspath(tmp_path / "app"))
+
+    with pytest.raises(ModelNotFoundError):
+        get_model_path("m")
+
+    assert not (tmp_path / "home").exists()
 
 
 # --- D3: outside any deployment, the local registry answers ---------------------------------------

@@ -57,6 +57,13 @@ class Case:
     departure: str | None = None  # why modelstore answers differently from the SDK
 
 
+@dataclass(frozen=True)
+class ModelDirCase(Case):
+    """A case run with ``AZUREML_MODEL_DIR`` set; ``{M}`` is the models root as the SDK has it."""
+
+    model_dir: str | None = None
+
+
 ONE = ("M:m/1/model.pkl",)
 THREE = ("M:m/1/model.pkl", "M:m/2/model.pkl", "M:m/10/model.pkl")
 
@@ -334,6 +341,56 @@ CASES: list[Case] = [
         None,
         Err("layout", "ValueError", "invalid literal for int() with base 10: 'model.pkl'"),
     ),
+    # AZUREML_MODEL_DIR (D2) never turns the SDK's "not found" into an OS or layout error: the
+    # SDK ignores the variable. "{M}/m/1" relative is what the SDK's local deployment sets.
+    ModelDirCase(
+        "entry-file-name-under-a-single-form-model-dir-is-not-found",
+        ONE,
+        "model.pkl",
+        None,
+        Err("not-found", "ModelNotFoundException", NOT_FOUND),
+        model_dir="{M}/m/1",
+    ),
+    ModelDirCase(
+        "entry-file-name-under-a-single-form-model-dir-explicit-is-not-found",
+        ONE,
+        "model.pkl",
+        1,
+        Err("not-found", "WebserviceException", NOT_FOUND),
+        model_dir="{M}/m/1",
+    ),
+    ModelDirCase(
+        "entry-folder-name-under-a-single-form-model-dir-is-not-found",
+        ("M:m/1/model_dir/a.txt", "M:m/1/model_dir/sub/b.txt"),
+        "model_dir",
+        None,
+        Err("not-found", "ModelNotFoundException", NOT_FOUND),
+        model_dir="{M}/m/1/",
+    ),
+    ModelDirCase(
+        "name-is-a-file-under-a-multi-form-model-dir-is-not-found",
+        ("C:elsewhere/n",),
+        "n",
+        None,
+        Err("not-found", "ModelNotFoundException", NOT_FOUND),
+        model_dir="elsewhere",
+    ),
+    ModelDirCase(
+        "version-is-a-file-under-a-multi-form-model-dir-is-not-found",
+        ("C:elsewhere/n/1",),
+        "n",
+        None,
+        Err("not-found", "ModelNotFoundException", NOT_FOUND),
+        model_dir="elsewhere/",
+    ),
+    ModelDirCase(
+        "single-form-model-dir-that-is-a-file-is-not-found",
+        ("C:elsewhere/n/1",),
+        "n",
+        1,
+        Err("not-found", "WebserviceException", NOT_FOUND),
+        model_dir="elsewhere/n/1",
+    ),
 ]
 
 MODES = ["relative-models-root", "absolute-models-root"]
@@ -346,6 +403,7 @@ class Scene:
     cwd: Path
     models_dir: str  # as the SDK computes MODELS_DIR
     app_root: Path | None
+    model_dir: str | None = None  # AZUREML_MODEL_DIR, if the case sets it
 
 
 def lay_out(case: Case, base: Path, mode: str) -> Scene:
@@ -368,7 +426,9 @@ def lay_out(case: Case, base: Path, mode: str) -> Scene:
             target.write_bytes(b"payload")
     if any(item.startswith("M:") for item in case.layout):
         models_root.mkdir(parents=True, exist_ok=True)
-    return Scene(cwd=cwd, models_dir=models_dir, app_root=app_root)
+    template = case.model_dir if isinstance(case, ModelDirCase) else None
+    model_dir = None if template is None else template.format(M=models_dir)
+    return Scene(cwd=cwd, models_dir=models_dir, app_root=app_root, model_dir=model_dir)
 
 
 def expected_text(template: str, case: Case, scene: Scene) -> str:
@@ -382,7 +442,10 @@ def expected_text(template: str, case: Case, scene: Scene) -> str:
 def enter(scene: Scene, base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run from the scene's cwd with the scene's environment and no registry to fall back on."""
     monkeypatch.chdir(scene.cwd)
-    monkeypatch.delenv("AZUREML_MODEL_DIR", raising=False)
+    if scene.model_dir is None:
+        monkeypatch.delenv("AZUREML_MODEL_DIR", raising=False)
+    else:
+        monkeypatch.setenv("AZUREML_MODEL_DIR", scene.model_dir)
     monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
     monkeypatch.setenv("MODELSTORE_HOME", os.fspath(base / "no-registry"))
     if scene.app_root is None:

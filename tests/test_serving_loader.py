@@ -375,6 +375,161 @@ def test_an_installed_azureml_package_is_never_shadowed(
     )
 
 
+def _azureml_core_installed() -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution("azureml-core")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_no_azureml_core = pytest.mark.skipif(
+    _azureml_core_installed(), reason="azureml-core is installed: its own Model is used"
+)
+
+MLOPS_SCORE = """
+import os
+import joblib
+from azureml.core.model import Model
+from azureml.core import Model as CoreModel
+
+def init():
+    global model, same
+    # MLOpsPython's diabetes score.py: the name is the second-to-last part of AZUREML_MODEL_DIR.
+    model_path = Model.get_model_path(os.getenv("AZUREML_MODEL_DIR").split("/")[-2])
+    same = CoreModel.get_model_path(model_name="m", version=2) == model_path
+    with open(model_path, "rb") as handle:
+        model = handle.read().decode()
+
+def run(data):
+    return {"model": model, "same": same}
+"""
+
+
+@needs_no_azureml_core
+def test_an_unmodified_azureml_core_script_runs_without_azureml_core(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = tmp_path / "app"
+    (app / "azureml-models" / "m" / "2").mkdir(parents=True)
+    (app / "azureml-models" / "m" / "2" / "model.pkl").write_bytes(b"weights")
+    monkeypatch.setenv("AML_APP_ROOT", str(app))
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(app / "azureml-models" / "m" / "2"))
+    script = write(app, MLOPS_SCORE)
+
+    client = create_app(ServingSettings(entry_script=script, app_root=app)).test_client()
+
+    assert client.post("/score", data="x").get_json() == {"model": "weights", "same": True}
+
+
+@needs_no_azureml_core
+@pytest.mark.parametrize(
+    ("statement", "missing"),
+    [
+        ("from azureml.core import Workspace", "azureml.core.Workspace"),
+        ("from azureml.core.model import InferenceConfig", "azureml.core.model.InferenceConfig"),
+    ],
+)
+def test_what_the_azureml_core_stand_in_lacks_fails_with_one_line_naming_modelstore(
+    tmp_path: Path, statement: str, missing: str
+) -> None:
+    message = load_error(tmp_path, f"{statement}\n{PLAIN}")
+
+    assert message == (
+        f"entry script {tmp_path / 'score.py'} failed while importing: ImportError: {missing} is "
+        "not available: modelstore stands in for azureml-core here (it is not installed) and "
+        "offers only Model.get_model_path(model_name, version=None, _workspace=None); pip "
+        "install azureml-core to use it"
+    )
+
+
+@needs_no_azureml_core
+def test_the_azureml_core_model_stand_in_offers_only_get_model_path(tmp_path: Path) -> None:
+    install_import_shims()
+    import inspect
+
+    from azureml.core import Model as CoreModel
+    from azureml.core.model import Model
+
+    assert CoreModel is Model
+    assert list(inspect.signature(Model.get_model_path).parameters) == [
+        "model_name",
+        "version",
+        "_workspace",
+    ]
+    with pytest.raises(AttributeError, match=r"^azureml.core.model.Model.register is not avail"):
+        Model.register  # noqa: B018 - the attribute access is what fails
+    assert not hasattr(Model, "list")
+    with pytest.raises(TypeError, match=r"^azureml.core.model.Model\(...\) is not available: "):
+        Model(object(), name="m")
+
+
+@pytest.fixture
+def installed_azureml_core(tmp_path: Path) -> Iterator[Path]:
+    """A stand-in azureml-core on sys.path whose ``__init__`` records that it ran."""
+    site = tmp_path / "site"
+    core = site / "azureml" / "core"
+    core.mkdir(parents=True)
+    (site / "azureml" / "__init__.py").write_text("")
+    (core / "__init__.py").write_text("from .model import Model as Model\n")
+    (core / "model.py").write_text(
+        "class Model:\n    REAL = True\n    @staticmethod\n"
+        "    def get_model_path(model_name, version=None, _workspace=None):\n"
+        "        return 'real:' + model_name\n"
+    )
+    saved = {name: sys.modules.get(name) for name in list(sys.modules) if "azureml" in name}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        for name in [name for name in sys.modules if "azureml" in name]:
+            del sys.modules[name]
+        sys.modules.update({k: v for k, v in saved.items() if v is not None})
+
+
+def test_an_installed_azureml_core_is_never_shadowed(
+    installed_azureml_core: Path, tmp_path: Path
+) -> None:
+    installed = install_import_shims()
+    assert "azureml.core" not in installed
+    assert "azureml.core.model" not in installed
+    assert "azureml.core" not in sys.modules  # deciding did not run azureml-core's __init__
+    source = """
+    from azureml.core.model import Model
+    from azureml.core import Model as CoreModel
+
+    def init():
+        pass
+
+    def run(data):
+        return [Model.REAL, CoreModel is Model, Model.get_model_path("m")]
+    """
+    assert load(tmp_path / "app", source).run("x") == [True, True, "real:m"]
+
+
+@pytest.mark.skipif(not _azureml_core_installed(), reason="needs azureml-core (tox -e aml)")
+def test_the_real_azureml_core_is_used_when_installed(tmp_path: Path) -> None:
+    source = """
+    from azureml.core.model import Model
+
+    def init():
+        pass
+
+    def run(data):
+        return Model
+    """
+    model = load(tmp_path, source).run("x")
+
+    assert model is not SHIMMED_MODULES["azureml.core.model"].Model
+    assert sys.modules["azureml.core.model"] is not SHIMMED_MODULES["azureml.core.model"]
+    assert hasattr(model, "register")
+
+
 # --- init() -----------------------------------------------------------------------------------
 
 
@@ -433,6 +588,83 @@ def test_init_failure_logs_traceback_and_model_tree_then_raises_one_line(
         "        1/",
         "            model.pkl",
     ]
+
+
+def test_init_missing_a_model_file_names_the_nearest_real_path_in_the_summary(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's local layout (relative AZUREML_MODEL_DIR), a model registered as a folder."""
+    caplog.set_level(logging.INFO)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("AML_APP_ROOT", raising=False)
+    monkeypatch.setenv("AZUREML_MODEL_DIR", "azureml-models/mymodel/1")
+    (tmp_path / "azureml-models" / "mymodel" / "1" / "model").mkdir(parents=True)
+    (tmp_path / "azureml-models" / "mymodel" / "1" / "model" / "model.pkl").write_bytes(b"x")
+    source = """
+    import os
+
+    def init():
+        open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.pkl"), "rb")
+
+    def run(data):
+        return 1
+    """
+    script = write(tmp_path, source)
+
+    with pytest.raises(EntryScriptError) as caught:
+        create_app(ServingSettings(entry_script=script, app_root=tmp_path))
+
+    advice = (
+        ": did you mean azureml-models/mymodel/1/model/model.pkl? A registered folder keeps its "
+        "own name under AZUREML_MODEL_DIR. (files under azureml-models: mymodel/1/model/model.pkl)"
+    )
+    assert str(caught.value) == (
+        f"init() of {script} raised FileNotFoundError: [Errno 2] No such file or directory: "
+        f"'azureml-models/mymodel/1/model.pkl'{advice}; see the log above"
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"modelstore: azureml-models/mymodel/1/model.pkl does not exist{advice}" in messages
+    assert "Models tree under azureml-models:" in messages
+
+
+def test_init_asking_for_a_registered_model_not_deployed_here_says_how_to_add_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.registry import Registry
+
+    home = tmp_path / "home"
+    (tmp_path / "other.pkl").write_bytes(b"x")
+    with Registry(home) as registry:
+        registry.register(tmp_path / "other.pkl", "other")
+    app = tmp_path / "app"
+    (app / "azureml-models" / "m" / "1").mkdir(parents=True)
+    (app / "azureml-models" / "m" / "1" / "model.pkl").write_bytes(b"x")
+    monkeypatch.setenv("MODELSTORE_HOME", str(home))
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    monkeypatch.setenv("AML_APP_ROOT", str(app))
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(app / "azureml-models" / "m" / "1"))
+    source = """
+    from modelstore import Model
+
+    def init():
+        Model.get_model_path("other")
+
+    def run(data):
+        return 1
+    """
+    script = write(app, source)
+
+    with pytest.raises(EntryScriptError) as caught:
+        create_app(ServingSettings(entry_script=script, app_root=app))
+
+    assert str(caught.value).startswith(
+        f"init() of {script} raised ModelNotFoundError: Model other not found in cache at "
+    )
+    assert str(caught.value).endswith(
+        f" other:1 is registered in the modelstore registry at {home} but is not deployed here; "
+        "add it to the deployment with `--model other:1` (modelstore serve, score, exec or "
+        "deploy).; see the log above"
+    )
 
 
 def test_model_tree_log_stops_after_200_lines(

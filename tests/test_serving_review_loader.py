@@ -36,7 +36,8 @@ def load_error(tmp_path: Path, source: str) -> str:
     [
         "import azureml.contrib.services.aml_request",
         "from azureml.contrib.services import rawhttp",
-        "from azureml.core.model import Model",
+        "import azureml.core.model",
+        "from azureml.exceptions import WebserviceException",
     ],
 )
 def test_an_azureml_import_without_the_package_names_the_import_forms_that_work(
@@ -50,6 +51,7 @@ def test_an_azureml_import_without_the_package_names_the_import_forms_that_work(
     assert "from azureml.contrib.services.aml_request import AMLRequest, rawhttp" in message
     assert "from azureml.contrib.services.aml_response import AMLResponse" in message
     assert "from modelstore import Model" in message
+    assert "`from azureml.core.model import Model` or `from azureml.core import Model`" in message
     assert "\n" not in message
 
 
@@ -64,13 +66,13 @@ def test_a_missing_azureml_subpackage_is_named_when_azureml_itself_exists(
         monkeypatch.delitem(sys.modules, name)
 
     try:
-        message = load_error(tmp_path, "from azureml.core.model import Model\n" + PLAIN)
+        message = load_error(tmp_path, "from azureml.train.estimator import Estimator\n" + PLAIN)
     finally:
         sys.modules.pop("azureml", None)
 
-    assert "No module named 'azureml.core'" in message
+    assert "No module named 'azureml.train'" in message
     assert message.endswith(
-        "(hint: azureml.core is not installed; pip install the azureml package providing it)"
+        "(hint: azureml.train is not installed; pip install the azureml package providing it)"
     )
 
 

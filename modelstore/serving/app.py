@@ -21,6 +21,7 @@ import flask
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from modelstore.errors import EntryScriptError
+from modelstore.serving.diagnose import explain_init_failure
 from modelstore.serving.invoke import (
     InputRejected,
     MethodNotHandled,
@@ -474,8 +475,9 @@ def invoke_init(script: EntryScript) -> None:
         logger.error("User's init function failed")
         logger.error("Encountered Exception %s", traceback.format_exc())
         log_model_dir_tree(logger, os.environ.get("AZUREML_MODEL_DIR"))
+        hint = explain_init_failure(logger, exc)
         raise EntryScriptError(
-            f"init() of {script.path} raised {type(exc).__name__}: {exc}; see the log above"
+            f"init() of {script.path} raised {type(exc).__name__}: {exc}{hint}; see the log above"
         ) from None
     logger.info("Users's init has completed successfully")
 

@@ -130,11 +130,12 @@ def _read_source(path: Path) -> bytes:
 
 
 AZUREML_IMPORT_HINT = (
-    " (hint: no azureml package is installed; as in azmlinfsrv, only"
+    " (hint: no azureml package is installed; without one only these forms work:"
     " `from azureml.contrib.services.aml_request import AMLRequest, rawhttp` and"
-    " `from azureml.contrib.services.aml_response import AMLResponse` work without one;"
-    " for Model.get_model_path use `from modelstore import Model`, or pip install the azureml"
-    " package the script imports)"
+    " `from azureml.contrib.services.aml_response import AMLResponse`, as in azmlinfsrv, and"
+    " `from azureml.core.model import Model` or `from azureml.core import Model` for"
+    " Model.get_model_path (also `from modelstore import Model`); for anything else pip install"
+    " the azureml package the script imports)"
 )
 """Why an ``azureml`` import failed: the generic advice (a module beside the script) is wrong."""
 

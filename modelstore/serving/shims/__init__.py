@@ -4,6 +4,10 @@ azmlinfsrv registers its own ``aml_request``/``aml_response`` modules in ``sys.m
 same with our copies, but only for names that no installed package provides: an installed
 azureml-contrib-services (or azmlinfsrv) is never shadowed, and its own ``rawhttp`` flag is then
 the one that counts.
+
+``azureml.core`` and ``azureml.core.model`` are added the same way: Azure ML images have
+azureml-core, so unmodified scripts import ``Model`` from there for ``Model.get_model_path``.
+They are provided only when no ``azureml.core`` package can be found at all.
 """
 
 from __future__ import annotations
@@ -12,23 +16,29 @@ import importlib.util
 import sys
 from types import ModuleType
 
-from modelstore.serving.shims import aml_request, aml_response
+from modelstore.serving.shims import aml_request, aml_response, azureml_core, azureml_core_model
 
 SHIMMED_MODULES: dict[str, ModuleType] = {
     "azureml.contrib.services.aml_request": aml_request,
     "azureml.contrib.services.aml_response": aml_response,
     "azureml_inference_server_http.api.aml_request": aml_request,
     "azureml_inference_server_http.api.aml_response": aml_response,
+    "azureml.core": azureml_core,
+    "azureml.core.model": azureml_core_model,
 }
 _OURS = {id(module) for module in SHIMMED_MODULES.values()}
+_PROVIDED_WITH = {"azureml.core.model": "azureml.core"}
+"""Names decided by their package: probing the package does not execute azureml-core's heavy
+``__init__`` (finding ``azureml.core.model`` would), and any installed azureml-core wins."""
 
 
 def _provided_by_a_package(name: str) -> bool:
-    existing = sys.modules.get(name)
-    if existing is not None:
-        return id(existing) not in _OURS
+    for probe in dict.fromkeys((name, _PROVIDED_WITH.get(name, name))):
+        existing = sys.modules.get(probe)
+        if existing is not None:
+            return id(existing) not in _OURS
     try:
-        return importlib.util.find_spec(name) is not None
+        return importlib.util.find_spec(_PROVIDED_WITH.get(name, name)) is not None
     except (ImportError, ValueError):
         return False
 
