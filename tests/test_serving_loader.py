@@ -663,7 +663,7 @@ def test_init_asking_for_a_registered_model_not_deployed_here_says_how_to_add_it
     assert str(caught.value).endswith(
         f" other:1 is registered in the modelstore registry at {home} but is not deployed here; "
         "add it to the deployment with `--model other:1` (modelstore serve, score, exec or "
-        "deploy).; see the log above"
+        "deploy); see the log above"
     )
 
 

@@ -476,8 +476,9 @@ def invoke_init(script: EntryScript) -> None:
         logger.error("Encountered Exception %s", traceback.format_exc())
         log_model_dir_tree(logger, os.environ.get("AZUREML_MODEL_DIR"))
         hint = explain_init_failure(logger, exc)
+        detail = f"{exc}{hint}".rstrip(".")  # the SDK's and our notes end with a full stop
         raise EntryScriptError(
-            f"init() of {script.path} raised {type(exc).__name__}: {exc}{hint}; see the log above"
+            f"init() of {script.path} raised {type(exc).__name__}: {detail}; see the log above"
         ) from None
     logger.info("Users's init has completed successfully")
 
