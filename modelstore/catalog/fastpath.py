@@ -49,12 +49,12 @@ class SqliteVersionStore:
     def __init__(self, connection: sqlite3.Connection, dialect: Dialect) -> None:
         self._connection = connection
         self._lock = threading.RLock()
+        # Each column of a version row with the dialect's conversion of its value (JSON text,
+        # the DateTime storage format): what SQLAlchemy would store, byte for byte.
         self._to_sql: list[tuple[str, Callable[[Any], Any] | None]] = [
             (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
             for column in _ROW_COLUMNS
         ]
-        """Each column of a version row and how the dialect converts its value (JSON text,
-        the DateTime storage format), as SQLAlchemy would when it writes the row."""
 
     def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
         with self._lock:
