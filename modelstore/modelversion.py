@@ -31,3 +31,8 @@ class ModelVersion(BaseModel):
     description: str | None = None
     framework: str | None = None
     framework_version: str | None = None
+
+
+RECORDED_FIELDS = tuple(name for name in ModelVersion.model_fields if name not in ("id", "path"))
+"""The fields copied by name from the catalog's record of the version; ``id`` and ``path`` are
+the registry's to compute. The record has each of these (a test checks it)."""

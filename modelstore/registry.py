@@ -43,7 +43,7 @@ from modelstore.layout import (
     local_model_name,
     validate_name,
 )
-from modelstore.modelversion import ModelVersion
+from modelstore.modelversion import RECORDED_FIELDS, ModelVersion
 from modelstore.refs import parse_ref
 from modelstore.registry_reports import (
     DeletePlan,
@@ -502,21 +502,9 @@ class Registry:
 
     def _model(self, record: VersionRecord) -> ModelVersion:
         return ModelVersion(
-            name=record.name,
-            version=record.version,
             id=f"{record.name}:{record.version}",
-            entry=record.entry,
-            kind=record.kind,
             path=self.layout.entry_path(record.name, record.version, record.entry),
-            size=record.size,
-            file_count=record.file_count,
-            sha256=record.sha256,
-            created_at=record.created_at,
-            tags=record.tags,
-            properties=record.properties,
-            description=record.description,
-            framework=record.framework,
-            framework_version=record.framework_version,
+            **{name: getattr(record, name) for name in RECORDED_FIELDS},
         )
 
     def _not_found(self, name: str, version: int | None) -> ModelNotFoundError:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
 
-from modelstore.catalog import Catalog, FileRecord, NewVersion, migrate
+from modelstore.catalog import Catalog, FileRecord, NewVersion, VersionRecord, migrate
 from modelstore.catalog.engine import create_catalog_engine
-from modelstore.catalog.tables import DELETING, PENDING, READY, Base
+from modelstore.catalog.fastpath import SqliteVersionStore
+from modelstore.catalog.tables import DELETING, FILES, PENDING, READY, VERSIONS, Base
+from modelstore.catalog.versionstore import CoreVersionStore
 from modelstore.errors import CatalogError, PropertyImmutableError
 
 
@@ -53,7 +56,9 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
     """Both the SQLite prepared-statement path and the portable SQLAlchemy Core path."""
     opened = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     if request.param == "core":
-        opened._fast = None
+        opened._versions = CoreVersionStore(opened._engine)
+    else:
+        assert isinstance(opened._versions, SqliteVersionStore)
     request.addfinalizer(opened.close)
     return opened
 
@@ -196,6 +201,37 @@ def test_rows_written_by_either_path_read_back_identically(catalog: Catalog) -> 
     assert read.created_at == datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
     assert (read.tags, read.properties, read.description) == ({"t": "1"}, {"p": "2"}, "d")
     assert catalog.files(record.id) == [FileRecord("model.pkl", 3, "1" * 64)]
+
+
+def test_a_version_row_has_exactly_the_fields_of_a_version_record() -> None:
+    assert {c.name for c in VERSIONS.columns} == {f.name for f in fields(VersionRecord)}
+    assert {c.name for c in FILES.columns} == {"version_id"} | {f.name for f in fields(FileRecord)}
+
+
+def test_both_version_stores_write_identical_rows(tmp_path: Path) -> None:
+    """Not only rows that each reads back alike: the stored values, so each reads the other's
+    rows and those of catalogs written by earlier releases."""
+    catalog = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        new = _new(tags={"t": "1", "é": "ü"}, properties={"p": "2"}, description="d")
+        catalog.reserve(new)
+        catalog._versions = CoreVersionStore(catalog._engine)
+        catalog.reserve(new)
+    finally:
+        catalog.close()
+    connection = sqlite3.connect(tmp_path / "c.db")
+    connection.row_factory = sqlite3.Row
+    try:
+        fast, core = map(dict, connection.execute("SELECT * FROM model_versions ORDER BY id"))
+        files = connection.execute("SELECT relpath, size, sha256 FROM version_files").fetchall()
+    finally:
+        connection.close()
+    assert (fast.pop("version"), core.pop("version")) == (1, 2)
+    assert fast.pop("id") != core.pop("id")
+    assert fast == core
+    assert fast["created_at"] == "2026-01-02 03:04:05.678901"
+    assert fast["state"] == PENDING
+    assert [tuple(f) for f in files] == [("model.pkl", 3, "1" * 64)] * 2
 
 
 def test_deleting_hides_versions_first_and_keeps_the_high_water_mark(catalog: Catalog) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -12,6 +13,7 @@ import pytest
 from registry_helpers import make_file, make_model_dir, snapshot, tree_files
 
 from modelstore import ModelVersion, Registry
+from modelstore.catalog.records import VersionRecord
 from modelstore.errors import (
     BadArgumentTypeError,
     InvalidArgumentError,
@@ -20,6 +22,7 @@ from modelstore.errors import (
     PropertyImmutableError,
     StorageError,
 )
+from modelstore.modelversion import RECORDED_FIELDS
 
 
 @pytest.fixture
@@ -276,6 +279,12 @@ def test_model_version_serialises_to_json_with_every_field(
 ) -> None:
     data = json.loads(registry.register(model_file, "m").model_dump_json())
     assert set(data) >= {"name", "version", "id", "entry", "kind", "path", "size", "sha256"}
+
+
+def test_a_model_version_carries_every_recorded_field_but_the_row_bookkeeping() -> None:
+    recorded = {f.name for f in dataclasses.fields(VersionRecord)}
+    assert set(RECORDED_FIELDS) == recorded - {"id", "state", "token"}
+    assert set(ModelVersion.model_fields) == {*RECORDED_FIELDS, "id", "path"}
 
 
 def test_delete_one_version_removes_its_folder_and_reports_bytes_freed(

@@ -1,43 +1,35 @@
 """The catalog: which versions exist, their manifests and metadata. Knows nothing of the tree.
 
 Writes run in ``BEGIN IMMEDIATE`` transactions (see ``engine``), so a read-modify-write such as
-"take the next version number" is atomic across processes. Reads use deferred transactions, and
-the hot look-up behind ``Registry.path`` runs a prepared statement on one persistent DBAPI
-connection, because an ORM round trip costs more than the whole lookup budget.
+"take the next version number" is atomic across processes. Reads use deferred transactions. The
+hot operations (take a number, publish, the look-up behind ``Registry.path``) go to the
+``VersionStore`` chosen for the backend when the catalog opens (see ``versionstore``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import fields, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import fields
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelstore.catalog import migrate
 from modelstore.catalog.engine import create_catalog_engine, is_sqlite, parse_catalog_url
-from modelstore.catalog.fastpath import SqliteFastPath, driver_connection
+from modelstore.catalog.errors import one_line
+from modelstore.catalog.fastpath import SqliteVersionStore, driver_connection
 from modelstore.catalog.records import FileRecord, NewVersion, VersionRecord
-from modelstore.catalog.tables import (
-    DELETING,
-    PENDING,
-    READY,
-    CatalogInfo,
-    FileRow,
-    ModelName,
-    VersionRow,
-)
+from modelstore.catalog.tables import DELETING, PENDING, READY
+from modelstore.catalog.tables import FILES as _FILES
+from modelstore.catalog.tables import INFO as _INFO
+from modelstore.catalog.tables import VERSIONS as _VERSIONS
+from modelstore.catalog.versionstore import CoreVersionStore, VersionStore, reading, writing
 from modelstore.errors import CatalogError, PropertyImmutableError
-
-_VERSIONS = cast(Table, VersionRow.__table__)
-_FILES = cast(Table, FileRow.__table__)
-_NAMES = cast(Table, ModelName.__table__)
-_INFO = cast(Table, CatalogInfo.__table__)
 
 
 class Catalog:
@@ -58,10 +50,10 @@ class Catalog:
         except BaseException:
             self._engine.dispose()
             raise
-        self._fast: SqliteFastPath | None = (
-            SqliteFastPath(driver_connection(self._reader_fairy))
+        self._versions: VersionStore = (
+            SqliteVersionStore(driver_connection(self._reader_fairy), self._engine.dialect)
             if is_sqlite(make_url(db_url))
-            else None
+            else CoreVersionStore(self._engine)
         )
         self._reads = self._engine.execution_options(modelstore_read=True)
 
@@ -72,70 +64,24 @@ class Catalog:
 
     # --- transactions ------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self) -> contextlib.AbstractContextManager[Connection]:
         """One immediate (write-locked) transaction; commits on success."""
-        try:
-            with self._engine.begin() as connection:
-                yield connection
-        except SQLAlchemyError as exc:
-            raise catalog_error(exc, "writing to") from exc
+        return writing(self._engine)
 
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self._reads.connect() as connection:
-                yield connection
-                connection.rollback()
-        except SQLAlchemyError as exc:
-            raise catalog_error(exc, "reading") from exc
+    def _read(self) -> contextlib.AbstractContextManager[Connection]:
+        return reading(self._reads)
 
     # --- registration ------------------------------------------------------------------------
 
     def reserve(self, new: NewVersion) -> VersionRecord:
         """Take the next number for ``new.name`` and record the version as pending, in one
         transaction: the number is spent even if the publish never completes."""
-        if self._fast is not None:
-            row_id, version = self._fast.reserve(new)
-            return _new_record(new, row_id, version)
-        with self._write() as connection:
-            last = connection.execute(
-                select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
-            ).scalar_one_or_none()
-            version = (last or 0) + 1
-            if last is None:
-                connection.execute(insert(_NAMES).values(name=new.name, last_version=version))
-            else:
-                connection.execute(
-                    update(_NAMES).where(_NAMES.c.name == new.name).values(last_version=version)
-                )
-            pending = _new_record(new, 0, version)  # its id is the row's, known once inserted
-            columns = {f.name: getattr(pending, f.name) for f in fields(pending) if f.name != "id"}
-            columns["created_at"] = new.created_at.astimezone(timezone.utc).replace(tzinfo=None)
-            inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
-            assert inserted is not None
-            row_id = int(inserted[0])
-            connection.execute(
-                insert(_FILES),
-                [
-                    {"version_id": row_id, "relpath": f.relpath, "size": f.size, "sha256": f.sha256}
-                    for f in new.files
-                ],
-            )
-        return replace(pending, id=row_id)
+        return self._versions.reserve(new)
 
     def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
         """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``
         (another process finished or removed it meanwhile)."""
-        if self._fast is not None:
-            return self._fast.set_state(row_id, state, expected)
-        with self._write() as connection:
-            result = connection.execute(
-                update(_VERSIONS)
-                .where(_VERSIONS.c.id == row_id, _VERSIONS.c.state == expected)
-                .values(state=state)
-            )
-        return bool(result.rowcount)
+        return self._versions.set_state(row_id, state, expected)
 
     def forget(self, row_ids: Iterable[int]) -> None:
         """Remove version rows and their manifests (the name's high-water mark stays)."""
@@ -169,21 +115,7 @@ class Catalog:
 
     def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
         """(version, entry) of a ready version, the latest when ``version`` is None."""
-        if self._fast is not None:
-            return self._fast.locate(name, version)
-        query = select(_VERSIONS.c.version, _VERSIONS.c.entry).where(
-            _VERSIONS.c.name == name, _VERSIONS.c.state == READY
-        )
-        query = (
-            query.order_by(_VERSIONS.c.version.desc()).limit(1)
-            if version is None
-            else query.where(_VERSIONS.c.version == version)
-        )
-        with self._read() as connection:
-            rows = [tuple(r) for r in connection.execute(query).all()]
-        if not rows:
-            return None
-        return int(rows[0][0]), str(rows[0][1])
+        return self._versions.locate(name, version)
 
     # --- reads -------------------------------------------------------------------------------
 
@@ -380,27 +312,6 @@ class Catalog:
                 connection.execute(insert(table).values(key=key, value=value))
 
 
-def _new_record(new: NewVersion, row_id: int, version: int) -> VersionRecord:
-    return VersionRecord(
-        id=row_id,
-        name=new.name,
-        version=version,
-        state=PENDING,
-        token=new.token,
-        entry=new.entry,
-        kind=new.kind,
-        size=new.size,
-        file_count=new.file_count,
-        sha256=new.sha256,
-        created_at=new.created_at,
-        tags=dict(new.tags),
-        properties=dict(new.properties),
-        description=new.description,
-        framework=new.framework,
-        framework_version=new.framework_version,
-    )
-
-
 def _ready_row(connection: Connection, name: str, version: int) -> Any:
     return (
         connection.execute(
@@ -415,49 +326,22 @@ def _ready_row(connection: Connection, name: str, version: int) -> Any:
     )
 
 
+_RECORD_FIELDS = [f.name for f in fields(VersionRecord)]
+
+
 def _record(row: Any, **changes: Any) -> VersionRecord:
-    created_at: datetime = row["created_at"]
+    values = {name: row[name] for name in _RECORD_FIELDS}
+    created_at: datetime = values["created_at"]
     if created_at.tzinfo is None:
-        created_at = created_at.replace(tzinfo=timezone.utc)
-    values = {
-        "id": row["id"],
-        "name": row["name"],
-        "version": row["version"],
-        "state": row["state"],
-        "token": row["token"],
-        "entry": row["entry"],
-        "kind": row["kind"],
-        "size": row["size"],
-        "file_count": row["file_count"],
-        "sha256": row["sha256"],
-        "created_at": created_at,
-        "tags": dict(row["tags"]),
-        "properties": dict(row["properties"]),
-        "description": row["description"],
-        "framework": row["framework"],
-        "framework_version": row["framework_version"],
-    }
+        values["created_at"] = created_at.replace(tzinfo=timezone.utc)
+    values["tags"] = dict(values["tags"])
+    values["properties"] = dict(values["properties"])
     values.update(changes)
     return VersionRecord(**values)
 
 
 def _open_error(db_url: str, exc: BaseException) -> CatalogError:
     return CatalogError(
-        f"cannot open the catalog {parse_catalog_url(db_url)!r}: {_one_line(exc)}; check "
+        f"cannot open the catalog {parse_catalog_url(db_url)!r}: {one_line(exc)}; check "
         "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
     )
-
-
-def catalog_error(exc: Exception, doing: str) -> CatalogError:
-    cause = _one_line(getattr(exc, "orig", None) or exc)
-    if "disk" in cause and "full" in cause:
-        hint = "the disk is full; free some space and retry"
-    elif "locked" in cause:
-        hint = "another process kept the catalog locked too long; retry"
-    else:
-        hint = "check the database file or URL, then retry; `modelstore doctor` reports leftovers"
-    return CatalogError(f"error {doing} the catalog ({cause}): {hint}")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]

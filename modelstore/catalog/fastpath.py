@@ -1,51 +1,60 @@
-"""The catalog's hot paths for SQLite, as prepared statements on one persistent DBAPI connection.
+"""The version store for SQLite: prepared statements on one persistent DBAPI connection.
 
 ``Registry.path`` must answer in tens of microseconds and a registration's catalog work in well
 under a millisecond; SQLAlchemy's statement construction alone costs more than that. These
-statements are the same ones the Core versions in ``catalog.py`` build (a test runs both paths
-against the same behaviours). The connection is in autocommit mode (the engine's connect hook
-sets ``isolation_level = None``), so a transaction is exactly the ``BEGIN IMMEDIATE`` ... ``COMMIT``
-written here; a lock serialises its use across threads.
+statements do what ``versionstore.CoreVersionStore`` does (a test runs both against the same
+behaviours), and the version row is written from the table's own columns with the dialect's own
+conversions, so both write identical rows. The connection is in autocommit mode (the engine's
+connect hook sets ``isolation_level = None``), so a transaction is exactly the
+``BEGIN IMMEDIATE`` ... ``COMMIT`` written here; a lock serialises its use across threads.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-from datetime import timezone
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from modelstore.catalog.records import NewVersion
-from modelstore.catalog.tables import PENDING
-from modelstore.errors import CatalogError
+from sqlalchemy import Dialect
+
+from modelstore.catalog.errors import catalog_error
+from modelstore.catalog.records import NewVersion, VersionRecord
+from modelstore.catalog.tables import READY, VERSIONS
+from modelstore.catalog.versionstore import row_values
 
 _LATEST = (
-    "SELECT version, entry FROM model_versions WHERE name = ? AND state = 'ready' "
+    f"SELECT version, entry FROM model_versions WHERE name = ? AND state = '{READY}' "
     "ORDER BY version DESC LIMIT 1"
 )
 _EXACT = (
-    "SELECT version, entry FROM model_versions WHERE name = ? AND version = ? AND state = 'ready'"
+    "SELECT version, entry FROM model_versions WHERE name = ? AND version = ? "
+    f"AND state = '{READY}'"
 )
 _LAST = "SELECT last_version FROM model_names WHERE name = ?"
 _NEW_NAME = "INSERT INTO model_names (name, last_version) VALUES (?, ?)"
 _BUMP = "UPDATE model_names SET last_version = ? WHERE name = ?"
-_INSERT_VERSION = (
-    "INSERT INTO model_versions (name, version, state, token, entry, kind, size, file_count, "
-    "sha256, created_at, tags, properties, description, framework, framework_version) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 _INSERT_FILE = "INSERT INTO version_files (version_id, relpath, size, sha256) VALUES (?, ?, ?, ?)"
 _SET_STATE = "UPDATE model_versions SET state = ? WHERE id = ? AND state = ?"
 
-DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-"""How SQLAlchemy's SQLite ``DateTime`` stores values, so both paths read each other's rows."""
+_ROW_COLUMNS = [column for column in VERSIONS.columns if column.name != "id"]
+_INSERT_VERSION = (
+    f"INSERT INTO {VERSIONS.name} ({', '.join(c.name for c in _ROW_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ROW_COLUMNS)})"
+)
 
 
-class SqliteFastPath:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+class SqliteVersionStore:
+    def __init__(self, connection: sqlite3.Connection, dialect: Dialect) -> None:
         self._connection = connection
         self._lock = threading.RLock()
+        # Each column of a version row with the dialect's conversion of its value (JSON text,
+        # the DateTime storage format): what SQLAlchemy would store, byte for byte.
+        self._to_sql: list[tuple[str, Callable[[Any], Any] | None]] = [
+            (column.name, column.type.dialect_impl(dialect).bind_processor(dialect))
+            for column in _ROW_COLUMNS
+        ]
 
     def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
         with self._lock:
@@ -55,14 +64,14 @@ class SqliteFastPath:
                     (name,) if version is None else (name, version),
                 ).fetchall()  # fetch everything: an unfinished statement keeps a read lock
             except sqlite3.Error as exc:
-                raise _error(exc, "reading") from exc
+                raise catalog_error(exc, "reading") from exc
         if not rows:
             return None
         return int(rows[0][0]), str(rows[0][1])
 
-    def reserve(self, new: NewVersion) -> tuple[int, int]:
-        """(row id, version): the next number taken and the pending row written, atomically."""
-        created = new.created_at.astimezone(timezone.utc).strftime(DATETIME_FORMAT)
+    def reserve(self, new: NewVersion) -> VersionRecord:
+        pending = new.pending(0, 0)  # number and id are known inside the transaction
+        values = row_values(pending)
         with self._lock:
             connection = self._connection
             try:
@@ -74,25 +83,13 @@ class SqliteFastPath:
                         connection.execute(_BUMP, (version, new.name))
                     else:
                         connection.execute(_NEW_NAME, (new.name, version))
+                    values["version"] = version
                     cursor = connection.execute(
                         _INSERT_VERSION,
-                        (
-                            new.name,
-                            version,
-                            PENDING,
-                            new.token,
-                            new.entry,
-                            new.kind,
-                            new.size,
-                            new.file_count,
-                            new.sha256,
-                            created,
-                            json.dumps(new.tags),
-                            json.dumps(new.properties),
-                            new.description,
-                            new.framework,
-                            new.framework_version,
-                        ),
+                        [
+                            values[column] if convert is None else convert(values[column])
+                            for column, convert in self._to_sql
+                        ],
                     )
                     row_id = cursor.lastrowid
                     assert row_id is not None
@@ -105,22 +102,16 @@ class SqliteFastPath:
                         connection.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise _error(exc, "writing to") from exc
-        return row_id, version
+                raise catalog_error(exc, "writing to") from exc
+        return replace(pending, id=row_id, version=version)
 
     def set_state(self, row_id: int, state: str, expected: str) -> bool:
         with self._lock:
             try:
                 cursor = self._connection.execute(_SET_STATE, (state, row_id, expected))
             except sqlite3.Error as exc:
-                raise _error(exc, "writing to") from exc
+                raise catalog_error(exc, "writing to") from exc
         return cursor.rowcount > 0
-
-
-def _error(exc: sqlite3.Error, doing: str) -> CatalogError:
-    from modelstore.catalog.catalog import catalog_error
-
-    return catalog_error(exc, doing)
 
 
 def driver_connection(fairy: Any) -> sqlite3.Connection:

@@ -11,9 +11,9 @@ The migrations in ``migrations/versions`` must produce exactly these tables; a t
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 PENDING = "pending"
@@ -81,3 +81,10 @@ class CatalogInfo(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+# The same tables as SQLAlchemy Core sees them, for statements built without the ORM.
+VERSIONS = cast(Table, VersionRow.__table__)
+FILES = cast(Table, FileRow.__table__)
+NAMES = cast(Table, ModelName.__table__)
+INFO = cast(Table, CatalogInfo.__table__)

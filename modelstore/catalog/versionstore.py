@@ -1,0 +1,131 @@
+"""Where version numbers are taken and ready versions are found: one interface, one
+implementation per way a backend does it best.
+
+These are the catalog's hot operations (``Registry.path`` is one ``locate``; a registration is
+one ``reserve`` and one ``set_state``), so each backend may run them its own way. The portable
+implementation here runs SQLAlchemy Core statements on any backend; ``fastpath`` runs the same
+work as prepared statements on SQLite's DBAPI connection, because SQLAlchemy's statement
+construction alone costs more than ``Registry.path``'s whole budget. ``Catalog`` picks one when
+it opens and then calls it without knowing which: a backend with its own way to hand out
+numbers atomically is one more class here, not a branch in the catalog.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import fields, replace
+from datetime import timezone
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from modelstore.catalog.errors import catalog_error
+from modelstore.catalog.records import NewVersion, VersionRecord
+from modelstore.catalog.tables import FILES, NAMES, READY, VERSIONS
+
+
+class VersionStore(Protocol):
+    def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
+        """(version, entry) of a ready version, the latest when ``version`` is None."""
+        ...
+
+    def reserve(self, new: NewVersion) -> VersionRecord:
+        """Take the next number for ``new.name`` and record the version as pending, in one
+        transaction: the number is spent even if the publish never completes."""
+        ...
+
+    def set_state(self, row_id: int, state: str, expected: str) -> bool:
+        """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``
+        (another process finished or removed it meanwhile)."""
+        ...
+
+
+def row_values(record: VersionRecord) -> dict[str, Any]:
+    """The record as its row's column values, without the id (the database assigns it).
+    ``created_at`` becomes naive UTC: how a DateTime column keeps it on every backend."""
+    values = {f.name: getattr(record, f.name) for f in fields(record) if f.name != "id"}
+    values["created_at"] = record.created_at.astimezone(timezone.utc).replace(tzinfo=None)
+    return values
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """One immediate (write-locked) transaction; commits on success."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except SQLAlchemyError as exc:
+        raise catalog_error(exc, "writing to") from exc
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """One read transaction on ``engine``, which should carry ``modelstore_read=True`` (a
+    deferred ``BEGIN``: readers take no write lock)."""
+    try:
+        with engine.connect() as connection:
+            yield connection
+            connection.rollback()
+    except SQLAlchemyError as exc:
+        raise catalog_error(exc, "reading") from exc
+
+
+class CoreVersionStore:
+    """The portable implementation: SQLAlchemy Core statements, one transaction each."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._reads = engine.execution_options(modelstore_read=True)
+
+    def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
+        query = select(VERSIONS.c.version, VERSIONS.c.entry).where(
+            VERSIONS.c.name == name, VERSIONS.c.state == READY
+        )
+        query = (
+            query.order_by(VERSIONS.c.version.desc()).limit(1)
+            if version is None
+            else query.where(VERSIONS.c.version == version)
+        )
+        with reading(self._reads) as connection:
+            rows = [tuple(r) for r in connection.execute(query).all()]
+        if not rows:
+            return None
+        return int(rows[0][0]), str(rows[0][1])
+
+    def reserve(self, new: NewVersion) -> VersionRecord:
+        with writing(self._engine) as connection:
+            last = connection.execute(
+                select(NAMES.c.last_version).where(NAMES.c.name == new.name)
+            ).scalar_one_or_none()
+            version = (last or 0) + 1
+            if last is None:
+                connection.execute(insert(NAMES).values(name=new.name, last_version=version))
+            else:
+                connection.execute(
+                    update(NAMES).where(NAMES.c.name == new.name).values(last_version=version)
+                )
+            pending = new.pending(0, version)  # its id is the row's, known once inserted
+            inserted = connection.execute(
+                insert(VERSIONS).values(**row_values(pending))
+            ).inserted_primary_key
+            assert inserted is not None
+            row_id = int(inserted[0])
+            connection.execute(
+                insert(FILES),
+                [
+                    {"version_id": row_id, "relpath": f.relpath, "size": f.size, "sha256": f.sha256}
+                    for f in new.files
+                ],
+            )
+        return replace(pending, id=row_id)
+
+    def set_state(self, row_id: int, state: str, expected: str) -> bool:
+        with writing(self._engine) as connection:
+            result = connection.execute(
+                update(VERSIONS)
+                .where(VERSIONS.c.id == row_id, VERSIONS.c.state == expected)
+                .values(state=state)
+            )
+        return bool(result.rowcount)
