@@ -150,9 +150,8 @@ def test_register_of_a_file_that_cannot_be_read_leaves_the_store_unchanged(home:
     )
 
 
-def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
-    """RLIMIT_FSIZE makes the kernel refuse writes past 256 KiB, as a full disk refuses them;
-    a real process, because the limit applies to the whole process."""
+def register_with_a_full_disk(home: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``register`` of a 1 MiB file in a process whose writes stop at 256 KiB."""
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(1024 * 1024))
 
@@ -160,12 +159,26 @@ def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
 
-    before = snapshot(home)
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "modelstore", "--home", str(home),
          "register", str(big), "--name", "big"],
         preexec_fn=limit_file_size, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def test_a_full_disk_during_the_copy_leaves_no_lock_file(home: Path, tmp_path: Path) -> None:
+    locks = home / ".modelstore" / "locks"
+    before = sorted(os.listdir(locks))
+    assert not [name for name in before if name.startswith("token-")]
+    assert register_with_a_full_disk(home, tmp_path).returncode == 1
+    assert sorted(os.listdir(locks)) == before
+
+
+def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes the kernel refuse writes past 256 KiB, as a full disk refuses them;
+    a real process, because the limit applies to the whole process."""
+    before = snapshot(home)
+    done = register_with_a_full_disk(home, tmp_path)
     assert done.returncode == 1
     assert len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("Error: ") and "nothing was published" in done.stderr

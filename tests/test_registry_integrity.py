@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -356,3 +359,67 @@ def test_doctor_acting_on_a_stale_snapshot_leaves_a_version_that_reused_the_row_
         assert late.findings == []
         assert [(r.name, r.state) for r in registry._catalog.rows()] == [("live", "pending")]
         assert os.listdir(home / ".modelstore" / "staging") == [token]
+
+
+# --- token lock files ---------------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                           capture_output=True, check=True)  # fmt: skip
+    return int(child.stdout)
+
+
+def _token_locks(home: Path) -> list[str]:
+    return sorted(n for n in os.listdir(home / ".modelstore" / "locks") if n.startswith("token-"))
+
+
+def test_a_lock_file_left_by_a_dead_process_is_reported_and_removed_by_repair(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    """A process killed after its last commit leaves only its token lock file (test_crash kills
+    one there); every other piece of its work is complete."""
+    lock = home / ".modelstore" / "locks" / f"token-{_dead_pid()}-0123abcd.lock"
+    lock.touch()
+    assert _kinds(registry) == [("stale_lock", str(lock))]
+    assert lock.exists()  # without --repair nothing is touched
+    assert _kinds(registry, repair=True) == [("stale_lock", str(lock))]
+    assert _token_locks(home) == [] and _kinds(registry) == []
+
+
+def test_a_lock_file_a_live_process_holds_is_never_reported_or_removed(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    """Held by a real process (flock), even an old file of a pid that looks dead."""
+    lock = home / ".modelstore" / "locks" / f"token-{_dead_pid()}-0123abcd.lock"
+    code = (
+        "import sys; from modelstore.store import locks\n"
+        "with locks.hold(sys.argv[1]):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        os.utime(lock, (time.time() - 3600, time.time() - 3600))
+        assert _kinds(registry, repair=True) == []
+        assert _token_locks(home) == [lock.name]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert _kinds(registry, repair=True) == [("stale_lock", str(lock))]  # released: a leftover
+
+
+def test_a_free_lock_file_of_a_live_process_is_left_alone_while_it_may_be_about_to_lock_it(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    """Its creator opens the file, then locks it: for that moment the lock is free. A minute
+    later it is a leftover whatever the pid (the pid may have been reused)."""
+    lock = home / ".modelstore" / "locks" / f"token-{os.getpid()}-0123abcd.lock"
+    lock.touch()
+    assert _kinds(registry, repair=True) == [] and lock.exists()
+    os.utime(lock, (time.time() - 120, time.time() - 120))
+    assert _kinds(registry, repair=True) == [("stale_lock", str(lock))]
+    assert _token_locks(home) == []

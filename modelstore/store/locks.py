@@ -28,12 +28,63 @@ def hold(path: str) -> Iterator[None]:
         with FileLock(path, thread_local=False):
             yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _still_linked(fd, path):
+            break
+        os.close(fd)  # removed by remove_if_free before we locked it: lock the new file
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing drops the lock
+
+
+def _still_linked(fd: int, path: str) -> bool:
+    """True if ``path`` still names the file open as ``fd``. ``remove_if_free`` may unlink a
+    lock file between its creator's open and flock; a lock on the unlinked file would exclude
+    no one, so the creator must lock the file the path names now."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def remove_if_free(path: str) -> bool:
+    """Remove the lock file ``path`` if no open file holds its lock; never waits.
+
+    The file is unlinked while this call holds its lock, so a holder can never lose it: a
+    process that opened the file but had not locked it yet finds it unlinked and locks a new one
+    (see ``hold``). True if the file was removed."""
+    if fcntl is None:  # pragma: no cover - Windows
+        if is_held(path):
+            return False
+        try:
+            os.unlink(path)
+        except OSError:
+            return False
+        return True
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        if not _still_linked(fd, path):
+            return False  # removed (and perhaps recreated) by someone else meanwhile
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
 
 
 def is_held(path: str) -> bool:
