@@ -353,6 +353,8 @@ class Registry:
                 "a delete plan must hold versions of exactly one name; make it with plan_delete"
             )
         name = names.pop()
+        for planned in plan.versions:  # a plan can be built or copied by hand
+            _check_version(planned.version, name)
         done = self._delete(name, [v.version for v in plan.versions])
         if done is None:
             raise ModelNotFoundError(

@@ -21,6 +21,7 @@ from modelstore.errors import (
     UsageError,
     VersionOutOfRangeError,
 )
+from modelstore.registry import DeletePlan
 
 
 @pytest.fixture
@@ -385,6 +386,11 @@ BEYOND_SQLITE: dict[str, Callable[[Registry, int], object]] = {
     "plan_delete": lambda r, v: r.plan_delete("seed", v),
     "delete": lambda r, v: r.delete("seed", v),
     "verify": lambda r, v: r.verify("seed", v),
+    "delete_planned": lambda r, v: r.delete_planned(
+        DeletePlan(
+            versions=[r.get("seed").model_copy(update={"version": v})], bytes=0, dry_run=True
+        )
+    ),
     "deploy": lambda r, v: r.deploy([f"seed:{_digits(v)}"], r.home.parent / "app"),
 }
 
