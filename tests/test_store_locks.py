@@ -14,7 +14,7 @@ from modelstore.store import locks
 
 def test_a_free_lock_file_is_removed_and_a_held_one_is_kept(tmp_path: Path) -> None:
     path = str(tmp_path / "token-1-a.lock")
-    with locks.hold(path):
+    with locks.hold(path, removable=True):
         assert locks.is_held(path)
         assert locks.remove_if_free(path) is False
         assert os.path.exists(path)
@@ -46,7 +46,7 @@ def test_a_lock_file_removed_between_its_creation_and_its_locking_is_created_aga
         real_flock(fd, operation)
 
     monkeypatch.setattr(fcntl, "flock", remove_first)
-    with locks.hold(path):
+    with locks.hold(path, removable=True):
         monkeypatch.undo()
         assert removed == [True]
         assert os.path.exists(path) and locks.is_held(path)

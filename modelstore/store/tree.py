@@ -91,7 +91,7 @@ class Store:
         """Held for the lifetime of a staging or trash token by the process using it (the
         kernel drops it when that process dies, however it dies)."""
         path = self._token_lock_path(token)
-        with locks.hold(path):
+        with locks.hold(path, removable=True):  # doctor removes token locks nobody holds
             try:
                 yield
             finally:  # failed work too (a full disk...): tokens are used once, locks/ must
