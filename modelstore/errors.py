@@ -33,6 +33,16 @@ class InvalidRefError(UsageError, ValueError):
     """A model reference (``name``, ``name:VERSION``, ``name:latest``) is malformed."""
 
 
+class VersionOutOfRangeError(UsageError, ValueError):
+    """A version number the catalog cannot hold: versions are 1 to 2**63-1 (an SQLite INTEGER),
+    so a larger one can name no version; refused before any query instead of overflowing."""
+
+    def __init__(self, message: str, *, name: str | None, version: int) -> None:
+        super().__init__(message)
+        self.name = name
+        self.version = version
+
+
 class InvalidModelPathError(UsageError):
     """The file or folder offered for registration cannot be stored as a model."""
 

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.errors import InvalidNameError
+from modelstore.errors import InvalidNameError, VersionOutOfRangeError
 
 MODELS_DIRNAME = "azureml-models"
 """The folder under an app root holding ``<name>/<version>/<entry>`` (Azure ML's ``MODELS_DIR``)."""
@@ -40,6 +40,8 @@ MODEL_DIR_ENV = "AZUREML_MODEL_DIR"
 
 LOCAL_MODEL_VERSION = 0
 """Version Azure ML's local deployment gives a model that was not registered."""
+MAX_VERSION = 2**63 - 1
+"""The highest version number: the catalog stores versions as SQLite INTEGERs (signed 64 bits)."""
 LOCAL_MODEL_NAME_MAX = 30
 """Azure ML truncates the name folder of an unregistered local model to this many characters."""
 
@@ -63,6 +65,28 @@ def validate_name(name: object) -> str:
             "'my_model' or 'fraud-detector.v2'."
         )
     return name
+
+
+def check_version_range(name: str | None, version: int) -> int:
+    """Return ``version`` if the catalog can hold it, else raise VersionOutOfRangeError.
+
+    A larger number can name no version, and handing it to SQLite raises a bare OverflowError,
+    so every entry point taking a version checks it here first (the lower bound is the caller's:
+    its message differs for a REF and for the API)."""
+    if version > MAX_VERSION:
+        of = "" if name is None else f" of model {name!r}"
+        raise VersionOutOfRangeError(
+            f"version {shown_number(version)}{of} is out of range: versions are whole numbers "
+            f"from 1 to {MAX_VERSION}; give an existing version (or the latest)",
+            name=name,
+            version=version,
+        )
+    return version
+
+
+def shown_number(number: int) -> str:
+    """An int as text for a message; a huge one (which ``str`` may even refuse) by its size."""
+    return str(number) if number.bit_length() <= 256 else f"<a {number.bit_length()}-bit number>"
 
 
 def local_model_name(path: str | os.PathLike[str]) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelstore.errors import InvalidRefError
-from modelstore.layout import validate_name
+from modelstore.errors import InvalidRefError, VersionOutOfRangeError
+from modelstore.layout import MAX_VERSION, validate_name
 
 LATEST = "latest"
 
@@ -27,9 +27,25 @@ def parse_ref(text: str) -> ModelRef:
     validate_name(name)
     if version_text == LATEST:
         return ModelRef(name)
-    if not version_text.isascii() or not version_text.isdigit() or int(version_text) < 1:
+    digits = version_text.lstrip("0")  # not int(): it refuses more than 4300 digits
+    if not version_text.isascii() or not version_text.isdigit() or not digits:
         raise InvalidRefError(
             f"invalid model reference {text!r}: the version after ':' must be a whole number "
             f"from 1 or 'latest' (write NAME, NAME:VERSION or NAME:latest, e.g. {name}:1)"
         )
-    return ModelRef(name, int(version_text))
+    if len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
+        shown = digits if len(digits) <= 40 else f"{digits[:20]}...({len(digits)} digits)"
+        raise VersionOutOfRangeError(
+            f"invalid model reference '{name}:{shown}': the version is out of range (versions "
+            f"go from 1 to {MAX_VERSION}); give an existing version or 'latest', e.g. {name}:1",
+            name=name,
+            version=_as_int(digits),
+        )
+    return ModelRef(name, int(digits))
+
+
+def _as_int(digits: str) -> int:
+    """``int(digits)`` even past Python's 4300-digit limit on str -> int conversions."""
+    from decimal import Decimal
+
+    return int(digits) if len(digits) < 4000 else int(Decimal(digits))

@@ -34,13 +34,17 @@ from modelstore.errors import (
     InvalidModelPathError,
     ModelNotFoundError,
     ModelstoreError,
+    VersionOutOfRangeError,
 )
 from modelstore.layout import (
     DB_URL_ENV,
     LOCAL_MODEL_VERSION,
+    MAX_VERSION,
     StoreLayout,
+    check_version_range,
     default_home,
     local_model_name,
+    shown_number,
     validate_name,
 )
 from modelstore.modelversion import RECORDED_FIELDS, ModelVersion
@@ -218,7 +222,7 @@ class Registry:
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """One version (the highest when ``version`` is None)."""
-        _check_version(version, allow_none=True)
+        _check_version(version, name, allow_none=True)
         validate_name(name)
         for _attempt in range(3):  # a concurrent delete can remove "latest" between the queries
             found = self._catalog.locate(name, version)
@@ -264,8 +268,10 @@ class Registry:
 
     def path(self, name: str, version: int | None = None) -> Path:
         """The entry of a version in the tree (the highest version when ``version`` is None)."""
-        if version is not None and (type(version) is not int or version < 1):
-            _check_version(version, allow_none=True)
+        if version is not None and (
+            type(version) is not int or version < 1 or version > MAX_VERSION
+        ):
+            _check_version(version, name, allow_none=True)
         found = self._catalog.locate(name, version)
         if found is None:
             validate_name(name)
@@ -283,7 +289,7 @@ class Registry:
     ) -> ModelVersion:
         """Merge ``add`` (overwriting), then drop the ``remove`` keys (absent keys are fine)."""
         validate_name(name)
-        _check_version(version)
+        _check_version(version, name)
         additions = _str_map(add, "Tags")
         removals = [remove] if isinstance(remove, str) else _str_list(remove, "remove") or []
         record = self._catalog.update_tags(name, version, additions, removals)
@@ -296,7 +302,7 @@ class Registry:
     ) -> ModelVersion:
         """Add new properties; any key that already exists refuses the whole call (Azure ML)."""
         validate_name(name)
-        _check_version(version)
+        _check_version(version, name)
         record = self._catalog.add_properties(name, version, _str_map(properties, "Properties"))
         if record is None:
             raise self._not_found(name, version)
@@ -304,7 +310,7 @@ class Registry:
 
     def set_description(self, name: str, version: int, description: str | None) -> ModelVersion:
         validate_name(name)
-        _check_version(version)
+        _check_version(version, name)
         _optional_str(description, "description")
         record = self._catalog.set_description(name, version, description)
         if record is None:
@@ -329,7 +335,7 @@ class Registry:
         if dry_run:
             return self.plan_delete(name, version)
         validate_name(name)
-        _check_version(version, allow_none=True)
+        _check_version(version, name, allow_none=True)
         done = self._delete(name, None if version is None else [version])
         if done is None:
             raise self._not_found(name, version)
@@ -347,6 +353,8 @@ class Registry:
                 "a delete plan must hold versions of exactly one name; make it with plan_delete"
             )
         name = names.pop()
+        for planned in plan.versions:  # a plan can be built or copied by hand
+            _check_version(planned.version, name)
         done = self._delete(name, [v.version for v in plan.versions])
         if done is None:
             raise ModelNotFoundError(
@@ -394,15 +402,37 @@ class Registry:
                 raise self._not_found(name, None)
         else:
             validate_name(name)
-            _check_version(version)
+            _check_version(version, name)
             record = self._catalog.get(name, version)
             if record is None:
                 raise self._not_found(name, version)
             records = [record]
         manifests = self._catalog.manifests(r.id for r in records)
         buffer = new_buffer()
-        checks = [self._check(r, manifests.get(r.id, []), buffer) for r in records]
+        checks: builtins.list[VersionCheck] = []
+        for record in records:
+            check = self._check(record, manifests.get(record.id, []), buffer)
+            confirmed = check if check.ok else self._confirm_damage(record, check, buffer)
+            if confirmed is not None:
+                checks.append(confirmed)
+        if name is not None and not checks:  # every version asked for was deleted meanwhile
+            raise self._not_found(name, version)
         return VerifyReport(versions=checks)
+
+    def _confirm_damage(
+        self, record: VersionRecord, check: VersionCheck, buffer: bytearray
+    ) -> VersionCheck | None:
+        """A version found damaged may just have been deleted by another process while it was
+        checked (its folder renamed out of the tree): that is not damage. The catalog marks a
+        version deleting before its folder moves, so once it no longer lists the version ready,
+        the version is dropped from the report; if a failed delete put it back meanwhile (its
+        row carries that delete's token), its folder is checked once more."""
+        current = self._catalog.get(record.name, record.version)
+        if current is None or current.id != record.id:
+            return None
+        if current.token != record.token:
+            return self._check(current, None, buffer)
+        return check
 
     def _check(
         self,
@@ -478,7 +508,7 @@ class Registry:
                 f"a model to deploy must be a REF or a path, not {type(ref).__name__}"
             )
         local = Path(ref)
-        if os.fspath(ref) and local.exists():
+        if os.fspath(ref) and os.path.exists(local):  # False (no OSError) for a too long name
             absolute = local.absolute()
             return source_class(
                 name=local_model_name(absolute),
@@ -486,6 +516,8 @@ class Registry:
                 entry_path=absolute,
                 registered=False,
             )
+        if isinstance(malformed, VersionOutOfRangeError):
+            raise malformed  # can name no version, registered or not: bad input
         if malformed is not None and isinstance(ref, str):  # e.g. m:0 for a registered m
             name = ref.partition(":")[0]
             versions = [str(version) for version in self._catalog.versions(name)]
@@ -541,7 +573,7 @@ def _make_home(home: Path) -> None:
         ) from None
 
 
-def _check_version(version: object, *, allow_none: bool = False) -> None:
+def _check_version(version: object, name: object, *, allow_none: bool = False) -> None:
     if version is None and allow_none:
         return
     if type(version) is not int:
@@ -549,7 +581,8 @@ def _check_version(version: object, *, allow_none: bool = False) -> None:
             f"version must be an int (e.g. 1), not {type(version).__name__} {version!r}"
         )
     if version < 1:
-        raise InvalidArgumentError(f"version must be 1 or more, not {version}")
+        raise InvalidArgumentError(f"version must be 1 or more, not {shown_number(version)}")
+    check_version_range(name if isinstance(name, str) else None, version)
 
 
 def _optional_str(value: object, what: str) -> None:

@@ -7,7 +7,8 @@ It reasons from the order ``Registry`` does things in (see ``modelstore.registry
 - a *deleting* row of a dead process: the deletion is finished;
 - a *ready* row whose version folder vanished: the row is dropped;
 - anything in ``azureml-models`` no row accounts for, an empty name folder, a stray file: removed;
-- staging and trash folders no live process holds: removed.
+- staging and trash folders no live process holds: removed;
+- token lock files no live process holds: removed.
 
 Work of live processes is recognised by its token lock and left alone. The tree is listed before
 the catalog is read, so a version published meanwhile always has its row in the snapshot. Other
@@ -84,9 +85,24 @@ class Doctor:
                     "remove it",
                     lambda path=path: remove_tree(path),  # type: ignore[misc]
                 )
+            self._stale_token_locks()
             with contextlib.suppress(OSError):
                 remove_tree(self.store.layout.trash_dir / self.token)
         return DoctorReport(findings=self.findings, repair=repair)
+
+    def _stale_token_locks(self) -> None:
+        """Lock files of tokens whose process died (killed after its work was done, so nothing
+        else of it is left for the checks above to clean up with its lock)."""
+        for token, path in self.store.token_lock_files().items():
+            if token == self.token or not self.store.token_lock_abandoned(token):
+                continue
+            self._found(
+                "stale_lock",
+                path,
+                "the lock file of an operation whose process is gone",
+                "remove it",
+                lambda token=token: self.store.remove_token_lock(token),  # type: ignore[misc]
+            )
 
     # --- rows --------------------------------------------------------------------------------
 

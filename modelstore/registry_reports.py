@@ -60,6 +60,7 @@ FindingKind = Literal[
     "empty_name_folder",
     "staging_leftover",
     "trash_leftover",
+    "stale_lock",
 ]
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from modelstore import Registry
 from modelstore.cli import main
+from modelstore.errors import ModelstoreError
 
 
 def run(home: Path, *args: str, input: str | None = None) -> Result:
@@ -74,6 +76,20 @@ def test_register_refuses_a_name_outside_the_azure_ml_rule(
     home: Path, tmp_path: Path, name: str
 ) -> None:
     assert_refused(home, ["register", str(tmp_path / "model.pkl"), "--name", name], 2, "model name")
+
+
+def test_register_of_an_empty_path_is_refused_with_the_apis_message_not_the_current_folder(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """click.Path(path_type=Path) turned "" into Path("."): the current folder was registered."""
+    work = tmp_path / "work"
+    (work / "outputs").mkdir(parents=True)
+    (work / "outputs" / "model.pkl").write_bytes(b"weights")
+    monkeypatch.chdir(work)
+    with Registry(tmp_path / "other-home") as registry, pytest.raises(ModelstoreError) as api:
+        registry.register("", "e")
+    result = assert_refused(home, ["register", "", "--name", "e"], 2)
+    assert result.stderr == f"Error: {api.value}\n"
 
 
 def test_register_refuses_a_missing_path(home: Path, tmp_path: Path) -> None:
@@ -134,9 +150,8 @@ def test_register_of_a_file_that_cannot_be_read_leaves_the_store_unchanged(home:
     )
 
 
-def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
-    """RLIMIT_FSIZE makes the kernel refuse writes past 256 KiB, as a full disk refuses them;
-    a real process, because the limit applies to the whole process."""
+def register_with_a_full_disk(home: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``register`` of a 1 MiB file in a process whose writes stop at 256 KiB."""
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(1024 * 1024))
 
@@ -144,12 +159,26 @@ def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
 
-    before = snapshot(home)
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "modelstore", "--home", str(home),
          "register", str(big), "--name", "big"],
         preexec_fn=limit_file_size, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
+
+
+def test_a_full_disk_during_the_copy_leaves_no_lock_file(home: Path, tmp_path: Path) -> None:
+    locks = home / ".modelstore" / "locks"
+    before = sorted(os.listdir(locks))
+    assert not [name for name in before if name.startswith("token-")]
+    assert register_with_a_full_disk(home, tmp_path).returncode == 1
+    assert sorted(os.listdir(locks)) == before
+
+
+def test_a_full_disk_during_the_copy_leaves_nothing_behind(home: Path, tmp_path: Path) -> None:
+    """RLIMIT_FSIZE makes the kernel refuse writes past 256 KiB, as a full disk refuses them;
+    a real process, because the limit applies to the whole process."""
+    before = snapshot(home)
+    done = register_with_a_full_disk(home, tmp_path)
     assert done.returncode == 1
     assert len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith("Error: ") and "nothing was published" in done.stderr
@@ -236,6 +265,31 @@ def test_a_malformed_ref_is_refused_with_what_a_ref_looks_like(
     home: Path, command: list[str], ref: str
 ) -> None:
     assert_refused(home, with_ref(command, ref), 2, "NAME:VERSION")
+
+
+TOO_LARGE = ["m:9223372036854775808", "m:" + "9" * 40]  # 2**63: one past SQLite INTEGER
+
+
+@pytest.mark.parametrize("ref", TOO_LARGE, ids=["2**63", "40-digits"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        *REF_COMMANDS,
+        ["deploy", "REF", "--app-root", "APP"],
+        ["exec", "--model", "REF", "--", "true"],
+        ["score", "--entry-script", "SCRIPT", "--model", "REF", "--data", "1"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_version_beyond_sqlite_integer_is_one_line_and_exit_2(
+    home: Path, tmp_path: Path, command: list[str], ref: str
+) -> None:
+    script = tmp_path / "score.py"
+    script.write_text("def init():\n    pass\n\ndef run(data):\n    return data\n")
+    places = {"APP": str(tmp_path / "app"), "SCRIPT": str(script)}
+    args = [places.get(word, word) for word in with_ref(command, ref)]
+    assert_refused(home, args, 2, "out of range", "9223372036854775807")
+    assert not (tmp_path / "app").exists()
 
 
 @pytest.mark.parametrize("ref", ["nope", "nope:1", "m:3"])

@@ -109,6 +109,8 @@ KILL_POINTS = {
     "after_start_delete": ("catalog", "start_delete", {"unfinished_deletion"}, 2),
     "after_unpublish": ("store", "unpublish", {"unfinished_deletion"}, 2),
     "after_forget": ("catalog", "forget", {"trash_leftover"}, 2),
+    # killed after its last commit: nothing is left but its token lock file
+    "after_commit": ("catalog", "set_state", {"stale_lock"}, 3),
 }
 
 
@@ -143,4 +145,6 @@ def test_a_kill_right_after_each_step_is_repaired_by_doctor(tmp_path: Path, poin
         assert registry.verify().ok and registry.doctor().findings == []
         assert _empty_or_missing(home / ".modelstore" / "staging")
         assert _empty_or_missing(home / ".modelstore" / "trash")
+        locks = os.listdir(home / ".modelstore" / "locks")
+        assert [name for name in locks if name.startswith("token-")] == []
         assert registry.register(folder, "m").version == next_version  # never a spent number

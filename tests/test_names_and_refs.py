@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from modelstore.errors import InvalidNameError, InvalidRefError, UsageError
-from modelstore.layout import local_model_name, validate_name
+from modelstore.errors import (
+    InvalidNameError,
+    InvalidRefError,
+    UsageError,
+    VersionOutOfRangeError,
+)
+from modelstore.layout import MAX_VERSION, local_model_name, validate_name
 from modelstore.refs import ModelRef, parse_ref
 
 VALID = ["m", "1model", "my-model_1.0", "UPPER.Case", "a" * 255]
@@ -49,6 +54,8 @@ def test_a_non_string_name_is_rejected() -> None:
         ("m:latest", ModelRef("m")),
         ("m:1", ModelRef("m", 1)),
         ("m:12", ModelRef("m", 12)),
+        ("m:007", ModelRef("m", 7)),
+        (f"m:{2**63 - 1}", ModelRef("m", 2**63 - 1)),  # the highest SQLite INTEGER
     ],
 )
 def test_refs_parse(text: str, ref: ModelRef) -> None:
@@ -60,6 +67,20 @@ def test_malformed_refs_say_what_a_ref_looks_like(text: str) -> None:
     with pytest.raises(InvalidRefError, match="NAME:VERSION") as info:
         parse_ref(text)
     assert isinstance(info.value, UsageError) and info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "version", [2**63, 2**64, 10**30, 10**5000], ids=["2**63", "2**64", "10**30", "10**5000"]
+)
+def test_a_version_beyond_sqlite_integer_is_out_of_range_in_one_line(version: int) -> None:
+    """10**5000 has more digits than Python's int() accepts from a str by default."""
+    digits = str(version) if version < 10**100 else "1" + "0" * 5000
+    with pytest.raises(VersionOutOfRangeError, match="out of range") as info:
+        parse_ref(f"m:{digits}")
+    error = info.value
+    assert (error.name, error.version, error.exit_code) == ("m", version, 2)
+    assert isinstance(error, UsageError) and isinstance(error, ValueError)
+    assert str(MAX_VERSION) in str(error) and "\n" not in str(error) and len(str(error)) < 300
 
 
 def test_a_ref_with_a_bad_name_is_a_name_error() -> None:

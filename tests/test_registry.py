@@ -534,3 +534,28 @@ def test_a_delete_whose_second_move_fails_puts_the_first_version_back(
     assert registry.versions("m") == [1, 2]
     assert registry.verify().ok
     assert os.listdir(home / ".modelstore" / "trash") == []
+
+
+@pytest.mark.parametrize(("owner", "method"), [("store", "unpublish"), ("catalog", "forget")])
+def test_a_delete_that_fails_midway_leaves_no_lock_file(
+    registry: Registry,
+    home: Path,
+    model_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    owner: str,
+    method: str,
+) -> None:
+    """Its token lock file was unlinked only when the deletion succeeded."""
+    registry.register(model_file, "m")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise StorageError("injected failure")
+
+    monkeypatch.setattr(getattr(registry, f"_{owner}"), method, fail)
+    with pytest.raises(StorageError, match="injected failure"):
+        registry.delete("m", 1)
+    monkeypatch.undo()
+    locks = os.listdir(home / ".modelstore" / "locks")
+    assert [name for name in locks if name.startswith("token-")] == []
+    registry.doctor(repair=True)
+    assert registry.doctor().findings == []

@@ -16,9 +16,12 @@ from modelstore.errors import (
     BadArgumentTypeError,
     InvalidArgumentError,
     InvalidModelPathError,
+    ModelNotFoundError,
     ModelstoreError,
     UsageError,
+    VersionOutOfRangeError,
 )
+from modelstore.registry import DeletePlan
 
 
 @pytest.fixture
@@ -372,3 +375,57 @@ def test_a_folder_holding_the_home_can_be_registered_through_child_paths_that_av
                 match,
                 lambda children=children: registry.register(project, "m", child_paths=children),  # type: ignore[misc]
             )
+
+
+BEYOND_SQLITE: dict[str, Callable[[Registry, int], object]] = {
+    "get": lambda r, v: r.get("seed", v),
+    "path": lambda r, v: r.path("seed", v),
+    "update_tags": lambda r, v: r.update_tags("seed", v, add={"k": "v"}),
+    "add_properties": lambda r, v: r.add_properties("seed", v, {"k": "v"}),
+    "set_description": lambda r, v: r.set_description("seed", v, "text"),
+    "plan_delete": lambda r, v: r.plan_delete("seed", v),
+    "delete": lambda r, v: r.delete("seed", v),
+    "verify": lambda r, v: r.verify("seed", v),
+    "delete_planned": lambda r, v: r.delete_planned(
+        DeletePlan(
+            versions=[r.get("seed").model_copy(update={"version": v})], bytes=0, dry_run=True
+        )
+    ),
+    "deploy": lambda r, v: r.deploy([f"seed:{_digits(v)}"], r.home.parent / "app"),
+}
+
+
+def _digits(version: int) -> str:
+    """str() refuses ints of more than 4300 digits; the huge case here is 10**5000."""
+    return str(version) if version < 10**100 else "1" + "0" * 5000
+
+
+@pytest.mark.parametrize("version", [2**63, 10**5000], ids=["2**63", "10**5000"])
+@pytest.mark.parametrize("method", sorted(BEYOND_SQLITE))
+def test_a_version_beyond_sqlite_integer_is_a_usage_error_not_an_overflow(
+    registry: Registry, home: Path, method: str, version: int
+) -> None:
+    """SQLite raised a bare OverflowError for these; now the version is checked first."""
+    message = refused(
+        registry,
+        home,
+        VersionOutOfRangeError,
+        "out of range",
+        lambda: BEYOND_SQLITE[method](registry, version),
+    )
+    assert "9223372036854775807" in message and len(message) < 300
+    with pytest.raises(VersionOutOfRangeError) as caught:
+        BEYOND_SQLITE[method](registry, version)
+    assert (caught.value.name, caught.value.version, caught.value.exit_code) == (
+        "seed",
+        version,
+        2,
+    )
+    assert not (home.parent / "app").exists()
+
+
+def test_the_highest_sqlite_integer_is_a_valid_version_that_is_not_registered(
+    registry: Registry,
+) -> None:
+    with pytest.raises(ModelNotFoundError, match="has no version 9223372036854775807"):
+        registry.get("seed", 2**63 - 1)

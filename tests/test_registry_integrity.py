@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from registry_helpers import make_file, make_model_dir, snapshot
 
 from modelstore import Registry
-from modelstore.catalog import FileRecord, NewVersion
+from modelstore.catalog import DELETING, READY, FileRecord, NewVersion
+from modelstore.catalog.records import VersionRecord
 from modelstore.errors import InvalidArgumentError, ModelNotFoundError
+from modelstore.registry import VersionCheck
 from modelstore.store import manifest_digest, plan_source, remove_tree
 
 
@@ -83,6 +89,74 @@ def test_verify_of_an_unknown_model_is_not_found(registry: Registry, folder_mode
         registry.verify("m", 2)
     with pytest.raises(InvalidArgumentError, match="needs a model name"):
         registry.verify(version=1)
+
+
+def _check_with(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch, version: int, around: Any
+) -> None:
+    """Run ``around(check)`` instead of checking ``m:<version>``: what another process does
+    between verify's catalog snapshot and its first look at the folder."""
+    real = registry._check
+    pending = [version]  # once: verify may look at the version again
+
+    def check(record: VersionRecord, *args: Any) -> VersionCheck:
+        if record.name == "m" and record.version in pending:
+            pending.clear()
+            return around(lambda: real(record, *args))  # type: ignore[no-any-return]
+        return real(record, *args)
+
+    monkeypatch.setattr(registry, "_check", check)
+
+
+def test_a_version_deleted_while_verify_runs_is_not_reported_as_damaged(
+    registry: Registry, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_model_dir(tmp_path / "model_dir")
+    for _ in range(3):
+        registry.register(source, "m")
+    (registry.path("m", 1) / "a.txt").chmod(0o644)
+    (registry.path("m", 1) / "a.txt").write_bytes(b"A")  # real damage, still reported
+    with Registry(home) as other:  # another connection to the same SQLite file
+        _check_with(registry, monkeypatch, 2, lambda check: (other.delete("m", 2), check())[1])
+        report = registry.verify()
+    assert [(c.id, c.ok) for c in report.versions] == [("m:3", True), ("m:1", False)]
+    assert report.versions[1].changed == ["model_dir/a.txt"]
+
+
+def test_verify_of_one_version_deleted_while_it_is_checked_says_it_is_not_found(
+    registry: Registry, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = make_model_dir(tmp_path / "model_dir")
+    registry.register(source, "m")
+    registry.register(source, "m")
+    with Registry(home) as other:
+        _check_with(registry, monkeypatch, 2, lambda check: (other.delete("m", 2), check())[1])
+        with pytest.raises(ModelNotFoundError, match="no version 2; its versions are 1"):
+            registry.verify("m", 2)
+
+
+def test_a_version_a_failed_delete_moved_out_and_back_while_verify_looked_is_checked_again(
+    registry: Registry, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete marks the row deleting, moves the folder out, fails and puts both back: the
+    first look saw no files, yet the version is intact and ready again."""
+    registry.register(make_model_dir(tmp_path / "model_dir"), "m")
+    folder = home / "azureml-models" / "m" / "1"
+    aside = tmp_path / "aside"
+
+    def failed_delete_around(check: Any) -> VersionCheck:
+        with Registry(home) as other:
+            [row] = other._catalog.start_delete("m", [1], "failed-delete-token")
+            os.rename(folder, aside)
+            seen: VersionCheck = check()
+            os.rename(aside, folder)
+            other._catalog.set_state(row.id, READY, expected=DELETING)
+        assert seen.missing  # the first look really saw the folder gone
+        return seen
+
+    _check_with(registry, monkeypatch, 1, failed_delete_around)
+    report = registry.verify()
+    assert report.ok and [c.id for c in report.versions] == ["m:1"]
 
 
 # --- doctor -------------------------------------------------------------------------------------
@@ -285,3 +359,67 @@ def test_doctor_acting_on_a_stale_snapshot_leaves_a_version_that_reused_the_row_
         assert late.findings == []
         assert [(r.name, r.state) for r in registry._catalog.rows()] == [("live", "pending")]
         assert os.listdir(home / ".modelstore" / "staging") == [token]
+
+
+# --- token lock files ---------------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                           capture_output=True, check=True)  # fmt: skip
+    return int(child.stdout)
+
+
+def _token_locks(home: Path) -> list[str]:
+    return sorted(n for n in os.listdir(home / ".modelstore" / "locks") if n.startswith("token-"))
+
+
+def test_a_lock_file_left_by_a_dead_process_is_reported_and_removed_by_repair(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    """A process killed after its last commit leaves only its token lock file (test_crash kills
+    one there); every other piece of its work is complete."""
+    lock = home / ".modelstore" / "locks" / f"token-{_dead_pid()}-0123abcd.lock"
+    lock.touch()
+    assert _kinds(registry) == [("stale_lock", str(lock))]
+    assert lock.exists()  # without --repair nothing is touched
+    assert _kinds(registry, repair=True) == [("stale_lock", str(lock))]
+    assert _token_locks(home) == [] and _kinds(registry) == []
+
+
+def test_a_lock_file_a_live_process_holds_is_never_reported_or_removed(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    """Held by a real process (flock), even an old file of a pid that looks dead."""
+    lock = home / ".modelstore" / "locks" / f"token-{_dead_pid()}-0123abcd.lock"
+    code = (
+        "import sys; from modelstore.store import locks\n"
+        "with locks.hold(sys.argv[1]):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        os.utime(lock, (time.time() - 3600, time.time() - 3600))
+        assert _kinds(registry, repair=True) == []
+        assert _token_locks(home) == [lock.name]
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert _kinds(registry, repair=True) == [("stale_lock", str(lock))]  # released: a leftover
+
+
+def test_a_free_lock_file_of_a_live_process_is_left_alone_while_it_may_be_about_to_lock_it(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    """Its creator opens the file, then locks it: for that moment the lock is free. A minute
+    later it is a leftover whatever the pid (the pid may have been reused)."""
+    lock = home / ".modelstore" / "locks" / f"token-{os.getpid()}-0123abcd.lock"
+    lock.touch()
+    assert _kinds(registry, repair=True) == [] and lock.exists()
+    os.utime(lock, (time.time() - 120, time.time() - 120))
+    assert _kinds(registry, repair=True) == [("stale_lock", str(lock))]
+    assert _token_locks(home) == []

@@ -81,6 +81,17 @@ def test_space_freed_after_a_full_disk_lets_the_next_registration_take_number_on
     assert registry.register("/data/model.bin", "m").version == 1
 
 
+def test_a_registration_failing_on_a_full_disk_leaves_no_lock_file(
+    fs: FakeFilesystem, registry: Registry
+) -> None:
+    """Its token lock file was unlinked only when the registration succeeded."""
+    fs.create_file("/data/model.bin", contents=b"x" * 50_000)
+    _leave_free(fs, 10_000)
+    with pytest.raises(StorageError):
+        registry.register("/data/model.bin", "m")
+    assert os.listdir(f"{HOME}/.modelstore/locks") == []
+
+
 def test_an_unreadable_file_is_refused_before_anything_is_copied() -> None:
     with Patcher(allow_root_user=False) as patcher:
         fs = patcher.fs

@@ -204,7 +204,7 @@ def open_registry() -> Registry:
 
 
 @command("register")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")  # not click.Path(path_type=Path): Path("") is "." (the current folder)
 @click.option("--name", "name", required=True, help="Model name (Azure ML naming rule).")
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag (repeatable).")
 @click.option(
@@ -222,7 +222,7 @@ def open_registry() -> Registry:
 )
 @json_option
 def register(
-    path: Path,
+    path: str,
     name: str,
     tags: tuple[str, ...],
     properties: tuple[str, ...],
@@ -240,7 +240,7 @@ def register(
     tag_pairs = parse_pairs(tags, "--tag")
     property_pairs = parse_pairs(properties, "--property")
     registry = open_registry()
-    with copy_progress(f"Copying {path.name}") as progress:
+    with copy_progress(f"Copying {Path(path).name}") as progress:
         version = registry.register(
             path,
             name,

@@ -21,6 +21,7 @@ import errno
 import hashlib
 import os
 import stat
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ from modelstore.store.hashing import copy_and_hash, new_buffer
 from modelstore.store.sources import SourcePlan
 
 _WRAPPER_SUFFIX = ".name"
+_LOCK_SUFFIX = ".lock"
+_TOKEN_LOCK_PREFIX = "token-"
+_LOCK_CREATION_GRACE = 60.0  # seconds; see token_lock_abandoned
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class Store:
 
     def _lock_path(self, key: str) -> str:
         self._ensure_dir(self.layout.locks_dir)
-        return f"{self._locks_prefix}{key}.lock"
+        return f"{self._locks_prefix}{key}{_LOCK_SUFFIX}"
 
     def name_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
         """Serialises the renames that create, fill or remove ``azureml-models/<name>``."""
@@ -86,18 +90,52 @@ class Store:
     def token_lock(self, token: str) -> Iterator[None]:
         """Held for the lifetime of a staging or trash token by the process using it (the
         kernel drops it when that process dies, however it dies)."""
-        path = self._lock_path(f"token-{token}")
-        with locks.hold(path):
-            yield
-            _unlink_quietly(path)  # tokens are used once: keep locks/ from growing
+        path = self._token_lock_path(token)
+        with locks.hold(path, removable=True):  # doctor removes token locks nobody holds
+            try:
+                yield
+            finally:  # failed work too (a full disk...): tokens are used once, locks/ must
+                _unlink_quietly(path)  # not grow; unlinked while still held, so never stolen
 
     def token_in_use(self, token: str) -> bool:
         """True while a live process holds ``token``'s lock."""
-        path = self._lock_path(f"token-{token}")
+        path = self._token_lock_path(token)
         if locks.is_held(path):
             return True
-        _unlink_quietly(path)
+        locks.remove_if_free(path)
         return False
+
+    def _token_lock_path(self, token: str) -> str:
+        return self._lock_path(f"{_TOKEN_LOCK_PREFIX}{token}")
+
+    def token_lock_files(self) -> dict[str, str]:
+        """Token -> lock file, for every token lock file in ``locks/`` (held or not)."""
+        try:
+            names = os.listdir(self.layout.locks_dir)
+        except FileNotFoundError:
+            return {}
+        return {
+            name[len(_TOKEN_LOCK_PREFIX) : -len(_LOCK_SUFFIX)]: f"{self._locks_prefix}{name}"
+            for name in sorted(names)
+            if name.startswith(_TOKEN_LOCK_PREFIX) and name.endswith(_LOCK_SUFFIX)
+        }
+
+    def token_lock_abandoned(self, token: str) -> bool:
+        """True if ``token``'s lock file is a leftover: no process holds it, and none is about
+        to. Its creator opens the file and only then locks it, so a free lock of a process
+        that is still alive may be a moment from being taken; the token starts with the pid
+        of its process, and a file older than a minute is past that moment in any case."""
+        path = self._token_lock_path(token)
+        if locks.is_held(path):
+            return False
+        try:
+            age = time.time() - os.stat(path).st_mtime
+        except FileNotFoundError:
+            return False  # removed by its owner meanwhile
+        return age > _LOCK_CREATION_GRACE or not _process_alive(token.partition("-")[0])
+
+    def remove_token_lock(self, token: str) -> None:
+        locks.remove_if_free(self._token_lock_path(token))
 
     @staticmethod
     def new_token() -> str:
@@ -317,6 +355,22 @@ def _unreadable(source: str, exc: OSError) -> str:
         f"cannot read {source!r} ({exc.strerror or exc}); check the source file and the disk "
         "it is on, then retry"
     )
+
+
+def _process_alive(pid_text: str) -> bool:
+    """False only when no process has that pid on this machine (tokens start with a pid)."""
+    if os.name == "nt" or not pid_text.isdigit():  # os.kill(pid, 0) would kill it on Windows
+        return True
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
 
 
 def _unlink_quietly(path: str) -> None:
