@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelstore.cli import OneLineErrorCommand, state
+from modelstore.cli.completion_commands import complete_name, complete_ref
 from modelstore.errors import IntegrityError, InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import validate_name
 from modelstore.refs import parse_ref
@@ -259,7 +260,7 @@ def register(
 
 
 @command("list")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_name)
 @click.option(
     "--tag", "tags", multiple=True, metavar="K | K=V", help="Has tag K (with value V). Repeatable."
 )
@@ -281,7 +282,8 @@ def list_(
 ) -> None:
     """List model versions, filtered by name, tags and properties.
 
-    Ordered by name, then newest version first; every filter must match.
+    Ordered by name, then newest version first; every filter must match. 'modelstore ls' is
+    the same command.
     """
     if name is not None:
         validate_name(name)
@@ -304,7 +306,7 @@ def list_(
 
 
 @command("show")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @json_option
 def show(ref: str, as_json: bool) -> None:
     """Show one model version.
@@ -320,7 +322,7 @@ def show(ref: str, as_json: bool) -> None:
 
 
 @command("path")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 def path(ref: str) -> None:
     """Print the stored path of a model version.
 
@@ -332,7 +334,7 @@ def path(ref: str) -> None:
 
 
 @command("tag")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 @json_option
 def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
@@ -353,7 +355,7 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 
 
 @command("untag")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("keys", nargs=-1, required=True, metavar="K...")
 @json_option
 def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
@@ -374,13 +376,14 @@ def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
 
 
 @command("property")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 @json_option
 def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """Add properties to a version (add-only).
 
-    As in Azure ML, an existing property cannot be changed: the whole call is refused.
+    As in Azure ML, an existing property cannot be changed: the whole call is refused
+    (giving a property the value it already has is not a change, and is accepted).
     """
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
@@ -391,7 +394,7 @@ def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 
 
 @command("describe")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("text")
 @json_option
 def describe(ref: str, text: str, as_json: bool) -> None:
@@ -409,7 +412,7 @@ def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
 
 
 @command("delete")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.option("--all-versions", is_flag=True, help="Delete every version of NAME.")
 @click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
 @click.option(
@@ -461,7 +464,7 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool
 
 
 @command("verify")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @json_option
 def verify(ref: str | None, as_json: bool) -> None:
     """Check stored files against their checksums.

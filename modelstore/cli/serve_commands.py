@@ -26,6 +26,7 @@ import click
 from click.core import ParameterSource
 
 from modelstore.cli import OneLineErrorCommand, state
+from modelstore.cli.completion_commands import complete_ref_or_path
 from modelstore.errors import InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV
 
@@ -59,6 +60,7 @@ def app_options(function: F) -> F:
             "models",
             multiple=True,
             metavar="REF|PATH",
+            shell_complete=complete_ref_or_path,
             help="Deploy this registry model (NAME, NAME:VERSION or NAME:latest), or a local "
             "file or folder (as version 0), into a temporary app root; repeatable.",
         ),
@@ -285,8 +287,12 @@ def serve(
     Exit codes: 0 after Ctrl-C, 1 if the port is taken, 2 for bad options, 3 if the entry
     script cannot start (missing, import error, no init/run, init() raised).
     """
+    from modelstore.serving.loader import check_entry_script
+
     refs = check_model_options(models, model_dir)
     worker_timeout_s = positive_int_from_env("WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S)
+    # Resolved as build_settings() does; before any model is deployed or the port is bound.
+    check_entry_script(os.path.realpath(entry_script))
     with owned_temp_dir("modelstore-serve-") as scratch:
         prepare_environment(ctx, refs, model_dir, cors_origins, scratch)
         settings = build_settings(
