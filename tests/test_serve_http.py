@@ -837,6 +837,8 @@ def test_azmlinfsrv_spellings_and_variables_are_accepted(workdir: Path) -> None:
 
 
 def test_without_gunicorn_serve_says_what_to_use_instead(workdir: Path) -> None:
+    launch = workdir / "no-gunicorn"
+    write_script(launch, "def init():\n    pass\n\ndef run(data):\n    pass\n")
     code = (
         "import sys; sys.modules['gunicorn'] = None\n"
         "from modelstore.cli import main\n"
@@ -845,7 +847,7 @@ def test_without_gunicorn_serve_says_what_to_use_instead(workdir: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=workdir,
+        cwd=launch,
         env=clean_environment(workdir),
         capture_output=True,
         text=True,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from modelstore.cli.shell import use_colon_aware_bash
 from modelstore.errors import InvalidArgumentError, ModelstoreError
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ names its alias)."""
 SDK_ERROR_PREFIX = "Error, "
 """How Azure ML SDK messages begin; modelstore keeps their wording in its exceptions (code
 written against the SDK may match it), and the CLI drops it after its own ``Error:``."""
+
+
+use_colon_aware_bash()  # before click reads the completion variables in main()
 
 
 @dataclass
