@@ -10,7 +10,9 @@ before the registry is opened, so such bad input is refused before any store is 
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import timezone
@@ -161,29 +163,63 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+def transfer_text(done: int, total: int, seconds: float) -> str:
+    """What the bar shows after its percentage: bytes copied of the total, the speed so far,
+    and the time left at that speed (click's own ETA waits a second and shows no speed)."""
+    text = f"{human_size(done)} of {human_size(total)}"
+    if seconds <= 0 or done <= 0:
+        return text
+    speed = done / seconds
+    text += f", {human_size(int(speed))}/s"
+    if done < total:
+        text += f", {duration((total - done) / speed)} left"
+    return text
+
+
+def duration(seconds: float) -> str:
+    """``7s``, ``3:05`` or ``1:02:05``: a countdown, rounded up so it never shows 0s early."""
+    whole = max(1, math.ceil(seconds))
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs}s"
+
+
 @contextmanager
 def copy_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A ``progress(bytes_done, bytes_total)`` callback drawing click's bar on stderr, or None.
 
     The bar appears only on a terminal (scripts and logs get no control characters) and only
-    once the copy is known to be large, so small registrations print nothing extra.
+    once the copy is known to be large, so small registrations print nothing extra. click's
+    bar already draws the percentage and ETA; the bytes and speed are its item text (no
+    progress library needed for one bar).
     """
     if not _stderr_is_terminal():
         yield None
         return
     with ExitStack() as stack:
-        bar: ProgressBar[int] | None = None
+        bar: ProgressBar[str | None] | None = None
         shown = 0
+        started = 0.0
 
         def report(done: int, total: int) -> None:
-            nonlocal bar, shown
+            nonlocal bar, shown, started
             if bar is None:
                 if total < LARGE_MODEL_BYTES:
                     return
+                started = time.monotonic()
                 bar = stack.enter_context(
-                    click.progressbar(length=total, label=label, file=sys.stderr)
+                    click.progressbar(
+                        length=total,
+                        label=label,
+                        file=sys.stderr,
+                        show_eta=False,
+                        item_show_func=lambda text: text,
+                    )
                 )
-            bar.update(done - shown)
+            text = transfer_text(done, total, time.monotonic() - started)
+            bar.update(done - shown, current_item=text)
             shown = done
 
         yield report
