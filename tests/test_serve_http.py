@@ -572,6 +572,7 @@ def test_two_workers_each_run_init_and_serve_in_parallel(workdir: Path) -> None:
 
     init_pids = {int(pid) for pid in init_log.read_text().split()}
     assert len(init_pids) == 2
+    assert server.stdout.read_text().count("listening on") == 1  # the first ready worker says it
     assert set(answers) == init_pids
 
 
@@ -611,6 +612,7 @@ def test_reload_restarts_workers_when_the_script_changes(workdir: Path) -> None:
             server, script, "def init():\n    pass\n\ndef run(data):\n    return 'new'\n", broken
         )
 
+    assert server.stdout.read_text().count("listening on") == 1  # not again per new worker
     assert before == (200, "old")
     assert broken[0] == 503
     assert "OSError: no model" in broken[1]["message"]
