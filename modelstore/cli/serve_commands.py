@@ -285,6 +285,9 @@ def serve(
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
     GET|POST /score, with N worker processes that each run init() before serving.
 
+    The URL is printed once a worker has run init() and can answer. A missing script or a
+    syntax error is reported before the port is bound.
+
     Exit codes: 0 after Ctrl-C, 1 if the port is taken, 2 for bad options, 3 if the entry
     script cannot start (missing, import error, no init/run, init() raised).
     """
