@@ -61,8 +61,8 @@ def validate_name(name: object) -> str:
     """
     if not isinstance(name, str) or NAME_RULE.fullmatch(name) is None:
         raise InvalidNameError(
-            f"invalid model name {name!r}: {NAME_RULE_TEXT} Choose a name such as "
-            "'my_model' or 'fraud-detector.v2'."
+            f"{NAME_RULE_TEXT} Got {name!r}; choose a name such as 'my_model' or "
+            "'fraud-detector.v2'."
         )
     return name
 

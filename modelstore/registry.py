@@ -300,7 +300,8 @@ class Registry:
     def add_properties(
         self, name: str, version: int, properties: Mapping[str, str]
     ) -> ModelVersion:
-        """Add new properties; any key that already exists refuses the whole call (Azure ML)."""
+        """Add new properties; an existing key given another value refuses the whole call
+        (Azure ML refuses any existing key; its current value again is accepted here)."""
         validate_name(name)
         _check_version(version, name)
         record = self._catalog.add_properties(name, version, _str_map(properties, "Properties"))

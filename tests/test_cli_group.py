@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -46,5 +49,37 @@ def test_help_lists_every_command() -> None:
         "exec",
         "serve",
         "score",
+        "completion",
     ]:
         assert f"  {name} " in result.output, name
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("regster", "register"), ("lsit", "list"), ("serv", "serve"), ("delet", "delete")],
+)
+def test_a_misspelt_command_suggests_the_closest_one(typed: str, meant: str) -> None:
+    result = CliRunner().invoke(main, [typed], prog_name="modelstore")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: No such command '{typed}' (did you mean '{meant}'?); see 'modelstore --help'\n"
+    )
+
+
+def test_an_unknown_command_far_from_every_command_suggests_nothing() -> None:
+    result = CliRunner().invoke(main, ["xyzzy"], prog_name="modelstore")
+    assert result.stderr == "Error: No such command 'xyzzy'; see 'modelstore --help'\n"
+
+
+def test_ls_is_list(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"model")
+    assert (
+        CliRunner().invoke(main, ["--home", home, "register", str(model), "--name", "m"]).exit_code
+        == 0
+    )
+    listed = CliRunner().invoke(main, ["--home", home, "ls", "--json"])
+    assert listed.exit_code == 0, listed.stderr
+    assert [version["id"] for version in json.loads(listed.stdout)] == ["m:1"]
+    assert CliRunner().invoke(main, ["--home", home, "list", "--json"]).stdout == listed.stdout

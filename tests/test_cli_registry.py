@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,7 +158,25 @@ def test_a_large_registration_draws_a_progress_bar_on_a_terminal(tmp_path: Path)
     assert code == 0
     assert b"Copying big.bin" in drawn
     assert b"100%" in drawn
+    assert b"32.0 MiB of 32.0 MiB, " in drawn  # bytes copied of the total, then the speed
+    assert re.search(rb" of 32\.0 MiB, [0-9.]+ (B|KiB|MiB|GiB)/s", drawn)
     assert stdout.startswith("Registered m:1  ->  ")
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "seconds", "shown"),
+    [
+        (0, 64 << 20, 0.0, "0 B of 64.0 MiB"),
+        (16 << 20, 64 << 20, 2.0, "16.0 MiB of 64.0 MiB, 8.0 MiB/s, 6s left"),
+        (1 << 30, 11 << 30, 10.0, "1.0 GiB of 11.0 GiB, 102.4 MiB/s, 1:40 left"),
+        (1 << 20, 4 << 30, 1.0, "1.0 MiB of 4.0 GiB, 1.0 MiB/s, 1:08:15 left"),
+        (64 << 20, 64 << 20, 4.0, "64.0 MiB of 64.0 MiB, 16.0 MiB/s"),
+    ],
+)
+def test_the_progress_text_shows_bytes_speed_and_time_left(
+    done: int, total: int, seconds: float, shown: str
+) -> None:
+    assert registry_commands.transfer_text(done, total, seconds) == shown
 
 
 def test_a_small_registration_draws_no_progress_bar_even_on_a_terminal(

@@ -322,6 +322,56 @@ def test_adding_a_new_property_together_with_a_changed_one_adds_nothing(home: Pa
     assert_refused(home, ["property", "m:1", "f1=0.8", "auc=0.5"], 1, "auc")
 
 
+def test_a_refused_property_change_says_error_once_in_the_sdk_wording(home: Path) -> None:
+    result = assert_refused(home, ["property", "m:1", "auc=0.5"], 1)
+    assert result.stderr == (
+        "Error: properties are immutable, the following keys cannot be added/modified: auc "
+        "(register a new version to change them)\n"
+    )
+
+
+def test_setting_a_property_to_the_value_it_has_is_accepted(home: Path) -> None:
+    result = run(home, "property", "m:1", "auc=0.91", "f1=0.8")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "Added properties to m:1: auc=0.91, f1=0.8\n"
+
+
+def test_an_invalid_name_says_error_once_and_keeps_the_sdk_rule_text(
+    home: Path, tmp_path: Path
+) -> None:
+    result = assert_refused(
+        home, ["register", str(tmp_path / "model.pkl"), "--name", "bad/name"], 2
+    )
+    assert result.stderr == (
+        "Error: provided model name is invalid. It must only consist of letters, numbers, "
+        "dashes, periods, or underscores, start with a letter or number, and be between 1 and "
+        "255 characters long. Got 'bad/name'; choose a name such as 'my_model' or "
+        "'fraud-detector.v2'.\n"
+    )
+
+
+def test_a_missing_child_path_says_error_once(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "model_dir"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    result = assert_refused(home, ["register", str(folder), "--name", "m", "--child-path", "x"], 2)
+    assert result.stderr == (
+        f'Error: provided child path "x" cannot be found; child paths are relative to the '
+        f"model folder {folder}\n"
+    )
+
+
+def test_a_child_path_given_with_a_file_says_child_paths_apply_to_folders(
+    home: Path, tmp_path: Path
+) -> None:
+    model = str(tmp_path / "model.pkl")
+    result = assert_refused(home, ["register", model, "--name", "m", "--child-path", "x"], 2)
+    assert result.stderr == (
+        f'Error: provided child path "x" cannot be found: child paths apply to folders, and '
+        f"{model!r} is a file; register it without child paths\n"
+    )
+
+
 # --- delete -----------------------------------------------------------------------------------
 
 

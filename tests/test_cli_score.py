@@ -128,6 +128,69 @@ def test_data_from_a_file_and_from_stdin_is_sent_as_is(tmp_path: Path) -> None:
     assert json.loads(from_stdin.stdout.decode().splitlines()[1])["data"] == "raw"
 
 
+def warnings_in(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+    return [line for line in result.stderr.decode().splitlines() if line.startswith("Warning: ")]
+
+
+def test_a_post_without_data_warns_and_still_sends_an_empty_body(tmp_path: Path) -> None:
+    script = write_script(tmp_path, ECHO_SCRIPT)
+
+    result = score("--entry-script", str(script), cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert json.loads(result.stdout.decode().splitlines()[1])["data"] == ""
+    assert warnings_in(result) == [
+        "Warning: no --data given: POST /score is sent with an empty body; give the body with "
+        "--data JSON, --data @FILE or --data @- (stdin)"
+    ]
+
+
+def test_data_that_is_not_json_while_declared_json_warns_and_is_sent_as_is(
+    tmp_path: Path,
+) -> None:
+    script = write_script(tmp_path, ECHO_SCRIPT)
+
+    result = score("--entry-script", str(script), "--data", '{"a": 1,}', cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert json.loads(result.stdout.decode().splitlines()[1])["data"] == '{"a": 1,}'
+    assert warnings_in(result) == [
+        "Warning: --data is not valid JSON (Expecting property name enclosed in double quotes "
+        "at line 1, column 9) but is sent as is with Content-Type application/json; fix the "
+        "JSON, or pass --content-type text/plain for a text body"
+    ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--data", '{"a": [1, 2]}'],
+        ["--data", "plain words", "--content-type", "text/plain"],
+        ["--data", "plain words", "--header", "Content-Type: text/csv"],
+        ["--method", "GET"],
+    ],
+)
+def test_json_data_a_declared_text_body_or_a_get_gets_no_warning(
+    tmp_path: Path, options: list[str]
+) -> None:
+    script = write_script(tmp_path, ECHO_SCRIPT)
+
+    result = score("--entry-script", str(script), *options, cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert warnings_in(result) == []
+
+
+def test_score_help_says_what_body_is_sent() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "modelstore", "score", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    words = " ".join(help_text.split())
+    assert "The body sent is --data exactly as given, with Content-Type application/json" in words
+    assert "Without --data a POST sends an empty body" in words
+
+
 def test_get_with_a_query_and_headers_reaches_run_and_include_prints_headers(
     tmp_path: Path,
 ) -> None:

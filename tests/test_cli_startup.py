@@ -52,7 +52,9 @@ def test_modelstore_help_lists_the_commands_without_importing_heavy_libraries() 
         assert not line.endswith("..."), f"the summary of {name} is cut: {line}"
 
 
-@pytest.mark.parametrize("command", ["register", "list", "delete", "verify", "doctor"])
+@pytest.mark.parametrize(
+    "command", ["register", "list", "delete", "verify", "doctor", "completion"]
+)
 def test_a_sub_command_help_does_not_import_heavy_libraries(command: str) -> None:
     result = run_probe(command, "--help")
     assert result["code"] == 0

@@ -236,8 +236,18 @@ def test_properties_are_add_only_and_a_refused_call_changes_nothing(
         match="Error, properties are immutable, the following keys cannot be added/modified: "
         "auc,f1",
     ):
-        registry.add_properties("m", 1, {"auc": "1.0", "new": "x", "f1": "0.8"})
+        registry.add_properties("m", 1, {"auc": "1.0", "new": "x", "f1": "0.7"})
     assert registry.get("m", 1).properties == {"auc": "0.9", "f1": "0.8"}
+
+
+def test_giving_a_property_its_current_value_again_is_not_a_change(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m", properties={"auc": "0.9"})
+    after = registry.add_properties("m", 1, {"auc": "0.9", "f1": "0.8"})
+    assert after.properties == {"auc": "0.9", "f1": "0.8"}
+    with pytest.raises(PropertyImmutableError, match="added/modified: f1 "):
+        registry.add_properties("m", 1, {"auc": "0.9", "f1": "0.7"})
 
 
 def test_description_can_be_set_and_cleared(registry: Registry, model_file: Path) -> None:

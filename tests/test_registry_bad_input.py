@@ -225,6 +225,19 @@ def test_a_missing_child_path_is_refused_with_the_sdk_text(
     )
 
 
+def test_a_child_path_given_with_a_file_keeps_the_sdk_text_and_says_why(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    model = make_file(tmp_path / "model.pkl")
+    refused(
+        registry,
+        home,
+        InvalidModelPathError,
+        'Error, provided child path "x" cannot be found: child paths apply to folders, ',
+        lambda: registry.register(model, "m", child_paths=["x"]),
+    )
+
+
 def test_a_child_path_outside_the_folder_is_refused(
     registry: Registry, home: Path, tmp_path: Path
 ) -> None:

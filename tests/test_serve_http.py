@@ -12,6 +12,7 @@ import http.client
 import importlib.util
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -571,6 +572,7 @@ def test_two_workers_each_run_init_and_serve_in_parallel(workdir: Path) -> None:
 
     init_pids = {int(pid) for pid in init_log.read_text().split()}
     assert len(init_pids) == 2
+    assert server.stdout.read_text().count("listening on") == 1  # the first ready worker says it
     assert set(answers) == init_pids
 
 
@@ -610,6 +612,7 @@ def test_reload_restarts_workers_when_the_script_changes(workdir: Path) -> None:
             server, script, "def init():\n    pass\n\ndef run(data):\n    return 'new'\n", broken
         )
 
+    assert server.stdout.read_text().count("listening on") == 1  # not again per new worker
     assert before == (200, "old")
     assert broken[0] == 503
     assert "OSError: no model" in broken[1]["message"]
@@ -636,16 +639,105 @@ def test_init_failure_exits_3_with_the_reason_on_the_last_line(workdir: Path) ->
     assert "Traceback" in result.stderr  # the details are logged above the summary
 
 
-def test_a_script_with_a_syntax_error_exits_3(workdir: Path) -> None:
+def test_a_script_with_a_syntax_error_exits_3_with_one_line_before_binding(
+    workdir: Path,
+) -> None:
     script = write_script(workdir / "syntax", "def init(:\n    pass\n")
+    with socket.socket() as taken:  # a taken port: it would be the error if serve bound first
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_to_exit(
+            ["--entry-script", str(script), "--port", port],
+            cwd=workdir,
+            env=clean_environment(workdir),
+        )
+
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        f"Error: entry script {script} has a syntax error at line 1: invalid syntax; "
+        "fix it and start again"
+    ]
+    assert result.stdout == ""
+
+
+def test_a_missing_entry_script_exits_3_with_one_line_before_binding(workdir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run_to_exit(
+            ["--entry-script", "missing.py", "--port", port],
+            cwd=workdir,
+            env=clean_environment(workdir),
+        )
+
+    assert result.returncode == 3
+    assert result.stderr.splitlines() == [
+        f"Error: entry script {workdir.resolve() / 'missing.py'} does not exist; "
+        "pass the path of your score.py"
+    ]
+    assert result.stdout == ""
+
+
+def test_a_failing_init_never_prints_the_listening_line(workdir: Path) -> None:
+    script = write_script(
+        workdir / "init-fails",
+        "def init():\n    raise RuntimeError('no')\n\ndef run(d):\n    pass\n",
+    )
 
     result = run_to_exit(
         ["--entry-script", str(script), "--port", "0"], cwd=workdir, env=clean_environment(workdir)
     )
 
     assert result.returncode == 3
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
-    assert "SyntaxError" in result.stderr
+    assert "listening" not in result.stdout
+
+
+def test_the_listening_line_appears_only_once_init_has_finished(workdir: Path) -> None:
+    launch = workdir / "slow-init"
+    started, release = launch / "init-started", launch / "release"
+    script = write_script(
+        launch,
+        f"""
+        import os
+        import time
+
+        def init():
+            open({str(started)!r}, "w").close()
+            while not os.path.exists({str(release)!r}):  # held until the test has looked
+                time.sleep(0.01)
+
+        def run(data):
+            return "ok"
+        """,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelstore", "serve", "--port", "0", "--entry-script", str(script)],
+        cwd=launch,
+        env=clean_environment(workdir / "home"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not started.exists():  # init() is running in the worker now
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.set_blocking(process.stdout.fileno(), False)
+        printed_during_init = process.stdout.read()
+        os.set_blocking(process.stdout.fileno(), True)
+        release.touch()
+        readable, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_S)
+        line = process.stdout.readline().decode() if readable else ""
+        match = URL_LINE.search(line)
+        assert match, line
+        answer = requests.get(match.group(1) + "/", timeout=30)  # no retry: it is ready
+    finally:
+        stop(process)
+    assert not printed_during_init  # None (nothing yet) or b""
+    assert answer.status_code == 200
 
 
 def test_a_taken_port_is_one_clear_line_and_exit_1(workdir: Path) -> None:
@@ -747,6 +839,8 @@ def test_azmlinfsrv_spellings_and_variables_are_accepted(workdir: Path) -> None:
 
 
 def test_without_gunicorn_serve_says_what_to_use_instead(workdir: Path) -> None:
+    launch = workdir / "no-gunicorn"
+    write_script(launch, "def init():\n    pass\n\ndef run(data):\n    pass\n")
     code = (
         "import sys; sys.modules['gunicorn'] = None\n"
         "from modelstore.cli import main\n"
@@ -755,7 +849,7 @@ def test_without_gunicorn_serve_says_what_to_use_instead(workdir: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=workdir,
+        cwd=launch,
         env=clean_environment(workdir),
         capture_output=True,
         text=True,

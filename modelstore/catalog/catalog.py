@@ -264,13 +264,15 @@ class Catalog:
     def add_properties(
         self, name: str, version: int, properties: Mapping[str, str]
     ) -> VersionRecord | None:
-        """Add-only and all-or-nothing, as Azure ML: any existing key refuses the whole call."""
+        """Add-only and all-or-nothing, as Azure ML: an existing key given another value refuses
+        the whole call. Unlike Azure ML, an existing key given its current value is accepted
+        (nothing changes), so re-running a script that sets properties is not an error."""
         with self._write() as connection:
             row = _ready_row(connection, name, version)
             if row is None:
                 return None
             current = dict(row["properties"])
-            taken = [key for key in properties if key in current]
+            taken = [key for key, value in properties.items() if current.get(key, value) != value]
             if taken:
                 raise PropertyImmutableError(
                     "Error, properties are immutable, the following keys cannot be "

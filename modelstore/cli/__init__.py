@@ -8,6 +8,7 @@ becomes one ``Error: ...`` line on stderr and the error's exit code (1 failed, 2
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from modelstore.cli.shell import use_colon_aware_bash
 from modelstore.errors import InvalidArgumentError, ModelstoreError
 
 if TYPE_CHECKING:
@@ -37,7 +39,19 @@ COMMANDS: dict[str, str] = {
     "exec": "modelstore.cli.deploy_commands:exec_",
     "serve": "modelstore.cli.serve_commands:serve",
     "score": "modelstore.cli.serve_commands:score",
+    "completion": "modelstore.cli.completion_commands:completion",
 }
+
+ALIASES: dict[str, str] = {"ls": "list"}
+"""Other names a command answers to; not shown in ``modelstore --help`` (each command's help
+names its alias)."""
+
+SDK_ERROR_PREFIX = "Error, "
+"""How Azure ML SDK messages begin; modelstore keeps their wording in its exceptions (code
+written against the SDK may match it), and the CLI drops it after its own ``Error:``."""
+
+
+use_colon_aware_bash()  # before click reads the completion variables in main()
 
 
 @dataclass
@@ -69,9 +83,21 @@ class OneLineErrorCommand(click.Command):
             raise InvalidArgumentError(one_line_usage(exc, ctx)) from exc
 
 
-def one_line_usage(exc: click.UsageError, ctx: click.Context) -> str:
+def one_line_usage(exc: click.UsageError, ctx: click.Context, hint: str = "") -> str:
     """click's usage error as our one line: what is wrong, and where to look."""
-    return f"{exc.format_message().rstrip('.')}; see '{ctx.command_path} --help'"
+    return f"{exc.format_message().rstrip('.')}{hint}; see '{ctx.command_path} --help'"
+
+
+def error_line(exc: ModelstoreError) -> str:
+    """The one line a user sees: one ``Error:``, even when the message keeps the SDK's
+    ``Error, ...`` wording."""
+    return f"Error: {str(exc).removeprefix(SDK_ERROR_PREFIX)}"
+
+
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """`` (did you mean 'register'?)`` for a misspelt command, or nothing if none is close."""
+    matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""
 
 
 class LazyGroup(click.Group):
@@ -94,13 +120,14 @@ class LazyGroup(click.Group):
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:  # "No such command": one line too, not click's screen
-            raise InvalidArgumentError(one_line_usage(exc, ctx)) from exc
+            hint = did_you_mean(args[0], [*COMMANDS, *ALIASES]) if args else ""
+            raise InvalidArgumentError(one_line_usage(exc, ctx, hint)) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
+        target = COMMANDS.get(ALIASES.get(cmd_name, cmd_name))
         if target is None:
             return None
         module_name, _, attribute = target.partition(":")
@@ -111,7 +138,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except ModelstoreError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(error_line(exc), err=True)
             ctx.exit(exc.exit_code)
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelstore.cli import OneLineErrorCommand, state
+from modelstore.cli.completion_commands import complete_ref_or_path
 from modelstore.errors import DeploymentRefusedError, ModelNotFoundError
 from modelstore.layout import MODELS_DIRNAME
 
@@ -39,7 +40,9 @@ _FORWARDED_SIGNALS = tuple(
 
 
 @click.command("deploy", cls=OneLineErrorCommand)
-@click.argument("refs", nargs=-1, required=True, metavar="REF [REF...]")
+@click.argument(
+    "refs", nargs=-1, required=True, metavar="REF [REF...]", shell_complete=complete_ref_or_path
+)
 @click.option(
     "--app-root",
     required=True,

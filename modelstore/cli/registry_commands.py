@@ -10,7 +10,9 @@ before the registry is opened, so such bad input is refused before any store is 
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import timezone
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from modelstore.cli import OneLineErrorCommand, state
+from modelstore.cli.completion_commands import complete_name, complete_ref
 from modelstore.errors import IntegrityError, InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import validate_name
 from modelstore.refs import parse_ref
@@ -160,29 +163,63 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+def transfer_text(done: int, total: int, seconds: float) -> str:
+    """What the bar shows after its percentage: bytes copied of the total, the speed so far,
+    and the time left at that speed (click's own ETA waits a second and shows no speed)."""
+    text = f"{human_size(done)} of {human_size(total)}"
+    if seconds <= 0 or done <= 0:
+        return text
+    speed = done / seconds
+    text += f", {human_size(int(speed))}/s"
+    if done < total:
+        text += f", {duration((total - done) / speed)} left"
+    return text
+
+
+def duration(seconds: float) -> str:
+    """``7s``, ``3:05`` or ``1:02:05``: a countdown, rounded up so it never shows 0s early."""
+    whole = max(1, math.ceil(seconds))
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    return f"{minutes}:{secs:02d}" if minutes else f"{secs}s"
+
+
 @contextmanager
 def copy_progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
     """A ``progress(bytes_done, bytes_total)`` callback drawing click's bar on stderr, or None.
 
     The bar appears only on a terminal (scripts and logs get no control characters) and only
-    once the copy is known to be large, so small registrations print nothing extra.
+    once the copy is known to be large, so small registrations print nothing extra. click's
+    bar already draws the percentage and ETA; the bytes and speed are its item text (no
+    progress library needed for one bar).
     """
     if not _stderr_is_terminal():
         yield None
         return
     with ExitStack() as stack:
-        bar: ProgressBar[int] | None = None
+        bar: ProgressBar[str | None] | None = None
         shown = 0
+        started = 0.0
 
         def report(done: int, total: int) -> None:
-            nonlocal bar, shown
+            nonlocal bar, shown, started
             if bar is None:
                 if total < LARGE_MODEL_BYTES:
                     return
+                started = time.monotonic()
                 bar = stack.enter_context(
-                    click.progressbar(length=total, label=label, file=sys.stderr)
+                    click.progressbar(
+                        length=total,
+                        label=label,
+                        file=sys.stderr,
+                        show_eta=False,
+                        item_show_func=lambda text: text,
+                    )
                 )
-            bar.update(done - shown)
+            text = transfer_text(done, total, time.monotonic() - started)
+            bar.update(done - shown, current_item=text)
             shown = done
 
         yield report
@@ -259,7 +296,7 @@ def register(
 
 
 @command("list")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_name)
 @click.option(
     "--tag", "tags", multiple=True, metavar="K | K=V", help="Has tag K (with value V). Repeatable."
 )
@@ -281,7 +318,8 @@ def list_(
 ) -> None:
     """List model versions, filtered by name, tags and properties.
 
-    Ordered by name, then newest version first; every filter must match.
+    Ordered by name, then newest version first; every filter must match. 'modelstore ls' is
+    the same command.
     """
     if name is not None:
         validate_name(name)
@@ -304,7 +342,7 @@ def list_(
 
 
 @command("show")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @json_option
 def show(ref: str, as_json: bool) -> None:
     """Show one model version.
@@ -320,7 +358,7 @@ def show(ref: str, as_json: bool) -> None:
 
 
 @command("path")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 def path(ref: str) -> None:
     """Print the stored path of a model version.
 
@@ -332,7 +370,7 @@ def path(ref: str) -> None:
 
 
 @command("tag")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 @json_option
 def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
@@ -353,7 +391,7 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 
 
 @command("untag")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("keys", nargs=-1, required=True, metavar="K...")
 @json_option
 def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
@@ -374,13 +412,14 @@ def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
 
 
 @command("property")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("pairs", nargs=-1, required=True, metavar="K=V...")
 @json_option
 def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """Add properties to a version (add-only).
 
-    As in Azure ML, an existing property cannot be changed: the whole call is refused.
+    As in Azure ML, an existing property cannot be changed: the whole call is refused
+    (giving a property the value it already has is not a change, and is accepted).
     """
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
@@ -391,7 +430,7 @@ def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 
 
 @command("describe")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.argument("text")
 @json_option
 def describe(ref: str, text: str, as_json: bool) -> None:
@@ -409,7 +448,7 @@ def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
 
 
 @command("delete")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_ref)
 @click.option("--all-versions", is_flag=True, help="Delete every version of NAME.")
 @click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
 @click.option(
@@ -461,7 +500,7 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool
 
 
 @command("verify")
-@click.argument("ref", required=False)
+@click.argument("ref", required=False, shell_complete=complete_ref)
 @json_option
 def verify(ref: str | None, as_json: bool) -> None:
     """Check stored files against their checksums.

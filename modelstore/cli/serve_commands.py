@@ -13,6 +13,7 @@ stays fast.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -26,6 +27,7 @@ import click
 from click.core import ParameterSource
 
 from modelstore.cli import OneLineErrorCommand, state
+from modelstore.cli.completion_commands import complete_ref_or_path
 from modelstore.errors import InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV
 
@@ -59,6 +61,7 @@ def app_options(function: F) -> F:
             "models",
             multiple=True,
             metavar="REF|PATH",
+            shell_complete=complete_ref_or_path,
             help="Deploy this registry model (NAME, NAME:VERSION or NAME:latest), or a local "
             "file or folder (as version 0), into a temporary app root; repeatable.",
         ),
@@ -282,11 +285,18 @@ def serve(
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
     GET|POST /score, with N worker processes that each run init() before serving.
 
+    The URL is printed once a worker has run init() and can answer. A missing script or a
+    syntax error is reported before the port is bound.
+
     Exit codes: 0 after Ctrl-C, 1 if the port is taken, 2 for bad options, 3 if the entry
     script cannot start (missing, import error, no init/run, init() raised).
     """
+    from modelstore.serving.loader import check_entry_script
+
     refs = check_model_options(models, model_dir)
     worker_timeout_s = positive_int_from_env("WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S)
+    # Resolved as build_settings() does; before any model is deployed or the port is bound.
+    check_entry_script(os.path.realpath(entry_script))
     with owned_temp_dir("modelstore-serve-") as scratch:
         prepare_environment(ctx, refs, model_dir, cors_origins, scratch)
         settings = build_settings(
@@ -374,7 +384,9 @@ def server_version_headers(settings: ServingSettings) -> tuple[tuple[str, str], 
 @click.option(
     "--data",
     metavar="JSON|@FILE",
-    help="The request body, sent as is: text, @FILE for a file's bytes, @- for stdin.",
+    help="The request body, sent as is: text, @FILE for a file's bytes, @- for stdin. It is "
+    "not required to be JSON (Azure passes any body to run()); a body that is not JSON while "
+    "the Content-Type is JSON, or a POST without --data (an empty body), gets a warning.",
 )
 @click.option(
     "--file",
@@ -400,7 +412,7 @@ def server_version_headers(settings: ServingSettings) -> tuple[tuple[str, str], 
 @click.option(
     "--content-type",
     metavar="TYPE",
-    help="Content-Type of --data [default: application/json].",
+    help="Content-Type of --data [default: application/json, also for text that is not JSON].",
 )
 @click.option("-i", "--include", is_flag=True, help="Also print the response headers.")
 @click.pass_context
@@ -426,6 +438,11 @@ def score(
     """Load the entry script, run init(), send one request to /score through the same app
     'modelstore serve' runs (no server, no port), and print the status line and body.
 
+    The body sent is --data exactly as given, with Content-Type application/json unless
+    --content-type or a --header sets another; it is not checked, as Azure passes any body to
+    run(), but a warning on stderr says when it is not JSON while declared JSON. Without --data
+    a POST sends an empty body (with a warning); --file sends a multipart form instead.
+
     Exit codes: 0 for a 2xx answer, 1 for any other status, 2 for bad options, 3 if the entry
     script cannot start.
     """
@@ -433,6 +450,8 @@ def score(
     header_pairs = parse_headers(headers)
     uploads = parse_uploads(files)
     body = read_body(data)
+    for warning in body_warnings(method.upper(), body, uploads, header_pairs, content_type):
+        click.echo(f"Warning: {warning}", err=True)
     with owned_temp_dir("modelstore-score-") as scratch:
         prepare_environment(ctx, refs, model_dir, cors_origins, scratch)
         settings = build_settings(
@@ -495,6 +514,45 @@ def read_body(data: str | None) -> bytes | None:
         raise InvalidArgumentError(
             f"--data {data!r}: cannot read {source}: {exc.strerror or exc}"
         ) from exc
+
+
+def body_warnings(
+    method: str,
+    body: bytes | None,
+    uploads: Sequence[tuple[str, Path]],
+    headers: Sequence[tuple[str, str]],
+    content_type: str | None,
+) -> list[str]:
+    """Likely mistakes in the body about to be sent, which is sent anyway: Azure passes any
+    body through to run(), and a script may well expect an empty or non-JSON one."""
+    if uploads:
+        return []
+    if body is None:
+        if method != "POST":
+            return []
+        return [
+            "no --data given: POST /score is sent with an empty body; give the body with "
+            "--data JSON, --data @FILE or --data @- (stdin)"
+        ]
+    declared = content_type or next(
+        (value for name, value in headers if name.lower() == "content-type"), "application/json"
+    )
+    mime = declared.split(";")[0].strip().lower()
+    if mime != "application/json" and not mime.endswith("+json"):
+        return []
+    try:
+        json.loads(body)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8/16/32
+        reason = (
+            f"{exc.msg} at line {exc.lineno}, column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else "not UTF-8 text"
+        )
+        return [
+            f"--data is not valid JSON ({reason}) but is sent as is with Content-Type "
+            f"{declared}; fix the JSON, or pass --content-type text/plain for a text body"
+        ]
+    return []
 
 
 def send_request(

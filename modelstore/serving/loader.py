@@ -110,20 +110,22 @@ def _fail(message: str, *, log_text: str | None = None) -> EntryScriptError:
     return EntryScriptError(message)
 
 
-def _read_source(path: Path) -> bytes:
+def _read_source(path: Path, *, log: bool = True) -> bytes:
     try:
         with open(path, "rb") as handle:
             return handle.read()
     except FileNotFoundError:
-        server_logger.error("No such file or directory.")
-        server_logger.error(traceback.format_exc())
+        if log:
+            server_logger.error("No such file or directory.")
+            server_logger.error(traceback.format_exc())
         # ``path`` is already absolute; how a relative one was resolved depends on the caller
         # (the CLI: the current folder, as azmlinfsrv; ``from_environ``: the app root).
         raise EntryScriptError(
             f"entry script {path} does not exist; pass the path of your score.py"
         ) from None
     except OSError as exc:
-        server_logger.error(traceback.format_exc())
+        if log:
+            server_logger.error(traceback.format_exc())
         raise EntryScriptError(
             f"entry script {path} cannot be read ({exc.strerror or exc}); pass a readable file"
         ) from None
@@ -154,19 +156,36 @@ def _import_hint(exc: BaseException, path: Path) -> str:
     )
 
 
-def _execute(path: Path, source: bytes) -> types.ModuleType:
+def _compile(path: Path, source: bytes, *, log: bool = True) -> types.CodeType:
     try:
-        code = compile(source, str(path), "exec", dont_inherit=True)
+        return compile(source, str(path), "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         # A NUL byte in the source is a SyntaxError without a line from Python 3.11.4 on, and a
         # ValueError ("source code string cannot contain null bytes") before.
-        server_logger.error(traceback.format_exc())
+        if log:
+            server_logger.error(traceback.format_exc())
         lineno = getattr(exc, "lineno", None)
         where = f" at line {lineno}" if lineno is not None else ""
         reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
         raise EntryScriptError(
             f"entry script {path} has a syntax error{where}: {reason}; fix it and start again"
         ) from None
+
+
+def check_entry_script(path: str | os.PathLike[str]) -> None:
+    """Read and compile the script without running it, raising the same
+    :class:`EntryScriptError` as :func:`load_entry_script` would, and logging nothing.
+
+    A server calls it before it binds its port and starts workers, so a missing script or a
+    syntax error is one line and exit code 3 at once, rather than a server that announces itself
+    and then dies in every worker.
+    """
+    script_path = Path(os.path.abspath(path))
+    _compile(script_path, _read_source(script_path, log=False), log=False)
+
+
+def _execute(path: Path, source: bytes) -> types.ModuleType:
+    code = _compile(path, source)
     module = types.ModuleType(ENTRY_MODULE_NAME)
     module.__file__ = str(path)
     # azmlinfsrv sends print() to the azmlinfsrv.print logger; inside one module is enough to keep

@@ -58,6 +58,7 @@ WORKER_BOOT_ERROR = 3
 """gunicorn's exit code when a worker cannot boot; azmlinfsrv exits with it after init() fails."""
 
 _BOOT_FAILURE_FILENAME = "boot-failure.txt"
+_READY_FILENAME = "announced"
 
 
 @dataclass(frozen=True)
@@ -148,18 +149,14 @@ def serve(app_factory: Callable[[], WsgiApp], options: ServerOptions) -> int:
     Raises ``ModelstoreError`` (exit 1) before anything starts if the address cannot be bound.
     """
     listener = bind_listener(options.host, options.port)
-    print(
-        f"modelstore serve: listening on {listener.url} "
-        f"(score at {listener.url}/score, {options.workers} worker(s)); press Ctrl-C to stop",
-        flush=True,
-    )
     master_pid = os.getpid()
     # Not a TemporaryDirectory: workers are forks leaving through SystemExit, and each would
     # delete the folder on its way out (and with it the reason a failed worker wrote there).
     scratch = Path(tempfile.mkdtemp(prefix="modelstore-serve-"))
     try:
         failure_file = scratch / _BOOT_FAILURE_FILENAME
-        application = _GunicornApplication(app_factory, options, listener, failure_file)
+        announce = partial(_announce_listening, listener, options, scratch / _READY_FILENAME)
+        application = _GunicornApplication(app_factory, options, listener, failure_file, announce)
         try:
             application.run()
             code: object = 0
@@ -171,6 +168,28 @@ def serve(app_factory: Callable[[], WsgiApp], options: ServerOptions) -> int:
     finally:
         if os.getpid() == master_pid:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _announce_listening(
+    listener: BoundListener, options: ServerOptions, ready_file: Path, worker: object
+) -> None:
+    """gunicorn's ``post_worker_init`` hook: the first worker to finish ``init()`` prints the
+    URL, once per server (not again for a replaced or reloaded worker).
+
+    The socket has been listening since before the fork, so once this line is out, a request
+    is answered. A script whose ``init()`` fails never gets here, and the line never appears.
+    Written to the stdout descriptor: the worker's ``print`` goes to the azmlinfsrv logger.
+    """
+    try:
+        os.close(os.open(ready_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    line = (
+        f"modelstore serve: listening on {listener.url} "
+        f"(score at {listener.url}/score, {options.workers} worker(s)); press Ctrl-C to stop\n"
+    )
+    with contextlib.suppress(OSError):  # stdout closed by the user's shell: keep serving
+        os.write(sys.__stdout__.fileno() if sys.__stdout__ else 1, line.encode())
 
 
 def _exit_code(code: object, failure_file: Path) -> int:
@@ -202,11 +221,13 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
         options: ServerOptions,
         listener: BoundListener,
         failure_file: Path,
+        on_worker_ready: Callable[[object], None],
     ) -> None:
         self._app_factory = app_factory
         self.options = options
         self._listener = listener
         self._failure_file = failure_file
+        self._on_worker_ready = on_worker_ready
         super().__init__()
 
     def load_config(self) -> None:
@@ -225,6 +246,7 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
             "proc_name": "modelstore-serve",
             # gunicorn's control socket is one fixed path per user: two servers would clash.
             "control_socket_disable": True,
+            "post_worker_init": self._on_worker_ready,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)

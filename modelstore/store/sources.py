@@ -67,7 +67,10 @@ def plan_source(path: str | os.PathLike[str], child_paths: list[str] | None = No
         )
     if stat.S_ISREG(info.st_mode):
         for child in child_paths or []:
-            _child_not_found(child, absolute)
+            raise InvalidModelPathError(
+                f'Error, provided child path "{child}" cannot be found: child paths apply to '
+                f"folders, and {text!r} is a file; register it without child paths"
+            )
         _check_readable(absolute, text)
         _check_utf8(entry, text)
         return SourcePlan(entry, "file", (SourceFile(entry, absolute, info.st_size),))
