@@ -217,9 +217,27 @@ def test_list_latest_keeps_the_highest_matching_version_of_each_name(
     assert [v.id for v in listed(home, "--latest", "--tag", "good")] == ["m:1"]
 
 
-def test_listing_an_empty_store_says_nothing_matches(home: Path) -> None:
+def test_listing_an_empty_store_says_nothing_matches(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m")
+    ok(home, "delete", "m:1", "--yes")
     assert ok(home, "list").stdout == "No model versions match.\n"
     assert json.loads(ok(home, "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    "args", [("list",), ("list", "--json"), ("show", "m"), ("path", "m:1"), ("verify",)]
+)
+def test_reading_a_home_that_does_not_exist_says_so_and_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    home = tmp_path / "nonexistent" / "path"
+    result = run(home, *args)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: there is no modelstore registry at {home} (its catalog {home}/registry.db "
+        "does not exist); check --home / MODELSTORE_HOME, or register a model to create one\n"
+    )
+    assert os.listdir(tmp_path) == []
 
 
 # --- show and path ----------------------------------------------------------------------------
@@ -497,22 +515,66 @@ def test_doctor_lists_leftovers_without_touching_them_and_exits_1(
     assert any(line.startswith("[found]") and str(staging) in line for line in lines)
     assert any(line.startswith("[found]") and str(orphan) in line for line in lines)
     assert result.stderr.splitlines() == [
-        "Error: 2 problems found (listed above): run 'modelstore doctor --repair' to fix them"
+        "Error: 1 problem found (listed above): run 'modelstore doctor --repair' to fix them"
     ]
     assert staging.exists() and orphan.exists()
 
 
-def test_doctor_repair_removes_the_leftovers_and_leaves_a_clean_store(
+def test_doctor_repair_removes_its_own_leftovers_but_never_a_folder_the_catalog_does_not_know(
     home: Path, model_file: Path
 ) -> None:
     registered = register(home, model_file, "m")
     staging, orphan = _leave_crash_leftovers(home)
-    result = ok(home, "doctor", "--repair")
-    assert sum(line.startswith("[repaired]") for line in result.stdout.splitlines()) == 2
-    assert not staging.exists() and not orphan.exists()
-    assert registered.path.read_bytes() == model_file.read_bytes()
+    result = run(home, "doctor", "--repair")
+    assert result.exit_code == 1
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [
+        f"[found] {orphan}",
+        f"[repaired] {staging}",
+    ]
+    assert result.stderr == (
+        "Error: 1 item in the tree the catalog does not know (listed above) left in place, never "
+        "deleted: run 'modelstore doctor --repair --adopt-foreign' to record version folders as "
+        "they are, or --move-aside-foreign to move them into .modelstore/foreign/\n"
+    )
+    assert not staging.exists() and (orphan / "model.pkl").read_bytes() == b"orphan"
+    moved = ok(home, "doctor", "--repair", "--move-aside-foreign")
+    assert moved.stdout.splitlines()[-1] == "Repaired 1 problem."
+    assert not orphan.exists() and registered.path.read_bytes() == model_file.read_bytes()
     assert ok(home, "doctor").stdout.startswith("Nothing to repair")
     assert register(home, model_file, "m").version == 2
+
+
+def test_doctor_repair_adopt_foreign_records_the_folder_as_a_version(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m")
+    _staging, orphan = _leave_crash_leftovers(home)
+    ok(home, "doctor", "--repair", "--adopt-foreign")
+    adopted = ModelVersion.model_validate_json(ok(home, "show", "m:7", "--json").stdout)
+    assert adopted.path == orphan.resolve() / "model.pkl" and adopted.size == len(b"orphan")
+    assert register(home, model_file, "m").version == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--adopt-foreign",), "--adopt-foreign acts only with --repair: add --repair"),
+        (
+            ("--repair", "--adopt-foreign", "--move-aside-foreign"),
+            "--adopt-foreign and --move-aside-foreign exclude each other: choose one",
+        ),
+        (
+            ("--rebuild-catalog", "--repair"),
+            "--rebuild-catalog runs alone: rebuild first, then run 'modelstore doctor'",
+        ),
+    ],
+)
+def test_doctor_refuses_flags_that_do_not_go_together(
+    home: Path, model_file: Path, args: tuple[str, ...], message: str
+) -> None:
+    register(home, model_file, "m")
+    result = run(home, "doctor", *args)
+    assert (result.exit_code, result.stderr) == (2, f"Error: {message}\n")
 
 
 def test_doctor_json_is_the_report_serialisation(home: Path, model_file: Path) -> None:

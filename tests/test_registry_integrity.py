@@ -179,15 +179,20 @@ def test_a_version_whose_entry_vanished_is_dropped_with_whatever_is_left_in_its_
     assert not (home / "azureml-models" / "m").exists() and _kinds(registry) == []
 
 
-def test_tree_items_the_catalog_does_not_know_are_removed(
-    registry: Registry, folder_model: Path, home: Path
-) -> None:
+def _foreign_items(home: Path) -> Path:
     models = home / "azureml-models"
-    make_file(models / "m" / "7" / "model.pkl")
+    make_file(models / "m" / "7" / "model.pkl", b"seven")
     make_file(models / "m" / "latest" / "model.pkl")
-    make_file(models / "ghost" / "1" / "model.pkl")
+    make_file(models / "ghost" / "1" / "weights" / "w.bin", b"ghost weights")
     make_file(models / "README.txt")
     (models / "empty").mkdir()
+    return models
+
+
+def test_repair_reports_tree_items_the_catalog_does_not_know_and_deletes_none_of_them(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    models = _foreign_items(home)
     found = sorted(_kinds(registry))
     assert found == sorted(
         [
@@ -198,9 +203,43 @@ def test_tree_items_the_catalog_does_not_know_are_removed(
             ("empty_name_folder", str(models / "empty")),
         ]
     )
-    registry.doctor(repair=True)
+    before = snapshot(home)
+    report = registry.doctor(repair=True)
+    assert [f.kind for f in report.findings if f.repaired] == ["empty_name_folder"]
+    assert not report.ok
+    del before[os.path.join("azureml-models", "empty")]
+    assert snapshot(home) == before  # every byte still there, only the empty folder gone
+
+
+def test_repair_adopts_foreign_version_folders_as_they_are_and_leaves_the_rest(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    models = _foreign_items(home)
+    report = registry.doctor(repair=True, foreign="adopt")
+    adopted = sorted(f.subject for f in report.findings if f.repaired and f.kind == "orphan_folder")
+    assert adopted == [str(models / "ghost" / "1"), str(models / "m" / "7")]
+    ghost = registry.get("ghost", 1)
+    assert (ghost.entry, ghost.kind, ghost.size, ghost.file_count) == ("weights", "folder", 13, 1)
+    assert [v.version for v in registry.list("m")] == [7, 1]
+    assert registry.verify().ok
+    assert registry.register(folder_model, "m").version == 8  # the number is never reused
+    left = sorted(f.subject for f in registry.doctor().findings)
+    assert left == [str(models / "README.txt"), str(models / "m" / "latest")]
+
+
+def test_repair_moves_foreign_items_aside_into_the_working_space(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    models = _foreign_items(home)
+    report = registry.doctor(repair=True, foreign="move-aside")
+    assert report.ok and _kinds(registry) == []
     assert sorted(os.listdir(models)) == ["m"] and os.listdir(models / "m") == ["1"]
-    assert registry.verify().ok and _kinds(registry) == []
+    aside = home / ".modelstore" / "foreign"
+    (run,) = os.listdir(aside)
+    assert (aside / run / "ghost" / "1" / "weights" / "w.bin").read_bytes() == b"ghost weights"
+    assert (aside / run / "m" / "7" / "model.pkl").read_bytes() == b"seven"
+    assert (aside / run / "README.txt").exists()
+    assert registry.verify().ok
 
 
 def test_staging_and_trash_leftovers_are_removed(registry: Registry, home: Path) -> None:
@@ -279,7 +318,7 @@ def test_doctor_acting_on_a_stale_snapshot_leaves_a_version_that_reused_the_row_
     token, row_id, _version = _stage_and_reserve(registry, source, "live")
     assert row_id == stale[0].id  # the premise: the id was handed out again
     with registry._store.token_lock(token):  # the live registration holds its token
-        late = Doctor(registry._catalog, registry._store, registry._check)
+        late = Doctor(registry._catalog, registry._store, registry._check, registry._adopt)
         late.repair = True
         late._pending(stale[0], set())
         assert late.findings == []

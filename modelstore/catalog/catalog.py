@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -20,7 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from modelstore.catalog import migrate
-from modelstore.catalog.engine import create_catalog_engine, is_sqlite, parse_catalog_url
+from modelstore.catalog.engine import (
+    create_catalog_engine,
+    is_sqlite,
+    parse_catalog_url,
+    sqlite_file,
+)
 from modelstore.catalog.fastpath import SqliteFastPath, driver_connection
 from modelstore.catalog.records import FileRecord, NewVersion, VersionRecord
 from modelstore.catalog.tables import (
@@ -32,7 +37,7 @@ from modelstore.catalog.tables import (
     ModelName,
     VersionRow,
 )
-from modelstore.errors import CatalogError, PropertyImmutableError
+from modelstore.errors import CatalogDamagedError, CatalogError, PropertyImmutableError
 
 _VERSIONS = cast(Table, VersionRow.__table__)
 _FILES = cast(Table, FileRow.__table__)
@@ -42,15 +47,28 @@ _INFO = cast(Table, CatalogInfo.__table__)
 
 class Catalog:
     def __init__(
-        self, db_url: str, migration_lock: contextlib.AbstractContextManager[Any] | None = None
+        self,
+        db_url: str,
+        migration_lock: contextlib.AbstractContextManager[Any] | None = None,
+        *,
+        read_only: bool = False,
+        refuse_new: Callable[[], None] | None = None,
     ) -> None:
+        """``read_only``: opened so that nothing can be created or changed (see
+        ``engine.read_only_url``); ``refuse_new`` see ``migrate.ensure_schema``."""
         self.url = db_url
+        self.read_only = read_only
         try:
-            self._engine: Engine = create_catalog_engine(db_url)
+            self._engine: Engine = create_catalog_engine(db_url, read_only=read_only)
         except SQLAlchemyError as exc:
             raise _open_error(db_url, exc) from exc
         try:
-            migrate.ensure_schema(self._engine, migration_lock or migrate.no_lock())
+            migrate.ensure_schema(
+                self._engine,
+                migration_lock or migrate.no_lock(),
+                refuse_new=refuse_new,
+                read_only=read_only,
+            )
             self._reader_fairy: Any = self._engine.raw_connection()
         except (SQLAlchemyError, sqlite3.Error) as exc:
             self._engine.dispose()
@@ -59,7 +77,7 @@ class Catalog:
             self._engine.dispose()
             raise
         self._fast: SqliteFastPath | None = (
-            SqliteFastPath(driver_connection(self._reader_fairy))
+            SqliteFastPath(driver_connection(self._reader_fairy), db_url)
             if is_sqlite(make_url(db_url))
             else None
         )
@@ -79,7 +97,7 @@ class Catalog:
             with self._engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
-            raise catalog_error(exc, "writing to") from exc
+            raise catalog_error(exc, "writing to", self.url) from exc
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -88,7 +106,7 @@ class Catalog:
                 yield connection
                 connection.rollback()
         except SQLAlchemyError as exc:
-            raise catalog_error(exc, "reading") from exc
+            raise catalog_error(exc, "reading", self.url) from exc
 
     # --- registration ------------------------------------------------------------------------
 
@@ -362,6 +380,59 @@ class Catalog:
             )
         return _record(row, description=description)
 
+    # --- damage and recovery -----------------------------------------------------------------
+
+    def check_integrity(self) -> None:
+        """Raise CatalogDamagedError unless SQLite's ``quick_check`` passes (it reads every
+        page, so it runs where a whole pass is expected anyway: doctor, verify, delete).
+        Other databases check their own pages; there this is a no-op."""
+        if self._fast is None:
+            return
+        with self._read() as connection:
+            problems = [str(r[0]) for r in connection.exec_driver_sql("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise damaged_error(self.url, problems)
+
+    def adopt(self, new: NewVersion, version: int) -> VersionRecord:
+        """Record a version already complete in the tree under its own number (rebuilding a lost
+        catalog, adopting a foreign folder). The name's high-water mark becomes at least
+        ``version``, so the number is never handed out again."""
+        with self._write() as connection:
+            last = connection.execute(
+                select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
+            ).scalar_one_or_none()
+            if last is None:
+                connection.execute(insert(_NAMES).values(name=new.name, last_version=version))
+            elif last < version:
+                connection.execute(
+                    update(_NAMES).where(_NAMES.c.name == new.name).values(last_version=version)
+                )
+            taken = connection.execute(
+                select(_VERSIONS.c.id).where(
+                    _VERSIONS.c.name == new.name, _VERSIONS.c.version == version
+                )
+            ).one_or_none()
+            if taken is not None:
+                raise CatalogError(
+                    f"{new.name}:{version} already has a catalog row; it cannot be adopted again"
+                )
+            record = replace(_new_record(new, 0, version), state=READY, token=None)
+            columns = {f.name: getattr(record, f.name) for f in fields(record) if f.name != "id"}
+            columns["created_at"] = new.created_at.astimezone(timezone.utc).replace(tzinfo=None)
+            inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
+            assert inserted is not None
+            row_id = int(inserted[0])
+            if new.files:
+                connection.execute(
+                    insert(_FILES),
+                    [
+                        {"version_id": row_id, "relpath": f.relpath}
+                        | {"size": f.size, "sha256": f.sha256}
+                        for f in new.files
+                    ],
+                )
+        return replace(record, id=row_id)
+
     # --- catalog facts -----------------------------------------------------------------------
 
     def info(self) -> dict[str, str]:
@@ -442,15 +513,43 @@ def _record(row: Any, **changes: Any) -> VersionRecord:
 
 
 def _open_error(db_url: str, exc: BaseException) -> CatalogError:
+    cause = _one_line(getattr(exc, "orig", None) or exc)
+    if is_damage(cause):
+        return damaged_error(db_url, [cause])
     return CatalogError(
         f"cannot open the catalog {parse_catalog_url(db_url)!r}: {_one_line(exc)}; check "
         "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
     )
 
 
-def catalog_error(exc: Exception, doing: str) -> CatalogError:
+_DAMAGE = ("malformed", "file is not a database", "database corruption")
+
+
+def is_damage(cause: str) -> bool:
+    """SQLite's words for a corrupt file (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    return any(word in cause for word in _DAMAGE)
+
+
+def damaged_error(db_url: str, problems: list[str]) -> CatalogDamagedError:
+    where = sqlite_file(parse_catalog_url(db_url)) or repr(parse_catalog_url(db_url))
+    first = problems[0] if problems else "quick_check failed"
+    more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+    return CatalogDamagedError(
+        f"the catalog {where} is damaged ({_one_line_text(first)}{more}); nothing was changed. "
+        "Restore it from a backup, or run `modelstore doctor --rebuild-catalog` to recreate it "
+        "from the azureml-models tree",
+        catalog=where,
+        problems=problems,
+    )
+
+
+def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> CatalogError:
     cause = _one_line(getattr(exc, "orig", None) or exc)
-    if "disk" in cause and "full" in cause:
+    if db_url is not None and is_damage(cause):
+        return damaged_error(db_url, [cause])
+    if "readonly" in cause or "read-only" in cause:
+        hint = "the catalog is open read-only (a read-only home); write from a writable home"
+    elif "disk" in cause and "full" in cause:
         hint = "the disk is full; free some space and retry"
     elif "locked" in cause:
         hint = "another process kept the catalog locked too long; retry"
@@ -460,4 +559,8 @@ def catalog_error(exc: Exception, doing: str) -> CatalogError:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
+    return _one_line_text(str(exc))
+
+
+def _one_line_text(text: str) -> str:
+    return " ".join(text.split())[:300]

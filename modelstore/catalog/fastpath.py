@@ -43,8 +43,9 @@ DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 class SqliteFastPath:
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, db_url: str) -> None:
         self._connection = connection
+        self._url = db_url
         self._lock = threading.RLock()
 
     def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
@@ -55,7 +56,7 @@ class SqliteFastPath:
                     (name,) if version is None else (name, version),
                 ).fetchall()  # fetch everything: an unfinished statement keeps a read lock
             except sqlite3.Error as exc:
-                raise _error(exc, "reading") from exc
+                raise _error(exc, "reading", self._url) from exc
         if not rows:
             return None
         return int(rows[0][0]), str(rows[0][1])
@@ -105,7 +106,7 @@ class SqliteFastPath:
                         connection.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise _error(exc, "writing to") from exc
+                raise _error(exc, "writing to", self._url) from exc
         return row_id, version
 
     def set_state(self, row_id: int, state: str, expected: str) -> bool:
@@ -113,14 +114,14 @@ class SqliteFastPath:
             try:
                 cursor = self._connection.execute(_SET_STATE, (state, row_id, expected))
             except sqlite3.Error as exc:
-                raise _error(exc, "writing to") from exc
+                raise _error(exc, "writing to", self._url) from exc
         return cursor.rowcount > 0
 
 
-def _error(exc: sqlite3.Error, doing: str) -> CatalogError:
+def _error(exc: sqlite3.Error, doing: str, db_url: str) -> CatalogError:
     from modelstore.catalog.catalog import catalog_error
 
-    return catalog_error(exc, doing)
+    return catalog_error(exc, doing, db_url)
 
 
 def driver_connection(fairy: Any) -> sqlite3.Connection:

@@ -47,11 +47,12 @@ class CliState:
     home: Path | None = None
     _registry: Registry | None = field(default=None, repr=False)
 
-    def registry(self) -> Registry:
+    def registry(self, *, read_only: bool = False) -> Registry:
+        """``read_only`` for commands that only look: they never create a home or a catalog."""
         if self._registry is None:
             from modelstore.registry import Registry
 
-            self._registry = Registry(home=self.home)
+            self._registry = Registry(home=self.home, read_only=read_only)
         return self._registry
 
 
