@@ -106,6 +106,8 @@ class Registry:
         database = sqlite_file(parsed)
         if database is not None and _blank_file(database):
             self._refuse_new()  # before SQLite opens it: opening would create and write it
+        if not read_only:
+            _refuse_read_only_home(self.home)
         if default and not read_only:
             _make_home(self.home)
         self._catalog = Catalog(
@@ -643,6 +645,18 @@ def _blank_file(path: str) -> bool:
         return os.stat(path).st_size == 0
     except (FileNotFoundError, NotADirectoryError):
         return True
+
+
+def _refuse_read_only_home(home: Path) -> None:
+    """A write needs the home writable (locks, staging, the tree): say so before any of it is
+    tried, rather than fail on the first lock file."""
+    from modelstore.errors import StorageError
+
+    if os.path.isdir(home) and not os.access(home, os.W_OK):
+        raise StorageError(
+            f"the registry home {home} is read-only (a read-only mount or folder); writing "
+            "commands need a writable home. Reading works there: list, show, path, verify"
+        )
 
 
 def _make_home(home: Path) -> None:

@@ -324,3 +324,114 @@ def test_doctor_acting_on_a_stale_snapshot_leaves_a_version_that_reused_the_row_
         assert late.findings == []
         assert [(r.name, r.state) for r in registry._catalog.rows()] == [("live", "pending")]
         assert os.listdir(home / ".modelstore" / "staging") == [token]
+
+
+# --- a damaged or lost catalog ---------------------------------------------------------------
+
+
+def _corrupt_an_index_page(home: Path) -> None:
+    """Overwrite the first page of the manifest table's unique index with garbage: the pages
+    ``list`` and ``path`` read stay intact, so only a full check (or a write that touches the
+    index) meets the damage. Every connection is closed first, so the file holds every page."""
+    import sqlite3
+
+    catalog = home / "registry.db"
+    connection = sqlite3.connect(catalog)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = connection.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'version_files'"
+    ).fetchone()
+    connection.close()
+    with open(catalog, "r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 64)
+
+
+def test_a_damaged_catalog_is_reported_by_doctor_and_refused_by_verify_delete_and_register(
+    home: Path, tmp_path: Path
+) -> None:
+    from modelstore.errors import CatalogDamagedError
+
+    source = make_file(tmp_path / "model.pkl")
+    with Registry(home) as registry:
+        for _ in range(3):
+            registry.register(source, "m")
+    _corrupt_an_index_page(home)
+    before = snapshot(home)
+    with Registry(home) as registry:
+        assert [v.version for v in registry.list()] == [3, 2, 1]  # lookups still answer
+        for action in (
+            registry.doctor,
+            lambda: registry.doctor(repair=True),
+            registry.verify,
+            lambda: registry.delete("m", 1),
+            lambda: registry.register(source, "m"),
+        ):
+            with pytest.raises(CatalogDamagedError) as caught:
+                action()
+            assert caught.value.catalog == str(home / "registry.db")
+            assert "modelstore doctor --rebuild-catalog" in str(caught.value)
+    assert snapshot(home) == before
+
+
+def test_rebuild_catalog_recreates_a_lost_catalog_from_the_tree_and_moves_the_old_one_aside(
+    home: Path, tmp_path: Path
+) -> None:
+    from modelstore.errors import CatalogLostError
+
+    file_source = make_file(tmp_path / "model.pkl", b"weights")
+    folder_source = make_model_dir(tmp_path / "model_dir")
+    with Registry(home) as registry:
+        registry.register(file_source, "m", tags={"team": "fraud"})
+        registry.register(folder_source, "m")
+        registry.register(file_source, "m")
+        registry.register(folder_source, "other")
+        registry.delete("m", 2)
+        before = {v.id: v for v in registry.list()}
+    (home / "registry.db").write_bytes(b"")
+    with pytest.raises(CatalogLostError):
+        Registry(home)
+    plan = Registry.plan_rebuild_catalog(home)
+    assert plan.dry_run and [v.id for v in plan.versions] == ["m:1", "m:3", "other:1"]
+    assert "is empty" in plan.problem and any("tags" in lost for lost in plan.lost)
+    assert os.path.getsize(home / "registry.db") == 0  # planning changes nothing
+
+    done = Registry.rebuild_catalog(plan)
+    assert not done.dry_run and done.moved_to is not None
+    assert os.path.getsize(Path(done.moved_to) / "registry.db") == 0  # kept, never deleted
+    with Registry(home) as registry:
+        after = {v.id: v for v in registry.list()}
+        assert sorted(after) == sorted(before)
+        for key, version in after.items():
+            old = before[key]
+            assert (version.entry, version.kind, version.size, version.file_count) == (
+                old.entry,
+                old.kind,
+                old.size,
+                old.file_count,
+            )
+            assert version.sha256 == old.sha256 and version.path == old.path
+        assert after["m:1"].tags == {}  # only the lost catalog held it: reported as lost
+        assert registry.verify().ok and registry.doctor().ok
+        assert registry.register(file_source, "m").version == 4
+
+
+def test_rebuild_catalog_replaces_a_damaged_catalog(home: Path, tmp_path: Path) -> None:
+    source = make_file(tmp_path / "model.pkl")
+    with Registry(home) as registry:
+        registry.register(source, "m")
+    (home / "registry.db").write_bytes(b"this is not a database" * 200)
+    plan = Registry.plan_rebuild_catalog(home)
+    assert "damaged" in plan.problem and [v.id for v in plan.versions] == ["m:1"]
+    Registry.rebuild_catalog(plan)
+    with Registry(home) as registry:
+        assert registry.verify().ok and registry.versions("m") == [1]
+
+
+def test_rebuild_catalog_refuses_a_healthy_catalog(registry: Registry, folder_model: Path) -> None:
+    from modelstore.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="nothing to rebuild"):
+        Registry.plan_rebuild_catalog(registry.home)
+    assert registry.versions("m") == [1]

@@ -102,6 +102,7 @@ def ensure_schema(
             if revision is None:
                 if refuse_new is not None:
                     refuse_new()
+                _switch_new_to_wal(engine)
                 create_fresh(engine)
             else:
                 upgrade(engine)
@@ -112,6 +113,25 @@ def ensure_schema(
                 f"cannot bring the catalog to schema {HEAD_REVISION} ({exc.__class__.__name__}: "
                 f"{_one_line(exc)}); check the database URL and that the file is writable"
             ) from exc
+
+
+def _switch_new_to_wal(engine: Engine) -> None:
+    """A new SQLite file catalog goes to WAL before its schema is written (the engine leaves
+    blank files alone until a schema may be created there)."""
+    from modelstore.catalog.engine import is_memory, switch_to_wal
+
+    if engine.dialect.name != "sqlite" or is_memory(engine.url):
+        return
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            switch_to_wal(cursor)
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+    finally:
+        raw.close()
 
 
 def create_fresh(engine: Engine) -> None:

@@ -591,7 +591,7 @@ def _rebuild(dry_run: bool, yes: bool, as_json: bool) -> None:
     home = state(click.get_current_context()).home
     plan = Registry.plan_rebuild_catalog(home)
     out = as_json  # with --json the plan text goes to stderr, the JSON to stdout
-    click.echo(f"The catalog {plan.catalog} must be rebuilt: {plan.problem}.", err=out)
+    click.echo(f"Rebuild plan: {plan.problem}.", err=out)
     size = sum(v.size for v in plan.versions)
     click.echo(
         f"Will record {plural(len(plan.versions), 'version')} found in the tree "
