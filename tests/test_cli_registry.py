@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -585,3 +587,148 @@ def test_doctor_json_is_the_report_serialisation(home: Path, model_file: Path) -
     report = json.loads(result.stdout)
     assert report["ok"] is False
     assert sorted(f["kind"] for f in report["findings"]) == ["orphan_folder", "staging_leftover"]
+
+
+# --- a lost catalog, a read-only home, a full disk: real files on real mounts ----------------
+
+
+def _cli_ok(home: Path, *args: str) -> str:
+    return ok(home, *args).stdout
+
+
+def test_an_emptied_catalog_is_refused_by_every_command_until_rebuilt_and_no_model_is_lost(
+    tmp_path: Path, model_file: Path
+) -> None:
+    home = tmp_path / "home"
+    for _ in range(3):
+        _cli_ok(home, "register", str(model_file), "--name", "m")
+    (home / "registry.db").write_bytes(b"")  # : > registry.db
+    refusal = (
+        f"Error: the catalog {home}/registry.db is empty but {home}/azureml-models holds 3 "
+        "version folders; nothing was changed. Run `modelstore doctor --rebuild-catalog` to "
+        "recreate the catalog from the tree, or restore it from a backup\n"
+    )
+    for args in (
+        ("list",),
+        ("path", "m:1"),
+        ("register", str(model_file), "--name", "m"),
+        ("delete", "m:1", "--yes"),
+        ("doctor", "--repair"),
+    ):
+        done = run(home, *args)
+        assert (done.exit_code, done.stdout, done.stderr) == (1, "", refusal), args
+    assert (home / "registry.db").stat().st_size == 0
+    assert sorted(os.listdir(home / "azureml-models" / "m")) == ["1", "2", "3"]
+
+    rebuilt = _cli_ok(home, "doctor", "--rebuild-catalog", "--yes")
+    assert rebuilt.splitlines()[0] == f"Rebuild plan: {refusal[7:].partition(';')[0]}."
+    assert "  m:3  sklearn_regression_model.pkl  1 file, 19 B" in rebuilt.splitlines()
+    assert rebuilt.splitlines()[-1].startswith(f"Rebuilt the catalog {home}/registry.db with 3")
+    assert _cli_ok(home, "verify") == "OK: 3 versions verified, every file matches.\n"
+    assert "Registered m:4" in _cli_ok(home, "register", str(model_file), "--name", "m")
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``mount(*options, source=...)``: a real mount under tmp_path, undone after the test;
+    the test is skipped (with the reason) where this process may not mount."""
+    mounted: list[Path] = []
+
+    def do(*argv: str, target: Path) -> None:
+        done = subprocess.run(["mount", *argv, str(target)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(
+                f"cannot mount here ({done.stderr.strip()}): needs root in a container "
+                "that allows mount"
+            )
+
+    def make(kind: str, source: Path | None = None, size: str = "") -> Path:
+        target = tmp_path / f"mount{len(mounted)}"
+        target.mkdir()
+        if kind == "ro-bind":
+            assert source is not None
+            do("--bind", str(source), target=target)
+            mounted.append(target)
+            do("-o", "remount,ro,bind", target=target)
+            with pytest.raises(OSError):  # the premise: writes are really denied, even to root
+                (target / "probe").write_bytes(b"x")
+        else:
+            do("-t", "tmpfs", "-o", f"size={size}", "tmpfs", target=target)
+            mounted.append(target)
+        return target
+
+    yield make
+    for target in reversed(mounted):
+        subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
+def _register_and_die(home: Path, source: Path) -> None:
+    """A process that registers and exits without closing: its commits stay in the WAL."""
+    code = (
+        "import os, sys; from modelstore import Registry; "
+        "Registry(sys.argv[1]).register(sys.argv[2], 'm'); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(home), str(source)], check=True)
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["checkpointed", "commits-in-wal"])
+def test_a_read_only_home_can_be_read_but_not_written(
+    tmp_path: Path,
+    model_file: Path,
+    mount: Callable[..., Path],
+    wal: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelstore.resolve import get_model_path
+
+    home = tmp_path / "home"
+    _cli_ok(home, "register", str(model_file), "--name", "m")
+    if wal:
+        _register_and_die(home, model_file)
+        assert (home / "registry.db-wal").stat().st_size > 0  # the premise
+    ro = mount("ro-bind", source=home)
+    latest = "2" if wal else "1"
+    entry = f"{ro}/azureml-models/m/{latest}/{model_file.name}"
+    listed_ids = [v["id"] for v in json.loads(_cli_ok(ro, "list", "--json"))]
+    assert listed_ids == [f"m:{n}" for n in range(int(latest), 0, -1)]
+    assert _cli_ok(ro, "path", "m") == f"{entry}\n"
+    assert f"id:                m:{latest}" in _cli_ok(ro, "show", "m")
+    assert _cli_ok(ro, "verify").startswith("OK:")
+    monkeypatch.setenv("MODELSTORE_HOME", str(ro))
+    assert get_model_path("m") == entry
+    refused = run(ro, "register", str(model_file), "--name", "m")
+    assert (refused.exit_code, refused.stderr) == (
+        1,
+        f"Error: the registry home {ro} is read-only (a read-only mount or folder); writing "
+        "commands need a writable home. Reading works there: list, show, path, verify\n",
+    )
+
+
+def test_a_full_disk_is_reported_as_a_full_disk_and_the_store_stays_intact(
+    tmp_path: Path, model_file: Path, mount: Callable[..., Path]
+) -> None:
+    disk = mount("tmpfs", size="512k")
+    home = disk / "home"
+    _cli_ok(home, "register", str(model_file), "--name", "m")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1024 * 1024))
+    too_big = run(home, "register", str(big), "--name", "m")
+    assert too_big.exit_code == 1 and "the disk is full" in too_big.stderr
+    filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):
+        while True:  # now fill it to the last block
+            os.write(filler, b"\0" * 4096)
+    os.close(filler)
+    for args in (("list",), ("register", str(model_file), "--name", "m")):
+        full = subprocess.run(  # a fresh process: nothing of the catalog is open or mapped yet
+            [sys.executable, "-m", "modelstore", "--home", str(home), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (full.returncode, full.stdout) == (1, "")
+        assert full.stderr.startswith(f"Error: the disk holding {home} is full"), full.stderr
+    (disk / "filler").unlink()
+    assert [v["id"] for v in json.loads(_cli_ok(home, "list", "--json"))] == ["m:1"]
+    assert _cli_ok(home, "verify").startswith("OK: 1 version verified")
+    assert _cli_ok(home, "doctor").startswith("Nothing to repair")

@@ -516,6 +516,12 @@ def _open_error(db_url: str, exc: BaseException) -> CatalogError:
     cause = _one_line(getattr(exc, "orig", None) or exc)
     if is_damage(cause):
         return damaged_error(db_url, [cause])
+    full = _full_disk(db_url)
+    if full is not None:
+        return CatalogError(
+            f"the disk holding {full} is full, and SQLite needs room for its side files even "
+            f"to read the catalog ({cause}); free some space and retry (nothing was changed)"
+        )
     return CatalogError(
         f"cannot open the catalog {parse_catalog_url(db_url)!r}: {_one_line(exc)}; check "
         "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
@@ -549,13 +555,30 @@ def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> Cata
         return damaged_error(db_url, [cause])
     if "readonly" in cause or "read-only" in cause:
         hint = "the catalog is open read-only (a read-only home); write from a writable home"
-    elif "disk" in cause and "full" in cause:
+    elif ("disk" in cause and "full" in cause) or (
+        db_url is not None and _full_disk(db_url) is not None
+    ):
         hint = "the disk is full; free some space and retry"
     elif "locked" in cause:
         hint = "another process kept the catalog locked too long; retry"
     else:
         hint = "check the database file or URL, then retry; `modelstore doctor` reports leftovers"
     return CatalogError(f"error {doing} the catalog ({cause}): {hint}")
+
+
+def _full_disk(db_url: str) -> str | None:
+    """The folder of a SQLite catalog file if its file system has no free block left (SQLite
+    then reports "disk I/O error" or "unable to open", not a full disk)."""
+    import os
+
+    database = sqlite_file(parse_catalog_url(db_url))
+    if database is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(database))
+    try:
+        return folder if os.statvfs(folder).f_bavail == 0 else None
+    except OSError:
+        return None
 
 
 def _one_line(exc: BaseException) -> str:

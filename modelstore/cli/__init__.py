@@ -53,6 +53,8 @@ class CliState:
             from modelstore.registry import Registry
 
             self._registry = Registry(home=self.home, read_only=read_only)
+            # closed with the command: no catalog file stays open after it (in-process callers)
+            click.get_current_context().call_on_close(self._registry.close)
         return self._registry
 
 
