@@ -86,8 +86,11 @@ class Registry:
         db_url: str | None = None,
         *,
         read_only: bool = False,
+        create: bool = True,
     ) -> None:
-        """``read_only``: for lookups. Nothing is created or changed: no home, no catalog, no
+        """``create=False``: a registry that does not exist yet is RegistryNotFoundError instead
+        of being created (for commands that act on existing versions). ``read_only``: for
+        lookups (implies ``create=False``). Nothing is created or changed: no home, no catalog, no
         schema; a SQLite catalog is opened read-only (so a read-only home can be read), and a
         missing catalog is RegistryNotFoundError. Either way, a catalog that is missing, empty
         or without schema while the tree holds versions is CatalogLostError: it is never
@@ -96,6 +99,7 @@ class Registry:
         self.layout = StoreLayout(self.home)
         self._store = Store(self.layout)
         self.read_only = read_only
+        self.create = create and not read_only
         url = db_url or os.environ.get(DB_URL_ENV) or None
         default = url is None
         if url is None:
@@ -108,7 +112,7 @@ class Registry:
             self._refuse_new()  # before SQLite opens it: opening would create and write it
         if not read_only:
             _refuse_read_only_home(self.home)
-        if default and not read_only:
+        if default and self.create:
             _make_home(self.home)
         self._catalog = Catalog(
             url,
@@ -137,7 +141,7 @@ class Registry:
                 catalog=catalog,
                 versions=len(found),
             )
-        if self.read_only:
+        if not self.create:
             missing = (
                 "does not exist"
                 if database is None or not os.path.exists(database)

@@ -227,7 +227,17 @@ def test_listing_an_empty_store_says_nothing_matches(home: Path, model_file: Pat
 
 
 @pytest.mark.parametrize(
-    "args", [("list",), ("list", "--json"), ("show", "m"), ("path", "m:1"), ("verify",)]
+    "args",
+    [
+        ("list",),
+        ("list", "--json"),
+        ("show", "m"),
+        ("path", "m:1"),
+        ("verify",),
+        ("doctor",),
+        ("tag", "m:1", "k=v"),
+        ("delete", "m:1", "--yes"),
+    ],
 )
 def test_reading_a_home_that_does_not_exist_says_so_and_creates_nothing(
     tmp_path: Path, args: tuple[str, ...]

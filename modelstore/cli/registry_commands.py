@@ -200,8 +200,8 @@ def show_update(version: ModelVersion, summary: str, as_json: bool) -> None:
         click.echo(summary)
 
 
-def open_registry(*, read_only: bool = False) -> Registry:
-    return state(click.get_current_context()).registry(read_only=read_only)
+def open_registry(*, read_only: bool = False, create: bool = False) -> Registry:
+    return state(click.get_current_context()).registry(read_only=read_only, create=create)
 
 
 @command("register")
@@ -240,7 +240,7 @@ def register(
     validate_name(name)
     tag_pairs = parse_pairs(tags, "--tag")
     property_pairs = parse_pairs(properties, "--property")
-    registry = open_registry()
+    registry = open_registry(create=True)
     with copy_progress(f"Copying {path.name}") as progress:
         version = registry.register(
             path,
