@@ -5,15 +5,22 @@ records a folder no row accounts for).
 The tree holds the names, the version numbers and every byte, so the rows and manifests can be
 rebuilt exactly (sizes and sha256 recomputed from the files). What only the catalog held (tags,
 properties, description, framework, registration time, numbers of deleted versions above the
-highest folder) cannot come back, and the plan says so before anything is done. The old catalog
-files are moved aside, never deleted: a damaged file may still be salvaged by hand.
+highest folder) is taken from the old catalog where its rows can still be read (a damaged file
+often is readable but for a few pages) and the recorded sha256 still matches the files; the rest
+cannot come back, and the plan says so before anything is done. The old catalog files are moved
+aside, never deleted: what the rebuild could not read may still be salvaged by hand.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
+import urllib.parse
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from modelstore.catalog import Catalog, FileRecord, NewVersion
 from modelstore.catalog.engine import is_memory, parse_catalog_url, sqlite_file
@@ -35,6 +42,67 @@ LOST_METADATA = [
     "registration times (each version gets its folder's modification time)",
     "numbers of deleted versions above a name's highest folder (they may be handed out again)",
 ]
+
+
+@dataclass(frozen=True)
+class Salvage:
+    """What could still be read from the old catalog: per (name, version) its sha256 and
+    metadata, and each name's high-water mark."""
+
+    rows: dict[tuple[str, int], dict[str, Any]]
+    marks: dict[str, int]
+
+
+def salvage(catalog: str) -> Salvage:
+    """The old catalog's ready rows and high-water marks, read-only, or nothing where it cannot
+    be read (missing, empty, no schema, a damaged page on the way)."""
+    if not os.path.isfile(catalog) or os.path.getsize(catalog) == 0:
+        return Salvage({}, {})
+    try:
+        connection = sqlite3.connect(f"file:{urllib.parse.quote(catalog)}?mode=ro", uri=True)
+        try:
+            connection.row_factory = sqlite3.Row
+            rows = connection.execute(
+                "SELECT name, version, sha256, tags, properties, description, framework, "
+                "framework_version, created_at FROM model_versions WHERE state = 'ready'"
+            ).fetchall()
+            marks = connection.execute("SELECT name, last_version FROM model_names").fetchall()
+        finally:
+            connection.close()
+        return Salvage(
+            {(str(r["name"]), int(r["version"])): dict(r) for r in rows},
+            {str(name): int(last) for name, last in marks},
+        )
+    except (sqlite3.Error, ValueError, TypeError):
+        return Salvage({}, {})
+
+
+def _with_salvaged(new: NewVersion, old: dict[str, Any] | None) -> NewVersion:
+    """``new`` with the old row's metadata, if that row describes exactly these files."""
+    if old is None or old.get("sha256") != new.sha256:
+        return new
+    try:
+        tags, properties = json.loads(old["tags"] or "{}"), json.loads(old["properties"] or "{}")
+        created = datetime.strptime(str(old["created_at"]), "%Y-%m-%d %H:%M:%S.%f")
+    except (ValueError, TypeError):
+        return new
+    if not (_str_map(tags) and _str_map(properties)):
+        return new
+    return replace(
+        new,
+        tags=tags,
+        properties=properties,
+        description=old["description"],
+        framework=old["framework"],
+        framework_version=old["framework_version"],
+        created_at=created.replace(tzinfo=timezone.utc),
+    )
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
 
 
 def version_from_tree(layout: StoreLayout, name: str, folder: str) -> NewVersion:
@@ -114,13 +182,23 @@ def plan_rebuild(home: Path, db_url: str, problem: str) -> RebuildPlan:
                 )
             )
     versions.sort(key=lambda v: (v.name, v.version))
+    readable = salvage(catalog).rows
+    known = sum((v.name, v.version) in readable for v in versions)
+    lost = LOST_METADATA
+    if known:
+        lost = [
+            f"tags, properties, description, framework and registration time of "
+            f"{len(versions) - known} of {len(versions)} versions (the other {known} are taken "
+            "from the old catalog's readable rows, where the files still match them)",
+            *LOST_METADATA[2:],
+        ]
     return RebuildPlan(
         home=str(home),
         catalog=catalog,
         problem=problem,
         versions=versions,
         skipped=skipped,
-        lost=LOST_METADATA,
+        lost=lost,
         dry_run=True,
     )
 
@@ -132,6 +210,7 @@ def rebuild(plan: RebuildPlan, db_url: str) -> RebuildPlan:
     store = Store(layout)
     catalog_path = Path(plan.catalog)
     with store.catalog_lock():
+        old = salvage(plan.catalog)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         aside = layout.lost_catalogs_dir / stamp
         moved = False
@@ -146,7 +225,10 @@ def rebuild(plan: RebuildPlan, db_url: str) -> RebuildPlan:
                 if not (layout.models_dir / version.name / str(version.version)).is_dir():
                     continue  # removed since the plan was shown
                 new = version_from_tree(layout, version.name, str(version.version))
+                new = _with_salvaged(new, old.rows.get((version.name, version.version)))
                 catalog.adopt(new, version.version)
+            for name, last in old.marks.items():
+                catalog.raise_high_water(name, last)
         finally:
             catalog.close()
     return plan.model_copy(update={"dry_run": False, "moved_to": str(aside) if moved else None})

@@ -435,3 +435,34 @@ def test_rebuild_catalog_refuses_a_healthy_catalog(registry: Registry, folder_mo
     with pytest.raises(CatalogError, match="nothing to rebuild"):
         Registry.plan_rebuild_catalog(registry.home)
     assert registry.versions("m") == [1]
+
+
+def test_rebuild_keeps_what_a_damaged_catalog_can_still_tell_where_the_files_match_it(
+    home: Path, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path / "model.pkl", b"weights")
+    with Registry(home) as registry:
+        first = registry.register(source, "m", tags={"team": "fraud"}, description="first")
+        registry.register(source, "m", properties={"auc": "0.9"}, framework="Onnx")
+        registry.register(source, "m")
+        registry.delete("m", 3)  # its number must stay spent
+        changed = registry.register(source, "n", tags={"stale": "yes"})
+    _writable(changed.path)
+    changed.path.write_bytes(b"edited by hand")  # its old row no longer describes its files
+    _corrupt_an_index_page(home)
+    plan = Registry.plan_rebuild_catalog(home)
+    assert "damaged" in plan.problem
+    assert plan.lost[0].startswith("tags, properties, description, framework and registration")
+    Registry.rebuild_catalog(plan)
+    with Registry(home) as registry:
+        kept = registry.get("m", 1)
+        assert (kept.tags, kept.description, kept.created_at) == (
+            {"team": "fraud"},
+            "first",
+            first.created_at,
+        )
+        second = registry.get("m", 2)
+        assert (second.properties, second.framework) == ({"auc": "0.9"}, "Onnx")
+        assert registry.get("n", 1).tags == {}  # not vouched for by the files any more
+        assert registry.verify().ok
+        assert registry.register(source, "m").version == 4

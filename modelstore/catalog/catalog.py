@@ -398,15 +398,7 @@ class Catalog:
         catalog, adopting a foreign folder). The name's high-water mark becomes at least
         ``version``, so the number is never handed out again."""
         with self._write() as connection:
-            last = connection.execute(
-                select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
-            ).scalar_one_or_none()
-            if last is None:
-                connection.execute(insert(_NAMES).values(name=new.name, last_version=version))
-            elif last < version:
-                connection.execute(
-                    update(_NAMES).where(_NAMES.c.name == new.name).values(last_version=version)
-                )
+            _raise_high_water(connection, new.name, version)
             taken = connection.execute(
                 select(_VERSIONS.c.id).where(
                     _VERSIONS.c.name == new.name, _VERSIONS.c.version == version
@@ -433,6 +425,11 @@ class Catalog:
                 )
         return replace(record, id=row_id)
 
+    def raise_high_water(self, name: str, version: int) -> None:
+        """Make sure ``name`` never hands out ``version`` or a lower number again."""
+        with self._write() as connection:
+            _raise_high_water(connection, name, version)
+
     # --- catalog facts -----------------------------------------------------------------------
 
     def info(self) -> dict[str, str]:
@@ -449,6 +446,16 @@ class Catalog:
             ).scalar_one_or_none()
             if exists is None:
                 connection.execute(insert(table).values(key=key, value=value))
+
+
+def _raise_high_water(connection: Connection, name: str, version: int) -> None:
+    last = connection.execute(
+        select(_NAMES.c.last_version).where(_NAMES.c.name == name)
+    ).scalar_one_or_none()
+    if last is None:
+        connection.execute(insert(_NAMES).values(name=name, last_version=version))
+    elif last < version:
+        connection.execute(update(_NAMES).where(_NAMES.c.name == name).values(last_version=version))
 
 
 def _new_record(new: NewVersion, row_id: int, version: int) -> VersionRecord:
