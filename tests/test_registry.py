@@ -566,7 +566,7 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
     home: Path, model_file: Path, how: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from modelstore.errors import CatalogLostError
-    from modelstore.resolve import get_model_path
+    from modelstore.resolve import Model, get_model_path
 
     with Registry(home) as registry:
         for _ in range(3):
@@ -579,6 +579,7 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
         lambda: Registry(home, read_only=True),
         lambda: Registry.open_existing(home),
         lambda: get_model_path("m"),
+        lambda: Model.get_model_path("m", version=2),
     ]
     for open_ in opens:
         with pytest.raises(CatalogLostError) as caught:
