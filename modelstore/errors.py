@@ -89,6 +89,35 @@ class CatalogError(ModelstoreError):
     """The catalog database cannot be opened or migrated."""
 
 
+class RegistryNotFoundError(CatalogError):
+    """A read found no registry where it looked: reads never create one (a mistyped ``--home``
+    must not leave a new empty registry behind)."""
+
+    def __init__(self, message: str, *, home: str) -> None:
+        super().__init__(message)
+        self.home = home
+
+
+class CatalogLostError(CatalogError):
+    """The tree holds versions but the catalog is missing, empty or has no schema. Creating a new
+    catalog there would turn every stored version into an unknown folder, so nothing opens it
+    until ``doctor --rebuild-catalog`` recreates the catalog from the tree."""
+
+    def __init__(self, message: str, *, catalog: str, versions: int) -> None:
+        super().__init__(message)
+        self.catalog = catalog
+        self.versions = versions
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog file is corrupt (SQLite reports a malformed image or no database)."""
+
+    def __init__(self, message: str, *, catalog: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.catalog = catalog
+        self.problems = problems
+
+
 # --- serving (exit 3 at start-up, as azmlinfsrv) ----------------------------------------------
 
 

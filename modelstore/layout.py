@@ -10,6 +10,8 @@ A registry home is itself a valid Azure ML app root::
         staging/<token>/<entry>        # a version being copied in; renamed into place when complete
         trash/<token>/                 # a version being deleted; renamed out of place first
         locks/                         # filelock files
+        foreign/<stamp>/<name>/<item>  # what `doctor --repair --move-aside-foreign` moved out
+        lost-catalogs/<stamp>/         # a catalog `doctor --rebuild-catalog` replaced
 
 A deployment (``modelstore deploy``) lays out ``<app_root>/azureml-models/<name>/<version>/<entry>``
 with the same rules. Nothing else in modelstore spells these names.
@@ -32,6 +34,8 @@ WORKSPACE_DIRNAME = ".modelstore"
 STAGING_DIRNAME = "staging"
 TRASH_DIRNAME = "trash"
 LOCKS_DIRNAME = "locks"
+FOREIGN_DIRNAME = "foreign"
+LOST_CATALOGS_DIRNAME = "lost-catalogs"
 
 HOME_ENV = "MODELSTORE_HOME"
 DB_URL_ENV = "MODELSTORE_DB_URL"
@@ -151,6 +155,19 @@ class StoreLayout:
     @property
     def locks_dir(self) -> Path:
         return self.workspace_dir / LOCKS_DIRNAME
+
+    @property
+    def foreign_dir(self) -> Path:
+        return self.workspace_dir / FOREIGN_DIRNAME
+
+    @property
+    def lost_catalogs_dir(self) -> Path:
+        return self.workspace_dir / LOST_CATALOGS_DIRNAME
+
+    def catalog_side_files(self, catalog: Path) -> list[Path]:
+        """The catalog file and the side files SQLite keeps beside it (WAL and its index)."""
+        suffixes = ("-wal", "-shm", "-journal")
+        return [catalog, *(catalog.with_name(catalog.name + suffix) for suffix in suffixes)]
 
     def name_dir(self, name: str) -> Path:
         return self.models_dir / name

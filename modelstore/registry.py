@@ -29,11 +29,15 @@ from modelstore.catalog.records import VersionRecord
 from modelstore.deployment import Deployment, ModelSource, build_deployment
 from modelstore.errors import (
     BadArgumentTypeError,
+    CatalogDamagedError,
+    CatalogError,
+    CatalogLostError,
     DeploymentRefusedError,
     InvalidArgumentError,
     InvalidModelPathError,
     ModelNotFoundError,
     ModelstoreError,
+    RegistryNotFoundError,
     VersionOutOfRangeError,
 )
 from modelstore.layout import (
@@ -53,6 +57,8 @@ from modelstore.registry_reports import (
     DeletePlan,
     DoctorReport,
     Finding,
+    ForeignAction,
+    RebuildPlan,
     VerifyReport,
     VersionCheck,
 )
@@ -63,7 +69,15 @@ from modelstore.store.hashing import new_buffer
 # while pyfakefs is active captures its fake Path class, and later validation fails with
 # "Unable to generate pydantic-core schema for FakePath".
 
-__all__ = ["DeletePlan", "DoctorReport", "Finding", "Registry", "VerifyReport", "VersionCheck"]
+__all__ = [
+    "DeletePlan",
+    "DoctorReport",
+    "Finding",
+    "RebuildPlan",
+    "Registry",
+    "VerifyReport",
+    "VersionCheck",
+]
 
 FilterItem = str | Sequence[str]
 _SHOWN = 20  # how many names / versions an error message lists
@@ -73,35 +87,88 @@ class Registry:
     """A model registry rooted at ``home`` (see ``modelstore.layout``)."""
 
     def __init__(
-        self, home: str | os.PathLike[str] | None = None, db_url: str | None = None
+        self,
+        home: str | os.PathLike[str] | None = None,
+        db_url: str | None = None,
+        *,
+        read_only: bool = False,
+        create: bool = True,
     ) -> None:
+        """``create=False``: a registry that does not exist yet is RegistryNotFoundError instead
+        of being created (for commands that act on existing versions). ``read_only``: for
+        lookups (implies ``create=False``). Nothing is created or changed: no home, no catalog, no
+        schema; a SQLite catalog is opened read-only (so a read-only home can be read), and a
+        missing catalog is RegistryNotFoundError. Either way, a catalog that is missing, empty
+        or without schema while the tree holds versions is CatalogLostError: it is never
+        silently replaced by a new empty one."""
         self.home = (Path(home).expanduser() if home is not None else default_home()).absolute()
         self.layout = StoreLayout(self.home)
         self._store = Store(self.layout)
+        self.read_only = read_only
+        self.create = create and not read_only
         url = db_url or os.environ.get(DB_URL_ENV) or None
+        default = url is None
         if url is None:
-            _make_home(self.home)
             url = self.layout.default_db_url()
         self.db_url = url
-        memory = is_memory(parse_catalog_url(url))
-        self._catalog = Catalog(url, None if memory else self._store.catalog_lock())
+        parsed = parse_catalog_url(url)
+        memory = is_memory(parsed)
+        database = sqlite_file(parsed)
+        if database is not None and _blank_file(database):
+            self._refuse_new()  # before SQLite opens it: opening would create and write it
+        if not read_only:
+            _refuse_read_only_home(self.home)
+        if default and self.create:
+            _make_home(self.home)
+        self._catalog = Catalog(
+            url,
+            None if memory else self._store.catalog_lock(),
+            read_only=read_only and not memory,
+            refuse_new=self._refuse_new,
+        )
         self._models_prefix = f"{self.layout.models_dir}{os.sep}"
+
+    def _refuse_new(self) -> None:
+        """Called where a new catalog would be created: raises unless that is harmless."""
+        found = self._store.version_folders()
+        database = sqlite_file(parse_catalog_url(self.db_url))
+        catalog = database or repr(parse_catalog_url(self.db_url))
+        if found:
+            state = "has no modelstore schema"
+            if database is not None and not os.path.exists(database):
+                state = "is missing"
+            elif database is not None and _blank_file(database):
+                state = "is empty"
+            raise CatalogLostError(
+                f"the catalog {catalog} {state} but {self.layout.models_dir} holds "
+                f"{len(found)} version folder{'' if len(found) == 1 else 's'}; nothing was "
+                "changed. Run `modelstore doctor --rebuild-catalog` to recreate the catalog "
+                "from the tree, or restore it from a backup",
+                catalog=catalog,
+                versions=len(found),
+            )
+        if not self.create:
+            missing = (
+                "does not exist"
+                if database is None or not os.path.exists(database)
+                else ("is empty")
+            )
+            raise RegistryNotFoundError(
+                f"there is no modelstore registry at {self.home} (its catalog {catalog} "
+                f"{missing}); check --home / MODELSTORE_HOME, or register a model to create one",
+                home=str(self.home),
+            )
 
     @classmethod
     def open_existing(
         cls, home: str | os.PathLike[str] | None = None, db_url: str | None = None
     ) -> Registry | None:
-        """The registry at ``home`` if one exists there, else None. Never creates anything."""
-        root = (Path(home).expanduser() if home is not None else default_home()).absolute()
-        url = db_url or os.environ.get(DB_URL_ENV) or None
-        if url is None:
-            if not StoreLayout(root).catalog_path.is_file():
-                return None
-        else:
-            database = sqlite_file(parse_catalog_url(url))
-            if database is not None and not os.path.isfile(database):
-                return None
-        return cls(root, url)
+        """The registry at ``home`` opened for reading, or None if there is none (no catalog and
+        no stored version). Never creates or changes anything."""
+        try:
+            return cls(home, db_url, read_only=True)
+        except RegistryNotFoundError:
+            return None
 
     def close(self) -> None:
         self._catalog.close()
@@ -365,7 +432,10 @@ class Registry:
         return done
 
     def _delete(self, name: str, versions: builtins.list[int] | None) -> DeletePlan | None:
-        """Remove the given ready versions of ``name`` (all when None); None if none exists."""
+        """Remove the given ready versions of ``name`` (all when None); None if none exists.
+        A damaged catalog is refused first: rows it cannot read right could point at the wrong
+        folders."""
+        self._catalog.check_integrity()
         token = self._store.new_token()
         with self._store.token_lock(token):
             records = self._catalog.start_delete(name, versions, token)
@@ -394,6 +464,7 @@ class Registry:
             raise InvalidArgumentError(
                 "verify: a version needs a model name (name=..., version=...)"
             )
+        self._catalog.check_integrity()  # verify vouches for the whole store, catalog included
         if name is None:
             records = self._catalog.ready_versions()
         elif version is None:
@@ -459,11 +530,71 @@ class Registry:
             foreign_entries=tree.foreign_entries,
         )
 
-    def doctor(self, repair: bool = False) -> DoctorReport:
-        """Find (and with ``repair`` clean) what interrupted work left behind."""
+    def doctor(self, repair: bool = False, *, foreign: ForeignAction = "report") -> DoctorReport:
+        """Find (and with ``repair`` clean) what interrupted work left behind.
+
+        Repair removes only modelstore's own leftovers. An item in the tree that no catalog row
+        accounts for (a *foreign* item: bytes modelstore cannot vouch for) is only reported,
+        unless ``foreign`` says to ``"adopt"`` it (record a valid version folder as it is) or
+        to ``"move-aside"`` it into ``.modelstore/foreign/``; it is never deleted. A damaged
+        catalog is CatalogDamagedError before anything is looked at.
+        """
         from modelstore.registry_doctor import Doctor
 
-        return Doctor(self._catalog, self._store, self._check).run(repair)
+        self._catalog.check_integrity()
+        return Doctor(self._catalog, self._store, self._check, self._adopt).run(repair, foreign)
+
+    def _adopt(self, name: str, folder: str) -> None:
+        from modelstore.registry_rebuild import version_from_tree
+
+        self._catalog.adopt(version_from_tree(self.layout, name, folder), int(folder))
+
+    @classmethod
+    def plan_rebuild_catalog(
+        cls, home: str | os.PathLike[str] | None = None, db_url: str | None = None
+    ) -> RebuildPlan:
+        """What ``rebuild_catalog`` would do for a missing, empty or damaged catalog: the
+        versions the tree holds and the metadata that cannot come back. CatalogError when the
+        catalog is healthy (rebuilding it would only lose metadata) or there is no tree."""
+        from modelstore.registry_rebuild import plan_rebuild
+
+        root = (Path(home).expanduser() if home is not None else default_home()).absolute()
+        url, problem = cls._diagnose_catalog(root, db_url)
+        return plan_rebuild(root, url, problem)
+
+    @classmethod
+    def rebuild_catalog(cls, plan: RebuildPlan, db_url: str | None = None) -> RebuildPlan:
+        """Carry out a ``plan_rebuild_catalog`` plan once it was confirmed: the old catalog files
+        are moved to ``.modelstore/lost-catalogs/<time>/`` and a new catalog records every
+        planned version from the tree. Run it while no other process uses the registry."""
+        from modelstore.registry_rebuild import rebuild
+
+        url, _problem = cls._diagnose_catalog(
+            Path(plan.home), db_url
+        )  # still broken: nobody fixed it since
+        return rebuild(plan, url)
+
+    @classmethod
+    def _diagnose_catalog(cls, home: Path, db_url: str | None) -> tuple[str, str]:
+        """(catalog URL, what is wrong with it), or CatalogError when there is nothing to
+        rebuild: the catalog opens read-only and passes ``quick_check``."""
+        from modelstore.registry_rebuild import catalog_file, catalog_url
+
+        try:
+            registry = cls(home, db_url, read_only=True)
+        except (CatalogLostError, CatalogDamagedError) as exc:
+            return catalog_url(home, db_url), str(exc).partition("; nothing was changed")[0]
+        try:
+            registry._catalog.check_integrity()
+        except CatalogDamagedError as exc:
+            return registry.db_url, str(exc).partition("; nothing was changed")[0]
+        finally:
+            registry.close()
+        raise CatalogError(
+            f"the catalog {catalog_file(registry.db_url)} is readable and undamaged, so there is "
+            "nothing to rebuild (its metadata would be lost); run `modelstore doctor` to compare "
+            "it with the tree"
+        )
 
     # --- deploy ------------------------------------------------------------------------------
 
@@ -557,6 +688,26 @@ class Registry:
 
 
 # --- argument checks ---------------------------------------------------------------------------
+
+
+def _blank_file(path: str) -> bool:
+    """No catalog there yet: the file is missing or has no byte (SQLite's own new database)."""
+    try:
+        return os.stat(path).st_size == 0
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+
+
+def _refuse_read_only_home(home: Path) -> None:
+    """A write needs the home writable (locks, staging, the tree): say so before any of it is
+    tried, rather than fail on the first lock file."""
+    from modelstore.errors import StorageError
+
+    if os.path.isdir(home) and not os.access(home, os.W_OK):
+        raise StorageError(
+            f"the registry home {home} is read-only (a read-only mount or folder); writing "
+            "commands need a writable home. Reading works there: list, show, path, verify"
+        )
 
 
 def _make_home(home: Path) -> None:

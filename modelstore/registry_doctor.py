@@ -6,8 +6,12 @@ It reasons from the order ``Registry`` does things in (see ``modelstore.registry
   is finished (row -> ready); otherwise it is rolled back (folder, staging and row removed);
 - a *deleting* row of a dead process: the deletion is finished;
 - a *ready* row whose version folder vanished: the row is dropped;
-- anything in ``azureml-models`` no row accounts for, an empty name folder, a stray file: removed;
-- staging and trash folders no live process holds: removed;
+- an empty name folder: removed;
+- anything else in ``azureml-models`` no row accounts for (a *foreign* folder or file): never
+  removed. Those may be a user's only copy of a model (a catalog lost and recreated empty turns
+  every version into one), so they are reported, and adopted into the catalog or moved aside
+  into ``.modelstore/foreign/`` only when the caller asks;
+- staging and trash folders no live process holds: removed (modelstore's own working copies);
 - token lock files no live process holds: removed.
 
 Work of live processes is recognised by its token lock and left alone. The tree is listed before
@@ -22,10 +26,18 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable
+from pathlib import Path
 
 from modelstore.catalog import DELETING, PENDING, READY, Catalog
 from modelstore.catalog.records import VersionRecord
-from modelstore.registry_reports import DoctorReport, Finding, FindingKind, VersionCheck
+from modelstore.errors import CatalogError, ModelLayoutError
+from modelstore.registry_reports import (
+    DoctorReport,
+    Finding,
+    FindingKind,
+    ForeignAction,
+    VersionCheck,
+)
 from modelstore.store import Store, remove_tree
 
 
@@ -35,16 +47,21 @@ class Doctor:
         catalog: Catalog,
         store: Store,
         check: Callable[[VersionRecord], VersionCheck],
+        adopt: Callable[[str, str], None],
     ) -> None:
         self.catalog = catalog
         self.store = store
         self.check = check
+        self.adopt = adopt
         self.findings: list[Finding] = []
+        self.notes: list[str] = []
         self.repair = False
+        self.foreign: ForeignAction = "report"
         self.token = store.new_token()
 
-    def run(self, repair: bool) -> DoctorReport:
+    def run(self, repair: bool, foreign: ForeignAction = "report") -> DoctorReport:
         self.repair = repair
+        self.foreign = foreign
         with self.store.token_lock(self.token):
             staging = self.store.staging_tokens()
             trash = self.store.trash_tokens()
@@ -199,13 +216,7 @@ class Doctor:
             except FileNotFoundError:
                 continue  # removed by a repair above (or by another process) meanwhile
             if not stat.S_ISDIR(info.st_mode):  # a file, a symlink...
-                self._found(
-                    "stray_item",
-                    str(path),
-                    "not a model name folder",
-                    "remove it",
-                    lambda path=path: self._remove_stray(path),  # type: ignore[misc]
-                )
+                self._foreign("stray_item", name, None, "not a model name folder")
                 continue
             if not children:
                 if _listing(path):
@@ -223,13 +234,46 @@ class Doctor:
                 if not os.path.lexists(path / child):
                     continue  # deleted by a live process between the listing and the catalog
 
-                self._found(
-                    "orphan_folder",
-                    str(path / child),
-                    "in the tree but not in the catalog",
-                    "remove it",
-                    lambda name=name, child=child: self._unpublish(name, [child]),  # type: ignore[misc]
-                )
+                self._foreign("orphan_folder", name, child, "in the tree but not in the catalog")
+
+    def _foreign(self, kind: FindingKind, name: str, child: str | None, detail: str) -> None:
+        """An item no row accounts for: reported; adopted or moved aside only on request."""
+        models = self.store.layout.models_dir
+        path = models / name if child is None else models / name / child
+        target = self.store.layout.foreign_dir / self.token / name
+        if child is not None:
+            target = target / child
+        fix: Callable[[], bool | None] | None = None
+        if self.foreign == "adopt" and child is not None:
+            action = "adopt it (record it in the catalog as it is in the tree)"
+            fix = lambda: self._adopt(name, child)  # noqa: E731
+        elif self.foreign == "move-aside":
+            action = f"move it aside to {target} (nothing is deleted)"
+            fix = lambda: self._move_aside(name, path, target)  # noqa: E731
+        else:
+            action = (
+                "leave it (never deleted): --adopt-foreign records a version folder as it is, "
+                "--move-aside-foreign moves it into .modelstore/foreign/"
+            )
+        self._found(kind, str(path), detail, action, fix)
+
+    def _adopt(self, name: str, child: str) -> bool:
+        try:
+            self.adopt(name, child)
+        except (ModelLayoutError, CatalogError) as exc:
+            self.notes.append(str(exc))
+            return False
+        return True
+
+    def _move_aside(self, name: str, path: Path, target: Path) -> None:
+        with self.store.name_lock(name):
+            if not os.path.lexists(path):
+                return
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, target)
+            if path.parent != self.store.layout.models_dir:
+                with contextlib.suppress(OSError):  # not empty: other versions stay
+                    os.rmdir(path.parent)
 
     def _unpublish(self, name: str, folders: list[str]) -> None:
         trash = self.store.unpublish(name, folders, self.token)
@@ -240,10 +284,6 @@ class Doctor:
         with self.store.name_lock(name), contextlib.suppress(OSError):
             os.rmdir(self.store.layout.name_dir(name))
 
-    def _remove_stray(self, path: os.PathLike[str]) -> None:
-        if os.path.lexists(path):
-            self.store.remove_orphan(os.fspath(path), self.token)
-
     # --- bookkeeping -------------------------------------------------------------------------
 
     def _found(
@@ -252,12 +292,15 @@ class Doctor:
         subject: str,
         detail: str,
         action: str,
-        fix: Callable[[], None],
+        fix: Callable[[], bool | None] | None,
     ) -> None:
+        """``fix`` None: nothing repair may do; a fix returning False could not be done (its
+        reason is the last note)."""
         repaired = False
-        if self.repair:
-            fix()
-            repaired = True
+        if self.repair and fix is not None:
+            repaired = fix() is not False
+            if not repaired:
+                detail = f"{detail}; not adopted: {self.notes[-1]}"
         self.findings.append(
             Finding(kind=kind, subject=subject, detail=detail, action=action, repaired=repaired)
         )

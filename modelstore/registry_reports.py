@@ -51,6 +51,43 @@ class VerifyReport(BaseModel):
         return all(check.ok for check in self.versions)
 
 
+class RebuiltVersion(BaseModel):
+    """A version folder ``doctor --rebuild-catalog`` records (sizes from the tree; sha256 are
+    computed when the rebuild runs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    version: int
+    entry: str
+    size: int = Field(ge=0)
+    file_count: int = Field(ge=0)
+
+
+class RebuildPlan(BaseModel):
+    """What ``Registry.rebuild_catalog`` does (dry_run=True) or did: the catalog it replaces,
+    why, the versions it records and what it cannot bring back."""
+
+    model_config = ConfigDict(frozen=True)
+
+    home: str
+    catalog: str
+    problem: str = Field(description="why the catalog must be rebuilt (missing, empty, damaged)")
+    versions: list[RebuiltVersion]
+    skipped: list[str] = Field(
+        default_factory=list, description="tree items that are not a valid version (left alone)"
+    )
+    lost: list[str] = Field(description="what only the old catalog knew and is not recovered")
+    moved_to: str | None = Field(
+        default=None, description="where the old catalog files were moved (never deleted)"
+    )
+    dry_run: bool
+
+
+ForeignAction = Literal["report", "adopt", "move-aside"]
+"""What ``doctor --repair`` does with a tree item no catalog row accounts for."""
+
 FindingKind = Literal[
     "unfinished_registration",
     "unfinished_deletion",

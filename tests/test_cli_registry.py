@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -236,9 +238,37 @@ def test_list_latest_keeps_the_highest_matching_version_of_each_name(
     assert [v.id for v in listed(home, "--latest", "--tag", "good")] == ["m:1"]
 
 
-def test_listing_an_empty_store_says_nothing_matches(home: Path) -> None:
+def test_listing_an_empty_store_says_nothing_matches(home: Path, model_file: Path) -> None:
+    register(home, model_file, "m")
+    ok(home, "delete", "m:1", "--yes")
     assert ok(home, "list").stdout == "No model versions match.\n"
     assert json.loads(ok(home, "list", "--json").stdout) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("list",),
+        ("list", "--json"),
+        ("show", "m"),
+        ("path", "m:1"),
+        ("verify",),
+        ("doctor",),
+        ("tag", "m:1", "k=v"),
+        ("delete", "m:1", "--yes"),
+    ],
+)
+def test_reading_a_home_that_does_not_exist_says_so_and_creates_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    home = tmp_path / "nonexistent" / "path"
+    result = run(home, *args)
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"Error: there is no modelstore registry at {home} (its catalog {home}/registry.db "
+        "does not exist); check --home / MODELSTORE_HOME, or register a model to create one\n"
+    )
+    assert os.listdir(tmp_path) == []
 
 
 # --- show and path ----------------------------------------------------------------------------
@@ -516,22 +546,66 @@ def test_doctor_lists_leftovers_without_touching_them_and_exits_1(
     assert any(line.startswith("[found]") and str(staging) in line for line in lines)
     assert any(line.startswith("[found]") and str(orphan) in line for line in lines)
     assert result.stderr.splitlines() == [
-        "Error: 2 problems found (listed above): run 'modelstore doctor --repair' to fix them"
+        "Error: 1 problem found (listed above): run 'modelstore doctor --repair' to fix them"
     ]
     assert staging.exists() and orphan.exists()
 
 
-def test_doctor_repair_removes_the_leftovers_and_leaves_a_clean_store(
+def test_doctor_repair_removes_its_own_leftovers_but_never_a_folder_the_catalog_does_not_know(
     home: Path, model_file: Path
 ) -> None:
     registered = register(home, model_file, "m")
     staging, orphan = _leave_crash_leftovers(home)
-    result = ok(home, "doctor", "--repair")
-    assert sum(line.startswith("[repaired]") for line in result.stdout.splitlines()) == 2
-    assert not staging.exists() and not orphan.exists()
-    assert registered.path.read_bytes() == model_file.read_bytes()
+    result = run(home, "doctor", "--repair")
+    assert result.exit_code == 1
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == [
+        f"[found] {orphan}",
+        f"[repaired] {staging}",
+    ]
+    assert result.stderr == (
+        "Error: 1 item in the tree the catalog does not know (listed above) left in place, never "
+        "deleted: run 'modelstore doctor --repair --adopt-foreign' to record version folders as "
+        "they are, or --move-aside-foreign to move them into .modelstore/foreign/\n"
+    )
+    assert not staging.exists() and (orphan / "model.pkl").read_bytes() == b"orphan"
+    moved = ok(home, "doctor", "--repair", "--move-aside-foreign")
+    assert moved.stdout.splitlines()[-1] == "Repaired 1 problem."
+    assert not orphan.exists() and registered.path.read_bytes() == model_file.read_bytes()
     assert ok(home, "doctor").stdout.startswith("Nothing to repair")
     assert register(home, model_file, "m").version == 2
+
+
+def test_doctor_repair_adopt_foreign_records_the_folder_as_a_version(
+    home: Path, model_file: Path
+) -> None:
+    register(home, model_file, "m")
+    _staging, orphan = _leave_crash_leftovers(home)
+    ok(home, "doctor", "--repair", "--adopt-foreign")
+    adopted = ModelVersion.model_validate_json(ok(home, "show", "m:7", "--json").stdout)
+    assert adopted.path == orphan.resolve() / "model.pkl" and adopted.size == len(b"orphan")
+    assert register(home, model_file, "m").version == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--adopt-foreign",), "--adopt-foreign acts only with --repair: add --repair"),
+        (
+            ("--repair", "--adopt-foreign", "--move-aside-foreign"),
+            "--adopt-foreign and --move-aside-foreign exclude each other: choose one",
+        ),
+        (
+            ("--rebuild-catalog", "--repair"),
+            "--rebuild-catalog runs alone: rebuild first, then run 'modelstore doctor'",
+        ),
+    ],
+)
+def test_doctor_refuses_flags_that_do_not_go_together(
+    home: Path, model_file: Path, args: tuple[str, ...], message: str
+) -> None:
+    register(home, model_file, "m")
+    result = run(home, "doctor", *args)
+    assert (result.exit_code, result.stderr) == (2, f"Error: {message}\n")
 
 
 def test_doctor_json_is_the_report_serialisation(home: Path, model_file: Path) -> None:
@@ -542,3 +616,148 @@ def test_doctor_json_is_the_report_serialisation(home: Path, model_file: Path) -
     report = json.loads(result.stdout)
     assert report["ok"] is False
     assert sorted(f["kind"] for f in report["findings"]) == ["orphan_folder", "staging_leftover"]
+
+
+# --- a lost catalog, a read-only home, a full disk: real files on real mounts ----------------
+
+
+def _cli_ok(home: Path, *args: str) -> str:
+    return ok(home, *args).stdout
+
+
+def test_an_emptied_catalog_is_refused_by_every_command_until_rebuilt_and_no_model_is_lost(
+    tmp_path: Path, model_file: Path
+) -> None:
+    home = tmp_path / "home"
+    for _ in range(3):
+        _cli_ok(home, "register", str(model_file), "--name", "m")
+    (home / "registry.db").write_bytes(b"")  # : > registry.db
+    refusal = (
+        f"Error: the catalog {home}/registry.db is empty but {home}/azureml-models holds 3 "
+        "version folders; nothing was changed. Run `modelstore doctor --rebuild-catalog` to "
+        "recreate the catalog from the tree, or restore it from a backup\n"
+    )
+    for args in (
+        ("list",),
+        ("path", "m:1"),
+        ("register", str(model_file), "--name", "m"),
+        ("delete", "m:1", "--yes"),
+        ("doctor", "--repair"),
+    ):
+        done = run(home, *args)
+        assert (done.exit_code, done.stdout, done.stderr) == (1, "", refusal), args
+    assert (home / "registry.db").stat().st_size == 0
+    assert sorted(os.listdir(home / "azureml-models" / "m")) == ["1", "2", "3"]
+
+    rebuilt = _cli_ok(home, "doctor", "--rebuild-catalog", "--yes")
+    assert rebuilt.splitlines()[0] == f"Rebuild plan: {refusal[7:].partition(';')[0]}."
+    assert "  m:3  sklearn_regression_model.pkl  1 file, 19 B" in rebuilt.splitlines()
+    assert rebuilt.splitlines()[-1].startswith(f"Rebuilt the catalog {home}/registry.db with 3")
+    assert _cli_ok(home, "verify") == "OK: 3 versions verified, every file matches.\n"
+    assert "Registered m:4" in _cli_ok(home, "register", str(model_file), "--name", "m")
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``mount(*options, source=...)``: a real mount under tmp_path, undone after the test;
+    the test is skipped (with the reason) where this process may not mount."""
+    mounted: list[Path] = []
+
+    def do(*argv: str, target: Path) -> None:
+        done = subprocess.run(["mount", *argv, str(target)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(
+                f"cannot mount here ({done.stderr.strip()}): needs root in a container "
+                "that allows mount"
+            )
+
+    def make(kind: str, source: Path | None = None, size: str = "") -> Path:
+        target = tmp_path / f"mount{len(mounted)}"
+        target.mkdir()
+        if kind == "ro-bind":
+            assert source is not None
+            do("--bind", str(source), target=target)
+            mounted.append(target)
+            do("-o", "remount,ro,bind", target=target)
+            with pytest.raises(OSError):  # the premise: writes are really denied, even to root
+                (target / "probe").write_bytes(b"x")
+        else:
+            do("-t", "tmpfs", "-o", f"size={size}", "tmpfs", target=target)
+            mounted.append(target)
+        return target
+
+    yield make
+    for target in reversed(mounted):
+        subprocess.run(["umount", "--lazy", str(target)], check=False)
+
+
+def _register_and_die(home: Path, source: Path) -> None:
+    """A process that registers and exits without closing: its commits stay in the WAL."""
+    code = (
+        "import os, sys; from modelstore import Registry; "
+        "Registry(sys.argv[1]).register(sys.argv[2], 'm'); os._exit(0)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(home), str(source)], check=True)
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["checkpointed", "commits-in-wal"])
+def test_a_read_only_home_can_be_read_but_not_written(
+    tmp_path: Path,
+    model_file: Path,
+    mount: Callable[..., Path],
+    wal: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelstore.resolve import get_model_path
+
+    home = tmp_path / "home"
+    _cli_ok(home, "register", str(model_file), "--name", "m")
+    if wal:
+        _register_and_die(home, model_file)
+        assert (home / "registry.db-wal").stat().st_size > 0  # the premise
+    ro = mount("ro-bind", source=home)
+    latest = "2" if wal else "1"
+    entry = f"{ro}/azureml-models/m/{latest}/{model_file.name}"
+    listed_ids = [v["id"] for v in json.loads(_cli_ok(ro, "list", "--json"))]
+    assert listed_ids == [f"m:{n}" for n in range(int(latest), 0, -1)]
+    assert _cli_ok(ro, "path", "m") == f"{entry}\n"
+    assert f"id:                m:{latest}" in _cli_ok(ro, "show", "m")
+    assert _cli_ok(ro, "verify").startswith("OK:")
+    monkeypatch.setenv("MODELSTORE_HOME", str(ro))
+    assert get_model_path("m") == entry
+    refused = run(ro, "register", str(model_file), "--name", "m")
+    assert (refused.exit_code, refused.stderr) == (
+        1,
+        f"Error: the registry home {ro} is read-only (a read-only mount or folder); writing "
+        "commands need a writable home. Reading works there: list, show, path, verify\n",
+    )
+
+
+def test_a_full_disk_is_reported_as_a_full_disk_and_the_store_stays_intact(
+    tmp_path: Path, model_file: Path, mount: Callable[..., Path]
+) -> None:
+    disk = mount("tmpfs", size="512k")
+    home = disk / "home"
+    _cli_ok(home, "register", str(model_file), "--name", "m")
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1024 * 1024))
+    too_big = run(home, "register", str(big), "--name", "m")
+    assert too_big.exit_code == 1 and "the disk is full" in too_big.stderr
+    filler = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):
+        while True:  # now fill it to the last block
+            os.write(filler, b"\0" * 4096)
+    os.close(filler)
+    for args in (("list",), ("register", str(model_file), "--name", "m")):
+        full = subprocess.run(  # a fresh process: nothing of the catalog is open or mapped yet
+            [sys.executable, "-m", "modelstore", "--home", str(home), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (full.returncode, full.stdout) == (1, "")
+        assert full.stderr.startswith(f"Error: the disk holding {home} is full"), full.stderr
+    (disk / "filler").unlink()
+    assert [v["id"] for v in json.loads(_cli_ok(home, "list", "--json"))] == ["m:1"]
+    assert _cli_ok(home, "verify").startswith("OK: 1 version verified")
+    assert _cli_ok(home, "doctor").startswith("Nothing to repair")

@@ -569,3 +569,102 @@ def test_a_delete_that_fails_midway_leaves_no_lock_file(
     assert [name for name in locks if name.startswith("token-")] == []
     registry.doctor(repair=True)
     assert registry.doctor().findings == []
+
+
+# --- a lost catalog, a missing home: opening never creates over what is there -----------------
+
+
+def _files(home: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``home`` with its bytes and mtime, the catalog included. Left out: the
+    side files a SQLite reader may open beside a writable catalog (its ``-shm`` shared-memory
+    index and an empty ``-wal``), which hold no data and are not the catalog."""
+    found: dict[str, tuple[bytes, int]] = {}
+    for dirpath, _dirs, files in os.walk(home):
+        for name in files:
+            path = Path(dirpath, name)
+            if name.endswith("-shm") or (name.endswith("-wal") and path.stat().st_size == 0):
+                continue
+            found[os.path.relpath(path, home)] = (path.read_bytes(), path.stat().st_mtime_ns)
+    return found
+
+
+def _lose_catalog(home: Path, how: str) -> None:
+    catalog = home / "registry.db"
+    if how == "emptied":
+        catalog.write_bytes(b"")
+    elif how == "removed":
+        for path in home.glob("registry.db*"):
+            path.unlink()
+    else:  # a valid SQLite file without modelstore's schema
+        import sqlite3
+
+        for path in home.glob("registry.db*"):
+            path.unlink()
+        connection = sqlite3.connect(catalog)
+        connection.execute("PRAGMA user_version = 7")
+        connection.close()
+
+
+@pytest.mark.parametrize("how", ["emptied", "removed", "no_schema"])
+def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_nothing_is_written(
+    home: Path, model_file: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.errors import CatalogLostError
+    from modelstore.resolve import Model, get_model_path
+
+    with Registry(home) as registry:
+        for _ in range(3):
+            registry.register(model_file, "m")
+    _lose_catalog(home, how)
+    before = _files(home)
+    monkeypatch.setenv("MODELSTORE_HOME", str(home))
+    opens = [
+        lambda: Registry(home),
+        lambda: Registry(home, read_only=True),
+        lambda: Registry.open_existing(home),
+        lambda: get_model_path("m"),
+        lambda: Model.get_model_path("m", version=2),
+    ]
+    for open_ in opens:
+        with pytest.raises(CatalogLostError) as caught:
+            open_()
+        assert caught.value.versions == 3 and caught.value.catalog == str(home / "registry.db")
+        assert "modelstore doctor --rebuild-catalog" in str(caught.value)
+    assert _files(home) == before
+
+
+def test_lookups_never_create_or_change_any_file(
+    home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.resolve import get_model_path
+
+    with Registry(home) as registry:
+        registry.register(model_file, "m")
+    before = _files(home)
+    monkeypatch.setenv("MODELSTORE_HOME", str(home))
+    assert get_model_path("m") == str(home / "azureml-models" / "m" / "1" / model_file.name)
+    with Registry(home, read_only=True) as reader:
+        assert [v.id for v in reader.list()] == ["m:1"] and reader.get("m").version == 1
+        assert reader.path("m", 1).is_file() and reader.verify().ok
+    assert _files(home) == before
+
+
+def test_reading_a_home_that_does_not_exist_is_registry_not_found_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.errors import RegistryNotFoundError
+
+    monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
+    home = tmp_path / "nonexistent" / "path"
+    with pytest.raises(RegistryNotFoundError) as caught:
+        Registry(home, read_only=True)
+    assert caught.value.home == str(home) and caught.value.exit_code == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_new_home_is_still_created_by_a_write_where_no_tree_holds_versions(
+    home: Path, model_file: Path
+) -> None:
+    (home / "azureml-models").mkdir(parents=True)  # an empty tree holds nothing to lose
+    with Registry(home) as registry:
+        assert registry.register(model_file, "m").version == 1

@@ -253,15 +253,20 @@ def test_a_version_whose_entry_vanished_is_dropped_with_whatever_is_left_in_its_
     assert not (home / "azureml-models" / "m").exists() and _kinds(registry) == []
 
 
-def test_tree_items_the_catalog_does_not_know_are_removed(
-    registry: Registry, folder_model: Path, home: Path
-) -> None:
+def _foreign_items(home: Path) -> Path:
     models = home / "azureml-models"
-    make_file(models / "m" / "7" / "model.pkl")
+    make_file(models / "m" / "7" / "model.pkl", b"seven")
     make_file(models / "m" / "latest" / "model.pkl")
-    make_file(models / "ghost" / "1" / "model.pkl")
+    make_file(models / "ghost" / "1" / "weights" / "w.bin", b"ghost weights")
     make_file(models / "README.txt")
     (models / "empty").mkdir()
+    return models
+
+
+def test_repair_reports_tree_items_the_catalog_does_not_know_and_deletes_none_of_them(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    models = _foreign_items(home)
     found = sorted(_kinds(registry))
     assert found == sorted(
         [
@@ -272,9 +277,43 @@ def test_tree_items_the_catalog_does_not_know_are_removed(
             ("empty_name_folder", str(models / "empty")),
         ]
     )
-    registry.doctor(repair=True)
+    before = snapshot(home)
+    report = registry.doctor(repair=True)
+    assert [f.kind for f in report.findings if f.repaired] == ["empty_name_folder"]
+    assert not report.ok
+    del before[os.path.join("azureml-models", "empty")]
+    assert snapshot(home) == before  # every byte still there, only the empty folder gone
+
+
+def test_repair_adopts_foreign_version_folders_as_they_are_and_leaves_the_rest(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    models = _foreign_items(home)
+    report = registry.doctor(repair=True, foreign="adopt")
+    adopted = sorted(f.subject for f in report.findings if f.repaired and f.kind == "orphan_folder")
+    assert adopted == [str(models / "ghost" / "1"), str(models / "m" / "7")]
+    ghost = registry.get("ghost", 1)
+    assert (ghost.entry, ghost.kind, ghost.size, ghost.file_count) == ("weights", "folder", 13, 1)
+    assert [v.version for v in registry.list("m")] == [7, 1]
+    assert registry.verify().ok
+    assert registry.register(folder_model, "m").version == 8  # the number is never reused
+    left = sorted(f.subject for f in registry.doctor().findings)
+    assert left == [str(models / "README.txt"), str(models / "m" / "latest")]
+
+
+def test_repair_moves_foreign_items_aside_into_the_working_space(
+    registry: Registry, folder_model: Path, home: Path
+) -> None:
+    models = _foreign_items(home)
+    report = registry.doctor(repair=True, foreign="move-aside")
+    assert report.ok and _kinds(registry) == []
     assert sorted(os.listdir(models)) == ["m"] and os.listdir(models / "m") == ["1"]
-    assert registry.verify().ok and _kinds(registry) == []
+    aside = home / ".modelstore" / "foreign"
+    (run,) = os.listdir(aside)
+    assert (aside / run / "ghost" / "1" / "weights" / "w.bin").read_bytes() == b"ghost weights"
+    assert (aside / run / "m" / "7" / "model.pkl").read_bytes() == b"seven"
+    assert (aside / run / "README.txt").exists()
+    assert registry.verify().ok
 
 
 def test_staging_and_trash_leftovers_are_removed(registry: Registry, home: Path) -> None:
@@ -353,7 +392,7 @@ def test_doctor_acting_on_a_stale_snapshot_leaves_a_version_that_reused_the_row_
     token, row_id, _version = _stage_and_reserve(registry, source, "live")
     assert row_id == stale[0].id  # the premise: the id was handed out again
     with registry._store.token_lock(token):  # the live registration holds its token
-        late = Doctor(registry._catalog, registry._store, registry._check)
+        late = Doctor(registry._catalog, registry._store, registry._check, registry._adopt)
         late.repair = True
         late._pending(stale[0], set())
         assert late.findings == []
@@ -423,3 +462,145 @@ def test_a_free_lock_file_of_a_live_process_is_left_alone_while_it_may_be_about_
     os.utime(lock, (time.time() - 120, time.time() - 120))
     assert _kinds(registry, repair=True) == [("stale_lock", str(lock))]
     assert _token_locks(home) == []
+
+
+# --- a damaged or lost catalog ---------------------------------------------------------------
+
+
+def _corrupt_an_index_page(home: Path) -> None:
+    """Overwrite the first page of the manifest table's unique index with garbage: the pages
+    ``list`` and ``path`` read stay intact, so only a full check (or a write that touches the
+    index) meets the damage. Every connection is closed first, so the file holds every page."""
+    import sqlite3
+
+    catalog = home / "registry.db"
+    connection = sqlite3.connect(catalog)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    (root,) = connection.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND tbl_name = 'version_files'"
+    ).fetchone()
+    connection.close()
+    with open(catalog, "r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * 64)
+
+
+def test_a_damaged_catalog_is_reported_by_doctor_and_refused_by_verify_delete_and_register(
+    home: Path, tmp_path: Path
+) -> None:
+    from modelstore.errors import CatalogDamagedError
+
+    source = make_file(tmp_path / "model.pkl")
+    with Registry(home) as registry:
+        for _ in range(3):
+            registry.register(source, "m")
+    _corrupt_an_index_page(home)
+    before = snapshot(home)
+    with Registry(home) as registry:
+        assert [v.version for v in registry.list()] == [3, 2, 1]  # lookups still answer
+        for action in (
+            registry.doctor,
+            lambda: registry.doctor(repair=True),
+            registry.verify,
+            lambda: registry.delete("m", 1),
+            lambda: registry.register(source, "m"),
+        ):
+            with pytest.raises(CatalogDamagedError) as caught:
+                action()
+            assert caught.value.catalog == str(home / "registry.db")
+            assert "modelstore doctor --rebuild-catalog" in str(caught.value)
+    assert snapshot(home) == before
+
+
+def test_rebuild_catalog_recreates_a_lost_catalog_from_the_tree_and_moves_the_old_one_aside(
+    home: Path, tmp_path: Path
+) -> None:
+    from modelstore.errors import CatalogLostError
+
+    file_source = make_file(tmp_path / "model.pkl", b"weights")
+    folder_source = make_model_dir(tmp_path / "model_dir")
+    with Registry(home) as registry:
+        registry.register(file_source, "m", tags={"team": "fraud"})
+        registry.register(folder_source, "m")
+        registry.register(file_source, "m")
+        registry.register(folder_source, "other")
+        registry.delete("m", 2)
+        before = {v.id: v for v in registry.list()}
+    (home / "registry.db").write_bytes(b"")
+    with pytest.raises(CatalogLostError):
+        Registry(home)
+    plan = Registry.plan_rebuild_catalog(home)
+    assert plan.dry_run and [v.id for v in plan.versions] == ["m:1", "m:3", "other:1"]
+    assert "is empty" in plan.problem and any("tags" in lost for lost in plan.lost)
+    assert os.path.getsize(home / "registry.db") == 0  # planning changes nothing
+
+    done = Registry.rebuild_catalog(plan)
+    assert not done.dry_run and done.moved_to is not None
+    assert os.path.getsize(Path(done.moved_to) / "registry.db") == 0  # kept, never deleted
+    with Registry(home) as registry:
+        after = {v.id: v for v in registry.list()}
+        assert sorted(after) == sorted(before)
+        for key, version in after.items():
+            old = before[key]
+            assert (version.entry, version.kind, version.size, version.file_count) == (
+                old.entry,
+                old.kind,
+                old.size,
+                old.file_count,
+            )
+            assert version.sha256 == old.sha256 and version.path == old.path
+        assert after["m:1"].tags == {}  # only the lost catalog held it: reported as lost
+        assert registry.verify().ok and registry.doctor().ok
+        assert registry.register(file_source, "m").version == 4
+
+
+def test_rebuild_catalog_replaces_a_damaged_catalog(home: Path, tmp_path: Path) -> None:
+    source = make_file(tmp_path / "model.pkl")
+    with Registry(home) as registry:
+        registry.register(source, "m")
+    (home / "registry.db").write_bytes(b"this is not a database" * 200)
+    plan = Registry.plan_rebuild_catalog(home)
+    assert "damaged" in plan.problem and [v.id for v in plan.versions] == ["m:1"]
+    Registry.rebuild_catalog(plan)
+    with Registry(home) as registry:
+        assert registry.verify().ok and registry.versions("m") == [1]
+
+
+def test_rebuild_catalog_refuses_a_healthy_catalog(registry: Registry, folder_model: Path) -> None:
+    from modelstore.errors import CatalogError
+
+    with pytest.raises(CatalogError, match="nothing to rebuild"):
+        Registry.plan_rebuild_catalog(registry.home)
+    assert registry.versions("m") == [1]
+
+
+def test_rebuild_keeps_what_a_damaged_catalog_can_still_tell_where_the_files_match_it(
+    home: Path, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path / "model.pkl", b"weights")
+    with Registry(home) as registry:
+        first = registry.register(source, "m", tags={"team": "fraud"}, description="first")
+        registry.register(source, "m", properties={"auc": "0.9"}, framework="Onnx")
+        registry.register(source, "m")
+        registry.delete("m", 3)  # its number must stay spent
+        changed = registry.register(source, "n", tags={"stale": "yes"})
+    _writable(changed.path)
+    changed.path.write_bytes(b"edited by hand")  # its old row no longer describes its files
+    _corrupt_an_index_page(home)
+    plan = Registry.plan_rebuild_catalog(home)
+    assert "damaged" in plan.problem
+    assert plan.lost[0].startswith("tags, properties, description, framework and registration")
+    Registry.rebuild_catalog(plan)
+    with Registry(home) as registry:
+        kept = registry.get("m", 1)
+        assert (kept.tags, kept.description, kept.created_at) == (
+            {"team": "fraud"},
+            "first",
+            first.created_at,
+        )
+        second = registry.get("m", 2)
+        assert (second.properties, second.framework) == ({"auc": "0.9"}, "Onnx")
+        assert registry.get("n", 1).tags == {}  # not vouched for by the files any more
+        assert registry.verify().ok
+        assert registry.register(source, "m").version == 4

@@ -244,9 +244,9 @@ def test_read_only_entries_can_still_be_deleted_and_cleaned_by_a_non_root_user()
             registry.delete("m", 1)
             registry.delete("m")
             assert not os.path.exists(f"{HOME}/azureml-models/m") and _leftovers() == []
-            stray = registry.register("/data/model_dir", "n")  # then make it an orphan:
-            registry._catalog.forget(r.id for r in registry._catalog.rows())
+            stray = registry.register("/data/model_dir", "n")  # then a deletion killed midway:
+            registry._catalog.start_delete("n", None, "dead-token")
             report = registry.doctor(repair=True)
-            assert [f.kind for f in report.findings] == ["orphan_folder"]
+            assert [f.kind for f in report.findings] == ["unfinished_deletion"]
             assert not os.path.exists(stray.path.parent.parent)
             assert _leftovers() == []

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,12 +21,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from modelstore.catalog import migrate
 from modelstore.catalog.engine import create_catalog_engine, is_sqlite, parse_catalog_url
-from modelstore.catalog.errors import one_line
+from modelstore.catalog.errors import damaged_error, full_disk, is_damage, one_line
 from modelstore.catalog.fastpath import SqliteVersionStore, driver_connection
 from modelstore.catalog.records import FileRecord, NewVersion, VersionRecord
 from modelstore.catalog.tables import DELETING, PENDING, READY
 from modelstore.catalog.tables import FILES as _FILES
 from modelstore.catalog.tables import INFO as _INFO
+from modelstore.catalog.tables import NAMES as _NAMES
 from modelstore.catalog.tables import VERSIONS as _VERSIONS
 from modelstore.catalog.versionstore import CoreVersionStore, VersionStore, reading, writing
 from modelstore.errors import CatalogError, PropertyImmutableError
@@ -34,15 +35,28 @@ from modelstore.errors import CatalogError, PropertyImmutableError
 
 class Catalog:
     def __init__(
-        self, db_url: str, migration_lock: contextlib.AbstractContextManager[Any] | None = None
+        self,
+        db_url: str,
+        migration_lock: contextlib.AbstractContextManager[Any] | None = None,
+        *,
+        read_only: bool = False,
+        refuse_new: Callable[[], None] | None = None,
     ) -> None:
+        """``read_only``: opened so that nothing can be created or changed (see
+        ``engine.read_only_url``); ``refuse_new`` see ``migrate.ensure_schema``."""
         self.url = db_url
+        self.read_only = read_only
         try:
-            self._engine: Engine = create_catalog_engine(db_url)
+            self._engine: Engine = create_catalog_engine(db_url, read_only=read_only)
         except SQLAlchemyError as exc:
             raise _open_error(db_url, exc) from exc
         try:
-            migrate.ensure_schema(self._engine, migration_lock or migrate.no_lock())
+            migrate.ensure_schema(
+                self._engine,
+                migration_lock or migrate.no_lock(),
+                refuse_new=refuse_new,
+                read_only=read_only,
+            )
             self._reader_fairy: Any = self._engine.raw_connection()
         except (SQLAlchemyError, sqlite3.Error) as exc:
             self._engine.dispose()
@@ -51,9 +65,9 @@ class Catalog:
             self._engine.dispose()
             raise
         self._versions: VersionStore = (
-            SqliteVersionStore(driver_connection(self._reader_fairy), self._engine.dialect)
+            SqliteVersionStore(driver_connection(self._reader_fairy), self._engine.dialect, db_url)
             if is_sqlite(make_url(db_url))
-            else CoreVersionStore(self._engine)
+            else CoreVersionStore(self._engine, db_url)
         )
         self._reads = self._engine.execution_options(modelstore_read=True)
 
@@ -66,10 +80,10 @@ class Catalog:
 
     def _write(self) -> contextlib.AbstractContextManager[Connection]:
         """One immediate (write-locked) transaction; commits on success."""
-        return writing(self._engine)
+        return writing(self._engine, self.url)
 
     def _read(self) -> contextlib.AbstractContextManager[Connection]:
-        return reading(self._reads)
+        return reading(self._reads, self.url)
 
     # --- registration ------------------------------------------------------------------------
 
@@ -296,6 +310,56 @@ class Catalog:
             )
         return _record(row, description=description)
 
+    # --- damage and recovery -----------------------------------------------------------------
+
+    def check_integrity(self) -> None:
+        """Raise CatalogDamagedError unless SQLite's ``quick_check`` passes (it reads every
+        page, so it runs where a whole pass is expected anyway: doctor, verify, delete).
+        Other databases check their own pages; there this is a no-op."""
+        if not isinstance(self._versions, SqliteVersionStore):
+            return
+        with self._read() as connection:
+            problems = [str(r[0]) for r in connection.exec_driver_sql("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise damaged_error(self.url, problems)
+
+    def adopt(self, new: NewVersion, version: int) -> VersionRecord:
+        """Record a version already complete in the tree under its own number (rebuilding a lost
+        catalog, adopting a foreign folder). The name's high-water mark becomes at least
+        ``version``, so the number is never handed out again."""
+        with self._write() as connection:
+            _raise_high_water(connection, new.name, version)
+            taken = connection.execute(
+                select(_VERSIONS.c.id).where(
+                    _VERSIONS.c.name == new.name, _VERSIONS.c.version == version
+                )
+            ).one_or_none()
+            if taken is not None:
+                raise CatalogError(
+                    f"{new.name}:{version} already has a catalog row; it cannot be adopted again"
+                )
+            record = replace(new.pending(0, version), state=READY, token=None)
+            columns = {f.name: getattr(record, f.name) for f in fields(record) if f.name != "id"}
+            columns["created_at"] = new.created_at.astimezone(timezone.utc).replace(tzinfo=None)
+            inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
+            assert inserted is not None
+            row_id = int(inserted[0])
+            if new.files:
+                connection.execute(
+                    insert(_FILES),
+                    [
+                        {"version_id": row_id, "relpath": f.relpath}
+                        | {"size": f.size, "sha256": f.sha256}
+                        for f in new.files
+                    ],
+                )
+        return replace(record, id=row_id)
+
+    def raise_high_water(self, name: str, version: int) -> None:
+        """Make sure ``name`` never hands out ``version`` or a lower number again."""
+        with self._write() as connection:
+            _raise_high_water(connection, name, version)
+
     # --- catalog facts -----------------------------------------------------------------------
 
     def info(self) -> dict[str, str]:
@@ -312,6 +376,16 @@ class Catalog:
             ).scalar_one_or_none()
             if exists is None:
                 connection.execute(insert(table).values(key=key, value=value))
+
+
+def _raise_high_water(connection: Connection, name: str, version: int) -> None:
+    last = connection.execute(
+        select(_NAMES.c.last_version).where(_NAMES.c.name == name)
+    ).scalar_one_or_none()
+    if last is None:
+        connection.execute(insert(_NAMES).values(name=name, last_version=version))
+    elif last < version:
+        connection.execute(update(_NAMES).where(_NAMES.c.name == name).values(last_version=version))
 
 
 def _ready_row(connection: Connection, name: str, version: int) -> Any:
@@ -343,6 +417,15 @@ def _record(row: Any, **changes: Any) -> VersionRecord:
 
 
 def _open_error(db_url: str, exc: BaseException) -> CatalogError:
+    cause = one_line(getattr(exc, "orig", None) or exc)
+    if is_damage(cause):
+        return damaged_error(db_url, [cause])
+    full = full_disk(db_url)
+    if full is not None:
+        return CatalogError(
+            f"the disk holding {full} is full, and SQLite needs room for its side files even "
+            f"to read the catalog ({cause}); free some space and retry (nothing was changed)"
+        )
     return CatalogError(
         f"cannot open the catalog {parse_catalog_url(db_url)!r}: {one_line(exc)}; check "
         "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"

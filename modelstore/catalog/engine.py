@@ -11,8 +11,10 @@ SQLAlchemy's ``begin`` event decides how transactions start: SQLAlchemy's docume
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+import urllib.parse
 from typing import Any
 
 # The SQLite dialect is imported here, not lazily by create_engine: a module first imported
@@ -90,8 +92,41 @@ def switch_to_wal(cursor: Any, timeout_s: float = BUSY_TIMEOUT_S) -> None:
         pause = min(pause * 2, 0.1)
 
 
-def create_catalog_engine(db_url: str) -> Engine:
-    url = parse_catalog_url(db_url)
+def _is_blank(cursor: Any) -> bool:
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() == "wal":
+        return False
+    cursor.execute("SELECT count(*) FROM sqlite_master")
+    return int(cursor.fetchone()[0]) == 0
+
+
+def read_only_url(path: str) -> URL:
+    """A SQLite URL that opens ``path`` for reading only: it can neither create the file nor
+    change it.
+
+    In a folder that cannot be written (a read-only mount) SQLite cannot create the ``-shm``
+    index a WAL reader needs, so ``immutable=1`` is added: no side files, no locks, sound because
+    nobody can write there either. Not when a ``-wal`` with content is present, though: an
+    immutable open ignores the WAL and would miss the commits still in it; a plain read-only
+    open reads them (it uses the ``-shm`` left beside it).
+    """
+    query = {"mode": "ro", "uri": "true"}
+    if not os.access(os.path.dirname(path) or ".", os.W_OK):
+        try:
+            wal_size = os.stat(f"{path}-wal").st_size
+        except OSError:
+            wal_size = 0
+        if wal_size == 0:
+            query["immutable"] = "1"
+    return URL.create("sqlite", database=f"file:{urllib.parse.quote(path)}", query=query)
+
+
+def create_catalog_engine(db_url: str | URL, *, read_only: bool = False) -> Engine:
+    """``read_only``: a SQLite file is opened as by :func:`read_only_url`, and nothing (WAL
+    switch, synchronous) is set on it."""
+    url = parse_catalog_url(db_url) if isinstance(db_url, str) else db_url
+    if read_only and (database := sqlite_file(url)) is not None:
+        url = read_only_url(database)
     if not is_sqlite(url):
         try:
             return create_engine(url, pool_pre_ping=True)
@@ -117,10 +152,14 @@ def create_catalog_engine(db_url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            if not memory:
+            if not memory and not read_only:
                 # WAL is a property of the file: set it once (switching needs the write lock,
-                # so asking first keeps every later open free of lock traffic).
-                switch_to_wal(cursor)
+                # so asking first keeps every later open free of lock traffic). A database
+                # without tables is switched only once a schema may be created there
+                # (migrate.ensure_schema): switching writes the file, and a catalog that was
+                # lost must be left exactly as it is.
+                if not _is_blank(cursor):
+                    switch_to_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:

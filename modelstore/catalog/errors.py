@@ -1,14 +1,44 @@
 """How a database failure becomes one ``CatalogError`` line, whichever layer raised it (an
-SQLAlchemy error or a bare DBAPI one from the SQLite fast path)."""
+SQLAlchemy error or a bare DBAPI one from the SQLite fast path), and how damage and a full disk
+are told apart from other failures."""
 
 from __future__ import annotations
 
-from modelstore.errors import CatalogError
+import os
+
+from modelstore.catalog.engine import parse_catalog_url, sqlite_file
+from modelstore.errors import CatalogDamagedError, CatalogError
+
+_DAMAGE = ("malformed", "file is not a database", "database corruption")
 
 
-def catalog_error(exc: Exception, doing: str) -> CatalogError:
+def is_damage(cause: str) -> bool:
+    """SQLite's words for a corrupt file (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    return any(word in cause for word in _DAMAGE)
+
+
+def damaged_error(db_url: str, problems: list[str]) -> CatalogDamagedError:
+    where = sqlite_file(parse_catalog_url(db_url)) or repr(parse_catalog_url(db_url))
+    first = problems[0] if problems else "quick_check failed"
+    more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
+    return CatalogDamagedError(
+        f"the catalog {where} is damaged ({one_line_text(first)}{more}); nothing was changed. "
+        "Restore it from a backup, or run `modelstore doctor --rebuild-catalog` to recreate it "
+        "from the azureml-models tree",
+        catalog=where,
+        problems=problems,
+    )
+
+
+def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> CatalogError:
     cause = one_line(getattr(exc, "orig", None) or exc)
-    if "disk" in cause and "full" in cause:
+    if db_url is not None and is_damage(cause):
+        return damaged_error(db_url, [cause])
+    if "readonly" in cause or "read-only" in cause:
+        hint = "the catalog is open read-only (a read-only home); write from a writable home"
+    elif ("disk" in cause and "full" in cause) or (
+        db_url is not None and full_disk(db_url) is not None
+    ):
         hint = "the disk is full; free some space and retry"
     elif "locked" in cause:
         hint = "another process kept the catalog locked too long; retry"
@@ -17,5 +47,22 @@ def catalog_error(exc: Exception, doing: str) -> CatalogError:
     return CatalogError(f"error {doing} the catalog ({cause}): {hint}")
 
 
+def full_disk(db_url: str) -> str | None:
+    """The folder of a SQLite catalog file if its file system has no free block left (SQLite
+    then reports "disk I/O error" or "unable to open", not a full disk)."""
+    database = sqlite_file(parse_catalog_url(db_url))
+    if database is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(database))
+    try:
+        return folder if os.statvfs(folder).f_bavail == 0 else None
+    except OSError:
+        return None
+
+
 def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
+    return one_line_text(str(exc))
+
+
+def one_line_text(text: str) -> str:
+    return " ".join(text.split())[:300]

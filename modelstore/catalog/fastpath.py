@@ -46,8 +46,9 @@ _INSERT_VERSION = (
 
 
 class SqliteVersionStore:
-    def __init__(self, connection: sqlite3.Connection, dialect: Dialect) -> None:
+    def __init__(self, connection: sqlite3.Connection, dialect: Dialect, db_url: str) -> None:
         self._connection = connection
+        self._url = db_url
         self._lock = threading.RLock()
         # Each column of a version row with the dialect's conversion of its value (JSON text,
         # the DateTime storage format): what SQLAlchemy would store, byte for byte.
@@ -64,7 +65,7 @@ class SqliteVersionStore:
                     (name,) if version is None else (name, version),
                 ).fetchall()  # fetch everything: an unfinished statement keeps a read lock
             except sqlite3.Error as exc:
-                raise catalog_error(exc, "reading") from exc
+                raise catalog_error(exc, "reading", self._url) from exc
         if not rows:
             return None
         return int(rows[0][0]), str(rows[0][1])
@@ -102,7 +103,7 @@ class SqliteVersionStore:
                         connection.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                raise catalog_error(exc, "writing to") from exc
+                raise catalog_error(exc, "writing to", self._url) from exc
         return replace(pending, id=row_id, version=version)
 
     def set_state(self, row_id: int, state: str, expected: str) -> bool:
@@ -110,7 +111,7 @@ class SqliteVersionStore:
             try:
                 cursor = self._connection.execute(_SET_STATE, (state, row_id, expected))
             except sqlite3.Error as exc:
-                raise catalog_error(exc, "writing to") from exc
+                raise catalog_error(exc, "writing to", self._url) from exc
         return cursor.rowcount > 0
 
 

@@ -10,7 +10,7 @@ the caller's lock; the migration itself runs in one transaction (SQLite DDL is t
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +68,31 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         connection.commit()
 
 
-def ensure_schema(engine: Engine, lock: contextlib.AbstractContextManager[Any]) -> None:
-    """Make the catalog current; a no-op (one query) when it already is."""
+def ensure_schema(
+    engine: Engine,
+    lock: contextlib.AbstractContextManager[Any],
+    *,
+    refuse_new: Callable[[], None] | None = None,
+    read_only: bool = False,
+) -> None:
+    """Make the catalog current; a no-op (one query) when it already is.
+
+    ``refuse_new`` is called before a schema would be created in a database that has none, and
+    raises when that must not happen (the tree already holds versions, or this is a read).
+    ``read_only``: nothing is ever created or upgraded, a catalog not at the head is refused.
+    """
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
         return
     _refuse_unknown(revision)
+    if revision is None and refuse_new is not None:
+        refuse_new()
+    if read_only:
+        raise CatalogError(
+            f"the catalog has schema revision {revision}, older than this release's "
+            f"{HEAD_REVISION}, and reads never upgrade it; run a writing command once (e.g. "
+            "`modelstore doctor`) to upgrade it"
+        )
     with lock:
         revision = current_revision(engine)  # another process may have just done it
         if revision == HEAD_REVISION:
@@ -81,6 +100,9 @@ def ensure_schema(engine: Engine, lock: contextlib.AbstractContextManager[Any]) 
         _refuse_unknown(revision)
         try:
             if revision is None:
+                if refuse_new is not None:
+                    refuse_new()
+                _switch_new_to_wal(engine)
                 create_fresh(engine)
             else:
                 upgrade(engine)
@@ -91,6 +113,25 @@ def ensure_schema(engine: Engine, lock: contextlib.AbstractContextManager[Any]) 
                 f"cannot bring the catalog to schema {HEAD_REVISION} ({exc.__class__.__name__}: "
                 f"{_one_line(exc)}); check the database URL and that the file is writable"
             ) from exc
+
+
+def _switch_new_to_wal(engine: Engine) -> None:
+    """A new SQLite file catalog goes to WAL before its schema is written (the engine leaves
+    blank files alone until a schema may be created there)."""
+    from modelstore.catalog.engine import is_memory, switch_to_wal
+
+    if engine.dialect.name != "sqlite" or is_memory(engine.url):
+        return
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            switch_to_wal(cursor)
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+    finally:
+        raw.close()
 
 
 def create_fresh(engine: Engine) -> None:

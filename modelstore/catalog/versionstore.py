@@ -51,17 +51,18 @@ def row_values(record: VersionRecord) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """One immediate (write-locked) transaction; commits on success."""
+def writing(engine: Engine, db_url: str | None = None) -> Iterator[Connection]:
+    """One immediate (write-locked) transaction; commits on success. ``db_url`` lets a failure
+    be told apart as damage or a full disk."""
     try:
         with engine.begin() as connection:
             yield connection
     except SQLAlchemyError as exc:
-        raise catalog_error(exc, "writing to") from exc
+        raise catalog_error(exc, "writing to", db_url) from exc
 
 
 @contextlib.contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
+def reading(engine: Engine, db_url: str | None = None) -> Iterator[Connection]:
     """One read transaction on ``engine``, which should carry ``modelstore_read=True`` (a
     deferred ``BEGIN``: readers take no write lock)."""
     try:
@@ -69,14 +70,15 @@ def reading(engine: Engine) -> Iterator[Connection]:
             yield connection
             connection.rollback()
     except SQLAlchemyError as exc:
-        raise catalog_error(exc, "reading") from exc
+        raise catalog_error(exc, "reading", db_url) from exc
 
 
 class CoreVersionStore:
     """The portable implementation: SQLAlchemy Core statements, one transaction each."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, db_url: str | None = None) -> None:
         self._engine = engine
+        self._url = db_url
         self._reads = engine.execution_options(modelstore_read=True)
 
     def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
@@ -88,14 +90,14 @@ class CoreVersionStore:
             if version is None
             else query.where(VERSIONS.c.version == version)
         )
-        with reading(self._reads) as connection:
+        with reading(self._reads, self._url) as connection:
             rows = [tuple(r) for r in connection.execute(query).all()]
         if not rows:
             return None
         return int(rows[0][0]), str(rows[0][1])
 
     def reserve(self, new: NewVersion) -> VersionRecord:
-        with writing(self._engine) as connection:
+        with writing(self._engine, self._url) as connection:
             last = connection.execute(
                 select(NAMES.c.last_version).where(NAMES.c.name == new.name)
             ).scalar_one_or_none()
@@ -122,7 +124,7 @@ class CoreVersionStore:
         return replace(pending, id=row_id)
 
     def set_state(self, row_id: int, state: str, expected: str) -> bool:
-        with writing(self._engine) as connection:
+        with writing(self._engine, self._url) as connection:
             result = connection.execute(
                 update(VERSIONS)
                 .where(VERSIONS.c.id == row_id, VERSIONS.c.state == expected)

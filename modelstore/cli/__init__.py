@@ -61,11 +61,15 @@ class CliState:
     home: Path | None = None
     _registry: Registry | None = field(default=None, repr=False)
 
-    def registry(self) -> Registry:
+    def registry(self, *, read_only: bool = False, create: bool = True) -> Registry:
+        """``create=False`` for commands that act on existing versions (a mistyped ``--home``
+        must not leave a new registry behind); ``read_only`` for those that only look."""
         if self._registry is None:
             from modelstore.registry import Registry
 
-            self._registry = Registry(home=self.home)
+            self._registry = Registry(home=self.home, read_only=read_only, create=create)
+            # closed with the command: no catalog file stays open after it (in-process callers)
+            click.get_current_context().call_on_close(self._registry.close)
         return self._registry
 
 

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from modelstore.modelversion import ModelVersion
     from modelstore.registry import Registry
+    from modelstore.registry_reports import ForeignAction
 
 LARGE_MODEL_BYTES = 32 * 1024 * 1024
 """Copies at least this big show a progress bar (on a terminal): below it a copy is instant."""
@@ -236,8 +237,8 @@ def show_update(version: ModelVersion, summary: str, as_json: bool) -> None:
         click.echo(summary)
 
 
-def open_registry() -> Registry:
-    return state(click.get_current_context()).registry()
+def open_registry(*, read_only: bool = False, create: bool = False) -> Registry:
+    return state(click.get_current_context()).registry(read_only=read_only, create=create)
 
 
 @command("register")
@@ -276,7 +277,7 @@ def register(
     validate_name(name)
     tag_pairs = parse_pairs(tags, "--tag")
     property_pairs = parse_pairs(properties, "--property")
-    registry = open_registry()
+    registry = open_registry(create=True)
     with copy_progress(f"Copying {Path(path).name}") as progress:
         version = registry.register(
             path,
@@ -325,7 +326,7 @@ def list_(
         validate_name(name)
     tag_filters = parse_filters(tags, "--tag")
     property_filters = parse_filters(properties, "--property")
-    versions = open_registry().list(
+    versions = open_registry(read_only=True).list(
         name=name, tags=tag_filters or None, properties=property_filters or None, latest=latest
     )
     if as_json:
@@ -350,7 +351,7 @@ def show(ref: str, as_json: bool) -> None:
     REF is NAME (the latest version), NAME:VERSION or NAME:latest.
     """
     model_ref = parse_ref(ref)
-    version = open_registry().get(model_ref.name, model_ref.version)
+    version = open_registry(read_only=True).get(model_ref.name, model_ref.version)
     if as_json:
         print_json(dump(version))
     else:
@@ -366,7 +367,7 @@ def path(ref: str) -> None:
     NAME:VERSION or NAME:latest.
     """
     model_ref = parse_ref(ref)
-    click.echo(str(open_registry().path(model_ref.name, model_ref.version)))
+    click.echo(str(open_registry(read_only=True).path(model_ref.name, model_ref.version)))
 
 
 @command("tag")
@@ -510,7 +511,7 @@ def verify(ref: str | None, as_json: bool) -> None:
     Exits 1, listing every changed, missing or extra file, when anything does not match.
     """
     model_ref = parse_ref(ref) if ref is not None else None
-    registry = open_registry()
+    registry = open_registry(read_only=True)
     name = model_ref.name if model_ref is not None else None
     version: int | None = None
     if model_ref is not None and ":" in str(ref):  # NAME:latest is one version, NAME is all
@@ -539,16 +540,65 @@ def verify(ref: str | None, as_json: bool) -> None:
         click.echo(f"OK: {plural(len(report.versions), 'version')} verified, every file matches.")
 
 
+FOREIGN_KINDS = ("orphan_folder", "stray_item")
+
+
 @command("doctor")
 @click.option("--repair", is_flag=True, help="Clean up what interrupted work left behind.")
+@click.option(
+    "--adopt-foreign",
+    is_flag=True,
+    help="With --repair: record version folders the catalog does not know, as they are.",
+)
+@click.option(
+    "--move-aside-foreign",
+    is_flag=True,
+    help="With --repair: move items the catalog does not know into .modelstore/foreign/.",
+)
+@click.option(
+    "--rebuild-catalog",
+    is_flag=True,
+    help="Recreate a missing, empty or damaged catalog from the azureml-models tree.",
+)
+@click.option("--dry-run", is_flag=True, help="With --rebuild-catalog: only print the plan.")
+@click.option("--yes", is_flag=True, help="With --rebuild-catalog: do not ask for confirmation.")
 @json_option
-def doctor(repair: bool, as_json: bool) -> None:
+def doctor(
+    repair: bool,
+    adopt_foreign: bool,
+    move_aside_foreign: bool,
+    rebuild_catalog: bool,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Find and repair leftovers of interrupted work.
 
-    Finds what killed registrations and deletions left behind; --repair cleans it up. Exits 1
-    when something was found and not repaired.
+    Finds what killed registrations and deletions left behind; --repair cleans it up. Items in
+    the tree the catalog does not know are never deleted: they are listed, and adopted or moved
+    aside only with --adopt-foreign / --move-aside-foreign. Exits 1 when something was found
+    and not repaired.
     """
-    report = open_registry().doctor(repair=repair)
+    if rebuild_catalog:
+        if repair or adopt_foreign or move_aside_foreign:
+            raise InvalidArgumentError(
+                "--rebuild-catalog runs alone: rebuild first, then run 'modelstore doctor'"
+            )
+        _rebuild(dry_run, yes, as_json)
+        return
+    if adopt_foreign and move_aside_foreign:
+        raise InvalidArgumentError(
+            "--adopt-foreign and --move-aside-foreign exclude each other: choose one"
+        )
+    if (adopt_foreign or move_aside_foreign) and not repair:
+        flag = "--adopt-foreign" if adopt_foreign else "--move-aside-foreign"
+        raise InvalidArgumentError(f"{flag} acts only with --repair: add --repair")
+    if dry_run or yes:
+        raise InvalidArgumentError("--dry-run and --yes go with --rebuild-catalog")
+    foreign: ForeignAction = (
+        "adopt" if adopt_foreign else "move-aside" if move_aside_foreign else "report"
+    )
+    report = open_registry().doctor(repair=repair, foreign=foreign)
     if as_json:
         print_json(dump(report))
     elif not report.findings:
@@ -557,13 +607,74 @@ def doctor(repair: bool, as_json: bool) -> None:
         status = "repaired" if finding.repaired else "found"
         click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {finding.action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
-    if unrepaired:
+    foreign_left = [finding for finding in unrepaired if finding.kind in FOREIGN_KINDS]
+    if len(foreign_left) < len(unrepaired):
         raise ModelstoreError(
-            f"{plural(len(unrepaired), 'problem')} found (listed above): run "
-            "'modelstore doctor --repair' to fix them"
+            f"{plural(len(unrepaired) - len(foreign_left), 'problem')} found (listed above): "
+            "run 'modelstore doctor --repair' to fix them"
+        )
+    if foreign_left:
+        raise ModelstoreError(
+            f"{plural(len(foreign_left), 'item')} in the tree the catalog does not know (listed "
+            "above) left in place, never deleted: run 'modelstore doctor --repair "
+            "--adopt-foreign' to record version folders as they are, or --move-aside-foreign "
+            "to move them into .modelstore/foreign/"
         )
     if report.findings and not as_json:
         click.echo(f"Repaired {plural(len(report.findings), 'problem')}.")
+
+
+def _rebuild(dry_run: bool, yes: bool, as_json: bool) -> None:
+    from modelstore.registry import Registry
+
+    home = state(click.get_current_context()).home
+    plan = Registry.plan_rebuild_catalog(home)
+    out = as_json  # with --json the plan text goes to stderr, the JSON to stdout
+    click.echo(f"Rebuild plan: {plan.problem}.", err=out)
+    size = sum(v.size for v in plan.versions)
+    click.echo(
+        f"Will record {plural(len(plan.versions), 'version')} found in the tree "
+        f"({human_size(size)}), hashing every file:",
+        err=out,
+    )
+    for version in plan.versions:
+        click.echo(
+            f"  {version.id}  {version.entry}  {plural(version.file_count, 'file')}, "
+            f"{human_size(version.size)}",
+            err=out,
+        )
+    for item in plan.skipped:
+        click.echo(f"  skipped (left in place): {item}", err=out)
+    click.echo("Lost (only the old catalog held them):", err=out)
+    for lost in plan.lost:
+        click.echo(f"  - {lost}", err=out)
+    click.echo(
+        "The old catalog files are moved into .modelstore/lost-catalogs/, never deleted.",
+        err=out,
+    )
+    if dry_run:
+        if as_json:
+            print_json(dump(plan))
+        else:
+            click.echo("Dry run: nothing was changed.")
+        return
+    if not yes:
+        if not _stdin_is_terminal():
+            raise UsageError(
+                "refusing to rebuild the catalog without confirmation: stdin is not a "
+                "terminal; pass --yes to rebuild"
+            )
+        if not click.confirm("Rebuild the catalog?", default=False, err=True):
+            click.echo("Nothing was changed.", err=True)
+            click.get_current_context().exit(1)
+    done = Registry.rebuild_catalog(plan)
+    if as_json:
+        print_json(dump(done))
+        return
+    moved = f"; the old catalog is in {done.moved_to}" if done.moved_to else ""
+    click.echo(
+        f"Rebuilt the catalog {done.catalog} with {plural(len(done.versions), 'version')}{moved}."
+    )
 
 
 __all__ = [

@@ -283,13 +283,6 @@ class Store:
             ) from exc
         return trash
 
-    def remove_orphan(self, path: str | os.PathLike[str], token: str) -> None:
-        """Take a stray item out of the tree (rename to trash, then delete)."""
-        trash = self.layout.trash_dir / token
-        trash.mkdir(parents=True, exist_ok=True)
-        os.rename(path, trash / os.path.basename(path))
-        remove_tree(trash)
-
     def empty_trash(self, trash: Path) -> None:
         remove_tree(trash)
 
@@ -308,12 +301,22 @@ class Store:
     def trash_tokens(self) -> list[str]:
         return self.tokens(self.layout.trash_dir)
 
+    def version_folders(self) -> list[tuple[str, str]]:
+        """(name, version) of every whole-number folder in the tree: what a catalog must account
+        for. Reads only."""
+        return [
+            (name, child)
+            for name, children in self.tree().items()
+            for child in children
+            if child.isascii() and child.isdigit()
+        ]
+
     def tree(self) -> dict[str, list[str]]:
         """Name folder (or stray item) -> its children, for everything under azureml-models."""
         models = self.layout.models_dir
         try:
             names = sorted(os.listdir(models))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         result: dict[str, list[str]] = {}
         for name in names:
