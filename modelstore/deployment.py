@@ -8,6 +8,9 @@ self-contained folder instead.
 
 The tree is built in a hidden temporary folder inside the app root and renamed into place, so no
 reader ever sees half a deployment, and every refusal happens before anything is written.
+
+``temporary`` is the one "deploy, use, clean up" of the package: ``modelstore exec``, ``serve``,
+``score`` and the ``azureml_deployment`` fixture all lay their models out through it.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import stat
 import sys
 import tempfile
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -47,6 +50,8 @@ from modelstore.layout import (
 from modelstore.store.fsops import remove_tree
 from modelstore.store.locks import is_held
 
+TEMPORARY_PREFIX = "modelstore-app-"
+"""Default prefix of the folder ``temporary`` creates when it is given no app root."""
 BUILD_PREFIX = ".modelstore-deploy-"
 """Prefix of the temporary folder a deployment is built in, inside the app root."""
 BUILD_LOCK = ".building"
@@ -125,6 +130,88 @@ def build_deployment(
         models=planned,
         env={APP_ROOT_ENV: os.fspath(root), MODEL_DIR_ENV: os.fspath(model_dir)},
     )
+
+
+@contextlib.contextmanager
+def temporary(
+    sources: Sequence[ModelSource],
+    app_root: str | os.PathLike[str] | None = None,
+    *,
+    copy: bool = False,
+    keep: bool = False,
+    store_dir: Path | None = None,
+    prefix: str = TEMPORARY_PREFIX,
+    parent: str | os.PathLike[str] | None = None,
+    subfolder: str | None = None,
+) -> Iterator[Deployment]:
+    """Lay ``sources`` out, yield the Deployment, and remove on exit everything laid out.
+
+    Without ``app_root`` the deployment goes into a new temporary folder (``prefix``, inside
+    ``parent`` or the system's temporary folder; the app root is its ``subfolder`` if given),
+    which is removed whole, with whatever the body wrote into it. A given ``app_root`` must be
+    new or empty (the clean-up must never take what was there before, so there is no
+    ``force``); on exit its ``azureml-models`` goes, then the app root and the parents made for
+    it, each only if nothing else was put in it. Clean-up also runs when the body raises or is
+    interrupted, is best effort (it never hides the body's error), and is left to the process
+    that entered: a forked child leaving through ``SystemExit`` (a gunicorn worker) must not
+    delete what its siblings still serve. ``keep=True`` leaves a laid-out deployment in place;
+    a failed layout is removed either way.
+
+    The environment is yielded (``Deployment.env``), not set: a child process, a test's
+    monkeypatch and a server each apply it their own way, and a library must not change the
+    process environment behind its caller's back.
+    """
+    owner = os.getpid()
+    temporary_folder: Path | None = None
+    created: Path | None = None
+    if app_root is None:
+        temporary_folder = Path(os.path.abspath(tempfile.mkdtemp(prefix=prefix, dir=parent)))
+        root = temporary_folder / subfolder if subfolder else temporary_folder
+    else:
+        root = Path(os.path.abspath(os.fspath(app_root)))
+        _refuse_occupied(root)
+        created = _topmost_missing(root)
+    try:
+        deployment = build_deployment(sources, root, copy=copy, store_dir=store_dir)
+    except BaseException:
+        # a refused or failed build into a given app root has already removed what it made
+        if temporary_folder is not None:
+            remove_tree(temporary_folder, best_effort=True)
+        raise
+    try:
+        yield deployment
+    finally:
+        if not keep and os.getpid() == owner:
+            if temporary_folder is not None:
+                remove_tree(temporary_folder, best_effort=True)
+            else:
+                _undeploy(root, created=created)
+
+
+def _refuse_occupied(root: Path) -> None:
+    """``build_deployment``'s refusal of a non-empty app root offers ``force``, which a
+    temporary deployment cannot have: say what it offers instead."""
+    occupants: list[str] = []
+    with contextlib.suppress(OSError):  # not a readable folder: build_deployment says so
+        if os.path.isdir(root):
+            occupants = app_root_occupants(root)
+    if occupants:
+        raise DeploymentRefusedError(
+            f"the app root {root} is not empty (it holds {occupants[0]!r}); give --app-root "
+            "a new or empty folder, or leave --app-root out (in Python: app_root=None) to use a "
+            "temporary one (nothing was written)"
+        )
+
+
+def _undeploy(root: Path, *, created: Path | None) -> None:
+    """Remove the ``azureml-models`` tree laid out in ``root`` (links are removed, never
+    followed), then ``root`` and the parents made for it up to ``created``, each only if
+    nothing else was left in it: what the body wrote there belongs to the user."""
+    models = models_root(root)
+    if os.path.isdir(models) and not os.path.islink(models):
+        remove_tree(models, best_effort=True)
+    if created is not None:
+        _remove_empty_folders(root, up_to=created)
 
 
 def _plan(sources: Sequence[ModelSource], root: Path) -> list[DeployedModel]:
@@ -351,13 +438,19 @@ def _remove_empty_folders(root: Path, *, up_to: Path) -> None:
         folder = folder.parent
 
 
+def _topmost_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself or a parent) that does not exist yet: what
+    creating ``path`` creates. None if ``path`` exists."""
+    missing: Path | None = None
+    while not os.path.lexists(path):
+        missing = path
+        path = path.parent
+    return missing
+
+
 def _make_dirs(root: Path) -> Path | None:
     """Create ``root`` and missing parents; return the topmost folder created (to undo)."""
-    missing: Path | None = None
-    candidate = root
-    while not os.path.lexists(candidate):
-        missing = candidate
-        candidate = candidate.parent
+    missing = _topmost_missing(root)
     if missing is not None:
         try:
             os.makedirs(root)

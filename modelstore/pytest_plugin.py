@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -307,17 +306,14 @@ class _Deployments:
         refs = [os.fspath(model) for model in models]
         if self._deployment is None:
             copy = bool(copy)
-            deployment = _deploy(registry, fixture, refs, self._new_app_root(), copy=copy)
+            # kept (like tmp_path) for a look after the test; pytest cleans its folder up
+            deployment = _deploy(registry, fixture, refs, self._app_root_parent(), copy=copy)
             for variable, value in deployment.env.items():
                 self._monkeypatch.setenv(variable, value)
             self._deployment, self._copy = deployment, copy
             return deployment
         # Resolve the request exactly as the registry does by laying it out aside (links only).
-        scratch = self._new_app_root()
-        try:
-            probe = _deploy(registry, fixture, refs, scratch, copy=False)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        probe = _deploy(registry, fixture, refs, self._app_root_parent(), copy=False, keep=False)
         if _contents(probe) != _contents(self._deployment):
             raise self._second_deployment(f"of {_describe(probe)}")
         return self._deployment
@@ -333,22 +329,32 @@ class _Deployments:
             "split the test in two"
         )
 
-    def _new_app_root(self) -> Path:
+    def _app_root_parent(self) -> Path | None:
+        """pytest's temporary folder of this run; on pyfakefs, the fake system's one (None)."""
         if _uses_fake_filesystem(self._request):
-            import tempfile
-
-            return Path(tempfile.mkdtemp(prefix="azureml-app-"))  # in the fake filesystem
+            return None
         factory: pytest.TempPathFactory = self._request.getfixturevalue("tmp_path_factory")
-        return factory.mktemp("azureml-app")
+        return factory.getbasetemp()
 
 
 def _deploy(
-    registry: Registry, fixture: str, refs: list[str], app_root: Path, *, copy: bool
+    registry: Registry,
+    fixture: str,
+    refs: list[str],
+    parent: Path | None,
+    *,
+    copy: bool,
+    keep: bool = True,
 ) -> Deployment:
+    """A deployment in a new temporary app root inside ``parent``; ``keep=False`` removes it
+    again at once (its description stays valid)."""
     from modelstore.errors import ModelNotFoundError
 
     try:
-        return registry.deploy(refs, app_root, copy=copy)
+        with registry.temporary_deployment(
+            refs, copy=copy, keep=keep, prefix="azureml-app-", parent=parent
+        ) as deployment:
+            return deployment
     except ModelNotFoundError as exc:
         raise ModelNotFoundError(
             f"{exc} (this test's registry is {fixture}: register a model with "

@@ -26,7 +26,13 @@ from typing import Any
 from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
 from modelstore.catalog.engine import is_memory, parse_catalog_url, sqlite_file
 from modelstore.catalog.records import VersionRecord
-from modelstore.deployment import Deployment, ModelSource, build_deployment
+from modelstore.deployment import (
+    TEMPORARY_PREFIX,
+    Deployment,
+    ModelSource,
+    build_deployment,
+    temporary,
+)
 from modelstore.errors import (
     BadArgumentTypeError,
     CatalogDamagedError,
@@ -607,6 +613,42 @@ class Registry:
         force: bool = False,
     ) -> Deployment:
         """Lay out registered versions (REFs) and/or local files as an Azure ML app root."""
+        sources = self._sources(refs)
+        return build_deployment(sources, app_root, copy=copy, force=force, store_dir=self.home)
+
+    def temporary_deployment(
+        self,
+        refs: Sequence[str | os.PathLike[str]],
+        app_root: str | os.PathLike[str] | None = None,
+        *,
+        copy: bool = False,
+        keep: bool = False,
+        prefix: str = TEMPORARY_PREFIX,
+        parent: str | os.PathLike[str] | None = None,
+        subfolder: str | None = None,
+    ) -> contextlib.AbstractContextManager[Deployment]:
+        """``deploy`` for the length of a ``with`` block: a new temporary app root (or a given
+        new or empty one), removed with everything laid out when the block ends, also on an
+        error or Ctrl-C (``keep=True`` leaves it). The models are resolved now, so an unknown
+        REF fails before any folder is made. The block gets the Deployment; applying its
+        ``env`` is the caller's choice (see ``deployment.temporary``)::
+
+            with registry.temporary_deployment(["my_model:1"]) as deployment:
+                subprocess.run(["python", "check.py"], env={**os.environ, **deployment.env})
+        """
+        return temporary(
+            self._sources(refs),
+            app_root,
+            copy=copy,
+            keep=keep,
+            store_dir=self.home,
+            prefix=prefix,
+            parent=parent,
+            subfolder=subfolder,
+        )
+
+    def _sources(self, refs: Sequence[str | os.PathLike[str]]) -> builtins.list[ModelSource]:
+        """Resolve each REF or path once, refusing a model given twice."""
         if isinstance(refs, str | os.PathLike):
             raise BadArgumentTypeError("refs must be a list of model references or paths")
         sources: builtins.list[ModelSource] = []
@@ -621,7 +663,7 @@ class Registry:
                 )
             seen[key] = os.fspath(ref)
             sources.append(source)
-        return build_deployment(sources, app_root, copy=copy, force=force, store_dir=self.home)
+        return sources
 
     def _resolve_source(self, ref: str | os.PathLike[str], source_class: Any) -> Any:
         malformed: ModelstoreError | None = None

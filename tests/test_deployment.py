@@ -15,7 +15,7 @@ import pytest
 
 from modelstore import deployment as deployment_module
 from modelstore import get_model_path
-from modelstore.deployment import ModelSource, build_deployment
+from modelstore.deployment import ModelSource, build_deployment, temporary
 from modelstore.errors import DeploymentRefusedError, ModelNotFoundError, StorageError
 from modelstore.layout import local_model_name
 from modelstore.registry import Registry  # imported before pyfakefs starts (pydantic models)
@@ -523,3 +523,216 @@ def test_a_new_app_root_removed_by_a_refused_concurrent_deployment_is_made_again
     assert (app / "azureml-models" / "m" / "2" / "model.pkl").read_bytes() == b"two"
     assert os.listdir(app) == ["azureml-models"]
     assert deployed.env["AZUREML_MODEL_DIR"] == str(app / "azureml-models" / "m" / "2")
+
+
+# --- temporary: deploy for a block, then remove everything laid out --------------------------
+
+
+def scratch(base: Path) -> Path:
+    """An empty folder standing for the system's temporary folder."""
+    folder = base / "tmp"
+    folder.mkdir()
+    return folder
+
+
+def test_a_temporary_deployment_lives_for_the_block_and_leaves_nothing_after(base: Path) -> None:
+    store, parent = make_store(base), scratch(base)
+
+    with temporary(
+        [source(store, "m", 2, "model.pkl")], store_dir=store, prefix="ms-", parent=parent
+    ) as deployment:
+        [folder] = os.listdir(parent)
+        (deployment.app_root / "written-by-the-block.txt").write_text("x")
+        seen = (deployment.models[0].path.read_bytes(), dict(deployment.env))
+
+    assert folder.startswith("ms-")
+    assert deployment.app_root == parent / folder
+    assert seen == (
+        b"two",
+        {
+            "AML_APP_ROOT": str(parent / folder),
+            "AZUREML_MODEL_DIR": str(parent / folder / "azureml-models" / "m" / "2"),
+        },
+    )
+    assert os.listdir(parent) == []
+    assert (store / "azureml-models" / "m" / "2" / "model.pkl").read_bytes() == b"two"
+
+
+def test_a_temporary_deployment_does_not_set_the_process_environment(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, parent = make_store(base), scratch(base)
+    monkeypatch.delenv("AML_APP_ROOT", raising=False)
+    monkeypatch.delenv("AZUREML_MODEL_DIR", raising=False)
+
+    with temporary([source(store, "m", 1, "model.pkl")], parent=parent):
+        seen = (os.environ.get("AML_APP_ROOT"), os.environ.get("AZUREML_MODEL_DIR"))
+
+    assert seen == (None, None)
+
+
+def test_a_temporary_deployment_can_have_its_app_root_in_a_subfolder(base: Path) -> None:
+    store, parent = make_store(base), scratch(base)
+
+    with temporary([source(store, "m", 1, "model.pkl")], parent=parent, subfolder="app") as dep:
+        [folder] = os.listdir(parent)
+        laid_out = tree(parent / folder)
+
+    assert dep.app_root == parent / folder / "app"
+    assert laid_out == [
+        "app",
+        "app/azureml-models",
+        "app/azureml-models/m",
+        "app/azureml-models/m/1",
+        "app/azureml-models/m/1/model.pkl",
+    ]
+    assert os.listdir(parent) == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError("the body failed"), KeyboardInterrupt()])
+def test_a_temporary_deployment_is_removed_when_the_block_raises_or_is_interrupted(
+    base: Path, error: BaseException
+) -> None:
+    store, parent = make_store(base), scratch(base)
+
+    with (
+        pytest.raises(type(error)),
+        temporary([source(store, "d", 1, "model_dir")], copy=True, parent=parent),
+    ):
+        assert len(os.listdir(parent)) == 1
+        raise error
+
+    assert os.listdir(parent) == []
+
+
+def test_a_copied_temporary_deployment_of_read_only_entries_is_removed(base: Path) -> None:
+    store, parent = make_store(base), scratch(base)
+    app = base / "new" / "app"
+
+    with temporary([source(store, "d", 1, "model_dir")], app, copy=True) as deployment:
+        assert (deployment.models[0].path / "sub" / "b.txt").read_text() == "b"
+    with temporary([source(store, "d", 1, "model_dir")], copy=True, parent=parent):
+        pass
+
+    assert not (base / "new").exists()
+    assert os.listdir(parent) == []
+
+
+def test_keep_leaves_a_temporary_deployment_in_place(base: Path) -> None:
+    store, parent = make_store(base), scratch(base)
+
+    with temporary([source(store, "m", 1, "model.pkl")], keep=True, parent=parent) as deployment:
+        pass
+
+    assert deployment.models[0].path.read_bytes() == b"one"
+    assert os.listdir(parent) == [deployment.app_root.name]
+
+
+def test_a_failed_layout_leaves_no_temporary_folder_even_with_keep(base: Path) -> None:
+    store, parent = make_store(base), scratch(base)
+    missing = ModelSource(name="gone", version=1, entry_path=base / "nothing", registered=True)
+
+    with (
+        pytest.raises(ModelNotFoundError),
+        temporary([source(store, "m", 1, "model.pkl"), missing], keep=True, parent=parent),
+    ):
+        pytest.fail("the block must not run")
+
+    assert os.listdir(parent) == []
+
+
+def test_a_given_existing_app_root_keeps_itself_and_what_the_block_wrote(base: Path) -> None:
+    store, app = make_store(base), base / "app"
+    app.mkdir()
+
+    with temporary([source(store, "m", 1, "model.pkl")], app) as deployment:
+        (app / "out.txt").write_text("the user's")
+
+    assert deployment.app_root == app
+    assert tree(app) == ["out.txt"]
+    empty = base / "empty"
+    empty.mkdir()
+    with temporary([source(store, "m", 1, "model.pkl")], empty):
+        pass
+    assert empty.is_dir() and tree(empty) == []  # it was there before: not ours to remove
+
+
+def test_a_given_new_app_root_goes_with_the_parents_made_for_it_and_no_others(
+    base: Path,
+) -> None:
+    store = make_store(base)
+    (base / "existing").mkdir()
+    app = base / "existing" / "new" / "deeper" / "app"
+
+    with temporary([source(store, "m", 1, "model.pkl")], app):
+        assert (app / "azureml-models" / "m" / "1" / "model.pkl").read_bytes() == b"one"
+
+    assert (base / "existing").is_dir()
+    assert tree(base / "existing") == []
+
+
+def test_a_created_parent_the_block_wrote_into_is_kept(base: Path) -> None:
+    store = make_store(base)
+    app = base / "new" / "app"
+
+    with temporary([source(store, "m", 1, "model.pkl")], app):
+        (base / "new" / "user.txt").write_text("mine")
+
+    assert tree(base / "new") == ["user.txt"]
+
+
+def test_a_temporary_deployment_never_removes_a_models_folder_replaced_by_a_link(
+    base: Path,
+) -> None:
+    store = make_store(base)
+    app = base / "app"
+    elsewhere = base / "elsewhere"
+    (elsewhere / "keep.txt").parent.mkdir()
+    (elsewhere / "keep.txt").write_text("keep")
+
+    with temporary([source(store, "m", 1, "model.pkl")], app):
+        deployment_module.remove_tree(app / "azureml-models")
+        (app / "azureml-models").symlink_to(elsewhere, target_is_directory=True)
+
+    assert (app / "azureml-models").is_symlink()
+    assert (elsewhere / "keep.txt").read_text() == "keep"
+
+
+def test_a_non_empty_given_app_root_is_refused_without_offering_force(base: Path) -> None:
+    store, app = make_store(base), base / "app"
+    app.mkdir()
+    (app / "notes.txt").write_text("user data")
+
+    with (
+        pytest.raises(DeploymentRefusedError) as refused,
+        temporary([source(store, "m", 1, "model.pkl")], app),
+    ):
+        pytest.fail("the block must not run")
+
+    message = str(refused.value)
+    assert message.startswith(f"the app root {app} is not empty (it holds 'notes.txt')")
+    assert "force" not in message and "app_root=None" in message
+    assert tree(app) == ["notes.txt"]
+
+
+def test_a_temporary_deployment_is_removed_only_by_the_process_that_made_it(
+    tmp_path: Path,
+) -> None:
+    """A gunicorn worker is a fork that leaves the block through SystemExit while its siblings
+    still serve from the deployment."""
+    store, parent = make_store(tmp_path), scratch(tmp_path)
+    block = temporary([source(store, "m", 1, "model.pkl")], parent=parent)
+    deployment = block.__enter__()
+
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            block.__exit__(SystemExit, SystemExit(0), None)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    still_there = deployment.models[0].path.read_bytes()
+    block.__exit__(None, None, None)
+
+    assert still_there == b"one"
+    assert os.listdir(parent) == []

@@ -96,3 +96,40 @@ def test_the_same_version_twice_is_refused(registry: Registry, tmp_path: Path) -
 def test_refs_must_be_a_list(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(BadArgumentTypeError, match="list"):
         registry.deploy("m", tmp_path / "app")  # type: ignore[arg-type]
+
+
+def test_a_temporary_deployment_resolves_refs_like_deploy_and_removes_itself(
+    registry: Registry, tmp_path: Path
+) -> None:
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+
+    with registry.temporary_deployment(["m:latest", "folder_model"], parent=parent) as deployment:
+        laid_out = sorted(f"{m.name}/{m.version}/{m.entry}" for m in deployment.models)
+        data = (deployment.app_root / "azureml-models" / "m" / "2" / "model.pkl").read_bytes()
+
+    assert laid_out == ["folder_model/1/model_dir", "m/2/model.pkl"]
+    assert data == b"model-bytes"
+    assert os.listdir(parent) == []
+
+
+def test_a_temporary_deployment_of_an_unknown_ref_fails_before_making_a_folder(
+    registry: Registry, tmp_path: Path
+) -> None:
+    parent = tmp_path / "tmp"
+    parent.mkdir()
+
+    with pytest.raises(ModelNotFoundError, match="no version 9; its versions are 1, 2"):
+        registry.temporary_deployment(["m:9"], parent=parent)
+
+    assert os.listdir(parent) == []
+
+
+def test_a_temporary_deployment_inside_the_store_is_refused(registry: Registry) -> None:
+    with (
+        pytest.raises(DeploymentRefusedError, match="inside the modelstore registry"),
+        registry.temporary_deployment(["m"], parent=registry.home),
+    ):
+        pytest.fail("the block must not run")
+
+    assert not [name for name in os.listdir(registry.home) if name.startswith("modelstore-app-")]

@@ -9,13 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -25,7 +23,6 @@ import click
 from modelstore.cli import OneLineErrorCommand, state
 from modelstore.cli.completion_commands import complete_ref_or_path
 from modelstore.errors import DeploymentRefusedError, ModelNotFoundError
-from modelstore.layout import MODELS_DIRNAME
 
 if TYPE_CHECKING:
     from modelstore.deployment import Deployment
@@ -85,9 +82,16 @@ def _deploy(
     copy: bool = False,
     force: bool = False,
 ) -> Deployment:
-    """``Registry.deploy``; an unknown REF is a refusal of bad input (exit 2), like the others."""
-    try:
+    """``Registry.deploy``, refusing unknown models as bad input."""
+    with refusing_unknown_models():
         return state(ctx).registry().deploy(list(refs), app_root, copy=copy, force=force)
+
+
+@contextlib.contextmanager
+def refusing_unknown_models() -> Iterator[None]:
+    """An unknown REF is a refusal of bad input (exit 2), like the deployment's others."""
+    try:
+        yield
     except ModelNotFoundError as exc:
         raise DeploymentRefusedError(f"{exc} (nothing was written)") from exc
 
@@ -130,79 +134,18 @@ def exec_(
     ended it; 127 if CMD is not found). Without --keep, everything the deployment wrote is
     removed afterwards.
     """
-    temporary: Path | None = None
-    created: Path | None = None
-    if app_root is None:
-        temporary = target = Path(tempfile.mkdtemp(prefix="modelstore-exec-"))
-    else:
-        target = Path(os.path.abspath(app_root))
-        created = topmost_missing_folder(target)
-        refuse_a_non_empty_app_root(target)
-    try:
-        deployment = _deploy(ctx, models, target)
-    except BaseException:
-        if temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    try:
+    registry = state(ctx).registry()
+    with contextlib.ExitStack() as stack:
+        with refusing_unknown_models():
+            deployment = stack.enter_context(
+                registry.temporary_deployment(
+                    models, app_root, keep=keep, prefix="modelstore-exec-"
+                )
+            )
         if keep:
             click.echo(f"modelstore: the deployment is kept in {deployment.app_root}", err=True)
         code = run_command(command, {**os.environ, **deployment.env})
-    finally:
-        if keep:
-            pass
-        elif temporary is not None:
-            shutil.rmtree(temporary, ignore_errors=True)
-        else:
-            remove_deployment(target, created=created)
     ctx.exit(code)
-
-
-def refuse_a_non_empty_app_root(app_root: Path) -> None:
-    """exec has no ``--force`` (it removes what it laid out, so it never replaces a tree it did
-    not make): its refusal of a non-empty folder must offer what exec offers instead."""
-    from modelstore.deployment import app_root_occupants
-
-    occupants: list[str] = []
-    with contextlib.suppress(OSError):  # not a readable folder: the deployment's checks say so
-        if os.path.isdir(app_root):
-            occupants = app_root_occupants(app_root)
-    if occupants:
-        raise DeploymentRefusedError(
-            f"the app root {app_root} is not empty (it holds {occupants[0]!r}); give --app-root "
-            "a new or empty folder, or leave --app-root out to use a temporary one (nothing was "
-            "written)"
-        )
-
-
-def topmost_missing_folder(path: Path) -> Path | None:
-    """The outermost folder of ``path`` that does not exist yet (``path`` itself or one of its
-    parents), i.e. what laying out a deployment there will create; None if ``path`` exists."""
-    missing: Path | None = None
-    while not os.path.lexists(path):
-        missing = path
-        path = path.parent
-    return missing
-
-
-def remove_deployment(app_root: Path, *, created: Path | None) -> None:
-    """Remove what a deployment created: its ``azureml-models`` (links are removed, never
-    followed), then the app root and the parents made for it, up to ``created``, each only if
-    CMD left nothing in it (what CMD wrote belongs to the user)."""
-    models = app_root / MODELS_DIRNAME
-    if models.is_dir() and not models.is_symlink():
-        shutil.rmtree(models, ignore_errors=True)
-    if created is None:
-        return
-    folder = app_root
-    while True:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        if folder == created or folder == folder.parent:
-            return
-        folder = folder.parent
 
 
 def run_command(command: Sequence[str], env: dict[str, str]) -> int:

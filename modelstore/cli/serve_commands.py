@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +32,7 @@ from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV
 if TYPE_CHECKING:
     from flask import Flask
 
+    from modelstore.deployment import Deployment
     from modelstore.serving.settings import ServingSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,40 +122,29 @@ def check_model_options(models: Sequence[str], model_dir: str | None) -> list[st
     return list(models)
 
 
-@contextmanager
-def owned_temp_dir(prefix: str) -> Iterator[Path]:
-    """A temporary folder removed on exit by the process that made it, and only by it.
-
-    gunicorn workers are forks that leave through ``SystemExit``: without the pid check, every
-    worker exiting would delete the app root the others are still serving from.
-    """
-    owner = os.getpid()
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield path
-    finally:
-        if os.getpid() == owner:
-            shutil.rmtree(path, ignore_errors=True)
+def deployed_models(
+    ctx: click.Context, refs: Sequence[str], prefix: str
+) -> AbstractContextManager[Deployment | None]:
+    """``--model``: the registry's temporary deployment of ``refs`` (removed on exit by this
+    process only, never by a gunicorn worker leaving), or None without models."""
+    if not refs:
+        return nullcontext()
+    return state(ctx).registry().temporary_deployment(refs, prefix=prefix, subfolder="app")
 
 
 def prepare_environment(
-    ctx: click.Context,
-    refs: Sequence[str],
-    model_dir: str | None,
-    cors_origins: str | None,
-    scratch: Path,
+    deployment: Deployment | None, model_dir: str | None, cors_origins: str | None
 ) -> None:
     """Set the variables azmlinfsrv sets, so the script sees what it would see there.
 
     ``AML_APP_ROOT`` is kept if set, else the launch directory; ``--model-dir`` is used
-    verbatim; ``--model`` lays the models out under ``scratch`` and uses that deployment's
-    ``AML_APP_ROOT``/``AZUREML_MODEL_DIR``.
+    verbatim; ``--model`` uses its deployment's ``AML_APP_ROOT``/``AZUREML_MODEL_DIR``. They go
+    into this process's environment: it is the server, and its workers inherit it.
     """
     os.environ.setdefault(APP_ROOT_ENV, os.getcwd())
     if model_dir is not None:
         os.environ[MODEL_DIR_ENV] = model_dir
-    if refs:
-        deployment = state(ctx).registry().deploy(list(refs), scratch / "app")
+    if deployment is not None:
         os.environ.update(deployment.env)
     if cors_origins is not None:
         os.environ["AML_CORS_ORIGINS"] = cors_origins
@@ -297,8 +285,8 @@ def serve(
     worker_timeout_s = positive_int_from_env("WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S)
     # Resolved as build_settings() does; before any model is deployed or the port is bound.
     check_entry_script(os.path.realpath(entry_script))
-    with owned_temp_dir("modelstore-serve-") as scratch:
-        prepare_environment(ctx, refs, model_dir, cors_origins, scratch)
+    with deployed_models(ctx, refs, "modelstore-serve-") as deployment:
+        prepare_environment(deployment, model_dir, cors_origins)
         settings = build_settings(
             entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
             no_header_split,
@@ -452,8 +440,8 @@ def score(
     body = read_body(data)
     for warning in body_warnings(method.upper(), body, uploads, header_pairs, content_type):
         click.echo(f"Warning: {warning}", err=True)
-    with owned_temp_dir("modelstore-score-") as scratch:
-        prepare_environment(ctx, refs, model_dir, cors_origins, scratch)
+    with deployed_models(ctx, refs, "modelstore-score-") as deployment:
+        prepare_environment(deployment, model_dir, cors_origins)
         settings = build_settings(
             entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
             no_header_split,
