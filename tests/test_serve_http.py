@@ -835,22 +835,6 @@ def test_every_answer_carries_the_current_date(probe_server: Server) -> None:
     assert len({date for _, date, _ in dates}) >= 2  # it follows the clock, not a stale copy
 
 
-def test_the_worker_socket_mode_shortcut_matches_plain_socket_modes() -> None:
-    from modelstore.serving.server import _ModeKeepingSocket
-
-    plain, shortcut = socket.socketpair()
-    with plain, shortcut:
-        shortcut.__class__ = _ModeKeepingSocket
-        for step in (True, True, None, False, False, 0.0, True, 0.5, 0.5, 2, True, None, False):
-            for sock in (plain, shortcut):
-                if isinstance(step, bool):
-                    sock.setblocking(step)
-                else:
-                    sock.settimeout(step)
-            assert shortcut.gettimeout() == plain.gettimeout()
-            assert os.get_blocking(shortcut.fileno()) == os.get_blocking(plain.fileno())
-
-
 def test_the_date_header_value_is_gunicorns_for_the_current_second() -> None:
     from gunicorn import util
 

@@ -257,6 +257,17 @@ class WorkerCount(click.IntRange):
     help="Worker processes, each running init() before it serves [env: WORKER_COUNT].",
 )
 @click.option(
+    "--read-timeout",
+    "read_timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    envvar="MODELSTORE_READ_TIMEOUT",
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time a client has to send a whole request (headers, and a body up to 1 MiB) once it "
+    "connects or starts one; a slower client gets a 408 [env: MODELSTORE_READ_TIMEOUT].",
+)
+@click.option(
     "--reload",
     is_flag=True,
     help="Restart the workers when the entry script or a file next to it changes "
@@ -277,6 +288,7 @@ def serve(
     host: str,
     port: int,
     workers: int,
+    read_timeout_s: float,
     reload: bool,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
@@ -293,7 +305,9 @@ def serve(
             entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
             no_header_split,
         )  # fmt: skip
-        code = run_server(settings, host, port, workers, reload, worker_timeout_s)
+        code = run_server(
+            settings, host, port, workers, reload, worker_timeout_s, read_timeout_s=read_timeout_s
+        )
     ctx.exit(code)
 
 
@@ -304,6 +318,8 @@ def run_server(
     workers: int,
     reload: bool,
     worker_timeout_s: int,
+    *,
+    read_timeout_s: float = 5.0,
 ) -> int:
     from modelstore.serving import app as app_module  # imported before the fork: workers share it
     from modelstore.serving import logs
@@ -333,6 +349,7 @@ def run_server(
         port=port,
         workers=workers,
         worker_timeout_s=worker_timeout_s,
+        read_timeout_s=read_timeout_s,
         reload=reload,
         reload_paths=files_next_to(script) if reload else (),
         error_headers=server_version_headers(settings),

@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import flask
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from modelstore.errors import EntryScriptError
 from modelstore.serving.invoke import (
@@ -90,6 +90,20 @@ class BodyTooLarge(RequestEntityTooLarge):
     """A chunked body grew past the limit while being read (wherever it was read from)."""
 
 
+class MalformedBody(BadRequest):
+    """The body's framing is broken (a malformed chunk, a body cut short): raised by the server
+    while the app reads it, answered 400 wherever it was read from."""
+
+
+class BodyReadTimedOut(RequestTimeout):
+    """The rest of the body did not arrive by the server's read deadline (answered 408)."""
+
+
+BODY_ERRORS = (BodyTooLarge, MalformedBody, BodyReadTimedOut)
+"""Failures of reading the request body: answered with their own status even when the script
+met them (a ``@rawhttp`` script reads the body itself)."""
+
+
 class CappedInput:
     """``wsgi.input`` of a chunked request, raising :class:`BodyTooLarge` past ``limit`` bytes."""
 
@@ -120,14 +134,15 @@ class CappedInput:
             close()
 
 
-def _caused_by_body_limit(error: BaseException | None) -> bool:
+def _body_error(error: BaseException | None) -> HTTPException | None:
+    """The body-reading failure behind ``error`` (its cause chain), if there is one."""
     seen = 0
     while error is not None and seen < 20:
-        if isinstance(error, BodyTooLarge):
-            return True
+        if isinstance(error, BODY_ERRORS):
+            return error
         error = error.__cause__ or error.__context__
         seen += 1
-    return False
+    return None
 
 
 # --- request hooks ----------------------------------------------------------------------------
@@ -379,9 +394,9 @@ class _RequestPath:
                 "Encountered Exception: %s",
                 "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
             )
-            limit = settings.max_body_bytes
-            if limit is not None and _caused_by_body_limit(cause):
-                return error_response(413, body_limit_message(limit))
+            body_error = _body_error(cause)
+            if body_error is not None:
+                return _http_error(body_error)
             if settings.validation_400 and is_schema_validation_error(script, cause):
                 return error_response(400, str(cause))
             return error_response(500, SCRIPT_ERROR, run_function_failed=True)
