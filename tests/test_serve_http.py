@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import importlib.util
+import json
 import os
 import re
 import signal
@@ -873,3 +874,192 @@ def test_a_413_for_a_declared_oversized_body_says_connection_close_and_closes(
         assert status == "HTTP/1.1 413 REQUEST ENTITY TOO LARGE"
         assert headers["connection"] == "close"
         assert stream.read() == b""  # and the server did close it
+
+
+# --- slow and idle clients (the worker never waits for one on the thread that serves) ---------
+
+
+CALL_LOG_SCRIPT = """
+    import os
+
+    def init():
+        pass
+
+    def run(data):
+        with open(os.environ["CALL_LOG"], "a") as log:
+            log.write("run\\n")
+        return {"length": len(data)}
+"""
+QUICK_READ_TIMEOUT_S = "0.5"
+
+
+@pytest.fixture(scope="module")
+def quick_server(workdir: Path) -> Iterator[Server]:
+    """One worker that gives clients half a second to send a request (set through the
+    environment variable), with a script that records each call of run()."""
+    launch = workdir / "quick-launch"
+    script = write_script(launch, CALL_LOG_SCRIPT)
+    env = clean_environment(
+        workdir / "home",
+        {"CALL_LOG": str(launch / "calls.log"), "MODELSTORE_READ_TIMEOUT": QUICK_READ_TIMEOUT_S},
+    )
+    with running(["--entry-script", str(script)], workdir / "quick", cwd=launch, env=env) as server:
+        yield server
+
+
+def address(server: Server) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def read_answer(sock: socket.socket) -> tuple[str, dict[str, str], bytes]:
+    """The one answer the server sends before closing ``sock``: status line, headers, body."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+@contextmanager
+def open_connections(server: Server, count: int, first_bytes: bytes) -> Iterator[None]:
+    """``count`` connections that sent ``first_bytes`` (maybe nothing) and then stall."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(address(server), timeout=10)
+            socks.append(sock)
+            if first_bytes:
+                sock.sendall(first_bytes)
+        yield
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    "stalled_with",
+    [
+        pytest.param(b"", id="idle"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a", id="unfinished-headers"),
+        pytest.param(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", id="trickled-body"
+        ),
+    ],
+)
+def test_stalled_clients_do_not_delay_other_requests(
+    probe_server: Server, stalled_with: bytes
+) -> None:
+    """Before, the one worker waited on each such connection in turn (5 s per idle one, for
+    ever on unfinished headers); now they wait in the poller and others are served at once."""
+    with open_connections(probe_server, 50, stalled_with):
+        answers = [requests.get(probe_server.url + "/", timeout=3).status_code for _ in range(12)]
+        scored = requests.post(probe_server.url + "/score", json={}, timeout=3)
+
+    assert answers == [200] * 12
+    assert scored.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a", id="unfinished-headers"),
+        pytest.param(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nx-request-id: slow-1\r\n"
+            b"Content-Length: 100\r\n\r\n{",
+            id="unfinished-body",
+        ),
+    ],
+)
+def test_a_request_not_received_within_the_read_timeout_gets_a_json_408_and_is_closed(
+    quick_server: Server, partial: bytes
+) -> None:
+    calls = Path(quick_server.stdout).parent.parent / "quick-launch" / "calls.log"
+    before = calls.read_text() if calls.exists() else ""
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        sock.sendall(partial)
+        status, headers, body = read_answer(sock)  # ends when the server closes
+
+    assert status == "HTTP/1.1 408 Request Timeout"
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert headers["x-request-id"] == headers["x-ms-request-id"]
+    if b"x-request-id" in partial:
+        assert headers["x-request-id"] == "slow-1"
+    assert headers["x-ms-server-version"] == "azmlinfsrv/1.5.1"
+    message = json.loads(body)["message"]
+    assert f"within {QUICK_READ_TIMEOUT_S} s" in message
+    assert "--read-timeout" in message
+    assert (calls.read_text() if calls.exists() else "") == before
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout_without_an_answer(
+    quick_server: Server,
+) -> None:
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        assert sock.recv(65536) == b""
+
+
+def test_a_bad_read_timeout_is_refused_before_starting(workdir: Path) -> None:
+    script = write_script(workdir / "bad-read-timeout", CALL_LOG_SCRIPT)
+    env = clean_environment(workdir / "home")
+    result = run_to_exit(
+        ["--entry-script", str(script), "--read-timeout", "0"], cwd=script.parent, env=env
+    )
+
+    assert result.returncode == 2
+    assert "--read-timeout" in result.stderr
+
+
+MALFORMED_CHUNKED = {
+    "size-zz": b"zz\r\n{}\r\n0\r\n\r\n",
+    "size-negative": b"-5\r\n{}\r\n0\r\n\r\n",
+    "size-huge": b"FFFFFFFFFFFFFFFFFFFFFFFF\r\n{}\r\n0\r\n\r\n",
+    "wrong-length": b"5\r\n{}\r\n0\r\n\r\n",
+    "no-terminator": b"2\r\n{}",
+    "malformed-after-1-mib": b"100000\r\n" + b" " * 0x100000 + b"\r\nzz\r\n",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_CHUNKED.values(), ids=MALFORMED_CHUNKED.keys())
+def test_a_malformed_chunked_body_is_a_json_400_and_the_script_is_not_called(
+    quick_server: Server, body: bytes
+) -> None:
+    calls = Path(quick_server.stdout).parent.parent / "quick-launch" / "calls.log"
+    before = calls.read_text() if calls.exists() else ""
+    log_before = quick_server.log()
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body
+        )
+        sock.shutdown(socket.SHUT_WR)  # a body without its end is cut short, not slow
+        status, headers, answer = read_answer(sock)
+
+    assert status.startswith("HTTP/1.1 400 ")
+    assert headers["content-type"] == "application/json"
+    assert headers["x-request-id"] == headers["x-ms-request-id"] != ""
+    message = json.loads(answer)["message"]
+    assert "chunked" in message or "before the end of its body" in message
+    assert (calls.read_text() if calls.exists() else "") == before
+    new_log = quick_server.log()[len(log_before) :]
+    assert "Traceback" not in new_log
+    assert "unexpected internal error" not in answer.decode()
+
+
+def test_a_valid_chunked_body_still_reaches_the_script(quick_server: Server) -> None:
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        status, _ = exchange(
+            sock,
+            stream,
+            b"POST /score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"1\r\n{\r\n1;ext=1\r\n}\r\n0\r\nX-Checksum: x\r\n\r\n",
+        )
+
+    assert status == "HTTP/1.1 200 OK"

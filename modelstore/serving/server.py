@@ -73,7 +73,7 @@ ones are read by the request itself, under a deadline (:class:`_DeadlineUnreader
 MIN_BODY_RATE = 64 * 1024
 """Bytes per second a body read by the request must keep up, on average, past the read
 timeout: each byte received extends its deadline by ``1 / MIN_BODY_RATE`` seconds."""
-FRESH_CONNECTION_WAIT_S = 0.05
+FRESH_CONNECTION_WAIT_S = 0.2
 """With several workers, how long a worker that just accepted a connection waits for its first
 bytes before accepting others (gthread waits 5 s, on the thread meant to serve it)."""
 CLOSE_LINGER_S = 2.0
