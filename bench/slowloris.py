@@ -36,18 +36,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from serve import BODY, REPO, SCRIPT, free_port, python_load, wrk_load
+from serve import BODY, FROM_SOURCE, REPO, SCRIPT, free_port, python_load, wrk_load
 
 SLOW_REQUEST_LINE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 START_LIMIT_S = 60.0
-FROM_SOURCE = (
-    "import sys; "
-    "sys.meta_path[:] = [f for f in sys.meta_path "
-    "if '__editable__' not in getattr(f, '__module__', '')]; "
-    "sys.path.insert(0, sys.argv.pop(1)); "
-    "from modelstore.cli import main; main(prog_name='modelstore')"
-)
-"""Runs ``modelstore`` from another checkout, past this environment's editable install."""
 
 
 @contextmanager

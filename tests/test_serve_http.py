@@ -1005,7 +1005,7 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout_withou
         assert sock.recv(65536) == b""
 
 
-def test_a_bad_read_timeout_is_refused_before_starting(workdir: Path) -> None:
+def test_a_read_timeout_that_is_not_above_zero_is_refused_before_starting(workdir: Path) -> None:
     script = write_script(workdir / "bad-read-timeout", CALL_LOG_SCRIPT)
     env = clean_environment(workdir / "home")
     result = run_to_exit(
@@ -1013,7 +1013,22 @@ def test_a_bad_read_timeout_is_refused_before_starting(workdir: Path) -> None:
     )
 
     assert result.returncode == 2
-    assert "--read-timeout" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--read-timeout': 0.0 is not in the range x>0; "
+        "see 'modelstore serve --help'"
+    )
+
+
+def test_a_malformed_read_timeout_variable_is_named_in_the_error(workdir: Path) -> None:
+    script = write_script(workdir / "bad-read-timeout-env", CALL_LOG_SCRIPT)
+    env = clean_environment(workdir / "home", {"MODELSTORE_READ_TIMEOUT": "soon"})
+    result = run_to_exit(["--entry-script", str(script)], cwd=script.parent, env=env)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: MODELSTORE_READ_TIMEOUT='soon' is not a number of seconds above 0; "
+        "set it to e.g. MODELSTORE_READ_TIMEOUT=5 or unset it"
+    )
 
 
 MALFORMED_CHUNKED = {
@@ -1063,3 +1078,69 @@ def test_a_valid_chunked_body_still_reaches_the_script(quick_server: Server) -> 
         )
 
     assert status == "HTTP/1.1 200 OK"
+
+
+# --- contracts with gunicorn's internals (issue 10): fail clearly when an upgrade moves them -----
+
+
+def _source(function: Any) -> str:
+    import inspect
+
+    return inspect.getsource(function)
+
+
+def test_gunicorn_still_drives_the_worker_loop_through_the_methods_the_worker_overrides() -> None:
+    from gunicorn.workers.gthread import ThreadWorker
+
+    loop = _source(ThreadWorker.run)
+    for step in (
+        "self.wait_for_and_dispatch_events(",
+        "self.murder_keepalived(",
+        "self.murder_pending(",
+        "self.set_accept_enabled(",
+        "self.notify(",
+    ):
+        assert step in loop, (
+            f"gunicorn's ThreadWorker.run no longer calls {step}...); MainThreadWorker in "
+            "modelstore/serving/server.py relies on it to wait for requests in the poller: "
+            "review that class against the new gthread worker before allowing this gunicorn"
+        )
+
+
+def test_gunicorn_connections_still_parse_through_a_replaceable_socket_unreader() -> None:
+    from gunicorn.http.parser import Parser
+    from gunicorn.http.unreader import SocketUnreader, Unreader
+    from gunicorn.workers.gthread import TConn
+
+    plain, other = socket.socketpair()
+    with plain, other:
+        cfg = type("Cfg", (), {"is_ssl": False, "http2_cleartext": "off"})()
+        conn = TConn(cfg, plain, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        conn.init()
+        assert isinstance(conn.parser.unreader, SocketUnreader), (
+            "gunicorn's TConn.init() no longer gives its parser a SocketUnreader; the worker "
+            "replaces it with _DeadlineUnreader (modelstore/serving/server.py)"
+        )
+    assert "self.unreader" in _source(Parser.__next__), (
+        "gunicorn's Parser no longer reads each request through parser.unreader; the worker "
+        "feeds buffered requests to it there"
+    )
+    assert "self.chunk(" in _source(Unreader.read), (
+        "gunicorn's Unreader.read no longer reads the socket through chunk(); "
+        "_DeadlineUnreader bounds the main thread's reads there"
+    )
+    for name in ("unread", "take_buffered"):
+        assert callable(getattr(Unreader, name, None)), f"gunicorn's Unreader lost {name}()"
+    for name in ("mxchunk", "sock"):
+        assert hasattr(SocketUnreader(plain), name), f"gunicorn's SocketUnreader lost .{name}"
+
+
+def test_gunicorn_responses_still_send_bodies_through_the_method_the_worker_overrides() -> None:
+    from gunicorn.http.wsgi import Response
+
+    assert "self._emit_body(" in _source(Response.write), (
+        "gunicorn's Response.write no longer sends through _emit_body(); CoalescingResponse "
+        "(modelstore/serving/server.py) overrides it to send the head with the first body bytes"
+    )
+    for name in ("default_headers", "process_headers", "send_headers", "close", "sendfile"):
+        assert callable(getattr(Response, name, None)), f"gunicorn's Response lost {name}()"

@@ -226,6 +226,27 @@ class WorkerCount(click.IntRange):
             raise
 
 
+class ReadTimeout(click.FloatRange):
+    """``--read-timeout``, whose bad ``MODELSTORE_READ_TIMEOUT`` value is named as the variable
+    the user set (click would blame the option)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            if (
+                ctx is not None
+                and param is not None
+                and param.name is not None
+                and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+            ):
+                raise InvalidArgumentError(
+                    f"MODELSTORE_READ_TIMEOUT={value!r} is not a number of seconds above 0; "
+                    "set it to e.g. MODELSTORE_READ_TIMEOUT=5 or unset it"
+                ) from None
+            raise
+
+
 @click.command(
     "serve",
     cls=OneLineErrorCommand,
@@ -259,7 +280,7 @@ class WorkerCount(click.IntRange):
 @click.option(
     "--read-timeout",
     "read_timeout_s",
-    type=click.FloatRange(min=0, min_open=True),
+    type=ReadTimeout(min=0, min_open=True),
     envvar="MODELSTORE_READ_TIMEOUT",
     default=5.0,
     show_default=True,

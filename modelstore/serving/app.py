@@ -411,12 +411,14 @@ SCORE_ENDPOINT = "main.score"
 class ScoringFlask(flask.Flask):
     """Flask, with ``/score`` dispatched without the generic lookups.
 
-    ``Flask.full_dispatch_request`` walks the URL-value preprocessors and ``before_request``
-    functions of the app and each blueprint, then dispatches through ``dispatch_request``'s
-    checks. The scoring app's set-up is fixed: one ``before_request`` hook and no
-    preprocessors, and ``/score`` takes no URL values and answers its own ``OPTIONS``. So a
-    matched ``/score`` runs the same steps directly (signals, the hook, the view, the same
-    error handling and ``finalize_request``); any other set-up or route takes Flask's path.
+    ``Flask.preprocess_request`` walks the URL-value preprocessors and ``before_request``
+    functions of the app and each blueprint, and ``Flask.dispatch_request`` looks the view up
+    and checks it for automatic ``OPTIONS`` and coroutines. The scoring app's set-up is fixed:
+    one ``before_request`` hook and no preprocessors, and ``/score`` takes no URL values and
+    answers its own ``OPTIONS``. So for a matched ``/score`` these two documented extension
+    points call the hook and the view directly; Flask's ``full_dispatch_request`` still runs
+    everything around them (signals, error handling, ``finalize_request``), and any other
+    set-up or route takes Flask's own path.
     """
 
     _score_path: _RequestPath | None = None
@@ -430,30 +432,27 @@ class ScoringFlask(flask.Flask):
         preprocessors = any(self.url_value_preprocessors.values())
         return not preprocessors and before == {None: [path.before_request]}
 
-    def full_dispatch_request(self) -> flask.Response:
+    def _direct_path(self) -> _RequestPath | None:
+        """The bound hooks and views when this request is a matched ``/score`` that may skip
+        Flask's generic lookups, else ``None``."""
         path = self._score_path
+        if path is None:
+            return None
         request = _current_request()
         rule = request.url_rule
-        if (
-            path is None
-            or request.routing_exception is not None
-            or rule is None
-            or rule.endpoint != SCORE_ENDPOINT
-        ):
-            return super().full_dispatch_request()
+        if request.routing_exception is not None or rule is None or rule.endpoint != SCORE_ENDPOINT:
+            return None
         if self._direct_score is None:  # set-up is frozen once the first request arrives
             self._direct_score = self._direct_score_applies(path)
-        if not self._direct_score:
-            return super().full_dispatch_request()
-        self._got_first_request = True
-        try:
-            flask.request_started.send(self, _async_wrapper=self.ensure_sync)
-            answer: Any = path.before_request()
-            if answer is None:
-                answer = path.score()
-        except Exception as exc:
-            answer = self.handle_user_exception(exc)
-        return self.finalize_request(answer)
+        return path if self._direct_score else None
+
+    def preprocess_request(self) -> Any:
+        path = self._direct_path()
+        return super().preprocess_request() if path is None else path.before_request()
+
+    def dispatch_request(self) -> Any:
+        path = self._direct_path()
+        return super().dispatch_request() if path is None else path.score()
 
 
 def _build_blueprint(settings: ServingSettings, path: _RequestPath) -> flask.Blueprint:

@@ -90,9 +90,6 @@ _MAX_CHUNK_LINE_BYTES = 8190
 _MAX_CHUNK_SIZE_DIGITS = 16
 """More hex digits than a 64-bit size holds: no real body is that large."""
 _REQUEST_ID_LIMIT = 100
-_FRAMING_HEADER = re.compile(
-    rb"\r\n(content-length|transfer-encoding|expect)[ \t]*:([^\r\n]*)", re.IGNORECASE
-)
 _REQUEST_ID_HEADER = re.compile(rb"\r\nx-request-id[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 
@@ -340,30 +337,36 @@ def _request_verdict(data: bytes | bytearray, prebuffer_limit: int) -> tuple[_Ne
             return _Next.SERVE_UNBUFFERED, ""
         return _Next.WAIT, ""
     body_start = head_end + 4
-    chunked = False
-    length: int | None = None
-    for match in _FRAMING_HEADER.finditer(data, 0, head_end + 2):
-        name = match.group(1).lower()
-        value = match.group(2).strip(b" \t")
-        if name == b"expect":  # the client waits for "100 Continue" before sending the body
-            return _Next.SERVE_UNBUFFERED, ""
-        if name == b"transfer-encoding":
-            if chunked or value.lower() != b"chunked":
-                return _Next.SERVE_UNBUFFERED, ""
-            chunked = True
-        elif length is not None or not value.isdigit():
-            return _Next.SERVE_UNBUFFERED, ""
-        else:
-            length = int(value)
-    if chunked:
-        if length is not None:
-            return _Next.SERVE_UNBUFFERED, ""
+    # One lower-cased copy of the head and a few C-level searches: this runs on every request.
+    head = bytes(data[: head_end + 2]).lower()
+    if b"\r\nexpect:" in head:  # the client waits for "100 Continue" before sending the body
+        return _Next.SERVE_UNBUFFERED, ""
+    coding = _header_value(head, b"\r\ntransfer-encoding:")
+    length_text = _header_value(head, b"\r\ncontent-length:")
+    if coding is not None:
+        if coding != b"chunked" or length_text is not None:
+            return _Next.SERVE_UNBUFFERED, ""  # gunicorn refuses or decides these
         return _chunked_verdict(data, body_start, prebuffer_limit)
-    if length is None:
+    if length_text is None:
         return _Next.SERVE, ""
+    if not length_text.isdigit():
+        return _Next.SERVE_UNBUFFERED, ""
+    length = int(length_text)
     if length > prebuffer_limit:
         return _Next.SERVE_UNBUFFERED, ""
     return (_Next.SERVE if len(data) - body_start >= length else _Next.WAIT), ""
+
+
+def _header_value(head: bytes, name: bytes) -> bytes | None:
+    """The value of header ``name`` (``b"\\r\\nname:"``) in the lower-cased ``head``; ``b"?"``
+    (never a valid value) when it is there twice, so the caller leaves it to gunicorn."""
+    start = head.find(name)
+    if start < 0:
+        return None
+    if head.find(name, start + 1) >= 0:
+        return b"?"
+    start += len(name)
+    return head[start : head.index(b"\r\n", start)].strip(b" \t")
 
 
 _HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
@@ -568,7 +571,7 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
         # Blocking mode for good (writes); reads pass MSG_DONTWAIT instead of switching.
         conn.init()
         conn.parser.unreader = _DeadlineUnreader(conn.sock)
-        conn.received = bytearray()
+        conn.received = b""
         conn.buffered_whole = True
         self._reading[conn] = time.monotonic() + self._read_timeout_s
         # Registered once for the connection's life: the poller is not consulted while a
@@ -596,45 +599,55 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
             return
         except OSError:
             data = b""
-        if conn not in self._reading:  # kept alive and idle until now
+        reading = conn in self._reading
+        if not reading:  # kept alive and idle until now
             self.keepalived_conns.remove(conn)
             if not data:
                 self._close_now(conn)
                 return
-            self._reading[conn] = time.monotonic() + self._read_timeout_s
         elif not data:  # the client closed its side mid-request (or before any)
             del self._reading[conn]
             if conn.received.find(b"\r\n\r\n") < 0:  # not even a head: nothing to answer
                 self._close_now(conn)
             else:
-                self._refuse(conn, "400 Bad Request", _ENDED_EARLY)
+                self._refuse(conn, "400 Bad Request", _ENDED_EARLY, conn.received)
             return
-        conn.received += data
-        self._consider(conn)
+        if conn.received:
+            conn.received += data
+            data = conn.received
+        self._consider(conn, data)
 
-    def _consider(self, conn: Any) -> None:
-        """Serve, refuse or keep waiting for the request buffered on ``conn``."""
-        verdict, detail = _request_verdict(conn.received, PREBUFFER_LIMIT)
+    def _consider(self, conn: Any, buffered: bytes | bytearray) -> None:
+        """Serve, refuse or keep waiting for the request in ``buffered`` (all ``conn`` has
+        received of it so far)."""
+        verdict, detail = _request_verdict(buffered, PREBUFFER_LIMIT)
         if verdict is _Next.WAIT:
+            if buffered is not conn.received:
+                conn.received = bytearray(buffered)
+            if conn not in self._reading:
+                self._reading[conn] = time.monotonic() + self._read_timeout_s
             return
-        deadline = self._reading.pop(conn)
+        deadline = self._reading.pop(conn, None) or time.monotonic() + self._read_timeout_s
+        conn.received = b""
         if verdict is _Next.REFUSE:
-            self._refuse(conn, "400 Bad Request", _malformed_body_message(detail))
+            self._refuse(conn, "400 Bad Request", _malformed_body_message(detail), buffered)
             return
         unreader = conn.parser.unreader
-        unreader.unread(bytes(conn.received))
+        unreader.unread(bytes(buffered))
         unreader.deadline = deadline
-        conn.received = bytearray()
         conn.buffered_whole = verdict is _Next.SERVE
         self._serve_soon(conn)
 
-    def _refuse(self, conn: Any, status: str, message: str) -> None:
-        """Answer ``status`` as JSON (with request ids) for a request that is never served."""
+    def _refuse(
+        self, conn: Any, status: str, message: str, buffered: bytes | bytearray = b""
+    ) -> None:
+        """Answer ``status`` as JSON (with request ids, the client's ``x-request-id`` if it
+        sent one) for a request that is never served."""
         self.log.warning("Refused request from ip=%s: %s", (conn.client or ("",))[0], message)
         answer = _json_error_response(
-            status, message, self._error_headers, _client_request_id(conn.received)
+            status, message, self._error_headers, _client_request_id(buffered)
         )
-        conn.received = bytearray()
+        conn.received = b""
         with contextlib.suppress(OSError):
             conn.sock.send(answer, socket.MSG_DONTWAIT)
         self._linger(conn)
@@ -690,7 +703,8 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
                 break
             del self._reading[conn]
             if conn.received:
-                self._refuse(conn, "408 Request Timeout", self._late_request_message())
+                message = self._late_request_message()
+                self._refuse(conn, "408 Request Timeout", message, conn.received)
             else:
                 self._close_now(conn)
         while self._closing:
@@ -764,11 +778,11 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
             if not keepalive:
                 self._linger(conn)
                 return
-            leftover = conn.parser.unreader.take_buffered()
+            unreader = conn.parser.unreader
+            leftover = unreader.buf.getvalue()
             if leftover:  # pipelined: the next request has begun (or is all there)
-                conn.received = bytearray(leftover)
-                self._reading[conn] = time.monotonic() + self._read_timeout_s
-                self._consider(conn)
+                unreader.take_buffered()
+                self._consider(conn, leftover)
                 return
             conn.set_timeout()
             if not self.alive:
