@@ -1144,3 +1144,64 @@ def test_gunicorn_responses_still_send_bodies_through_the_method_the_worker_over
     )
     for name in ("default_headers", "process_headers", "send_headers", "close", "sendfile"):
         assert callable(getattr(Response, name, None)), f"gunicorn's Response lost {name}()"
+
+
+def test_a_client_waiting_for_100_continue_gets_it_and_its_body_is_scored(
+    quick_server: Server,
+) -> None:
+    """The poller cannot wait for a body the client holds back until it hears ``100
+    Continue``: such a request goes to the worker with its head only."""
+    body = b"x" * 3000
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        stream = sock.makefile("rb")
+        interim = stream.readline()
+        assert stream.readline() == b"\r\n"
+        status, headers = exchange(sock, stream, body)
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n"
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["content-length"] == str(len(json.dumps({"length": len(body)})))
+
+
+HEAD = b"POST /score HTTP/1.1\r\nHost: x\r\n"
+FRAMING_CASES = {
+    "no-body": (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "SERVE"),
+    "head-unfinished": (b"GET / HTTP/1.1\r\nHost: x\r\n", "WAIT"),
+    "length-whole": (HEAD + b"content-LENGTH: 2\r\n\r\n{}", "SERVE"),
+    "length-whole-and-pipelined": (HEAD + b"Content-Length: 2\r\n\r\n{}GET / HT", "SERVE"),
+    "length-short": (HEAD + b"Content-Length: 3\r\n\r\n{}", "WAIT"),
+    "length-over-prebuffer": (HEAD + b"Content-Length: 1048577\r\n\r\n", "SERVE_UNBUFFERED"),
+    "length-twice": (
+        HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        "SERVE_UNBUFFERED",
+    ),
+    "length-not-digits": (HEAD + b"Content-Length: 2x\r\n\r\n{}", "SERVE_UNBUFFERED"),
+    "expect-continue": (
+        HEAD + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        "SERVE_UNBUFFERED",
+    ),
+    "chunked-whole": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", "SERVE"),
+    "chunked-trailers": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n", "SERVE"),
+    "chunked-unfinished": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", "WAIT"),
+    "chunked-bad-size": (HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "REFUSE"),
+    "chunked-and-length": (
+        HEAD + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+        "SERVE_UNBUFFERED",
+    ),
+    "gzip-coding": (HEAD + b"Transfer-Encoding: gzip\r\n\r\n", "SERVE_UNBUFFERED"),
+    "line-too-long": (b"GET /" + b"a" * 13000, "SERVE_UNBUFFERED"),
+    "bare-lf-head": (b"GET / HTTP/1.1\nHost: x\n\n", "SERVE_UNBUFFERED"),
+}
+
+
+@pytest.mark.parametrize("data, expected", FRAMING_CASES.values(), ids=FRAMING_CASES.keys())
+def test_a_request_leaves_the_poller_only_once_its_framing_says_it_is_whole(
+    data: bytes, expected: str
+) -> None:
+    from modelstore.serving.server import PREBUFFER_LIMIT, _request_verdict
+
+    assert _request_verdict(data, PREBUFFER_LIMIT)[0].name == expected
