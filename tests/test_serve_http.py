@@ -1146,6 +1146,22 @@ def test_gunicorn_responses_still_send_bodies_through_the_method_the_worker_over
         assert callable(getattr(Response, name, None)), f"gunicorn's Response lost {name}()"
 
 
+def test_gunicorn_bodies_still_expose_what_the_keep_alive_shortcut_reads() -> None:
+    import io
+
+    from gunicorn.http.body import Body, LengthReader
+    from gunicorn.http.unreader import IterUnreader
+
+    body = Body(LengthReader(IterUnreader([b"{}"]), 2))
+    assert body.read() == b"{}"
+    for owner, name in ((body, "reader"), (body, "failed"), (body, "buf"), (body.reader, "length")):
+        assert hasattr(owner, name), (
+            f"gunicorn's {type(owner).__name__} lost .{name}; _body_fully_read "
+            "(modelstore/serving/server.py) reads it to skip the body drain before keep-alive"
+        )
+    assert body.reader.length == 0 and body.failed is False and isinstance(body.buf, io.BytesIO)
+
+
 def test_a_client_waiting_for_100_continue_gets_it_and_its_body_is_scored(
     quick_server: Server,
 ) -> None:
