@@ -1221,3 +1221,23 @@ def test_a_request_leaves_the_poller_only_once_its_framing_says_it_is_whole(
     from modelstore.serving.server import PREBUFFER_LIMIT, _request_verdict
 
     assert _request_verdict(data, PREBUFFER_LIMIT)[0].name == expected
+
+
+def test_a_large_body_that_stalls_gets_a_json_408_after_the_read_timeout(
+    quick_server: Server,
+) -> None:
+    """A body over the poller's 1 MiB buffer is read by the worker itself: a client that sends
+    most of it and stops must not hold the worker past the read timeout."""
+    declared = 2 * 1024 * 1024
+    with socket.create_connection(address(quick_server), timeout=30) as sock:
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nx-request-id: big-1\r\n"
+            b"Content-Length: %d\r\n\r\n" % declared + b" " * (declared // 2)
+        )
+        served_meanwhile = requests.get(quick_server.url + "/", timeout=30).status_code
+        status, headers, body = read_answer(sock)
+
+    assert status == "HTTP/1.1 408 REQUEST TIMEOUT"
+    assert headers["x-request-id"] == "big-1"
+    assert "did not arrive in time" in json.loads(body)["message"]
+    assert served_meanwhile == 200

@@ -424,10 +424,12 @@ class _DeadlineUnreader(SocketUnreader):  # type: ignore[misc]  # gunicorn is un
     :data:`PREBUFFER_LIMIT` (and those announced with ``Expect: 100-continue``). Reading those
     must not let a client that trickles bytes hold the worker: each received byte moves the
     deadline by ``1 / MIN_BODY_RATE`` seconds, so a body arriving at least that fast is never
-    cut, and a slower one is refused with 408 after about the read timeout.
+    cut, and a slower one is refused with 408 after about the read timeout. A pause longer
+    than the read timeout is refused too, however much credit the bytes before it earned.
     """
 
     deadline = float("inf")
+    idle_timeout = float("inf")
 
     def chunk(self, size_hint: int | None = None) -> bytes:
         size = self.mxchunk
@@ -437,7 +439,7 @@ class _DeadlineUnreader(SocketUnreader):  # type: ignore[misc]  # gunicorn is un
             try:
                 data: bytes = self.sock.recv(size, socket.MSG_DONTWAIT)
             except (BlockingIOError, InterruptedError):
-                remaining = self.deadline - time.monotonic()
+                remaining = min(self.deadline - time.monotonic(), self.idle_timeout)
                 if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
                     raise BodyReadTimedOut(
                         description="The rest of the request did not arrive in time; send "
@@ -635,6 +637,7 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
         unreader = conn.parser.unreader
         unreader.unread(bytes(buffered))
         unreader.deadline = deadline
+        unreader.idle_timeout = self._read_timeout_s
         conn.buffered_whole = verdict is _Next.SERVE
         self._serve_soon(conn)
 
