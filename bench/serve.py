@@ -10,6 +10,8 @@ Targets (issue 4): requests/s >= 2x azmlinfsrv's, p50 latency no worse, and <= 1
 start to the first ``GET /`` 200 for a trivial ``init()``.
 
     python bench/serve.py                      # modelstore vs azmlinfsrv
+    python bench/serve.py --baseline-source DIR  # also another checkout's modelstore, e.g.
+                                               # `git archive main | tar -x -C DIR`
     python bench/serve.py --compare-servers    # also the same app under gunicorn sync/gthread
                                                # and waitress (why modelstore's worker was chosen)
     python bench/serve.py --in-process         # only the app's own cost per request: the WSGI
@@ -48,6 +50,16 @@ SCRIPT = REPO / "fixtures" / "scripts" / "trivial" / "score.py"
 BODY = b'{"data": [1, 2, 3]}'
 START_LIMIT_S = 60.0
 DEFAULT_AZMLINFSRV = Path("/work/venv-azmlinfsrv/bin/azmlinfsrv")
+
+FROM_SOURCE = (
+    "import sys; "
+    "sys.meta_path[:] = [f for f in sys.meta_path "
+    "if '__editable__' not in getattr(f, '__module__', '')]; "
+    "sys.path.insert(0, sys.argv.pop(1)); "
+    "from modelstore.cli import main; main(prog_name='modelstore')"
+)
+"""``python -c FROM_SOURCE DIR serve ...`` runs another checkout's modelstore (e.g. an export of
+main), past this environment's editable install: a before/after comparison in one run."""
 
 WSGI_MODULE = """
 import os
@@ -229,7 +241,18 @@ def candidates(args: argparse.Namespace, workdir: Path) -> list[Candidate]:
             ],
         ),
     ]  # fmt: skip
-    azmlinfsrv = args.azmlinfsrv or _find_azmlinfsrv()
+    baseline = args.baseline_source
+    if baseline is not None:
+        found.append(
+            Candidate(
+                "modelstore-baseline",
+                lambda port: [
+                    sys.executable, "-c", FROM_SOURCE, str(baseline), "serve", "--entry-script",
+                    script, "--port", str(port), "--workers", workers,
+                ],
+            )
+        )  # fmt: skip
+    azmlinfsrv = None if args.no_azmlinfsrv else args.azmlinfsrv or _find_azmlinfsrv()
     if azmlinfsrv is not None:
         found.append(
             Candidate(
@@ -478,6 +501,10 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=3, help="start-up timings per round")
     parser.add_argument("--azmlinfsrv", type=Path, help="path of the azmlinfsrv executable")
     parser.add_argument("--compare-servers", action="store_true")
+    parser.add_argument(
+        "--baseline-source", type=Path, help="also serve this checkout's modelstore (before/after)"
+    )
+    parser.add_argument("--no-azmlinfsrv", action="store_true", help="leave azmlinfsrv out")
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument(
         "--in-process", action="store_true", help="measure only the app's WSGI call per request"

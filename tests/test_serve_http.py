@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.utils
 import http.client
 import importlib.util
+import json
 import os
 import re
 import select
@@ -929,22 +930,6 @@ def test_every_answer_carries_the_current_date(probe_server: Server) -> None:
     assert len({date for _, date, _ in dates}) >= 2  # it follows the clock, not a stale copy
 
 
-def test_the_worker_socket_mode_shortcut_matches_plain_socket_modes() -> None:
-    from modelstore.serving.server import _ModeKeepingSocket
-
-    plain, shortcut = socket.socketpair()
-    with plain, shortcut:
-        shortcut.__class__ = _ModeKeepingSocket
-        for step in (True, True, None, False, False, 0.0, True, 0.5, 0.5, 2, True, None, False):
-            for sock in (plain, shortcut):
-                if isinstance(step, bool):
-                    sock.setblocking(step)
-                else:
-                    sock.settimeout(step)
-            assert shortcut.gettimeout() == plain.gettimeout()
-            assert os.get_blocking(shortcut.fileno()) == os.get_blocking(plain.fileno())
-
-
 def test_the_date_header_value_is_gunicorns_for_the_current_second() -> None:
     from gunicorn import util
 
@@ -983,3 +968,370 @@ def test_a_413_for_a_declared_oversized_body_says_connection_close_and_closes(
         assert status == "HTTP/1.1 413 REQUEST ENTITY TOO LARGE"
         assert headers["connection"] == "close"
         assert stream.read() == b""  # and the server did close it
+
+
+# --- slow and idle clients (the worker never waits for one on the thread that serves) ---------
+
+
+CALL_LOG_SCRIPT = """
+    import os
+
+    def init():
+        pass
+
+    def run(data):
+        with open(os.environ["CALL_LOG"], "a") as log:
+            log.write("run\\n")
+        return {"length": len(data)}
+"""
+QUICK_READ_TIMEOUT_S = "0.5"
+
+
+@pytest.fixture(scope="module")
+def quick_server(workdir: Path) -> Iterator[Server]:
+    """One worker that gives clients half a second to send a request (set through the
+    environment variable), with a script that records each call of run()."""
+    launch = workdir / "quick-launch"
+    script = write_script(launch, CALL_LOG_SCRIPT)
+    env = clean_environment(
+        workdir / "home",
+        {"CALL_LOG": str(launch / "calls.log"), "MODELSTORE_READ_TIMEOUT": QUICK_READ_TIMEOUT_S},
+    )
+    with running(["--entry-script", str(script)], workdir / "quick", cwd=launch, env=env) as server:
+        yield server
+
+
+def address(server: Server) -> tuple[str, int]:
+    host, port = server.url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+def read_answer(sock: socket.socket) -> tuple[str, dict[str, str], bytes]:
+    """The one answer the server sends before closing ``sock``: status line, headers, body."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+@contextmanager
+def open_connections(server: Server, count: int, first_bytes: bytes) -> Iterator[None]:
+    """``count`` connections that sent ``first_bytes`` (maybe nothing) and then stall."""
+    socks = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(address(server), timeout=10)
+            socks.append(sock)
+            if first_bytes:
+                sock.sendall(first_bytes)
+        yield
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+@pytest.mark.parametrize(
+    "stalled_with",
+    [
+        pytest.param(b"", id="idle"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a", id="unfinished-headers"),
+        pytest.param(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{", id="trickled-body"
+        ),
+    ],
+)
+def test_stalled_clients_do_not_delay_other_requests(
+    probe_server: Server, stalled_with: bytes
+) -> None:
+    """Before, the one worker waited on each such connection in turn (5 s per idle one, for
+    ever on unfinished headers); now they wait in the poller and others are served at once."""
+    with open_connections(probe_server, 50, stalled_with):
+        answers = [requests.get(probe_server.url + "/", timeout=3).status_code for _ in range(12)]
+        scored = requests.post(probe_server.url + "/score", json={}, timeout=3)
+
+    assert answers == [200] * 12
+    assert scored.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: a", id="unfinished-headers"),
+        pytest.param(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nx-request-id: slow-1\r\n"
+            b"Content-Length: 100\r\n\r\n{",
+            id="unfinished-body",
+        ),
+    ],
+)
+def test_a_request_not_received_within_the_read_timeout_gets_a_json_408_and_is_closed(
+    quick_server: Server, partial: bytes
+) -> None:
+    calls = Path(quick_server.stdout).parent.parent / "quick-launch" / "calls.log"
+    before = calls.read_text() if calls.exists() else ""
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        sock.sendall(partial)
+        status, headers, body = read_answer(sock)  # ends when the server closes
+
+    assert status == "HTTP/1.1 408 Request Timeout"
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert headers["x-request-id"] == headers["x-ms-request-id"]
+    if b"x-request-id" in partial:
+        assert headers["x-request-id"] == "slow-1"
+    assert headers["x-ms-server-version"] == "azmlinfsrv/1.5.1"
+    message = json.loads(body)["message"]
+    assert f"within {QUICK_READ_TIMEOUT_S} s" in message
+    assert "--read-timeout" in message
+    assert (calls.read_text() if calls.exists() else "") == before
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout_without_an_answer(
+    quick_server: Server,
+) -> None:
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        assert sock.recv(65536) == b""
+
+
+def test_a_read_timeout_that_is_not_above_zero_is_refused_before_starting(workdir: Path) -> None:
+    script = write_script(workdir / "bad-read-timeout", CALL_LOG_SCRIPT)
+    env = clean_environment(workdir / "home")
+    result = run_to_exit(
+        ["--entry-script", str(script), "--read-timeout", "0"], cwd=script.parent, env=env
+    )
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--read-timeout': 0.0 is not in the range x>0; "
+        "see 'modelstore serve --help'"
+    )
+
+
+def test_a_malformed_read_timeout_variable_is_named_in_the_error(workdir: Path) -> None:
+    script = write_script(workdir / "bad-read-timeout-env", CALL_LOG_SCRIPT)
+    env = clean_environment(workdir / "home", {"MODELSTORE_READ_TIMEOUT": "soon"})
+    result = run_to_exit(["--entry-script", str(script)], cwd=script.parent, env=env)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: MODELSTORE_READ_TIMEOUT='soon' is not a number of seconds above 0; "
+        "set it to e.g. MODELSTORE_READ_TIMEOUT=5 or unset it"
+    )
+
+
+MALFORMED_CHUNKED = {
+    "size-zz": b"zz\r\n{}\r\n0\r\n\r\n",
+    "size-negative": b"-5\r\n{}\r\n0\r\n\r\n",
+    "size-huge": b"FFFFFFFFFFFFFFFFFFFFFFFF\r\n{}\r\n0\r\n\r\n",
+    "wrong-length": b"5\r\n{}\r\n0\r\n\r\n",
+    "no-terminator": b"2\r\n{}",
+    "malformed-after-1-mib": b"100000\r\n" + b" " * 0x100000 + b"\r\nzz\r\n",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED_CHUNKED.values(), ids=MALFORMED_CHUNKED.keys())
+def test_a_malformed_chunked_body_is_a_json_400_and_the_script_is_not_called(
+    quick_server: Server, body: bytes
+) -> None:
+    calls = Path(quick_server.stdout).parent.parent / "quick-launch" / "calls.log"
+    before = calls.read_text() if calls.exists() else ""
+    log_before = quick_server.log()
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + body
+        )
+        sock.shutdown(socket.SHUT_WR)  # a body without its end is cut short, not slow
+        status, headers, answer = read_answer(sock)
+
+    assert status.startswith("HTTP/1.1 400 ")
+    assert headers["content-type"] == "application/json"
+    assert headers["x-request-id"] == headers["x-ms-request-id"] != ""
+    message = json.loads(answer)["message"]
+    assert "chunked" in message or "before the end of its body" in message
+    assert (calls.read_text() if calls.exists() else "") == before
+    new_log = quick_server.log()[len(log_before) :]
+    assert "Traceback" not in new_log
+    assert "unexpected internal error" not in answer.decode()
+
+
+def test_a_valid_chunked_body_still_reaches_the_script(quick_server: Server) -> None:
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        stream = sock.makefile("rb")
+        status, _ = exchange(
+            sock,
+            stream,
+            b"POST /score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"1\r\n{\r\n1;ext=1\r\n}\r\n0\r\nX-Checksum: x\r\n\r\n",
+        )
+
+    assert status == "HTTP/1.1 200 OK"
+
+
+# --- contracts with gunicorn's internals (issue 10): fail clearly when an upgrade moves them -----
+
+
+def _source(function: Any) -> str:
+    import inspect
+
+    return inspect.getsource(function)
+
+
+def test_gunicorn_still_drives_the_worker_loop_through_the_methods_the_worker_overrides() -> None:
+    from gunicorn.workers.gthread import ThreadWorker
+
+    loop = _source(ThreadWorker.run)
+    for step in (
+        "self.wait_for_and_dispatch_events(",
+        "self.murder_keepalived(",
+        "self.murder_pending(",
+        "self.set_accept_enabled(",
+        "self.notify(",
+    ):
+        assert step in loop, (
+            f"gunicorn's ThreadWorker.run no longer calls {step}...); MainThreadWorker in "
+            "modelstore/serving/server.py relies on it to wait for requests in the poller: "
+            "review that class against the new gthread worker before allowing this gunicorn"
+        )
+
+
+def test_gunicorn_connections_still_parse_through_a_replaceable_socket_unreader() -> None:
+    from gunicorn.http.parser import Parser
+    from gunicorn.http.unreader import SocketUnreader, Unreader
+    from gunicorn.workers.gthread import TConn
+
+    plain, other = socket.socketpair()
+    with plain, other:
+        cfg = type("Cfg", (), {"is_ssl": False, "http2_cleartext": "off"})()
+        conn = TConn(cfg, plain, ("127.0.0.1", 1), ("127.0.0.1", 2))
+        conn.init()
+        assert isinstance(conn.parser.unreader, SocketUnreader), (
+            "gunicorn's TConn.init() no longer gives its parser a SocketUnreader; the worker "
+            "replaces it with _DeadlineUnreader (modelstore/serving/server.py)"
+        )
+    assert "self.unreader" in _source(Parser.__next__), (
+        "gunicorn's Parser no longer reads each request through parser.unreader; the worker "
+        "feeds buffered requests to it there"
+    )
+    assert "self.chunk(" in _source(Unreader.read), (
+        "gunicorn's Unreader.read no longer reads the socket through chunk(); "
+        "_DeadlineUnreader bounds the main thread's reads there"
+    )
+    for name in ("unread", "take_buffered"):
+        assert callable(getattr(Unreader, name, None)), f"gunicorn's Unreader lost {name}()"
+    for name in ("mxchunk", "sock"):
+        assert hasattr(SocketUnreader(plain), name), f"gunicorn's SocketUnreader lost .{name}"
+
+
+def test_gunicorn_responses_still_send_bodies_through_the_method_the_worker_overrides() -> None:
+    from gunicorn.http.wsgi import Response
+
+    assert "self._emit_body(" in _source(Response.write), (
+        "gunicorn's Response.write no longer sends through _emit_body(); CoalescingResponse "
+        "(modelstore/serving/server.py) overrides it to send the head with the first body bytes"
+    )
+    for name in ("default_headers", "process_headers", "send_headers", "close", "sendfile"):
+        assert callable(getattr(Response, name, None)), f"gunicorn's Response lost {name}()"
+
+
+def test_gunicorn_bodies_still_expose_what_the_keep_alive_shortcut_reads() -> None:
+    import io
+
+    from gunicorn.http.body import Body, LengthReader
+    from gunicorn.http.unreader import IterUnreader
+
+    body = Body(LengthReader(IterUnreader([b"{}"]), 2))
+    assert body.read() == b"{}"
+    for owner, name in ((body, "reader"), (body, "failed"), (body, "buf"), (body.reader, "length")):
+        assert hasattr(owner, name), (
+            f"gunicorn's {type(owner).__name__} lost .{name}; _body_fully_read "
+            "(modelstore/serving/server.py) reads it to skip the body drain before keep-alive"
+        )
+    assert body.reader.length == 0 and body.failed is False and isinstance(body.buf, io.BytesIO)
+
+
+def test_a_client_waiting_for_100_continue_gets_it_and_its_body_is_scored(
+    quick_server: Server,
+) -> None:
+    """The poller cannot wait for a body the client holds back until it hears ``100
+    Continue``: such a request goes to the worker with its head only."""
+    body = b"x" * 3000
+    with socket.create_connection(address(quick_server), timeout=10) as sock:
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        stream = sock.makefile("rb")
+        interim = stream.readline()
+        assert stream.readline() == b"\r\n"
+        status, headers = exchange(sock, stream, body)
+
+    assert interim == b"HTTP/1.1 100 Continue\r\n"
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["content-length"] == str(len(json.dumps({"length": len(body)})))
+
+
+HEAD = b"POST /score HTTP/1.1\r\nHost: x\r\n"
+FRAMING_CASES = {
+    "no-body": (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "SERVE"),
+    "head-unfinished": (b"GET / HTTP/1.1\r\nHost: x\r\n", "WAIT"),
+    "length-whole": (HEAD + b"content-LENGTH: 2\r\n\r\n{}", "SERVE"),
+    "length-whole-and-pipelined": (HEAD + b"Content-Length: 2\r\n\r\n{}GET / HT", "SERVE"),
+    "length-short": (HEAD + b"Content-Length: 3\r\n\r\n{}", "WAIT"),
+    "length-over-prebuffer": (HEAD + b"Content-Length: 1048577\r\n\r\n", "SERVE_UNBUFFERED"),
+    "length-twice": (
+        HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+        "SERVE_UNBUFFERED",
+    ),
+    "length-not-digits": (HEAD + b"Content-Length: 2x\r\n\r\n{}", "SERVE_UNBUFFERED"),
+    "expect-continue": (
+        HEAD + b"Expect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+        "SERVE_UNBUFFERED",
+    ),
+    "chunked-whole": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", "SERVE"),
+    "chunked-trailers": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\r\n", "SERVE"),
+    "chunked-unfinished": (HEAD + b"Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n", "WAIT"),
+    "chunked-bad-size": (HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n", "REFUSE"),
+    "chunked-and-length": (
+        HEAD + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+        "SERVE_UNBUFFERED",
+    ),
+    "gzip-coding": (HEAD + b"Transfer-Encoding: gzip\r\n\r\n", "SERVE_UNBUFFERED"),
+    "line-too-long": (b"GET /" + b"a" * 13000, "SERVE_UNBUFFERED"),
+    "bare-lf-head": (b"GET / HTTP/1.1\nHost: x\n\n", "SERVE_UNBUFFERED"),
+}
+
+
+@pytest.mark.parametrize("data, expected", FRAMING_CASES.values(), ids=FRAMING_CASES.keys())
+def test_a_request_leaves_the_poller_only_once_its_framing_says_it_is_whole(
+    data: bytes, expected: str
+) -> None:
+    from modelstore.serving.server import PREBUFFER_LIMIT, _request_verdict
+
+    assert _request_verdict(data, PREBUFFER_LIMIT)[0].name == expected
+
+
+def test_a_large_body_that_stalls_gets_a_json_408_after_the_read_timeout(
+    quick_server: Server,
+) -> None:
+    """A body over the poller's 1 MiB buffer is read by the worker itself: a client that sends
+    most of it and stops must not hold the worker past the read timeout."""
+    declared = 2 * 1024 * 1024
+    with socket.create_connection(address(quick_server), timeout=30) as sock:
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nx-request-id: big-1\r\n"
+            b"Content-Length: %d\r\n\r\n" % declared + b" " * (declared // 2)
+        )
+        served_meanwhile = requests.get(quick_server.url + "/", timeout=30).status_code
+        status, headers, body = read_answer(sock)
+
+    assert status == "HTTP/1.1 408 REQUEST TIMEOUT"
+    assert headers["x-request-id"] == "big-1"
+    assert "did not arrive in time" in json.loads(body)["message"]
+    assert served_meanwhile == 200

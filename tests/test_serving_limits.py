@@ -13,7 +13,7 @@ from typing import Any
 import flask
 import pytest
 
-from modelstore.serving.app import create_app
+from modelstore.serving.app import BodyReadTimedOut, MalformedBody, create_app
 from modelstore.serving.settings import ServingSettings
 
 SLEEPY = """
@@ -199,3 +199,43 @@ def test_header_over_gunicorn_limit_is_431_json(tmp_path: Path) -> None:
         "message": "Header 'X-Big' is longer than 8190 bytes. Send a shorter value."
     }
     assert response.headers["x-ms-server-version"] == "azmlinfsrv/1.5.1"
+
+
+# --- bodies the server cannot deliver (malformed framing, too slow) ---------------------------
+
+
+class FailingStream:
+    """A ``wsgi.input`` whose reads raise what the server raises for a broken body."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.error
+
+    def readline(self, size: int = -1) -> bytes:
+        raise self.error
+
+
+@pytest.mark.parametrize("source", [ECHO, RAW_READER])
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        pytest.param(lambda: MalformedBody(description="bad chunk"), 400, id="malformed"),
+        pytest.param(lambda: BodyReadTimedOut(description="too slow"), 408, id="too-slow"),
+    ],
+)
+def test_a_body_the_server_cannot_deliver_gets_its_status_as_json_even_inside_run(
+    tmp_path: Path, source: str, error: Any, status: int
+) -> None:
+    client = make_client(tmp_path, source)
+    response = client.post(
+        "/score",
+        headers={"Transfer-Encoding": "chunked", "x-request-id": "b1"},
+        environ_overrides={"wsgi.input": FailingStream(error()), "wsgi.input_terminated": True},
+    )
+
+    assert response.status_code == status
+    assert response.get_json()["message"] in {"bad chunk", "too slow"}
+    assert response.headers["x-request-id"] == "b1"
+    assert response.headers["x-ms-run-function-failed"] == "False"

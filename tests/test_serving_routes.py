@@ -191,3 +191,48 @@ def test_a_before_request_hook_added_to_the_app_also_runs_for_score(tmp_path: Pa
 
     assert (response.status_code, response.data) == (418, b"hooked")
     assert response.headers["x-ms-server-version"] == "azmlinfsrv/1.5.1"
+
+
+# --- the /score shortcut and the Flask internals it relies on (issue 10) ------------------------
+
+
+def test_score_skips_flasks_generic_hook_walk_but_not_its_signals_or_other_routes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(tmp_path, ECHO_SCRIPT)
+    walked: list[str] = []
+    started: list[str] = []
+    generic = flask.Flask.preprocess_request
+
+    def counting(self: flask.Flask) -> Any:
+        walked.append(flask.request.path)
+        return generic(self)
+
+    monkeypatch.setattr(flask.Flask, "preprocess_request", counting)
+
+    def on_started(sender: flask.Flask, **extra: Any) -> None:
+        started.append(flask.request.path)
+
+    with flask.request_started.connected_to(on_started):
+        scored = client.post("/score", data="x")
+        health = client.get("/")
+
+    assert (scored.status_code, health.status_code) == (200, 200)
+    assert scored.headers["x-request-id"]  # the before_request hook ran on the shortcut
+    assert walked == ["/"]
+    assert started == ["/score", "/"]
+
+
+def test_flask_still_dispatches_through_the_two_methods_the_score_shortcut_overrides() -> None:
+    import inspect
+
+    dispatch = inspect.getsource(flask.Flask.full_dispatch_request)
+    for step in ("self.preprocess_request()", "self.dispatch_request()", "request_started.send"):
+        assert step in dispatch, (
+            f"Flask.full_dispatch_request no longer calls {step}; ScoringFlask "
+            "(modelstore/serving/app.py) overrides preprocess_request and dispatch_request to "
+            "serve /score directly: review it against this Flask before allowing it"
+        )
+    app = flask.Flask("contract")
+    assert isinstance(app.before_request_funcs, dict), "Flask moved before_request_funcs"
+    assert isinstance(app.url_value_preprocessors, dict), "Flask moved url_value_preprocessors"

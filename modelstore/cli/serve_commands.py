@@ -217,6 +217,27 @@ class WorkerCount(click.IntRange):
             raise
 
 
+class ReadTimeout(click.FloatRange):
+    """``--read-timeout``, whose bad ``MODELSTORE_READ_TIMEOUT`` value is named as the variable
+    the user set (click would blame the option)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            if (
+                ctx is not None
+                and param is not None
+                and param.name is not None
+                and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
+            ):
+                raise InvalidArgumentError(
+                    f"MODELSTORE_READ_TIMEOUT={value!r} is not a number of seconds above 0; "
+                    "set it to e.g. MODELSTORE_READ_TIMEOUT=5 or unset it"
+                ) from None
+            raise
+
+
 @click.command(
     "serve",
     cls=OneLineErrorCommand,
@@ -248,6 +269,17 @@ class WorkerCount(click.IntRange):
     help="Worker processes, each running init() before it serves [env: WORKER_COUNT].",
 )
 @click.option(
+    "--read-timeout",
+    "read_timeout_s",
+    type=ReadTimeout(min=0, min_open=True),
+    envvar="MODELSTORE_READ_TIMEOUT",
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Time a client has to send a whole request (headers, and a body up to 1 MiB) once it "
+    "connects or starts one; a slower client gets a 408 [env: MODELSTORE_READ_TIMEOUT].",
+)
+@click.option(
     "--reload",
     is_flag=True,
     help="Restart the workers when the entry script or a file next to it changes "
@@ -268,6 +300,7 @@ def serve(
     host: str,
     port: int,
     workers: int,
+    read_timeout_s: float,
     reload: bool,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
@@ -291,7 +324,9 @@ def serve(
             entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
             no_header_split,
         )  # fmt: skip
-        code = run_server(settings, host, port, workers, reload, worker_timeout_s)
+        code = run_server(
+            settings, host, port, workers, reload, worker_timeout_s, read_timeout_s=read_timeout_s
+        )
     ctx.exit(code)
 
 
@@ -302,6 +337,8 @@ def run_server(
     workers: int,
     reload: bool,
     worker_timeout_s: int,
+    *,
+    read_timeout_s: float = 5.0,
 ) -> int:
     from modelstore.serving import app as app_module  # imported before the fork: workers share it
     from modelstore.serving import logs
@@ -331,6 +368,7 @@ def run_server(
         port=port,
         workers=workers,
         worker_timeout_s=worker_timeout_s,
+        read_timeout_s=read_timeout_s,
         reload=reload,
         reload_paths=files_next_to(script) if reload else (),
         error_headers=server_version_headers(settings),

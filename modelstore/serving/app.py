@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 import flask
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from modelstore.errors import EntryScriptError
 from modelstore.serving.diagnose import explain_init_failure
@@ -91,6 +91,20 @@ class BodyTooLarge(RequestEntityTooLarge):
     """A chunked body grew past the limit while being read (wherever it was read from)."""
 
 
+class MalformedBody(BadRequest):
+    """The body's framing is broken (a malformed chunk, a body cut short): raised by the server
+    while the app reads it, answered 400 wherever it was read from."""
+
+
+class BodyReadTimedOut(RequestTimeout):
+    """The rest of the body did not arrive by the server's read deadline (answered 408)."""
+
+
+BODY_ERRORS = (BodyTooLarge, MalformedBody, BodyReadTimedOut)
+"""Failures of reading the request body: answered with their own status even when the script
+met them (a ``@rawhttp`` script reads the body itself)."""
+
+
 class CappedInput:
     """``wsgi.input`` of a chunked request, raising :class:`BodyTooLarge` past ``limit`` bytes."""
 
@@ -121,14 +135,15 @@ class CappedInput:
             close()
 
 
-def _caused_by_body_limit(error: BaseException | None) -> bool:
+def _body_error(error: BaseException | None) -> HTTPException | None:
+    """The body-reading failure behind ``error`` (its cause chain), if there is one."""
     seen = 0
     while error is not None and seen < 20:
-        if isinstance(error, BodyTooLarge):
-            return True
+        if isinstance(error, BODY_ERRORS):
+            return error
         error = error.__cause__ or error.__context__
         seen += 1
-    return False
+    return None
 
 
 # --- request hooks ----------------------------------------------------------------------------
@@ -380,9 +395,9 @@ class _RequestPath:
                 "Encountered Exception: %s",
                 "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
             )
-            limit = settings.max_body_bytes
-            if limit is not None and _caused_by_body_limit(cause):
-                return error_response(413, body_limit_message(limit))
+            body_error = _body_error(cause)
+            if body_error is not None:
+                return _http_error(body_error)
             if settings.validation_400 and is_schema_validation_error(script, cause):
                 return error_response(400, str(cause))
             return error_response(500, SCRIPT_ERROR, run_function_failed=True)
@@ -397,12 +412,14 @@ SCORE_ENDPOINT = "main.score"
 class ScoringFlask(flask.Flask):
     """Flask, with ``/score`` dispatched without the generic lookups.
 
-    ``Flask.full_dispatch_request`` walks the URL-value preprocessors and ``before_request``
-    functions of the app and each blueprint, then dispatches through ``dispatch_request``'s
-    checks. The scoring app's set-up is fixed: one ``before_request`` hook and no
-    preprocessors, and ``/score`` takes no URL values and answers its own ``OPTIONS``. So a
-    matched ``/score`` runs the same steps directly (signals, the hook, the view, the same
-    error handling and ``finalize_request``); any other set-up or route takes Flask's path.
+    ``Flask.preprocess_request`` walks the URL-value preprocessors and ``before_request``
+    functions of the app and each blueprint, and ``Flask.dispatch_request`` looks the view up
+    and checks it for automatic ``OPTIONS`` and coroutines. The scoring app's set-up is fixed:
+    one ``before_request`` hook and no preprocessors, and ``/score`` takes no URL values and
+    answers its own ``OPTIONS``. So for a matched ``/score`` these two documented extension
+    points call the hook and the view directly; Flask's ``full_dispatch_request`` still runs
+    everything around them (signals, error handling, ``finalize_request``), and any other
+    set-up or route takes Flask's own path.
     """
 
     _score_path: _RequestPath | None = None
@@ -416,30 +433,27 @@ class ScoringFlask(flask.Flask):
         preprocessors = any(self.url_value_preprocessors.values())
         return not preprocessors and before == {None: [path.before_request]}
 
-    def full_dispatch_request(self) -> flask.Response:
+    def _direct_path(self) -> _RequestPath | None:
+        """The bound hooks and views when this request is a matched ``/score`` that may skip
+        Flask's generic lookups, else ``None``."""
         path = self._score_path
+        if path is None:
+            return None
         request = _current_request()
         rule = request.url_rule
-        if (
-            path is None
-            or request.routing_exception is not None
-            or rule is None
-            or rule.endpoint != SCORE_ENDPOINT
-        ):
-            return super().full_dispatch_request()
+        if request.routing_exception is not None or rule is None or rule.endpoint != SCORE_ENDPOINT:
+            return None
         if self._direct_score is None:  # set-up is frozen once the first request arrives
             self._direct_score = self._direct_score_applies(path)
-        if not self._direct_score:
-            return super().full_dispatch_request()
-        self._got_first_request = True
-        try:
-            flask.request_started.send(self, _async_wrapper=self.ensure_sync)
-            answer: Any = path.before_request()
-            if answer is None:
-                answer = path.score()
-        except Exception as exc:
-            answer = self.handle_user_exception(exc)
-        return self.finalize_request(answer)
+        return path if self._direct_score else None
+
+    def preprocess_request(self) -> Any:
+        path = self._direct_path()
+        return super().preprocess_request() if path is None else path.before_request()
+
+    def dispatch_request(self) -> Any:
+        path = self._direct_path()
+        return super().dispatch_request() if path is None else path.score()
 
 
 def _build_blueprint(settings: ServingSettings, path: _RequestPath) -> flask.Blueprint:

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import enum
 import errno
 import json
 import logging
 import os
+import re
+import select
 import selectors
 import shutil
 import socket
@@ -34,7 +37,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -44,11 +47,13 @@ from typing import Any
 from gunicorn import glogging, util
 from gunicorn.app.base import BaseApplication
 from gunicorn.http import wsgi
-from gunicorn.http.body import LengthReader
-from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
-from gunicorn.workers.gthread import _DEFER, STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+from gunicorn.http.body import ChunkedReader, LengthReader
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine, NoMoreData, ParseException
+from gunicorn.http.unreader import SocketUnreader
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from modelstore.errors import EntryScriptError, ModelstoreError
+from modelstore.serving.app import BodyReadTimedOut, MalformedBody
 from modelstore.serving.logs import LOG_FORMAT, SERVER_LOGGER
 
 WsgiApp = Callable[..., Iterable[bytes]]
@@ -59,6 +64,34 @@ WORKER_BOOT_ERROR = 3
 
 _BOOT_FAILURE_FILENAME = "boot-failure.txt"
 _READY_FILENAME = "announced"
+
+DEFAULT_READ_TIMEOUT_S = 5.0
+"""How long a client has to send a whole request once it connected or began it (azmlinfsrv's
+sync workers wait for it as long as ``WORKER_TIMEOUT``, 300 s, holding the worker)."""
+PREBUFFER_LIMIT = 1024 * 1024
+"""Bodies up to this size are received in the poller, before the request is served; larger
+ones are read by the request itself, under a deadline (:class:`_DeadlineUnreader`)."""
+MIN_BODY_RATE = 64 * 1024
+"""Bytes per second a body read by the request must keep up, on average, past the read
+timeout: each byte received extends its deadline by ``1 / MIN_BODY_RATE`` seconds."""
+FRESH_CONNECTION_WAIT_S = 0.2
+"""With several workers, how long a worker that just accepted a connection waits for its first
+bytes before accepting others (gthread waits 5 s, on the thread meant to serve it)."""
+CLOSE_LINGER_S = 2.0
+"""How long a closed connection waits for its client to close too (gunicorn's linger)."""
+
+_RECV_SIZE = 65536
+_MAX_LINGER_DRAIN = 65536
+_MAX_LINE_BYTES = 8190 + 4096
+"""Past this, a line of the head without its end is too long for gunicorn's limits (4094 for
+the request line, 8190 for a header field): its parser answers 414/431 at once."""
+_MAX_HEAD_BYTES = 100 * (8190 + 2) + 4096
+"""gunicorn's largest head: 100 header fields of 8190 bytes, plus the request line."""
+_MAX_CHUNK_LINE_BYTES = 8190
+_MAX_CHUNK_SIZE_DIGITS = 16
+"""More hex digits than a 64-bit size holds: no real body is that large."""
+_REQUEST_ID_LIMIT = 100
+_REQUEST_ID_HEADER = re.compile(rb"\r\nx-request-id[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -72,6 +105,9 @@ class ServerOptions:
     """gunicorn's ``--timeout`` (azmlinfsrv: ``WORKER_TIMEOUT``): a worker silent this long is
     killed and replaced (its replacement runs ``init()`` again)."""
     keepalive_s: int = 2
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    """Seconds a client has, from connecting or from a request's first byte, to send the whole
+    request (head, and a body up to :data:`PREBUFFER_LIMIT`); a late one gets a JSON 408."""
     reload: bool = False
     reload_paths: Sequence[Path] = ()
     """Extra files whose change restarts the workers (modules the script imports are watched
@@ -282,69 +318,243 @@ def _not_started_app(reason: str, extra_headers: Sequence[tuple[str, str]]) -> W
     return app
 
 
-class _Finished:
-    """The outcome of a job that already ran: the two calls gthread's ``finish_request`` makes
-    on a future (``cancelled``, ``result``), without a ``Future``'s lock and condition."""
-
-    def __init__(self, result: Any = None, error: Exception | None = None) -> None:
-        self._result = result
-        self._error = error
-
-    def cancelled(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return True
-
-    def result(self, timeout: float | None = None) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._result
-
-    def add_done_callback(self, callback: Callable[[_Finished], object]) -> None:
-        callback(self)
-
-
-class _InlineExecutor:
-    """Stands in for gthread's thread pool: runs each connection job at once, on the caller's
-    (main) thread, and hands back its finished outcome."""
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> _Finished:
-        try:
-            return _Finished(fn(*args))
-        except Exception as exc:  # BaseException (SystemExit from a kill) must propagate
-            return _Finished(error=exc)
+class _NoThreadPool:
+    """Stands in for gthread's thread pool, which gunicorn shuts down on exit: every request
+    runs on the main thread, so there is nothing to stop."""
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Nothing runs in the background, so there is nothing to stop."""
+        """Nothing runs in the background."""
+
+
+class _Next(enum.Enum):
+    """What the poller does with a connection after reading from it."""
+
+    WAIT = "wait"
+    """Part of a request is buffered: wait in the poller for the rest."""
+    SERVE = "serve"
+    """A whole request (head and body) is buffered: serve it."""
+    SERVE_UNBUFFERED = "serve unbuffered"
+    """The head is buffered and the body is left to the main thread (it is larger than
+    :data:`PREBUFFER_LIMIT`, the client waits for ``100 Continue``, or the head is one gunicorn
+    refuses anyway), under the read deadline of :class:`_DeadlineUnreader`."""
+    REFUSE = "refuse"
+    """The chunked framing of the body is malformed: answer 400 without serving it."""
+
+
+def _request_verdict(data: bytes | bytearray, prebuffer_limit: int) -> tuple[_Next, str]:
+    """Whether ``data`` (a connection's buffered bytes) starts with a whole request.
+
+    Only the framing is looked at (the end of the head, ``Content-Length``,
+    ``Transfer-Encoding: chunked``); everything else is gunicorn's parser's to judge, so a head
+    it would refuse (too long, bare LF, duplicate lengths) is handed to it at once.
+    """
+    head_end = data.find(b"\r\n\r\n")
+    if head_end < 0:
+        line_start = data.rfind(b"\n") + 1
+        if (
+            len(data) > _MAX_HEAD_BYTES
+            or len(data) - line_start > _MAX_LINE_BYTES
+            or b"\n\n" in data
+        ):
+            return _Next.SERVE_UNBUFFERED, ""
+        return _Next.WAIT, ""
+    body_start = head_end + 4
+    # One lower-cased copy of the head and a few C-level searches: this runs on every request.
+    head = bytes(data[: head_end + 2]).lower()
+    if b"\r\nexpect:" in head:  # the client waits for "100 Continue" before sending the body
+        return _Next.SERVE_UNBUFFERED, ""
+    coding = _header_value(head, b"\r\ntransfer-encoding:")
+    length_text = _header_value(head, b"\r\ncontent-length:")
+    if coding is not None:
+        if coding != b"chunked" or length_text is not None:
+            return _Next.SERVE_UNBUFFERED, ""  # gunicorn refuses or decides these
+        return _chunked_verdict(data, body_start, prebuffer_limit)
+    if length_text is None:
+        return _Next.SERVE, ""
+    if not length_text.isdigit():
+        return _Next.SERVE_UNBUFFERED, ""
+    length = int(length_text)
+    if length > prebuffer_limit:
+        return _Next.SERVE_UNBUFFERED, ""
+    return (_Next.SERVE if len(data) - body_start >= length else _Next.WAIT), ""
+
+
+def _header_value(head: bytes, name: bytes) -> bytes | None:
+    """The value of header ``name`` (``b"\\r\\nname:"``) in the lower-cased ``head``; ``b"?"``
+    (never a valid value) when it is there twice, so the caller leaves it to gunicorn."""
+    start = head.find(name)
+    if start < 0:
+        return None
+    if head.find(name, start + 1) >= 0:
+        return b"?"
+    start += len(name)
+    return head[start : head.index(b"\r\n", start)].strip(b" \t")
+
+
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _chunked_verdict(
+    data: bytes | bytearray, start: int, prebuffer_limit: int
+) -> tuple[_Next, str]:
+    """:func:`_request_verdict` for a chunked body starting at ``start`` (RFC 9112 §7.1)."""
+    position = start
+    end = len(data)
+    while True:
+        line_end = data.find(b"\r\n", position)
+        if line_end < 0:
+            if end - position > _MAX_CHUNK_LINE_BYTES:
+                return _Next.REFUSE, "a chunk size line has no end"
+            return _Next.WAIT, ""
+        size_text = bytes(data[position:line_end]).split(b";", 1)[0].rstrip(b" \t")
+        if not size_text or not _HEX_DIGITS.issuperset(size_text):
+            return _Next.REFUSE, f"invalid chunk size {size_text.decode('latin-1')!r}"
+        if len(size_text) > _MAX_CHUNK_SIZE_DIGITS:
+            return _Next.REFUSE, f"chunk size {size_text.decode('latin-1')!r} is too large"
+        size = int(size_text, 16)
+        if size == 0:  # the last chunk, then trailer lines up to an empty line
+            trailers = line_end + 2
+            if data[trailers : trailers + 2] == b"\r\n" or data.find(b"\r\n\r\n", trailers) >= 0:
+                return _Next.SERVE, ""
+            if end - trailers > _MAX_HEAD_BYTES:
+                return _Next.SERVE_UNBUFFERED, ""
+            return _Next.WAIT, ""
+        chunk_end = line_end + 2 + size
+        if chunk_end - start > prebuffer_limit:
+            return _Next.SERVE_UNBUFFERED, ""
+        if end < chunk_end + 2:
+            return _Next.WAIT, ""
+        if data[chunk_end : chunk_end + 2] != b"\r\n":
+            return _Next.REFUSE, f"a chunk is longer than its declared size of {size} bytes"
+        position = chunk_end + 2
+
+
+def _client_request_id(data: bytes | bytearray) -> str | None:
+    """The ``x-request-id`` a refused request carried, when usable as the answer's id."""
+    head_end = data.find(b"\r\n\r\n")
+    match = _REQUEST_ID_HEADER.search(data, 0, head_end if head_end >= 0 else 0)
+    if match is None:
+        return None
+    value = match.group(1).strip(b" \t").decode("latin-1")
+    return value if 0 < len(value) <= _REQUEST_ID_LIMIT else None
+
+
+class _DeadlineUnreader(SocketUnreader):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's socket reader, bounded by a deadline: the main thread never waits past it.
+
+    A request reaches the main thread whole, from the poller's buffer, except for bodies over
+    :data:`PREBUFFER_LIMIT` (and those announced with ``Expect: 100-continue``). Reading those
+    must not let a client that trickles bytes hold the worker: each received byte moves the
+    deadline by ``1 / MIN_BODY_RATE`` seconds, so a body arriving at least that fast is never
+    cut, and a slower one is refused with 408 after about the read timeout. A pause longer
+    than the read timeout is refused too, however much credit the bytes before it earned.
+    """
+
+    deadline = float("inf")
+    idle_timeout = float("inf")
+
+    def chunk(self, size_hint: int | None = None) -> bytes:
+        size = self.mxchunk
+        if size_hint and size_hint > size:
+            size = min(size_hint, self.max_body_chunk)
+        while True:
+            try:
+                data: bytes = self.sock.recv(size, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                remaining = min(self.deadline - time.monotonic(), self.idle_timeout)
+                if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+                    raise BodyReadTimedOut(
+                        description="The rest of the request did not arrive in time; send "
+                        "the body without pausing."
+                    ) from None
+                continue
+            self.deadline += len(data) / MIN_BODY_RATE
+            return data
+
+
+class _TranslatedBody:
+    """``wsgi.input`` of a body read from the socket: gunicorn's framing errors (a malformed
+    chunk met by the app) become a 400 instead of an internal error."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, size: int | None = None) -> bytes:
+        try:
+            return bytes(self._body.read(size))
+        except (ParseException, NoMoreData) as exc:
+            raise _malformed(exc) from exc
+
+    def readline(self, size: int | None = None) -> bytes:
+        try:
+            return bytes(self._body.readline(size))
+        except (ParseException, NoMoreData) as exc:
+            raise _malformed(exc) from exc
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+
+_ENDED_EARLY = "The client ended the request before the end of its body; send the whole body."
+
+
+def _malformed(exc: Exception) -> MalformedBody:
+    if isinstance(exc, NoMoreData):
+        return MalformedBody(description=_ENDED_EARLY)
+    return MalformedBody(description=_malformed_body_message(str(exc)))
+
+
+def _malformed_body_message(detail: str) -> str:
+    return (
+        f"The request body is not valid chunked encoding ({detail}). Send the chunks with "
+        "their sizes in hex and each followed by CRLF, ending with a 0-size chunk, or send "
+        "a Content-Length body."
+    )
 
 
 class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn's gthread event loop (keep-alive) with requests handled on the main thread.
 
     One request at a time per process, as azmlinfsrv's sync workers, and ``signal.SIGALRM``
-    (the ``SCORING_TIMEOUT_MS`` mechanism) keeps working because ``run()`` is called on the
-    main thread. A new connection is served before the worker accepts another one (gthread's
-    wait for its first request), so a busy worker leaves new connections to idle workers.
+    (the ``SCORING_TIMEOUT_MS`` mechanism) keeps working because requests run on the main
+    thread. So that no client can hold that thread, every connection waits in the poller
+    until a whole request has arrived: bytes are read as they come (never blocking) and
+    buffered, and the request is served only once its head and body are all there. A client
+    that has not finished within ``--read-timeout`` seconds is answered 408 (or, if it sent
+    nothing, disconnected). Bodies over :data:`PREBUFFER_LIMIT` are read by the request under
+    a deadline instead (:class:`_DeadlineUnreader`), and closing connections linger in the
+    poller, not on the main thread.
     """
 
     cfg: Any
     alive: bool
-    tpool: _InlineExecutor
+    app: Any
+    tpool: _NoThreadPool
 
     poller: selectors.BaseSelector
     keepalived_conns: deque[Any]
-    pending_conns: deque[Any]
     nr_conns: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._finishing = False
+        self._serving = False
         self._ready: deque[Any] = deque()
         self._last_heartbeat = -float("inf")
-        self._polled: set[Any] = set()
-        """Connections whose socket is registered with the poller (it stays registered
-        between kept-alive requests)."""
+        self._reading: dict[Any, float] = {}
+        """Connections waiting for (the rest of) a request, with the time by which it must
+        have arrived, in the order of those times (each is now + the read timeout)."""
+        self._closing: dict[Any, float] = {}
+        """Connections closed for writing, waiting for the client to close (RFC 9112 §9.6),
+        with the time they are closed anyway; in that order."""
+        self._fresh: Any = None
+        """With several workers, the connection just accepted while its first bytes are awaited:
+        the worker accepts no other one meanwhile (up to ``_fresh_until``), so that connections
+        arriving together spread over the workers instead of queueing behind one."""
+        self._fresh_until = 0.0
+        options = getattr(self.app, "options", None) or ServerOptions()
+        self._read_timeout_s = float(options.read_timeout_s)
+        self._error_headers = tuple(options.error_headers)
 
     def notify(self) -> None:
         """Tell the arbiter this worker is alive, at most every ``_heartbeat_interval_s``.
@@ -357,144 +567,269 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
             self._last_heartbeat = now
             super().notify()
 
-    def accept(self, listener: Any) -> None:
-        """gthread's ``accept``, with a client socket that skips redundant mode switches."""
-        try:
-            client_sock, client_addr = listener.accept()
-            self.nr_conns += 1
-            client_sock.__class__ = _ModeKeepingSocket
-            client_sock.setblocking(True)
-            conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
-            self.enqueue_req(conn)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
-                raise
-
-    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
-        """A kept-alive connection has a request: serve it, leaving its socket registered.
-
-        gthread unregisters the socket here and registers it again once the request is
-        done (two ``epoll_ctl`` calls per request); the request runs on this thread, so the
-        poller cannot report the socket meanwhile and the registration can simply stay.
-        """
-        self.keepalived_conns.remove(conn)
-        self.enqueue_req(conn)
-
-    def finish_request(self, conn: Any, fs: Any) -> None:
-        """gthread's ``finish_request`` for a poller that keeps kept-alive sockets registered
-        (and in blocking mode: only this thread reads them, after the poller said readable)."""
-        try:
-            result = fs.result() if not fs.cancelled() else False
-            if result is _DEFER and self.alive:
-                conn.sock.setblocking(False)
-                conn.timeout = time.monotonic() + self.cfg.keepalive
-                self.pending_conns.append(conn)
-                self._watch(conn, partial(self.on_pending_socket_readable, conn))
-            elif result:
-                if conn.parser.unreader.buf.getvalue():
-                    # Already buffered (pipelined or read ahead): the poller would not wake.
-                    self.enqueue_req(conn)
-                    return
-                conn.set_timeout()
-                if not self.alive:
-                    conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
-                self.keepalived_conns.append(conn)
-                self._watch(conn, partial(self.on_client_socket_readable, conn))
-            else:
-                self._unwatch(conn)
-                self.nr_conns -= 1
-                conn.close(graceful=True)
-        except Exception:
-            self._unwatch(conn)
-            self.nr_conns -= 1
-            conn.close()
-
-    def on_pending_socket_readable(self, conn: Any, client: Any) -> None:
-        """gthread's: the first request of a slow connection arrived."""
-        self._unwatch(conn)
-        self.pending_conns.remove(conn)
-        conn.data_ready = True
-        self.enqueue_req(conn)
-
-    def _watch(self, conn: Any, callback: Callable[[Any], None]) -> None:
-        if conn in self._polled:
-            self.poller.modify(conn.sock, selectors.EVENT_READ, callback)
-        else:
-            self.poller.register(conn.sock, selectors.EVENT_READ, callback)
-            self._polled.add(conn)
-
-    def _unwatch(self, conn: Any) -> None:
-        if conn in self._polled:
-            self._polled.discard(conn)
-            # The socket may already be closed (an error answer closes it).
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                self.poller.unregister(conn.sock)
-
-    def murder_keepalived(self, force: bool = False) -> None:
-        """gthread's expiry of idle kept-alive connections, forgetting their registration."""
-        now = time.monotonic()
-        while self.keepalived_conns:
-            conn = self.keepalived_conns[0]
-            if conn.timeout - now > 0 and not force:
-                break
-            self.keepalived_conns.popleft()
-            self._unwatch(conn)
-            self.nr_conns -= 1
-            conn.close()
-
-    def murder_pending(self) -> None:
-        """gthread's expiry of connections still waiting for a first request."""
-        now = time.monotonic()
-        while self.pending_conns:
-            conn = self.pending_conns[0]
-            if conn.timeout - now > 0:
-                break
-            self.pending_conns.popleft()
-            self._unwatch(conn)
-            self.nr_conns -= 1
-            conn.close()
-
-    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
-        """gthread's body drain before keep-alive, skipped when nothing is left to drain.
-
-        The drain bounds each read with ``settimeout`` (two mode switches per request) even
-        when the application read the whole body; a fully read Content-Length body would
-        yield no bytes anyway, so the answer (True) is the same without them.
-        """
-        if keepalive and _body_fully_read(conn.parser):
-            return True
-        return bool(super()._keepalive_after(conn, keepalive))
-
-    def get_thread_pool(self) -> _InlineExecutor:
-        return _InlineExecutor()
-
-    def enqueue_req(self, conn: Any) -> None:
-        """Serve ``conn``'s request now and finish it (back to the poller for keep-alive, or
-        closed) at once.
-
-        gthread finishes a request by queueing ``finish_request`` for its main thread and
-        waking the event loop through a pipe: a write, a read and one more loop turn (with its
-        heartbeat) per request. The request already ran on the main thread here, so it is
-        finished directly. A connection whose next request is already buffered (pipelining)
-        comes back through here from ``finish_request``; it is queued and served by this
-        loop rather than by recursion, so a long pipeline cannot exhaust the stack.
-        """
-        self._ready.append(conn)
-        if self._finishing:
-            return
-        self._finishing = True
-        try:
-            while self._ready:
-                ready = self._ready.popleft()
-                self.finish_request(ready, self.tpool.submit(self.handle, ready))
-        finally:
-            self._finishing = False
+    def get_thread_pool(self) -> _NoThreadPool:
+        return _NoThreadPool()
 
     def run(self) -> None:
         # gunicorn reads its settings through Config.__getattr__ some twenty times a request;
         # they cannot change inside a worker, so read each once.
         self.cfg = _SettledConfig(self.cfg)
         super().run()
+
+    # --- the poller side: connections waiting for a whole request ----------------------------
+
+    def accept(self, listener: Any) -> None:
+        """Accept a connection and wait in the poller for its first request."""
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        if self.cfg.workers > 1:
+            self._fresh = conn
+            self._fresh_until = time.monotonic() + FRESH_CONNECTION_WAIT_S
+            self.set_accept_enabled(False)
+        # Blocking mode for good (writes); reads pass MSG_DONTWAIT instead of switching.
+        conn.init()
+        conn.parser.unreader = _DeadlineUnreader(conn.sock)
+        conn.received = b""
+        conn.buffered_whole = True
+        self._reading[conn] = time.monotonic() + self._read_timeout_s
+        # Registered once for the connection's life: the poller is not consulted while a
+        # request runs, so the registration never needs to change.
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gthread's switch (its loop turns accepting on every turn), held off while a fresh
+        connection's first bytes are awaited."""
+        if enabled and self._fresh is not None:
+            if time.monotonic() < self._fresh_until:
+                return
+            self._fresh = None
+        super().set_accept_enabled(enabled)
+
+    def _on_readable(self, conn: Any, client: Any) -> None:
+        if conn is self._fresh:
+            self._fresh = None  # gthread's loop turns accepting back on after this turn
+        if conn in self._closing:
+            self._drain_closing(conn)
+            return
+        try:
+            data = conn.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        reading = conn in self._reading
+        if not reading:  # kept alive and idle until now
+            self.keepalived_conns.remove(conn)
+            if not data:
+                self._close_now(conn)
+                return
+        elif not data:  # the client closed its side mid-request (or before any)
+            del self._reading[conn]
+            if conn.received.find(b"\r\n\r\n") < 0:  # not even a head: nothing to answer
+                self._close_now(conn)
+            else:
+                self._refuse(conn, "400 Bad Request", _ENDED_EARLY, conn.received)
+            return
+        if conn.received:
+            conn.received += data
+            data = conn.received
+        self._consider(conn, data)
+
+    def _consider(self, conn: Any, buffered: bytes | bytearray) -> None:
+        """Serve, refuse or keep waiting for the request in ``buffered`` (all ``conn`` has
+        received of it so far)."""
+        verdict, detail = _request_verdict(buffered, PREBUFFER_LIMIT)
+        if verdict is _Next.WAIT:
+            if buffered is not conn.received:
+                conn.received = bytearray(buffered)
+            if conn not in self._reading:
+                self._reading[conn] = time.monotonic() + self._read_timeout_s
+            return
+        deadline = self._reading.pop(conn, None) or time.monotonic() + self._read_timeout_s
+        conn.received = b""
+        if verdict is _Next.REFUSE:
+            self._refuse(conn, "400 Bad Request", _malformed_body_message(detail), buffered)
+            return
+        unreader = conn.parser.unreader
+        unreader.unread(bytes(buffered))
+        unreader.deadline = deadline
+        unreader.idle_timeout = self._read_timeout_s
+        conn.buffered_whole = verdict is _Next.SERVE
+        self._serve_soon(conn)
+
+    def _refuse(
+        self, conn: Any, status: str, message: str, buffered: bytes | bytearray = b""
+    ) -> None:
+        """Answer ``status`` as JSON (with request ids, the client's ``x-request-id`` if it
+        sent one) for a request that is never served."""
+        self.log.warning("Refused request from ip=%s: %s", (conn.client or ("",))[0], message)
+        answer = _json_error_response(
+            status, message, self._error_headers, _client_request_id(buffered)
+        )
+        conn.received = b""
+        with contextlib.suppress(OSError):
+            conn.sock.send(answer, socket.MSG_DONTWAIT)
+        self._linger(conn)
+
+    def _linger(self, conn: Any) -> None:
+        """Close ``conn`` without a reset that could destroy the answer just sent: half-close,
+        then wait in the poller (never on the main thread) for the client to close."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close_now(conn)
+            return
+        conn.drained = 0
+        self._closing[conn] = time.monotonic() + CLOSE_LINGER_S
+
+    def _drain_closing(self, conn: Any) -> None:
+        try:
+            data = conn.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained > _MAX_LINGER_DRAIN:
+            self._close_now(conn)
+
+    def _close_now(self, conn: Any) -> None:
+        self._reading.pop(conn, None)
+        self._closing.pop(conn, None)
+        # The socket may already be closed (a failed answer closes it).
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            self.poller.unregister(conn.sock)
+        self.nr_conns -= 1
+        util.close(conn.sock)
+
+    def murder_keepalived(self, force: bool = False) -> None:
+        """gthread's expiry of idle kept-alive connections."""
+        now = time.monotonic()
+        while self.keepalived_conns:
+            conn = self.keepalived_conns[0]
+            if conn.timeout - now > 0 and not force:
+                break
+            self.keepalived_conns.popleft()
+            self._close_now(conn)
+
+    def murder_pending(self) -> None:
+        """Expire requests not received in time (408, or a silent close for a connection that
+        sent nothing) and lingering connections whose client never closed."""
+        now = time.monotonic()
+        while self._reading:
+            conn, deadline = next(iter(self._reading.items()))
+            if deadline > now:
+                break
+            del self._reading[conn]
+            if conn.received:
+                message = self._late_request_message()
+                self._refuse(conn, "408 Request Timeout", message, conn.received)
+            else:
+                self._close_now(conn)
+        while self._closing:
+            conn, deadline = next(iter(self._closing.items()))
+            if deadline > now:
+                break
+            self._close_now(conn)
+
+    def _late_request_message(self) -> str:
+        return (
+            f"The request did not arrive within {self._read_timeout_s:g} s. Send the headers "
+            "and body without pausing, or restart the server with a larger --read-timeout."
+        )
+
+    def wait_for_and_dispatch_events(self, timeout: float) -> None:
+        """gthread's poller wait, woken in time for the next read or linger deadline."""
+        deadlines = [
+            next(iter(waiting.values())) for waiting in (self._reading, self._closing) if waiting
+        ]
+        if self._fresh is not None:
+            deadlines.append(self._fresh_until)
+        if deadlines:
+            timeout = min(timeout, max(0.0, min(deadlines) - time.monotonic()))
+        super().wait_for_and_dispatch_events(timeout)
+
+    # --- the main-thread side: serving a request that has arrived -----------------------------
+
+    def _serve_soon(self, conn: Any) -> None:
+        """Serve ``conn``'s request now, then settle the connection (kept alive, or closed).
+
+        A connection whose next request is already buffered (pipelining) comes back through
+        here while the loop runs; it is queued and served by the loop rather than by
+        recursion, so a long pipeline cannot exhaust the stack.
+        """
+        self._ready.append(conn)
+        if self._serving:
+            return
+        self._serving = True
+        try:
+            while self._ready:
+                ready = self._ready.popleft()
+                self._settle(ready, self.handle(ready))
+        finally:
+            self._serving = False
+
+    def handle(self, conn: Any) -> bool:
+        """gthread's ``handle`` for a request already buffered: no wait for data (it is
+        there), no HTTP/2 (modelstore serves HTTP/1.1). Returns whether to keep the
+        connection."""
+        req = None
+        try:
+            req = next(conn.parser)
+            if not req:
+                return False
+            return self._keepalive_after(conn, self.handle_request(req, conn))
+        except NoMoreData as exc:
+            self.log.debug("Ignored premature client disconnection. %s", exc)
+        except StopIteration as exc:
+            self.log.debug("Closing connection. %s", exc)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                self.log.exception("Socket error processing request.")
+        except Exception as exc:
+            self.handle_error(req, conn.sock, conn.client, exc)
+        return False
+
+    def _settle(self, conn: Any, keepalive: bool) -> None:
+        """Back to the poller after a request: idle (kept alive), reading the next request
+        already begun, or closing."""
+        try:
+            if not keepalive:
+                self._linger(conn)
+                return
+            unreader = conn.parser.unreader
+            leftover = unreader.buf.getvalue()
+            if leftover:  # pipelined: the next request has begun (or is all there)
+                unreader.take_buffered()
+                self._consider(conn, leftover)
+                return
+            conn.set_timeout()
+            if not self.alive:
+                conn.timeout = min(conn.timeout, time.monotonic() + STOP_KEEPALIVE_LINGER)
+            self.keepalived_conns.append(conn)
+        except Exception:
+            self._close_now(conn)
+
+    def _keepalive_after(self, conn: Any, keepalive: bool) -> bool:
+        """Whether the connection can serve another request once this one is answered.
+
+        A body the app left unread is skipped when it is in the buffer; one still on the
+        socket would have to be waited for on the main thread, so the connection is closed
+        instead (its answer said ``Connection: keep-alive``, which a client must tolerate).
+        """
+        if not keepalive:
+            return False
+        if _body_fully_read(conn.parser):
+            return True
+        if not conn.buffered_whole:
+            return False
+        return bool(conn.parser.finish_body())
 
     def handle_request(self, req: Any, conn: Any) -> bool:
         """gthread's ``handle_request`` with :class:`CoalescingResponse` (and the keep-alive
@@ -509,6 +844,8 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
                 response_class=CoalescingResponse,
             )  # fmt: skip
             environ["wsgi.multithread"] = False
+            if not conn.buffered_whole or type(getattr(req.body, "reader", None)) is ChunkedReader:
+                environ["wsgi.input"] = _TranslatedBody(environ["wsgi.input"])
             self.nr += 1
             if self.nr >= self.max_requests:
                 if self.alive:
@@ -538,8 +875,8 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
         except (Exception, SystemExit):
             if resp is not None and resp.headers_sent:
                 # Part of the answer may be on the wire: another status line would corrupt it.
+                # The connection is closed next (handle() answers False), in the poller.
                 self.log.exception("Error handling request")
-                util.close_graceful(conn.sock)
                 raise StopIteration() from None
             raise
         finally:
@@ -550,8 +887,9 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
         return True
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """Answer over-long request lines (414) and headers (431) with the JSON bodies and
-        request-id headers of every other modelstore error, instead of gunicorn's HTML page."""
+        """Answer over-long request lines (414) and headers (431), and requests whose head did
+        not arrive in time (408), with the JSON bodies and request-id headers of every other
+        modelstore error, instead of gunicorn's HTML page."""
         if isinstance(exc, LimitRequestLine):
             status = "414 URI Too Long"
             message = (
@@ -564,20 +902,27 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
                 f"The request headers are too large ({exc}). "
                 "Shorten them or send the data in the body."
             )
+        elif isinstance(exc, BodyReadTimedOut):
+            status = "408 Request Timeout"
+            message = self._late_request_message()
         else:
             super().handle_error(req, client, addr, exc)
             return
         self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
-        extra = getattr(self.app, "options", ServerOptions()).error_headers
         try:
-            util.write_nonblock(client, _json_error_response(status, message, extra))
+            util.write_nonblock(client, _json_error_response(status, message, self._error_headers))
         except Exception:
             self.log.debug("Failed to send error message.")
 
 
-def _json_error_response(status: str, message: str, extra: Sequence[tuple[str, str]]) -> bytes:
+def _json_error_response(
+    status: str,
+    message: str,
+    extra: Sequence[tuple[str, str]],
+    request_id: str | None = None,
+) -> bytes:
     body = json.dumps({"message": message}).encode()
-    request_id = str(uuid.uuid4())
+    request_id = request_id or str(uuid.uuid4())
     headers = [
         ("Connection", "close"),
         ("Content-Type", "application/json"),
@@ -608,25 +953,6 @@ def _body_fully_read(parser: Any) -> bool:
     if type(reader) is not LengthReader:
         return False
     return reader.length == 0 and not body.failed and body.buf.tell() == 0
-
-
-class _ModeKeepingSocket(socket.socket):
-    """A client socket whose ``setblocking``/``settimeout`` skip the system call when the mode
-    would not change (gthread asks for blocking mode, and gunicorn's parser restores the
-    timeout it found, on every request)."""
-
-    __slots__ = ()
-
-    def settimeout(self, value: float | None) -> None:
-        if value == self.gettimeout():
-            return
-        super().settimeout(value)
-
-    def setblocking(self, flag: bool) -> None:
-        timeout = self.gettimeout()
-        if (timeout is None) if flag else (timeout == 0.0):
-            return
-        super().setblocking(flag)
 
 
 class _SettledConfig:
