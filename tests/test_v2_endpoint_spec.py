@@ -58,6 +58,16 @@ def test_auth_mode_defaults_to_key_as_in_azure(tmp_path: Path) -> None:
             "a Kubernetes endpoint (compute:) has no public_network_access",
         ),
         ("auth_mode: key\n", "name", "required key is missing"),
+        (
+            "name: ep1\ntraffic:\n  blue: 60\n  green: 50\n",
+            "traffic",
+            "expected percentages that sum to at most 100, got 110",
+        ),
+        (
+            "name: ep1\nmirror_traffic:\n  green: 51\n",
+            "mirror_traffic",
+            "expected percentages that sum to at most 50, got 51",
+        ),
     ],
 )
 def test_a_bad_endpoint_is_refused_in_one_line(
@@ -72,3 +82,8 @@ def test_a_kubernetes_endpoint_names_its_compute_which_is_cloud_only(tmp_path: P
     spec = load(tmp_path, "name: ep1\ncompute: azureml:k8s\nauth_mode: aml_token\n")
     assert spec.is_kubernetes and spec.ignored_keys == ("compute",)
     assert spec.auth_mode == "aml_token"
+
+
+def test_enum_values_ignore_case_as_in_azure(tmp_path: Path) -> None:
+    spec = load(tmp_path, "name: ep1\nauth_mode: AML_Token\npublic_network_access: Enabled\n")
+    assert (spec.auth_mode, spec.public_network_access) == ("aml_token", "enabled")

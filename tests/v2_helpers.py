@@ -229,6 +229,41 @@ def samples() -> list[Sample]:
             True,
         ),
         Sample(
+            "endpoint-traffic-over-100",
+            "endpoint",
+            _from("endpoint.yml", "green: 10", "green: 20"),
+            False,
+            False,
+            key="traffic",
+        ),
+        Sample(
+            "endpoint-capitalised-auth-mode",
+            "endpoint",
+            _from("endpoint.yml", "auth_mode: key", "auth_mode: Key"),
+            True,
+            True,
+        ),
+        Sample(
+            "endpoint-mirror-over-50",
+            "endpoint",
+            (GALLERY / "endpoint.yml").read_text() + "mirror_traffic:\n  green: 60\n",
+            False,
+            True,
+            "the REST API documents at most 50% mirrored traffic",
+            key="mirror_traffic",
+        ),
+        Sample(
+            "model-cloud-path",
+            "model",
+            _from(
+                "model.yml", "path: model", "path: azureml://datastores/workspaceblobstore/paths/m"
+            ),
+            False,
+            True,
+            "a cloud path cannot be read to register the model here",
+            key="path",
+        ),
+        Sample(
             "model-misspelled-key",
             "model",
             _from("model.yml", "tags:", "tagz:"),

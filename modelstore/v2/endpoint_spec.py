@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 
 from modelstore.v2.common import SchemaUrl, SpecModel, StrMap
 
 # Azure's endpoint name rule (azure-ai-ml EndpointConfigurations.NAME_REGEX_PATTERN).
 ENDPOINT_NAME_PATTERN = r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"
 
-AuthMode = Literal["key", "aml_token", "aad_token"]
+
+def _lower(value: Any) -> Any:
+    """Azure's enum fields ignore case (``Key`` and ``key`` are one value)."""
+    return value.lower() if isinstance(value, str) else value
+
+
+AuthMode = Annotated[Literal["key", "aml_token", "aad_token"], BeforeValidator(_lower)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -59,7 +65,9 @@ class OnlineEndpointSpec(SpecModel):
     tags: StrMap = Field(default_factory=dict)
     identity: IdentitySpec | None = None
     compute: str | None = None
-    public_network_access: Literal["enabled", "disabled"] | None = None
+    public_network_access: (
+        Annotated[Literal["enabled", "disabled"], BeforeValidator(_lower)] | None
+    ) = None
     location: str | None = None
     kind: str | None = None
     id: str | None = None
@@ -72,6 +80,27 @@ class OnlineEndpointSpec(SpecModel):
     def is_kubernetes(self) -> bool:
         """A Kubernetes online endpoint names its cluster in ``compute``."""
         return self.compute is not None
+
+    @field_validator("traffic")
+    @classmethod
+    def _traffic_at_most_100(cls, value: dict[str, int]) -> dict[str, int]:
+        # azure-ai-ml's loader refuses more; the service wants exactly 100 once deployments
+        # take traffic, which the endpoint's user can only check with its deployments.
+        if sum(value.values()) > 100:
+            raise ValueError(
+                f"expected percentages that sum to at most 100, got {sum(value.values())}"
+            )
+        return value
+
+    @field_validator("mirror_traffic")
+    @classmethod
+    def _mirror_at_most_50(cls, value: dict[str, int]) -> dict[str, int]:
+        # The REST API's documented limit: mirror traffic sums to at most 50.
+        if sum(value.values()) > 50:
+            raise ValueError(
+                f"expected percentages that sum to at most 50, got {sum(value.values())}"
+            )
+        return value
 
     @field_validator("public_network_access")
     @classmethod
