@@ -44,7 +44,12 @@ def _from(source: str, old: str, new: str) -> str:
 
 
 def samples() -> list[Sample]:
-    """The gallery files and variants of them, each with both loaders' verdicts."""
+    """Every sample, each with both loaders' verdicts."""
+    return _gallery_samples() + _more_samples()
+
+
+def _gallery_samples() -> list[Sample]:
+    """The gallery files and variants of them."""
     blue = "blue-deployment.yml"
     return [
         Sample("endpoint", "endpoint", (GALLERY / "endpoint.yml").read_text(), True, True),
@@ -311,6 +316,160 @@ def samples() -> list[Sample]:
             True,
             "the local registry numbers versions with integers",
             key="version",
+        ),
+    ]
+
+
+def _more_samples() -> list[Sample]:
+    """Variants covering the rest of the schema: each key family once, accepted or refused."""
+    blue = (GALLERY / "blue-deployment.yml").read_text()
+    green = (GALLERY / "green-deployment.yml").read_text()
+    endpoint = (GALLERY / "endpoint.yml").read_text()
+    model = (GALLERY / "model.yml").read_text()
+    inline_env = (
+        "environment:\n  conda_file: environment/conda.yaml\n"
+        "  image: mcr.microsoft.com/azureml/minimal-ubuntu22.04-py311-cpu-inference:latest\n"
+    )
+
+    def env(new: str) -> str:
+        assert inline_env in blue
+        return blue.replace(inline_env, new)
+
+    return [
+        Sample(
+            "kubernetes-with-egress",
+            "deployment",
+            green.replace("instance_type: Standard_DS3_v2\n", "type: kubernetes\n")
+            + "egress_public_network_access: enabled\n",
+            False,
+            False,
+            key="egress_public_network_access",
+        ),
+        Sample(
+            "scale-and-data-collection",
+            "deployment",
+            green
+            + "scale_settings:\n  type: target_utilization\n  min_instances: 1\n"
+            + "  max_instances: 3\ndata_collector:\n  sampling_rate: 1.0\n  collections:\n"
+            + "    request:\n      enabled: 'True'\nmodel_mount_path: /var/azureml-model\n"
+            + "description: green\ntags:\n  release: 2\n",
+            True,
+            True,
+        ),
+        Sample(
+            "named-inline-model",
+            "deployment",
+            blue.replace("  path: model\n", "  name: regression\n  version: 2\n  path: model\n"),
+            True,
+            True,
+        ),
+        Sample(
+            "environment-build-context",
+            "deployment",
+            env(
+                "environment:\n  build:\n    path: onlinescoring\n    dockerfile_path: Dockerfile\n"
+            ),
+            True,
+            True,
+        ),
+        Sample(
+            "environment-build-context-missing",
+            "deployment",
+            env("environment:\n  build:\n    path: no-such-context\n"),
+            False,
+            False,
+            key="environment.build",
+        ),
+        Sample(
+            "environment-custom-container",
+            "deployment",
+            env(
+                "environment:\n  name: custom\n  version: 1\n  image: example/scorer:1\n"
+                "  os_type: Linux\n  inference_config:\n    liveness_route:\n      path: /\n"
+                "      port: 5001\n    readiness_route:\n      path: /\n      port: 5001\n"
+                "    scoring_route:\n      path: /score\n      port: 5001\n"
+            ),
+            True,
+            True,
+        ),
+        Sample(
+            "environment-inline-conda-mapping",
+            "deployment",
+            env(
+                "environment:\n  image: example/scorer:1\n  conda_file:\n    dependencies: [pip]\n"
+            ),
+            True,
+            True,
+        ),
+        Sample(
+            "environment-latest",
+            "deployment",
+            green.replace("sklearn-inference-env:1", "sklearn-inference-env@latest"),
+            True,
+            True,
+        ),
+        Sample(
+            "all-probe-settings",
+            "deployment",
+            green
+            + "".join(
+                f"{probe}:\n  initial_delay: 1\n  period: 1\n  timeout: 1\n"
+                "  success_threshold: 1\n  failure_threshold: 1\n"
+                for probe in ("liveness_probe", "readiness_probe")
+            ),
+            True,
+            True,
+        ),
+        Sample(
+            "environment-variable-mapping",
+            "deployment",
+            blue.replace("  MODEL_COLOR: blue", "  MODEL_COLOR:\n    shade: dark"),
+            False,
+            True,
+            "a container variable holds text, not a mapping",
+            key="environment_variables.MODEL_COLOR",
+        ),
+        Sample(
+            "environment-variable-empty",
+            "deployment",
+            blue.replace("  MODEL_COLOR: blue", "  MODEL_COLOR:"),
+            False,
+            True,
+            "an empty value is more likely a mistake than an empty string; write ''",
+            key="environment_variables.MODEL_COLOR",
+        ),
+        Sample(
+            "code-without-scoring-script",
+            "deployment",
+            blue.replace("  scoring_script: score.py\n", ""),
+            False,
+            True,
+            "the script is needed to serve",
+            key="code_configuration.scoring_script",
+        ),
+        Sample(
+            "endpoint-identity",
+            "endpoint",
+            endpoint
+            + "identity:\n  type: user_assigned\n  user_assigned_identities:\n"
+            + "    - resource_id: /subscriptions/s/identities/i\n",
+            True,
+            True,
+        ),
+        Sample(
+            "endpoint-kubernetes-with-public-access",
+            "endpoint",
+            endpoint + "compute: azureml:k8s-cluster\npublic_network_access: enabled\n",
+            False,
+            False,
+            key="public_network_access",
+        ),
+        Sample(
+            "model-quoted-version",
+            "model",
+            model.replace("version: 1", "version: '3'"),
+            True,
+            True,
         ),
     ]
 
