@@ -205,3 +205,20 @@ def test_a_kubernetes_deployment_accepts_resources_but_not_managed_only_keys(gal
         load(gallery, base + "type: kubernetes\negress_public_network_access: enabled\n")
     assert refused.value.key == "egress_public_network_access"
     assert refused.value.problem.startswith("unknown key")
+
+
+@pytest.mark.parametrize("script", ["../score.py", "/etc/passwd", "sub/../../score.py"])
+def test_a_scoring_script_outside_the_code_folder_is_refused(gallery: Path, script: str) -> None:
+    (gallery / "score.py").write_text("")  # exists, but would not be uploaded with the code
+    with pytest.raises(SpecError) as refused:
+        load(gallery, MINIMAL.format(model="azureml:m:1").replace("score.py", script))
+    assert refused.value.key == "code_configuration.scoring_script"
+    assert refused.value.problem == (
+        f"expected a path relative to the code folder and inside it, got {script!r}"
+    )
+
+
+def test_an_unknown_deployment_type_names_both_kinds(gallery: Path) -> None:
+    with pytest.raises(SpecError) as refused:
+        load(gallery, MINIMAL.format(model="azureml:m:1") + "type: serverless\n")
+    assert refused.value.problem == "expected 'managed' or 'kubernetes', got 'serverless'"

@@ -45,8 +45,8 @@ def test_line_of_names_the_deepest_key_found_and_a_missing_last_key(tmp_path: Pa
 def test_a_key_written_twice_is_refused_with_its_second_line(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as refused:
         read_yaml_mapping(write(tmp_path, "name: blue\nmodel: x\nname: green\n"), "d.yml")
-    assert str(refused.value) == "d.yml:3: invalid YAML: the key 'name' is written twice"
-    assert (refused.value.path, refused.value.key, refused.value.line) == ("d.yml", "", 3)
+    assert str(refused.value) == "d.yml:3: name: written twice; give each key once"
+    assert (refused.value.path, refused.value.key, refused.value.line) == ("d.yml", "name", 3)
 
 
 def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:

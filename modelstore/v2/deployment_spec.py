@@ -9,6 +9,7 @@ validated with the limits Azure documents.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -69,6 +70,12 @@ class CodeConfigurationSpec(SpecModel):
     @field_validator("scoring_script")
     @classmethod
     def _existing_script(cls, value: str, info: ValidationInfo) -> str:
+        # Only the code folder is uploaded, so a script outside it does not exist in Azure.
+        normal = os.path.normpath(value)
+        if os.path.isabs(normal) or normal == ".." or normal.startswith(".." + os.sep):
+            raise ValueError(
+                f"expected a path relative to the code folder and inside it, got {value!r}"
+            )
         code = info.data.get("code")
         if code is not None and not (code / value).is_file():
             raise ValueError(f"expected a file inside the code folder, {code / value} is not one")
@@ -186,7 +193,7 @@ class EnvironmentSpec(SpecModel):
         return value
 
 
-def _model_kind(value: Any) -> str | None:
+def _reference_or_inline(value: Any) -> str | None:
     if isinstance(value, str):
         return "reference"
     if isinstance(value, dict):
@@ -204,7 +211,7 @@ ModelField = Annotated[
     Annotated[AssetReference, BeforeValidator(_model_reference), Tag("reference")]
     | Annotated[InlineModelSpec, Tag("inline")],
     Discriminator(
-        _model_kind,
+        _reference_or_inline,
         custom_error_type="model_kind",
         custom_error_message=(
             "expected azureml:NAME:VERSION, azureml:NAME@latest or an inline model (path: ...)"
@@ -216,7 +223,7 @@ EnvironmentField = Annotated[
     Annotated[str, BeforeValidator(check_environment_reference), Tag("reference")]
     | Annotated[EnvironmentSpec, Tag("inline")],
     Discriminator(
-        _model_kind,
+        _reference_or_inline,
         custom_error_type="environment_kind",
         custom_error_message=(
             "expected azureml:NAME:VERSION, azureml:NAME@latest or an inline environment "
@@ -281,7 +288,6 @@ class ManagedOnlineDeploymentSpec(OnlineDeploymentSpec):
         "creation_context",
     }
 
-    type: Annotated[Literal["managed"], BeforeValidator(_lower)] = "managed"
     egress_public_network_access: (
         Annotated[Literal["enabled", "disabled"], BeforeValidator(_lower)] | None
     ) = None

@@ -35,7 +35,9 @@ class LineSequence(list[Any]):
 
 
 class _DuplicateKeyError(yaml.MarkedYAMLError):
-    pass
+    def __init__(self, key: Any, mark: yaml.Mark) -> None:
+        super().__init__(None, None, f"the key {key!r} is written twice", mark)
+        self.key = key
 
 
 class _LineLoader(_BaseLoader):  # type: ignore[misc]
@@ -57,9 +59,7 @@ class _LineLoader(_BaseLoader):  # type: ignore[misc]
                     key_node.start_mark,
                 )
             if key in mapping and not has_merge:
-                raise _DuplicateKeyError(
-                    None, None, f"the key {key!r} is written twice", key_node.start_mark
-                )
+                raise _DuplicateKeyError(key, key_node.start_mark)
             mapping[key] = self.construct_object(value_node, deep=True)
             mapping.key_lines[key] = key_node.start_mark.line + 1
         return mapping
@@ -91,6 +91,9 @@ def read_yaml_mapping(path: Path, shown: str) -> LineMapping:
         raise SpecError(shown, "", None, f"cannot be read ({exc})") from None
     try:
         data = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+    except _DuplicateKeyError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise SpecError(shown, str(exc.key), line, "written twice; give each key once") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
