@@ -61,6 +61,24 @@ class DeploymentRefusedError(UsageError):
     store, duplicate models...)."""
 
 
+class SpecError(UsageError):
+    """An Azure ML v2 YAML file (model, online endpoint or online deployment) is malformed.
+
+    Loading only reads, so nothing was started or written. The fields let a caller point at the
+    place without parsing the message: ``path`` is the file as the user named it, ``key`` the
+    dotted key path inside it (``""`` for the whole file), ``line`` the 1-based line of that key
+    when the YAML parser knew it, and ``problem`` what is wrong and what is expected.
+    """
+
+    def __init__(self, path: str, key: str, line: int | None, problem: str) -> None:
+        self.path = path
+        self.key = key
+        self.line = line
+        self.problem = problem
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
+
+
 # --- the operation failed (exit 1) -----------------------------------------------------------
 
 
