@@ -642,6 +642,8 @@ class Registry:
             raise InvalidArgumentError(
                 "verify: a version needs a model name (name=..., version=...)"
             )
+        if type(name) is str and "@" in name:  # NAME@ALIAS: the one version it points at
+            name, version = self._resolve_alias(name, version)
         self._catalog.check_integrity()  # verify vouches for the whole store, catalog included
         if name is None:
             records = self._catalog.ready_versions()

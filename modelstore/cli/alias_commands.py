@@ -168,8 +168,9 @@ def prune(name: str, keep: int, dry_run: bool, yes: bool, as_json: bool) -> None
         if as_json:
             print_json(dump(plan))
         else:
+            newest = plural(keep, "newest version")
             click.echo(
-                f"Nothing to prune: {name} has no version to delete beyond the newest {keep}."
+                f"Nothing to prune: each version of {name} is one of its {newest} or aliased."
             )
         return
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
