@@ -192,7 +192,7 @@ def test_prune_prints_the_plan_keeps_aliased_versions_and_deletes_with_yes(home:
         "m now has 2 versions.",
     ]
     assert ok(home, "prune", "m", "--keep", "1").stdout.splitlines()[-1] == (
-        "Nothing to prune: each version of m is one of its 1 newest version or aliased."
+        "Nothing to prune: every version of m is kept (the newest 1, or one an alias points at)."
     )
 
 

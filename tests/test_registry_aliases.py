@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -193,7 +194,7 @@ def test_concurrent_alias_moves_from_processes_all_land_in_one_chain(tmp_path: P
     moves = [m for m in made if m["from_version"] != m["to_version"]]
     assert len(history) == len(moves)  # every move made is in the history, nothing else
     assert history[0].from_version is None
-    for previous, current in zip(history, history[1:], strict=False):
+    for previous, current in itertools.pairwise(history):
         assert current.from_version == previous.to_version  # serialised: a chain
     assert history[-1].to_version == final  # the last move wins
 
@@ -305,7 +306,7 @@ def test_list_sorts_by_size_largest_first_and_by_created_newest_first(
     assert [v.id for v in registry.list(sort="created")] == ["a:1", "m:3", "m:2", "m:1"]
     assert [v.id for v in registry.list(sort="name")] == ["a:1", "m:3", "m:2", "m:1"]
     registry.register(make_file(tmp_path / "src" / "m.pkl", b"x"), "m")
-    assert [v.id for v in registry.list(sort="created")][0] == "m:4"
+    assert registry.list(sort="created")[0].id == "m:4"
     assert [v.id for v in registry.list(sort="size")][-1] == "m:4"
     with pytest.raises(InvalidArgumentError, match="cannot sort by 'age'"):
         registry.list(sort="age")  # type: ignore[arg-type]

@@ -168,9 +168,9 @@ def prune(name: str, keep: int, dry_run: bool, yes: bool, as_json: bool) -> None
         if as_json:
             print_json(dump(plan))
         else:
-            newest = plural(keep, "newest version")
             click.echo(
-                f"Nothing to prune: each version of {name} is one of its {newest} or aliased."
+                f"Nothing to prune: every version of {name} is kept (the newest {keep}, or "
+                "one an alias points at)."
             )
         return
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
