@@ -63,9 +63,12 @@ def _as_int(digits: str) -> int:
 
 
 def parse_alias_ref(text: str) -> ModelRef:
-    """``NAME@ALIAS``; a version cannot be given too (``m@champion:3`` names two versions)."""
+    """``NAME@ALIAS``; a version cannot be given too (``m@champion:3`` names two versions).
+    ``NAME@latest`` is the latest version, as Azure ML v2 spells it (no alias can be 'latest')."""
     name, _, alias = text.partition("@")
     validate_name(name)
+    if alias == LATEST:
+        return ModelRef(name)
     if ":" in alias:
         raise InvalidRefError(
             f"invalid model reference {text!r}: give either an alias or a version, not both "

@@ -603,7 +603,8 @@ class Registry:
             raise InvalidArgumentError(
                 f"{target!r} already names a version: give an alias or a version, not both"
             )
-        assert ref.alias is not None
+        if ref.alias is None:  # NAME@latest
+            return ref.name, self.get(ref.name).version
         found = self._catalog.locate_alias(ref.name, ref.alias)
         if found is None:
             raise self._alias_not_found(ref.name, ref.alias)
@@ -615,7 +616,8 @@ class Registry:
             raise InvalidArgumentError(
                 f"{target!r} already names a version: give an alias or a version, not both"
             )
-        assert ref.alias is not None
+        if ref.alias is None:  # NAME@latest
+            return self.path(ref.name)
         found = self._catalog.locate_alias(ref.name, ref.alias)
         if found is None:
             raise self._alias_not_found(ref.name, ref.alias)

@@ -75,7 +75,14 @@ def test_name_at_alias_is_a_ref() -> None:
     assert parse_ref("m:3").target == "m"
 
 
-@pytest.mark.parametrize("text", ["m@champion:3", "m@", "m@1", "@champion", "m@latest"])
+def test_name_at_latest_is_the_latest_version_as_in_azure_ml_v2(registry: Registry) -> None:
+    assert parse_ref("m@latest") == ModelRef("m")
+    registry.set_alias("m:1", "champion")
+    assert registry.get("m@latest").version == 3
+    assert registry.path("m@latest") == registry.path("m", 3)
+
+
+@pytest.mark.parametrize("text", ["m@champion:3", "m@", "m@1", "@champion", "m@LATEST"])
 def test_malformed_alias_refs_are_bad_input(text: str) -> None:
     with pytest.raises(UsageError):
         parse_ref(text)
