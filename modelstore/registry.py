@@ -494,9 +494,10 @@ class Registry:
         self._catalog.check_integrity()
         token = self._store.new_token()
         removed: dict[str, int] = {}
+        by = _who()
         with self._store.token_lock(token):
             records = self._catalog.start_delete(
-                name, versions, token, aliases=aliases, by=_who(), removed=removed
+                name, versions, token, aliases=aliases, by=by, removed=removed
             )
             if not records:
                 return None
@@ -505,6 +506,8 @@ class Registry:
             except BaseException:
                 for record in records:  # nothing moved: the versions are visible again
                     self._catalog.set_state(record.id, READY, expected=DELETING)
+                if removed:  # and so are the aliases --force removed with them
+                    self._catalog.restore_aliases(name, removed, by)
                 with contextlib.suppress(OSError):  # only if empty: a folder that could not be
                     os.rmdir(self.layout.trash_dir / token)  # put back is left for doctor
                 raise

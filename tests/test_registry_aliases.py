@@ -21,6 +21,7 @@ from modelstore.errors import (
     InvalidArgumentError,
     InvalidRefError,
     ModelNotFoundError,
+    StorageError,
     UsageError,
 )
 from modelstore.layout import validate_alias
@@ -251,6 +252,23 @@ def test_an_alias_set_after_the_plan_was_shown_refuses_the_planned_delete(
     with pytest.raises(AliasInUseError):
         registry.delete_planned(plan)
     assert _state(registry) == before
+
+
+def test_a_forced_delete_that_fails_puts_the_alias_back_with_its_version(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.set_alias("m:3", "champion")
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise StorageError("injected failure")
+
+    monkeypatch.setattr(registry._store, "unpublish", fail)
+    with pytest.raises(StorageError, match="injected failure"):
+        registry.delete("m", 3, force=True)
+    monkeypatch.undo()
+    assert registry.get("m@champion").version == 3
+    moves = [(m.from_version, m.to_version) for m in registry.alias_history("m")]
+    assert moves == [(None, 3), (3, None), (None, 3)]
 
 
 def test_deleting_versions_no_alias_points_at_is_unaffected(registry: Registry) -> None:

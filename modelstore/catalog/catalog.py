@@ -451,6 +451,23 @@ class Catalog:
             moves = _remove_aliases(connection, name, {alias: current}, by)
         return moves[0]
 
+    def restore_aliases(self, name: str, aliases: Mapping[str, int], by: str) -> None:
+        """Put back aliases a failed delete removed (its versions are visible again), unless
+        one was set again meanwhile; each return is recorded in the history too."""
+        now = datetime.now(timezone.utc)
+        with self._write() as connection:
+            for alias, version in sorted(aliases.items()):
+                taken = connection.execute(
+                    select(_ALIASES.c.version).where(
+                        _ALIASES.c.name == name, _ALIASES.c.alias == alias
+                    )
+                ).scalar_one_or_none()
+                if taken is None and _ready_row(connection, name, version) is not None:
+                    connection.execute(
+                        insert(_ALIASES).values(name=name, alias=alias, version=version)
+                    )
+                    _record_move(connection, AliasMoveRecord(name, alias, None, version, now, by))
+
     def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
         """(version, entry) of the ready version ``name@alias`` points at: one indexed query."""
         return self._versions.locate_alias(name, alias)
