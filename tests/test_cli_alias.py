@@ -221,3 +221,25 @@ def test_list_sorts_by_size_and_ends_with_the_total(home: Path, tmp_path: Path) 
     assert ok(home, "list", "m", "--latest").stdout.splitlines()[-1] == ("1 version, 8 B in total")
     as_json = json.loads(ok(home, "list", "--sort", "size", "--json").stdout)
     assert [v["id"] for v in as_json] == ["big:1", "m:3", "m:2", "m:1"]  # still a plain array
+
+
+def test_exec_deploys_the_version_an_alias_points_at(home: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ok(home, "alias", "set", "m:2", "champion")
+    env = {k: v for k, v in os.environ.items() if k != "MODELSTORE_DB_URL"}
+    env.pop("AML_APP_ROOT", None)
+    env.pop("AZUREML_MODEL_DIR", None)
+    show = "import os; print(open(os.environ['AZUREML_MODEL_DIR'] + '/model.pkl').read())"
+    command = [sys.executable, "-m", "modelstore", "--home", str(home), "exec"]
+    result = subprocess.run(
+        [*command, "--model", "m@champion", "--", sys.executable, "-c", show],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (0, "two-2\n"), result.stderr
