@@ -4,6 +4,7 @@ registry, one line per refusal with exit 2 (bad input) or 1 (conflict), store un
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,16 @@ def refused(home: Path, code: int, *args: str) -> str:
 
 
 def _state(home: Path) -> object:
-    with Registry(home) as registry:
+    """The tree, every row of every catalog table (its file's bytes move with WAL checkpoints
+    that change no row) and what the registry says."""
+    connection = sqlite3.connect(f"file:{home / 'registry.db'}?mode=ro", uri=True)
+    try:
+        catalog = list(connection.iterdump())
+    finally:
+        connection.close()
+    with Registry(home, read_only=True) as registry:
         return (
+            catalog,
             snapshot(home),
             [v.id for v in registry.list()],
             registry.aliases(),
