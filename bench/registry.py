@@ -10,7 +10,8 @@ What it measures (targets from issue 2):
   ``--mlflow-python`` names an interpreter with MLflow installed, MLflow's model registry on
   SQLite (copy the file + ``create_model_version``);
 - ``path_lookup``: ``Registry.path(name, version)`` latency p50/p95 at 100, 1,000 and 10,000
-  stored versions of one name (target p50 <= 50 us, flat), next to MLflow's
+  stored versions of one name (target p50 <= 50 us, flat), and ``path("name@alias")``, next
+  to MLflow's
   ``get_model_version(...).source`` when available;
 - ``register_large``: registering one 200 MB file (copy + sha256 + fsync + publish) against
   ``sha256sum`` of the same file, and a plain copy + fsync (the write floor); all measured warm
@@ -178,14 +179,17 @@ def modelstore_path_latency(
             stored += 1
         by_version = time_calls(lambda v: registry.path("bench_model", v), level, lookups)
         latest = time_calls(lambda _v: registry.path("bench_model"), level, lookups)
-        results.append(
-            {
-                "versions": level,
-                **by_version,
-                "latest_p50_us": latest["p50_us"],
-                "latest_p95_us": latest["p95_us"],
-            }
-        )
+        row = {
+            "versions": level,
+            **by_version,
+            "latest_p50_us": latest["p50_us"],
+            "latest_p95_us": latest["p95_us"],
+        }
+        if hasattr(registry, "set_alias"):  # NAME@ALIAS: one more indexed query (issue 13)
+            registry.set_alias("bench_model", "champion", level // 2)
+            alias = time_calls(lambda _v: registry.path("bench_model@champion"), level, lookups)
+            row |= {"alias_p50_us": alias["p50_us"], "alias_p95_us": alias["p95_us"]}
+        results.append(row)
     return results
 
 

@@ -33,6 +33,14 @@ class InvalidRefError(UsageError, ValueError):
     """A model reference (``name``, ``name:VERSION``, ``name:latest``) is malformed."""
 
 
+class InvalidAliasError(UsageError, ValueError):
+    """An alias breaks the alias rule (``modelstore.layout.validate_alias``) or is reserved."""
+
+    def __init__(self, message: str, *, alias: str) -> None:
+        super().__init__(message)
+        self.alias = alias
+
+
 class VersionOutOfRangeError(UsageError, ValueError):
     """A version number the catalog cannot hold: versions are 1 to 2**63-1 (an SQLite INTEGER),
     so a larger one can name no version; refused before any query instead of overflowing."""
@@ -84,6 +92,25 @@ class SpecError(UsageError):
 
 class ModelNotFoundError(ModelstoreError, LookupError):
     """No such model or version: in the registry, or for ``get_model_path``."""
+
+
+class AliasNotFoundError(ModelNotFoundError):
+    """``NAME@ALIAS`` names an alias that does not exist (never set, or removed)."""
+
+    def __init__(self, message: str, *, name: str, alias: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.alias = alias
+
+
+class AliasInUseError(ModelstoreError):
+    """A delete would remove versions that aliases point at; nothing was deleted. Move or
+    remove the aliases first, or delete with ``force`` (which removes them too)."""
+
+    def __init__(self, message: str, *, name: str, aliases: dict[str, int]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.aliases = aliases
 
 
 class ModelLayoutError(ModelstoreError):

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelstore.errors import InvalidNameError, VersionOutOfRangeError
+from modelstore.errors import InvalidAliasError, InvalidNameError, VersionOutOfRangeError
 
 MODELS_DIRNAME = "azureml-models"
 """The folder under an app root holding ``<name>/<version>/<entry>`` (Azure ML's ``MODELS_DIR``)."""
@@ -69,6 +69,34 @@ def validate_name(name: object) -> str:
             "'fraud-detector.v2'."
         )
     return name
+
+
+ALIAS_RULE = re.compile(r"[a-zA-Z][a-zA-Z0-9_\-]{0,63}")
+RESERVED_ALIASES = frozenset({"latest"})
+ALIAS_RULE_TEXT = (
+    "an alias starts with a letter, has only letters, digits, '-' and '_', is at most 64 "
+    "characters long and is case-sensitive; 'latest' is reserved (it always means the highest "
+    "version)"
+)
+
+
+def validate_alias(alias: object) -> str:
+    """Return ``alias`` if it obeys the alias rule, else raise InvalidAliasError.
+
+    Starting with a letter keeps an alias from ever looking like a version number, and the
+    character set keeps ``NAME@ALIAS`` unambiguous next to ``NAME:VERSION``."""
+    if not isinstance(alias, str) or ALIAS_RULE.fullmatch(alias) is None:
+        raise InvalidAliasError(
+            f"invalid alias {alias!r}: {ALIAS_RULE_TEXT}; choose one such as 'champion'",
+            alias=alias if isinstance(alias, str) else repr(alias),
+        )
+    if alias.lower() in RESERVED_ALIASES:
+        raise InvalidAliasError(
+            f"the alias {alias!r} is reserved: NAME:latest always means the highest version; "
+            "choose another alias such as 'champion'",
+            alias=alias,
+        )
+    return alias
 
 
 def check_version_range(name: str | None, version: int) -> int:

@@ -1,11 +1,12 @@
-"""Model references as users type them: ``name``, ``name:VERSION`` or ``name:latest``."""
+"""Model references as users type them: ``name``, ``name:VERSION``, ``name:latest`` or
+``name@ALIAS`` (the version an alias points at, looked up in the catalog)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from modelstore.errors import InvalidRefError, VersionOutOfRangeError
-from modelstore.layout import MAX_VERSION, validate_name
+from modelstore.layout import MAX_VERSION, validate_alias, validate_name
 
 LATEST = "latest"
 
@@ -13,14 +14,24 @@ LATEST = "latest"
 @dataclass(frozen=True)
 class ModelRef:
     name: str
-    version: int | None = None  # None: the latest version
+    version: int | None = None  # None: the latest version (or the alias's version)
+    alias: str | None = None  # set for NAME@ALIAS (version is then None)
 
     def __str__(self) -> str:
+        if self.alias is not None:
+            return self.target
         return f"{self.name}:{LATEST if self.version is None else self.version}"
+
+    @property
+    def target(self) -> str:
+        """What the ``Registry`` methods taking a name accept: ``NAME`` or ``NAME@ALIAS``."""
+        return self.name if self.alias is None else f"{self.name}@{self.alias}"
 
 
 def parse_ref(text: str) -> ModelRef:
     """Parse a REF; every malformed form gets a message saying what a REF looks like."""
+    if "@" in text:
+        return parse_alias_ref(text)
     name, sep, version_text = text.partition(":")
     if not sep:
         return ModelRef(validate_name(name))
@@ -49,3 +60,18 @@ def _as_int(digits: str) -> int:
     from decimal import Decimal
 
     return int(digits) if len(digits) < 4000 else int(Decimal(digits))
+
+
+def parse_alias_ref(text: str) -> ModelRef:
+    """``NAME@ALIAS``; a version cannot be given too (``m@champion:3`` names two versions).
+    ``NAME@latest`` is the latest version, as Azure ML v2 spells it (no alias can be 'latest')."""
+    name, _, alias = text.partition("@")
+    validate_name(name)
+    if alias == LATEST:
+        return ModelRef(name)
+    if ":" in alias:
+        raise InvalidRefError(
+            f"invalid model reference {text!r}: give either an alias or a version, not both "
+            f"(write {name}@ALIAS or {name}:VERSION)"
+        )
+    return ModelRef(name, None, validate_alias(alias))

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
+from modelstore.catalog.catalog import alias_in_use
 from modelstore.catalog.engine import is_memory, parse_catalog_url, sqlite_file
-from modelstore.catalog.records import VersionRecord
+from modelstore.catalog.records import AliasMoveRecord, VersionRecord
 from modelstore.deployment import (
     TEMPORARY_PREFIX,
     Deployment,
@@ -34,6 +35,7 @@ from modelstore.deployment import (
     temporary,
 )
 from modelstore.errors import (
+    AliasNotFoundError,
     BadArgumentTypeError,
     CatalogDamagedError,
     CatalogError,
@@ -55,11 +57,14 @@ from modelstore.layout import (
     default_home,
     local_model_name,
     shown_number,
+    validate_alias,
     validate_name,
 )
 from modelstore.modelversion import RECORDED_FIELDS, ModelVersion
-from modelstore.refs import parse_ref
+from modelstore.refs import parse_alias_ref, parse_ref
 from modelstore.registry_reports import (
+    Alias,
+    AliasMove,
     DeletePlan,
     DoctorReport,
     Finding,
@@ -76,6 +81,8 @@ from modelstore.store.hashing import new_buffer
 # "Unable to generate pydantic-core schema for FakePath".
 
 __all__ = [
+    "Alias",
+    "AliasMove",
     "DeletePlan",
     "DoctorReport",
     "Finding",
@@ -86,6 +93,7 @@ __all__ = [
 ]
 
 FilterItem = str | Sequence[str]
+_SORTS = ("name", "created", "size")
 _SHOWN = 20  # how many names / versions an error message lists
 
 
@@ -294,7 +302,9 @@ class Registry:
     # --- reads -------------------------------------------------------------------------------
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
-        """One version (the highest when ``version`` is None)."""
+        """One version (the highest when ``version`` is None); ``name`` may be ``NAME@ALIAS``."""
+        if type(name) is str and "@" in name:
+            name, version = self._resolve_alias(name, version)
         _check_version(version, name, allow_none=True)
         validate_name(name)
         for _attempt in range(3):  # a concurrent delete can remove "latest" between the queries
@@ -312,10 +322,17 @@ class Registry:
         tags: Sequence[FilterItem] | None = None,
         properties: Sequence[FilterItem] | None = None,
         latest: bool = False,
+        sort: Literal["name", "created", "size"] = "name",
     ) -> builtins.list[ModelVersion]:
         """Versions passing every filter (Azure ML semantics: an item is ``"key"`` (present) or
         ``["key", "value"]`` (equal); all items must match), ordered by name, then version
-        descending; ``latest`` keeps per name the highest version among those that pass."""
+        descending; ``latest`` keeps per name the highest version among those that pass.
+        ``sort="created"`` puts the newest first and ``"size"`` the largest first (where the
+        space goes); ties keep the name order."""
+        if sort not in _SORTS:
+            raise InvalidArgumentError(
+                f"cannot sort by {sort!r}: sort by one of {', '.join(_SORTS)}"
+            )
         if name is not None:
             validate_name(name)
         tag_items = _filter_items(tags, "tags")
@@ -332,6 +349,10 @@ class Registry:
                     continue
                 seen.add(record.name)
             result.append(self._model(record))
+        if sort == "created":
+            result.sort(key=lambda model: model.created_at, reverse=True)
+        elif sort == "size":
+            result.sort(key=lambda model: model.size, reverse=True)
         return result
 
     def versions(self, name: str) -> builtins.list[int]:
@@ -340,7 +361,10 @@ class Registry:
         return self._catalog.versions(name)
 
     def path(self, name: str, version: int | None = None) -> Path:
-        """The entry of a version in the tree (the highest version when ``version`` is None)."""
+        """The entry of a version in the tree (the highest version when ``version`` is None);
+        ``name`` may be ``NAME@ALIAS`` (one more indexed query, only then)."""
+        if type(name) is str and "@" in name:
+            return self._alias_path(name, version)
         if version is not None and (
             type(version) is not int or version < 1 or version > MAX_VERSION
         ):
@@ -393,8 +417,14 @@ class Registry:
 
     # --- delete ------------------------------------------------------------------------------
 
-    def plan_delete(self, name: str, version: int | None = None) -> DeletePlan:
-        """What ``delete`` would remove: one version, or every version when ``version`` is None."""
+    def plan_delete(
+        self, name: str, version: int | None = None, *, force: bool = False
+    ) -> DeletePlan:
+        """What ``delete`` would remove: one version, or every version when ``version`` is None
+        (``name`` may be ``NAME@ALIAS``: that one version). A version an alias points at is
+        AliasInUseError unless ``force``: then the plan lists the aliases removed with it."""
+        if type(name) is str and "@" in name:
+            name, version = self._resolve_alias(name, version)
         validate_name(name)
         if version is None:
             versions = self.list(name)
@@ -402,15 +432,32 @@ class Registry:
                 raise self._not_found(name, None)
         else:
             versions = [self.get(name, version)]
-        return DeletePlan(versions=versions, bytes=sum(v.size for v in versions), dry_run=True)
+        planned = {v.version for v in versions}
+        aliases = [a for a in self.aliases(name) if a.version in planned]
+        if aliases and not force:
+            raise alias_in_use(name, {a.alias: a.version for a in aliases})
+        return DeletePlan(
+            versions=versions, bytes=sum(v.size for v in versions), dry_run=True, aliases=aliases
+        )
 
-    def delete(self, name: str, version: int | None = None, *, dry_run: bool = False) -> DeletePlan:
-        """Remove one version (or all of them). Numbers are never handed out again."""
+    def delete(
+        self,
+        name: str,
+        version: int | None = None,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> DeletePlan:
+        """Remove one version (or all of them). Numbers are never handed out again. A version an
+        alias points at is refused (AliasInUseError) unless ``force``, which removes the alias
+        too, in the same transaction, and records that in the alias history."""
         if dry_run:
-            return self.plan_delete(name, version)
+            return self.plan_delete(name, version, force=force)
+        if type(name) is str and "@" in name:
+            name, version = self._resolve_alias(name, version)
         validate_name(name)
         _check_version(version, name, allow_none=True)
-        done = self._delete(name, None if version is None else [version])
+        done = self._delete(name, None if version is None else [version], aliases=force)
         if done is None:
             raise self._not_found(name, version)
         return done
@@ -429,7 +476,9 @@ class Registry:
         name = names.pop()
         for planned in plan.versions:  # a plan can be built or copied by hand
             _check_version(planned.version, name)
-        done = self._delete(name, [v.version for v in plan.versions])
+        done = self._delete(
+            name, [v.version for v in plan.versions], aliases={a.alias for a in plan.aliases}
+        )
         if done is None:
             raise ModelNotFoundError(
                 f"{', '.join(v.id for v in plan.versions)} are no longer registered (deleted "
@@ -437,14 +486,25 @@ class Registry:
             )
         return done
 
-    def _delete(self, name: str, versions: builtins.list[int] | None) -> DeletePlan | None:
+    def _delete(
+        self,
+        name: str,
+        versions: builtins.list[int] | None,
+        *,
+        aliases: bool | set[str] = False,
+    ) -> DeletePlan | None:
         """Remove the given ready versions of ``name`` (all when None); None if none exists.
         A damaged catalog is refused first: rows it cannot read right could point at the wrong
-        folders."""
+        folders. ``aliases``: which aliases may be removed with them (see
+        ``Catalog.start_delete``)."""
         self._catalog.check_integrity()
         token = self._store.new_token()
+        removed: dict[str, int] = {}
+        by = _who()
         with self._store.token_lock(token):
-            records = self._catalog.start_delete(name, versions, token)
+            records = self._catalog.start_delete(
+                name, versions, token, aliases=aliases, by=by, removed=removed
+            )
             if not records:
                 return None
             try:
@@ -452,6 +512,8 @@ class Registry:
             except BaseException:
                 for record in records:  # nothing moved: the versions are visible again
                     self._catalog.set_state(record.id, READY, expected=DELETING)
+                if removed:  # and so are the aliases --force removed with them
+                    self._catalog.restore_aliases(name, removed, by)
                 with contextlib.suppress(OSError):  # only if empty: a folder that could not be
                     os.rmdir(self.layout.trash_dir / token)  # put back is left for doctor
                 raise
@@ -459,7 +521,128 @@ class Registry:
             with contextlib.suppress(OSError):  # a leftover in trash is doctor's; delete is done
                 self._store.empty_trash(trash)
         models = [self._model(r) for r in sorted(records, key=lambda r: -r.version)]
-        return DeletePlan(versions=models, bytes=sum(m.size for m in models), dry_run=False)
+        return DeletePlan(
+            versions=models,
+            bytes=sum(m.size for m in models),
+            dry_run=False,
+            aliases=[Alias(name=name, alias=a, version=v) for a, v in sorted(removed.items())],
+        )
+
+    # --- aliases and prune -------------------------------------------------------------------
+    #
+    # An alias is a movable name for one version (``NAME@ALIAS``, accepted wherever a name or
+    # REF is); every move is kept in the catalog's alias history, written in the same
+    # transaction as the move. Prune plans like delete and runs through the same machinery.
+
+    def set_alias(self, ref: str, alias: str, version: int | None = None) -> AliasMove:
+        """Point ``alias`` at the version ``ref`` names (``NAME`` with ``version``, or a REF:
+        ``NAME``, ``NAME:VERSION``, ``NAME:latest``, ``NAME@OTHER``). Concurrent moves are
+        serialised: the last one wins and every one is in the history."""
+        if not isinstance(ref, str):
+            raise BadArgumentTypeError(f"ref must be a str, not {type(ref).__name__}")
+        validate_alias(alias)
+        parsed = parse_ref(ref)
+        if version is not None and (parsed.version is not None or parsed.alias is not None):
+            raise InvalidArgumentError(
+                f"{ref!r} already names a version: give a REF or a name and a version, not both"
+            )
+        model = self.get(parsed.target, parsed.version if version is None else version)
+        move = self._catalog.set_alias(model.name, alias, model.version, _who())
+        if move is None:  # deleted between the look-up and the move
+            raise self._not_found(model.name, model.version)
+        return _alias_move(move)
+
+    def remove_alias(self, name: str, alias: str) -> AliasMove:
+        """Remove ``name@alias`` (recorded in the history); AliasNotFoundError if not set."""
+        validate_name(name)
+        validate_alias(alias)
+        move = self._catalog.remove_alias(name, alias, _who())
+        if move is None:
+            raise self._alias_not_found(name, alias)
+        return _alias_move(move)
+
+    def aliases(self, name: str | None = None) -> builtins.list[Alias]:
+        """Every alias (of ``name`` when given), by name then alias."""
+        if name is not None:
+            validate_name(name)
+        return [
+            Alias(name=a.name, alias=a.alias, version=a.version)
+            for a in self._catalog.aliases(name)
+        ]
+
+    def alias_history(self, name: str) -> builtins.list[AliasMove]:
+        """Every move of the aliases of ``name``, oldest first (kept after versions and aliases
+        are gone: it is the record of which version held which role)."""
+        validate_name(name)
+        return [_alias_move(m) for m in self._catalog.alias_history(name)]
+
+    def plan_prune(self, name: str, keep: int) -> DeletePlan:
+        """What ``prune`` would delete: every version of ``name`` but the ``keep`` highest,
+        except those an alias points at (listed in ``kept``). The plan may hold no version."""
+        validate_name(name)
+        if type(keep) is not int or keep < 0:
+            raise InvalidArgumentError(
+                f"keep must be a whole number of versions (0 or more), not {keep!r}"
+            )
+        models = self.list(name)  # highest version first
+        if not models:
+            raise self._not_found(name, None)
+        older = models[keep:]
+        aliased = {a.version: a for a in self.aliases(name)}
+        kept = [a for a in self.aliases(name) if a.version in {m.version for m in older}]
+        doomed = [m for m in older if m.version not in aliased]
+        return DeletePlan(
+            versions=doomed, bytes=sum(m.size for m in doomed), dry_run=True, kept=kept
+        )
+
+    def prune(self, name: str, keep: int, *, dry_run: bool = False) -> DeletePlan:
+        """Delete every version of ``name`` but the ``keep`` highest and those aliases point at.
+        A version registered meanwhile is kept; an alias set meanwhile on a planned version
+        refuses the prune (AliasInUseError, nothing deleted)."""
+        plan = self.plan_prune(name, keep)
+        if dry_run or not plan.versions:
+            return plan
+        done = self.delete_planned(plan)
+        return done.model_copy(update={"kept": plan.kept})
+
+    def _resolve_alias(self, target: str, version: int | None) -> tuple[str, int]:
+        """``NAME@ALIAS`` -> (name, the version the alias points at)."""
+        ref = parse_alias_ref(target)
+        if version is not None:
+            raise InvalidArgumentError(
+                f"{target!r} already names a version: give an alias or a version, not both"
+            )
+        if ref.alias is None:  # NAME@latest
+            return ref.name, self.get(ref.name).version
+        found = self._catalog.locate_alias(ref.name, ref.alias)
+        if found is None:
+            raise self._alias_not_found(ref.name, ref.alias)
+        return ref.name, found[0]
+
+    def _alias_path(self, target: str, version: int | None) -> Path:
+        ref = parse_alias_ref(target)
+        if version is not None:
+            raise InvalidArgumentError(
+                f"{target!r} already names a version: give an alias or a version, not both"
+            )
+        if ref.alias is None:  # NAME@latest
+            return self.path(ref.name)
+        found = self._catalog.locate_alias(ref.name, ref.alias)
+        if found is None:
+            raise self._alias_not_found(ref.name, ref.alias)
+        return Path(f"{self._models_prefix}{ref.name}{os.sep}{found[0]}{os.sep}{found[1]}")
+
+    def _alias_not_found(self, name: str, alias: str) -> ModelNotFoundError:
+        if not self._catalog.versions(name):
+            return self._not_found(name, None)
+        known = [a.alias for a in self._catalog.aliases(name)]
+        has = f"its aliases are {_listing(known)}" if known else "it has no alias"
+        return AliasNotFoundError(
+            f"model {name!r} has no alias {alias!r}; {has} (set one with "
+            f"`modelstore alias set {name}:VERSION {alias}`)",
+            name=name,
+            alias=alias,
+        )
 
     # --- integrity ---------------------------------------------------------------------------
 
@@ -470,6 +653,8 @@ class Registry:
             raise InvalidArgumentError(
                 "verify: a version needs a model name (name=..., version=...)"
             )
+        if type(name) is str and "@" in name:  # NAME@ALIAS: the one version it points at
+            name, version = self._resolve_alias(name, version)
         self._catalog.check_integrity()  # verify vouches for the whole store, catalog included
         if name is None:
             records = self._catalog.ready_versions()
@@ -673,7 +858,7 @@ class Registry:
             except ModelstoreError as exc:
                 parsed, malformed = None, exc
             if parsed is not None and self._catalog.versions(parsed.name):
-                model = self.get(parsed.name, parsed.version)
+                model = self.get(parsed.target, parsed.version)
                 return source_class(
                     name=model.name, version=model.version, entry_path=model.path, registered=True
                 )
@@ -727,6 +912,29 @@ class Registry:
             f"model {name!r} has no version {version}; its versions are "
             f"{_listing([str(v) for v in versions])} (use one of them or {name}:latest)"
         )
+
+
+def _who() -> str:
+    """user@host, for the alias history: who moved an alias, from where."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (a container without a passwd entry)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _alias_move(move: AliasMoveRecord) -> AliasMove:
+    return AliasMove(
+        name=move.name,
+        alias=move.alias,
+        from_version=move.from_version,
+        to_version=move.to_version,
+        at=move.at,
+        by=move.by,
+    )
 
 
 # --- argument checks ---------------------------------------------------------------------------

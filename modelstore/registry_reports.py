@@ -3,11 +3,36 @@ is their serialisation)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from modelstore.modelversion import ModelVersion
+
+
+class Alias(BaseModel):
+    """``name@alias`` points at ``name:version``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    alias: str
+    version: int
+
+
+class AliasMove(BaseModel):
+    """One entry of an alias's history: set (from_version None), moved, or removed (to_version
+    None), when (UTC) and by whom (user@host)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    at: datetime
+    by: str
 
 
 class DeletePlan(BaseModel):
@@ -16,6 +41,14 @@ class DeletePlan(BaseModel):
     versions: list[ModelVersion]
     bytes: int = Field(ge=0, description="bytes freed (or that would be freed)")
     dry_run: bool
+    aliases: list[Alias] = Field(
+        default_factory=list,
+        description="aliases pointing at these versions, removed with them (delete --force)",
+    )
+    kept: list[Alias] = Field(
+        default_factory=list,
+        description="aliases whose versions a prune keeps although they are not among the newest",
+    )
 
 
 class VersionCheck(BaseModel):

@@ -85,6 +85,22 @@ def register_many(home: str, source: str, name: str, count: str, start_flag: str
     print(json.dumps(versions))
 
 
+def set_alias_repeatedly(home: str, name: str, alias: str, versions: str, start_flag: str) -> None:
+    """Child: wait for the start flag, then point ``name@alias`` at each of the comma-separated
+    ``versions`` in turn; print the moves it made as JSON."""
+    import json
+
+    from modelstore import Registry
+
+    wait_for(start_flag)
+    with Registry(home) as registry:
+        moves = [
+            registry.set_alias(name, alias, int(v)).model_dump(mode="json")
+            for v in versions.split(",")
+        ]
+    print(json.dumps(moves))
+
+
 def delete_latest_repeatedly(home: str, name: str, count: str, start_flag: str) -> None:
     """Child: delete the latest version of ``name`` until ``count`` deletions succeeded."""
     import json

@@ -137,6 +137,53 @@ def test_a_catalog_created_at_the_first_revision_is_upgraded_on_open_keeping_its
         catalog.close()
 
 
+def test_a_catalog_made_by_the_previous_release_gains_aliases_and_keeps_its_data(
+    tmp_path: Path,
+) -> None:
+    """Revision 0002 is the schema the release before aliases wrote; rows as it wrote them."""
+    from modelstore import Registry
+
+    home = tmp_path / "home"
+    entry = home / "azureml-models" / "m" / "2" / "model.pkl"
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"abc")
+    url = f"sqlite:///{home / 'registry.db'}"
+    engine = create_catalog_engine(url)
+    migrate.upgrade(engine, "0002")
+    engine.dispose()
+    connection = sqlite3.connect(home / "registry.db")
+    connection.execute("INSERT INTO model_names VALUES ('m', 2)")
+    connection.execute(
+        "INSERT INTO model_versions (name, version, state, entry, kind, size, file_count, "
+        "sha256, created_at, tags, properties, description) VALUES ('m', 2, 'ready', "
+        "'model.pkl', 'file', 3, 1, 'x', '2026-01-01 00:00:00.000000', '{\"a\": \"b\"}', "
+        "'{\"p\": \"q\"}', 'kept')"
+    )
+    connection.execute(
+        "INSERT INTO version_files VALUES (1, 'model.pkl', 3, "
+        "'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad')"
+    )
+    connection.execute("INSERT INTO catalog_info VALUES ('created_by', 'modelstore 0.old')")
+    connection.commit()
+    connection.close()
+    with Registry(home) as registry:  # a writing open upgrades it
+        assert migrate.current_revision(registry._catalog._engine) == migrate.HEAD_REVISION
+        model = registry.get("m", 2)
+        assert (model.tags, model.properties, model.description) == ({"a": "b"}, {"p": "q"}, "kept")
+        assert registry._catalog.info() == {"created_by": "modelstore 0.old"}
+        assert registry.aliases() == [] and registry.alias_history("m") == []
+        registry.set_alias("m:2", "champion")
+        assert registry.path("m@champion") == entry
+        assert registry.verify().ok
+    assert _schema(url) == _schema(_fresh_catalog(tmp_path))
+
+
+def _fresh_catalog(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    Catalog(url).close()
+    return url
+
+
 def test_a_catalog_from_a_newer_release_is_refused_with_advice(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'c.db'}"
     Catalog(url).close()

@@ -197,7 +197,7 @@ def test_list_prints_an_aligned_table_of_every_version(home: Path, model_file: P
     register(home, model_file, "m", "--tag", "team=fraud")
     register(home, model_file, "m")
     register(home, model_file, "a_longer_name")
-    lines = ok(home, "list").stdout.splitlines()
+    *lines, total = ok(home, "list").stdout.splitlines()
     assert lines[0].split() == ["ID", "ENTRY", "SIZE", "CREATED", "TAGS"]
     assert [line.split()[0] for line in lines[1:]] == ["a_longer_name:1", "m:2", "m:1"]
     starts = [lines[0].index(column) for column in ("ENTRY", "SIZE", "CREATED", "TAGS")]
@@ -206,6 +206,7 @@ def test_list_prints_an_aligned_table_of_every_version(home: Path, model_file: P
         assert line[starts[0] :].startswith(model_file.name)
     assert lines[-1].endswith("team=fraud")
     assert "19 B" in lines[1]
+    assert total == "3 versions, 57 B in total"
 
 
 def test_list_json_is_an_array_ordered_by_name_then_newest_version(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -23,14 +23,22 @@ from modelstore.catalog import migrate
 from modelstore.catalog.engine import create_catalog_engine, is_sqlite, parse_catalog_url
 from modelstore.catalog.errors import damaged_error, full_disk, is_damage, one_line
 from modelstore.catalog.fastpath import SqliteVersionStore, driver_connection
-from modelstore.catalog.records import FileRecord, NewVersion, VersionRecord
+from modelstore.catalog.records import (
+    AliasMoveRecord,
+    AliasRecord,
+    FileRecord,
+    NewVersion,
+    VersionRecord,
+)
+from modelstore.catalog.tables import ALIAS_HISTORY as _HISTORY
+from modelstore.catalog.tables import ALIASES as _ALIASES
 from modelstore.catalog.tables import DELETING, PENDING, READY
 from modelstore.catalog.tables import FILES as _FILES
 from modelstore.catalog.tables import INFO as _INFO
 from modelstore.catalog.tables import NAMES as _NAMES
 from modelstore.catalog.tables import VERSIONS as _VERSIONS
 from modelstore.catalog.versionstore import CoreVersionStore, VersionStore, reading, writing
-from modelstore.errors import CatalogError, PropertyImmutableError
+from modelstore.errors import AliasInUseError, CatalogError, PropertyImmutableError
 
 
 class Catalog:
@@ -107,16 +115,40 @@ class Catalog:
             connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id.in_(ids)))
 
     def start_delete(
-        self, name: str, versions: Sequence[int] | None, token: str
+        self,
+        name: str,
+        versions: Sequence[int] | None,
+        token: str,
+        *,
+        aliases: bool | Collection[str] = False,
+        by: str = "",
+        removed: dict[str, int] | None = None,
     ) -> list[VersionRecord]:
         """Flip the chosen ready versions (every one when ``versions`` is None) to ``deleting``
         (invisible from now on) in one transaction and return them; the caller then removes the
-        folders and ``forget``s them."""
+        folders and ``forget``s them.
+
+        An alias pointing at one of them refuses the whole delete (AliasInUseError, nothing
+        changed) unless ``aliases`` allows it (True: any; a collection: those aliases, so an
+        alias set after a plan was shown still refuses); allowed ones are removed in the same
+        transaction, their removal recorded in the history, and put into ``removed``."""
         with self._write() as connection:
             where = [_VERSIONS.c.name == name, _VERSIONS.c.state == READY]
             if versions is not None:
                 where.append(_VERSIONS.c.version.in_(list(versions)))
             rows = connection.execute(select(_VERSIONS).where(*where)).mappings().all()
+            pointing = _aliases_at(connection, name, [r["version"] for r in rows])
+            refused = {
+                alias: version
+                for alias, version in pointing.items()
+                if aliases is not True and (aliases is False or alias not in aliases)
+            }
+            if refused:
+                raise alias_in_use(name, refused)
+            if pointing:
+                _remove_aliases(connection, name, pointing, by)
+                if removed is not None:
+                    removed.update(pointing)
             if rows:
                 connection.execute(
                     update(_VERSIONS)
@@ -376,6 +408,161 @@ class Catalog:
             ).scalar_one_or_none()
             if exists is None:
                 connection.execute(insert(table).values(key=key, value=value))
+
+    # --- aliases -----------------------------------------------------------------------------
+    #
+    # An alias and the history row of its move are written in one immediate transaction, so
+    # concurrent moves are serialised: each one reads the version the previous one left, and
+    # the history is a chain (every from_version is the previous to_version).
+
+    def set_alias(self, name: str, alias: str, version: int, by: str) -> AliasMoveRecord | None:
+        """Point ``name@alias`` at ``version``; the move made, or None if ``name:version`` is not
+        a ready version (nothing changed). Setting it to where it already points is no move:
+        nothing is written and the returned record has ``from_version == to_version``."""
+        now = datetime.now(timezone.utc)
+        with self._write() as connection:
+            if _ready_row(connection, name, version) is None:
+                return None
+            current = connection.execute(
+                select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+            ).scalar_one_or_none()
+            move = AliasMoveRecord(name, alias, current, version, now, by)
+            if current == version:
+                return move
+            if current is None:
+                connection.execute(insert(_ALIASES).values(name=name, alias=alias, version=version))
+            else:
+                connection.execute(
+                    update(_ALIASES)
+                    .where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+                    .values(version=version)
+                )
+            _record_move(connection, move)
+        return move
+
+    def remove_alias(self, name: str, alias: str, by: str) -> AliasMoveRecord | None:
+        """Remove ``name@alias``; the move made, or None if there is no such alias."""
+        with self._write() as connection:
+            current = connection.execute(
+                select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+            ).scalar_one_or_none()
+            if current is None:
+                return None
+            moves = _remove_aliases(connection, name, {alias: current}, by)
+        return moves[0]
+
+    def restore_aliases(self, name: str, aliases: Mapping[str, int], by: str) -> None:
+        """Put back aliases a failed delete removed (its versions are visible again), unless
+        one was set again meanwhile; each return is recorded in the history too."""
+        now = datetime.now(timezone.utc)
+        with self._write() as connection:
+            for alias, version in sorted(aliases.items()):
+                taken = connection.execute(
+                    select(_ALIASES.c.version).where(
+                        _ALIASES.c.name == name, _ALIASES.c.alias == alias
+                    )
+                ).scalar_one_or_none()
+                if taken is None and _ready_row(connection, name, version) is not None:
+                    connection.execute(
+                        insert(_ALIASES).values(name=name, alias=alias, version=version)
+                    )
+                    _record_move(connection, AliasMoveRecord(name, alias, None, version, now, by))
+
+    def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
+        """(version, entry) of the ready version ``name@alias`` points at: one indexed query."""
+        return self._versions.locate_alias(name, alias)
+
+    def aliases(self, name: str | None = None) -> list[AliasRecord]:
+        """Aliases by name, then alias (of one name when given)."""
+        query = select(_ALIASES.c.name, _ALIASES.c.alias, _ALIASES.c.version)
+        if name is not None:
+            query = query.where(_ALIASES.c.name == name)
+        query = query.order_by(_ALIASES.c.name, _ALIASES.c.alias)
+        with self._read() as connection:
+            return [AliasRecord(r.name, r.alias, r.version) for r in connection.execute(query)]
+
+    def alias_history(self, name: str) -> list[AliasMoveRecord]:
+        """Every move of the aliases of ``name``, oldest first."""
+        query = select(_HISTORY).where(_HISTORY.c.name == name).order_by(_HISTORY.c.id)
+        with self._read() as connection:
+            return [
+                AliasMoveRecord(
+                    r["name"],
+                    r["alias"],
+                    r["from_version"],
+                    r["to_version"],
+                    _utc(r["at"]),
+                    r["by"],
+                )
+                for r in connection.execute(query).mappings()
+            ]
+
+
+def _aliases_at(connection: Connection, name: str, versions: Sequence[int]) -> dict[str, int]:
+    """alias -> version for the aliases of ``name`` pointing at any of ``versions``."""
+    if not versions:
+        return {}
+    rows = connection.execute(
+        select(_ALIASES.c.alias, _ALIASES.c.version).where(
+            _ALIASES.c.name == name, _ALIASES.c.version.in_(list(versions))
+        )
+    )
+    return {r.alias: r.version for r in rows}
+
+
+def _remove_aliases(
+    connection: Connection, name: str, aliases: Mapping[str, int], by: str
+) -> list[AliasMoveRecord]:
+    now = datetime.now(timezone.utc)
+    moves = []
+    for alias, version in sorted(aliases.items()):
+        connection.execute(
+            delete(_ALIASES).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+        )
+        move = AliasMoveRecord(name, alias, version, None, now, by)
+        _record_move(connection, move)
+        moves.append(move)
+    return moves
+
+
+def _record_move(connection: Connection, move: AliasMoveRecord) -> None:
+    connection.execute(
+        insert(_HISTORY).values(
+            name=move.name,
+            alias=move.alias,
+            from_version=move.from_version,
+            to_version=move.to_version,
+            at=move.at.astimezone(timezone.utc).replace(tzinfo=None),
+            by=move.by,
+        )
+    )
+
+
+def alias_in_use(name: str, aliases: Mapping[str, int]) -> AliasInUseError:
+    """The one line refusing to delete versions that aliases point at."""
+    items = sorted(aliases.items(), key=lambda item: (-item[1], item[0]))
+    ids = [f"{name}:{version}" for version in sorted({v for _, v in items}, reverse=True)]
+    if len(items) == 1:
+        alias, version = items[0]
+        return AliasInUseError(
+            f"{name}:{version} is what alias {alias!r} points at; move or remove the alias "
+            f"first (modelstore alias rm {name} {alias}), or pass --force to delete it and "
+            "remove the alias",
+            name=name,
+            aliases=dict(aliases),
+        )
+    shown = ", ".join(f"{alias!r} ({name}:{version})" for alias, version in items)
+    return AliasInUseError(
+        f"{' and '.join(ids)} {'is' if len(ids) == 1 else 'are'} what aliases {shown} point at; "
+        f"move or remove the aliases first (modelstore alias rm {name} {items[0][0]}), or pass "
+        "--force to delete and remove them",
+        name=name,
+        aliases=dict(aliases),
+    )
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def _raise_high_water(connection: Connection, name: str, version: int) -> None:

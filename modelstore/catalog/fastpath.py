@@ -32,6 +32,11 @@ _EXACT = (
     "SELECT version, entry FROM model_versions WHERE name = ? AND version = ? "
     f"AND state = '{READY}'"
 )
+_ALIAS = (
+    "SELECT v.version, v.entry FROM model_aliases a JOIN model_versions v "
+    f"ON v.name = a.name AND v.version = a.version WHERE a.name = ? AND a.alias = ? "
+    f"AND v.state = '{READY}'"
+)
 _LAST = "SELECT last_version FROM model_names WHERE name = ?"
 _NEW_NAME = "INSERT INTO model_names (name, last_version) VALUES (?, ?)"
 _BUMP = "UPDATE model_names SET last_version = ? WHERE name = ?"
@@ -64,6 +69,16 @@ class SqliteVersionStore:
                     _LATEST if version is None else _EXACT,
                     (name,) if version is None else (name, version),
                 ).fetchall()  # fetch everything: an unfinished statement keeps a read lock
+            except sqlite3.Error as exc:
+                raise catalog_error(exc, "reading", self._url) from exc
+        if not rows:
+            return None
+        return int(rows[0][0]), str(rows[0][1])
+
+    def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
+        with self._lock:
+            try:
+                rows = self._connection.execute(_ALIAS, (name, alias)).fetchall()
             except sqlite3.Error as exc:
                 raise catalog_error(exc, "reading", self._url) from exc
         if not rows:

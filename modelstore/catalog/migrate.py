@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 
 from modelstore.errors import CatalogError
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The newest migration shipped with this release (a test checks it against the scripts)."""
 
-KNOWN_REVISIONS = ("0001", "0002")
+KNOWN_REVISIONS = ("0001", "0002", "0003")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

@@ -68,3 +68,23 @@ class VersionRecord(VersionFields):
 
 
 _DESCRIBING = fields(VersionFields)
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    name: str
+    alias: str
+    version: int
+
+
+@dataclass(frozen=True)
+class AliasMoveRecord:
+    """One row of the alias history: set (``from_version`` None), moved, or removed
+    (``to_version`` None)."""
+
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    at: datetime
+    by: str

@@ -83,8 +83,39 @@ class CatalogInfo(Base):
     value: Mapped[str] = mapped_column(Text, nullable=False)
 
 
+class ModelAlias(Base):
+    """A movable name for one version of a model (``NAME@ALIAS``); at most one version per alias.
+
+    No foreign key to ``model_versions``: a version row goes away in several steps (deleting,
+    then forgotten), and the delete itself refuses or removes the aliases pointing at it."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class AliasHistoryRow(Base):
+    """Every move of an alias, written in the same transaction as the move: set (from_version
+    None), moved, or removed (to_version None), when and by whom (user@host)."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (Index("ix_alias_history_name", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    alias: Mapped[str] = mapped_column(String(64), nullable=False)
+    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(nullable=False)
+    by: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 # The same tables as SQLAlchemy Core sees them, for statements built without the ORM.
 VERSIONS = cast(Table, VersionRow.__table__)
 FILES = cast(Table, FileRow.__table__)
 NAMES = cast(Table, ModelName.__table__)
 INFO = cast(Table, CatalogInfo.__table__)
+ALIASES = cast(Table, ModelAlias.__table__)
+ALIAS_HISTORY = cast(Table, AliasHistoryRow.__table__)

@@ -23,12 +23,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from modelstore.catalog.errors import catalog_error
 from modelstore.catalog.records import NewVersion, VersionRecord
-from modelstore.catalog.tables import FILES, NAMES, READY, VERSIONS
+from modelstore.catalog.tables import ALIASES, FILES, NAMES, READY, VERSIONS
 
 
 class VersionStore(Protocol):
     def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
         """(version, entry) of a ready version, the latest when ``version`` is None."""
+        ...
+
+    def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
+        """(version, entry) of the ready version ``name@alias`` points at."""
         ...
 
     def reserve(self, new: NewVersion) -> VersionRecord:
@@ -89,6 +93,21 @@ class CoreVersionStore:
             query.order_by(VERSIONS.c.version.desc()).limit(1)
             if version is None
             else query.where(VERSIONS.c.version == version)
+        )
+        with reading(self._reads, self._url) as connection:
+            rows = [tuple(r) for r in connection.execute(query).all()]
+        if not rows:
+            return None
+        return int(rows[0][0]), str(rows[0][1])
+
+    def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
+        query = (
+            select(VERSIONS.c.version, VERSIONS.c.entry)
+            .join(
+                ALIASES,
+                (ALIASES.c.name == VERSIONS.c.name) & (ALIASES.c.version == VERSIONS.c.version),
+            )
+            .where(ALIASES.c.name == name, ALIASES.c.alias == alias, VERSIONS.c.state == READY)
         )
         with reading(self._reads, self._url) as connection:
             rows = [tuple(r) for r in connection.execute(query).all()]

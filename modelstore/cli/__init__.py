@@ -33,6 +33,8 @@ COMMANDS: dict[str, str] = {
     "property": "modelstore.cli.registry_commands:property_",
     "describe": "modelstore.cli.registry_commands:describe",
     "delete": "modelstore.cli.registry_commands:delete",
+    "prune": "modelstore.cli.alias_commands:prune",
+    "alias": "modelstore.cli.alias_commands:alias",
     "verify": "modelstore.cli.registry_commands:verify",
     "doctor": "modelstore.cli.registry_commands:doctor",
     "deploy": "modelstore.cli.deploy_commands:deploy",

@@ -64,7 +64,7 @@ def deploy(
     """Lay out DIR/azureml-models/<name>/<version>/<entry> as Azure ML does, and print its
     environment (AML_APP_ROOT, AZUREML_MODEL_DIR) as shell export lines.
 
-    A REF is NAME, NAME:VERSION or NAME:latest of a registered model, or a path to a local file
+    A REF is NAME, NAME:VERSION, NAME:latest or NAME@ALIAS of a registered model, or a local file
     or folder (deployed unregistered, as version 0). Use it with: eval "$(modelstore deploy ...)".
     """
     deployment = _deploy(ctx, refs, app_root, copy=copy, force=force)
@@ -111,7 +111,7 @@ def export_lines(deployment: Deployment) -> str:
     multiple=True,
     required=True,
     metavar="REF",
-    help="A model to deploy (repeatable): NAME, NAME:VERSION, NAME:latest or a local path.",
+    help="A model to deploy (repeatable): NAME, NAME:VERSION, NAME@ALIAS or a local path.",
 )
 @click.option(
     "--app-root",

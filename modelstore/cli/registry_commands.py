@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from modelstore.modelversion import ModelVersion
     from modelstore.registry import Registry
-    from modelstore.registry_reports import ForeignAction
+    from modelstore.registry_reports import Alias, ForeignAction
 
 LARGE_MODEL_BYTES = 32 * 1024 * 1024
 """Copies at least this big show a progress bar (on a terminal): below it a copy is instant."""
@@ -309,25 +309,38 @@ def register(
     help="Has property K (with value V). Repeatable.",
 )
 @click.option("--latest", is_flag=True, help="Only the highest matching version of each name.")
+@click.option(
+    "--sort",
+    type=click.Choice(["name", "created", "size"]),
+    default="name",
+    show_default=True,
+    help="Order: by name (newest version first), newest first, or largest first.",
+)
 @json_option
 def list_(
     name: str | None,
     tags: tuple[str, ...],
     properties: tuple[str, ...],
     latest: bool,
+    sort: Literal["name", "created", "size"],
     as_json: bool,
 ) -> None:
     """List model versions, filtered by name, tags and properties.
 
-    Ordered by name, then newest version first; every filter must match. 'modelstore ls' is
-    the same command.
+    Ordered by name, then newest version first (--sort created: newest first; --sort size:
+    largest first); every filter must match. The last line totals the sizes listed.
+    'modelstore ls' is the same command.
     """
     if name is not None:
         validate_name(name)
     tag_filters = parse_filters(tags, "--tag")
     property_filters = parse_filters(properties, "--property")
     versions = open_registry(read_only=True).list(
-        name=name, tags=tag_filters or None, properties=property_filters or None, latest=latest
+        name=name,
+        tags=tag_filters or None,
+        properties=property_filters or None,
+        latest=latest,
+        sort=sort,
     )
     if as_json:
         print_json([dump(version) for version in versions])
@@ -340,6 +353,8 @@ def list_(
         for v in versions
     ]
     click.echo(table(["ID", "ENTRY", "SIZE", "CREATED", "TAGS"], rows))
+    total = sum(v.size for v in versions)
+    click.echo(f"{plural(len(versions), 'version')}, {human_size(total)} in total")
 
 
 @command("show")
@@ -348,10 +363,10 @@ def list_(
 def show(ref: str, as_json: bool) -> None:
     """Show one model version.
 
-    REF is NAME (the latest version), NAME:VERSION or NAME:latest.
+    REF is NAME (the latest version), NAME:VERSION, NAME:latest or NAME@ALIAS.
     """
     model_ref = parse_ref(ref)
-    version = open_registry(read_only=True).get(model_ref.name, model_ref.version)
+    version = open_registry(read_only=True).get(model_ref.target, model_ref.version)
     if as_json:
         print_json(dump(version))
     else:
@@ -364,10 +379,10 @@ def path(ref: str) -> None:
     """Print the stored path of a model version.
 
     Only the absolute path of the entry is printed, for scripts. REF is NAME (latest),
-    NAME:VERSION or NAME:latest.
+    NAME:VERSION, NAME:latest or NAME@ALIAS.
     """
     model_ref = parse_ref(ref)
-    click.echo(str(open_registry(read_only=True).path(model_ref.name, model_ref.version)))
+    click.echo(str(open_registry(read_only=True).path(model_ref.target, model_ref.version)))
 
 
 @command("tag")
@@ -382,7 +397,7 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     model_ref = parse_ref(ref)
     add = parse_pairs(pairs, "tag")
     registry = open_registry()
-    before = registry.get(model_ref.name, model_ref.version)
+    before = registry.get(model_ref.target, model_ref.version)
     after = registry.update_tags(before.name, before.version, add=add)
     for key, value in add.items():
         if key in before.tags and before.tags[key] != value:
@@ -402,7 +417,7 @@ def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
     """
     model_ref = parse_ref(ref)
     registry = open_registry()
-    before = registry.get(model_ref.name, model_ref.version)
+    before = registry.get(model_ref.target, model_ref.version)
     after = registry.update_tags(before.name, before.version, remove=list(keys))
     for key in keys:
         if key not in before.tags:
@@ -425,7 +440,7 @@ def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
     registry = open_registry()
-    current = registry.get(model_ref.name, model_ref.version)
+    current = registry.get(model_ref.target, model_ref.version)
     after = registry.add_properties(current.name, current.version, properties)
     show_update(after, f"Added properties to {after.id}: {format_pairs(after.properties)}", as_json)
 
@@ -438,7 +453,7 @@ def describe(ref: str, text: str, as_json: bool) -> None:
     """Set the description of a version."""
     model_ref = parse_ref(ref)
     registry = open_registry()
-    current = registry.get(model_ref.name, model_ref.version)
+    current = registry.get(model_ref.target, model_ref.version)
     after = registry.set_description(current.name, current.version, text)
     show_update(after, f"Described {after.id}: {after.description}", as_json)
 
@@ -455,15 +470,21 @@ def _plan_text(versions: Sequence[ModelVersion], size: int) -> str:
 @click.option(
     "--yes", is_flag=True, help="Do not ask for confirmation (needed without a terminal)."
 )
+@click.option(
+    "--force", is_flag=True, help="Also delete versions aliases point at, removing the aliases."
+)
 @json_option
-def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool) -> None:
+def delete(
+    ref: str, all_versions: bool, dry_run: bool, yes: bool, force: bool, as_json: bool
+) -> None:
     """Delete a version, or every version of a name.
 
-    REF is NAME:VERSION (or NAME:latest); NAME alone needs --all-versions. The plan is printed
-    first and confirmed on a terminal (--yes otherwise). Version numbers are never reused.
+    REF is NAME:VERSION (or NAME:latest, NAME@ALIAS); NAME alone needs --all-versions. The plan
+    is printed first and confirmed on a terminal (--yes otherwise). Version numbers are never
+    reused. A version an alias points at is kept unless --force, which removes the alias too.
     """
     model_ref = parse_ref(ref)
-    has_version = ":" in ref
+    has_version = ":" in ref or model_ref.alias is not None
     if all_versions and has_version:
         raise InvalidArgumentError(
             f"--all-versions deletes every version of a name: write 'delete {model_ref.name} "
@@ -475,9 +496,11 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool
             "to delete one version, or pass --all-versions to delete every version"
         )
     registry = open_registry()
-    version = None if all_versions else registry.get(model_ref.name, model_ref.version).version
-    plan = registry.plan_delete(model_ref.name, version)
+    version = None if all_versions else registry.get(model_ref.target, model_ref.version).version
+    plan = registry.plan_delete(model_ref.name, version, force=force)
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
+    if plan.aliases:
+        click.echo(f"and remove {_aliases_text(plan.aliases)}", err=as_json)
     if dry_run:
         if as_json:
             print_json(dump(plan))
@@ -498,6 +521,13 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool
         print_json(dump(done))
     else:
         click.echo(f"Deleted {_plan_text(done.versions, done.bytes)}")
+        if done.aliases:
+            click.echo(f"Removed {_aliases_text(done.aliases)}")
+
+
+def _aliases_text(aliases: Sequence[Alias]) -> str:
+    shown = ", ".join(f"{a.name}@{a.alias} (-> {a.name}:{a.version})" for a in aliases)
+    return f"alias{'' if len(aliases) == 1 else 'es'} {shown}"
 
 
 @command("verify")
@@ -514,8 +544,9 @@ def verify(ref: str | None, as_json: bool) -> None:
     registry = open_registry(read_only=True)
     name = model_ref.name if model_ref is not None else None
     version: int | None = None
-    if model_ref is not None and ":" in str(ref):  # NAME:latest is one version, NAME is all
-        version = registry.get(model_ref.name, model_ref.version).version
+    if model_ref is not None and (":" in str(ref) or model_ref.alias is not None):
+        # NAME:latest and NAME@ALIAS are one version, NAME is all of them
+        version = registry.get(model_ref.target, model_ref.version).version
     report = registry.verify(name, version)
     if as_json:
         print_json(dump(report))

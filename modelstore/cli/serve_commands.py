@@ -61,7 +61,7 @@ def app_options(function: F) -> F:
             multiple=True,
             metavar="REF|PATH",
             shell_complete=complete_ref_or_path,
-            help="Deploy this registry model (NAME, NAME:VERSION or NAME:latest), or a local "
+            help="Deploy this registry model (NAME, NAME:VERSION, NAME@ALIAS), or a local "
             "file or folder (as version 0), into a temporary app root; repeatable.",
         ),
         click.option(
