@@ -129,6 +129,7 @@ class ImportPlan:
     skip: list[ArchivedVersion]
     conflicts: list[ImportConflict]
     compression: Compression = ""
+    manifest_size: int = 0
 
     @property
     def bytes(self) -> int:
@@ -325,9 +326,10 @@ def plan_import(
         versions = _folder_versions(shown)
         kind: Literal["archive", "folder"] = "folder"
         compression: Compression = ""
+        manifest_size = 0
     elif os.path.isfile(shown):
         compression = _sniff(shown)
-        versions = _archive_versions(shown, compression)
+        versions, manifest_size = _archive_versions(shown, compression)
         kind = "archive"
     elif os.path.lexists(shown):
         raise ArchiveError(
@@ -377,7 +379,7 @@ def plan_import(
             )
             continue
         add.append(version)
-    return ImportPlan(shown, kind, add, skip, conflicts, compression)
+    return ImportPlan(shown, kind, add, skip, conflicts, compression, manifest_size)
 
 
 def refuse_conflicts(plan: ImportPlan) -> None:
@@ -522,7 +524,7 @@ def _corrupt(path: str, exc: BaseException) -> ArchiveError:
     )
 
 
-def _archive_versions(path: str, compression: Compression) -> list[ArchivedVersion]:
+def _archive_versions(path: str, compression: Compression) -> tuple[list[ArchivedVersion], int]:
     try:
         with _open_tar(path, compression, MAX_MANIFEST_BYTES + 64 * 1024) as tar:
             member = tar.next()
@@ -548,7 +550,7 @@ def _archive_versions(path: str, compression: Compression) -> list[ArchivedVersi
         raise _corrupt(path, exc) from exc
     try:
         manifest = json.loads(data)
-        return _parse_manifest(manifest, path)
+        return _parse_manifest(manifest, path), len(data)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise ArchiveError(
             f"{path}: its manifest is malformed ({exc}); nothing was imported",
@@ -793,7 +795,7 @@ def _stage_archive(
             wanted[f"{version.name}/{version.version}/{file.relpath}"] = (index, file, token)
     limit = (
         sum(f.size for f in every.values())
-        + MAX_MANIFEST_BYTES
+        + plan.manifest_size
         + _HEADER_ALLOWANCE * (len(every) + len(ancestors) + 4)
     )
     staged: list[dict[str, FileRecord]] = [{} for _ in plan.add]
