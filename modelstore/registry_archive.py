@@ -39,6 +39,7 @@ import os
 import shutil
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from io import BufferedIOBase
@@ -58,7 +59,7 @@ from modelstore.layout import MAX_VERSION, validate_name
 from modelstore.refs import parse_ref
 from modelstore.store import manifest_digest, plan_source
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
-from modelstore.store.hashing import BUFFER_SIZE, hash_file, new_buffer
+from modelstore.store.hashing import BUFFER_SIZE, copy_stream_and_hash, hash_file, new_buffer
 
 if TYPE_CHECKING:
     from modelstore.registry import Registry
@@ -212,7 +213,10 @@ def export(registry: Registry, refs: Sequence[str], path: str | os.PathLike[str]
     temporary = f"{target}.tmp-{registry._store.new_token()}"
     files = 0
     try:
-        with open(temporary, "xb") as raw:
+        with (
+            open(temporary, "xb") as raw,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelstore-hash") as pool,
+        ):
             with (
                 _compressor(raw, compression) as stream,
                 tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
@@ -222,7 +226,7 @@ def export(registry: Registry, refs: Sequence[str], path: str | os.PathLike[str]
                 for record, entry in zip(present, entries, strict=True):
                     version_dir = registry.layout.version_dir(record.name, record.version)
                     for item in entry["files"]:
-                        _add_file(tar, record.name, record.version, version_dir, item)
+                        _add_file(tar, record.name, record.version, version_dir, item, pool)
                         files += 1
             raw.flush()
             os.fsync(raw.fileno())
@@ -270,22 +274,37 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 class _HashingReader(BufferedIOBase):
-    """Hands a stored file to ``tarfile`` and hashes every byte it reads."""
+    """Hands a stored file to ``tarfile`` and hashes every byte it reads, on a second thread
+    (hashlib releases the GIL) so hashing overlaps the archive's writes. Chunks are bytes
+    (immutable) and the single worker runs them in order; at most two are in flight."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: BinaryIO, pool: ThreadPoolExecutor) -> None:
         self._handle = handle
-        self.digest = hashlib.sha256()
-        self.count = 0
+        self._pool = pool
+        self._pending: list[Future[None]] = []
+        self._digest = hashlib.sha256()
 
     def read(self, size: int | None = -1) -> bytes:
         data = self._handle.read(-1 if size is None else size)
-        self.digest.update(data)
-        self.count += len(data)
+        if len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._digest.update, data))
         return data
+
+    def hexdigest(self) -> str:
+        for pending in self._pending:
+            pending.result()
+        self._pending.clear()
+        return self._digest.hexdigest()
 
 
 def _add_file(
-    tar: tarfile.TarFile, name: str, version: int, version_dir: Path, item: dict[str, Any]
+    tar: tarfile.TarFile,
+    name: str,
+    version: int,
+    version_dir: Path,
+    item: dict[str, Any],
+    pool: ThreadPoolExecutor,
 ) -> None:
     relpath = str(item["relpath"])
     source = os.path.join(version_dir, *relpath.split("/"))
@@ -296,11 +315,12 @@ def _add_file(
         with open(source, "rb") as handle:
             if os.fstat(handle.fileno()).st_size != info.size:
                 raise _damaged(name, version, relpath)
-            reader = _HashingReader(handle)
+            reader = _HashingReader(handle, pool)
             tar.addfile(info, reader)
+            digest = reader.hexdigest()
     except FileNotFoundError:
         raise _damaged(name, version, relpath) from None
-    if reader.digest.hexdigest() != item["sha256"]:
+    if digest != item["sha256"]:
         raise _damaged(name, version, relpath)
 
 
@@ -493,6 +513,22 @@ class _BoundedReader(BufferedIOBase):
             )
         return data
 
+    def readinto(self, view: Any) -> int:
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def seekable(self) -> bool:
+        return self._stream.seekable()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """A plain tar is read in place (tarfile seeks over what it skips); only bytes read
+        count against the limit."""
+        return self._stream.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._stream.tell()
+
 
 @contextlib.contextmanager
 def _open_tar(path: str, compression: Compression, limit: int) -> Iterator[tarfile.TarFile]:
@@ -503,12 +539,18 @@ def _open_tar(path: str, compression: Compression, limit: int) -> Iterator[tarfi
         elif compression == "bz2":
             stream = cast(IO[bytes], bz2.BZ2File(raw, mode="rb"))
         elif compression == "xz":
-            stream = cast(IO[bytes], lzma.LZMAFile(raw, mode="rb"))  # noqa: SIM115 (closed by the with below)
+            stream = cast(IO[bytes], lzma.LZMAFile(raw, mode="rb"))  # noqa: SIM115
         else:
             stream = raw
         with (
             stream,
-            tarfile.open(fileobj=_BoundedReader(stream, limit, path), mode="r|") as tar,
+            # A plain tar is read in place ("r:", no copy through a stream buffer); a compressed
+            # one as a stream ("r|"), each byte decompressed once.
+            tarfile.open(
+                fileobj=_BoundedReader(stream, limit, path),
+                mode="r|" if compression else "r:",
+                bufsize=BUFFER_SIZE,
+            ) as tar,
         ):
             yield tar
 
@@ -800,7 +842,6 @@ def _stage_archive(
     )
     staged: list[dict[str, FileRecord]] = [{} for _ in plan.add]
     seen: set[str] = set()
-    buffer = memoryview(new_buffer())
     done = 0
     try:
         with _open_tar(path, plan.compression, limit) as tar:
@@ -833,7 +874,7 @@ def _stage_archive(
                 index, file, token = target
                 handle = tar.extractfile(member)
                 assert handle is not None
-                written, digest = _write_staged(store.staging_path(token), file, handle, buffer)
+                written, digest = _write_staged(store.staging_path(token), file, handle)
                 if written != file.size or digest != file.sha256:
                     raise _hostile(path, name, "does not match its sha256 in the manifest")
                 staged[index][file.relpath] = file
@@ -885,23 +926,11 @@ def _hostile(path: str, member: str, what: str) -> ArchiveError:
     )
 
 
-def _write_staged(
-    root: Path, file: FileRecord, handle: IO[bytes], buffer: memoryview
-) -> tuple[int, str]:
+def _write_staged(root: Path, file: FileRecord, handle: IO[bytes]) -> tuple[int, str]:
+    """Copy one member (``handle`` ends where its data ends) into staging, hashing on a second
+    thread while writing; (bytes written, sha256)."""
     target = os.path.join(root, *file.relpath.split("/"))
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    digest = hashlib.sha256()
-    total = 0
-    with open(target, "xb", buffering=0) as writer:
-        while total < file.size + 1:
-            chunk = handle.read(min(len(buffer), file.size + 1 - total))
-            if not chunk:
-                break
-            digest.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[writer.write(view) or 0 :]
-            total += len(chunk)
-        os.fsync(writer.fileno())
+    written, digest = copy_stream_and_hash(handle, target)
     os.chmod(target, READ_ONLY_FILE)
-    return total, digest.hexdigest()
+    return written, digest
