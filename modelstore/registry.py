@@ -606,9 +606,19 @@ class Registry:
     ) -> registry_archive.ExportReport:
         """Write the versions named by ``refs`` (with their metadata and a sha256 manifest) to
         one tar archive, compressed when the name ends in .tar.gz/.tgz, .tar.bz2 or .tar.xz."""
-        from modelstore.registry_archive import export
+        from modelstore.registry_archive import compression_for, export
 
-        return export(self, refs, path)
+        if isinstance(refs, str | os.PathLike) or not refs:
+            raise InvalidArgumentError(
+                "give a list of model references to export (e.g. ['m:1', 'm:2'])"
+            )
+        compression_for(os.fspath(path))  # a bad file name is refused before any look-up
+        versions = []
+        for ref in refs:
+            parsed = parse_ref(ref)
+            model = self.get(parsed.name, parsed.version)
+            versions.append((model.name, model.version))
+        return export(self._catalog, self._store, versions, path)
 
     def plan_import(
         self, source: str | os.PathLike[str], *, skip_existing: bool = False
@@ -617,7 +627,7 @@ class Registry:
         nothing is written."""
         from modelstore.registry_archive import plan_import
 
-        return plan_import(self, source, skip_existing=skip_existing)
+        return plan_import(self._catalog, self._store, source, skip_existing=skip_existing)
 
     def import_planned(
         self,
@@ -628,7 +638,7 @@ class Registry:
         ArchiveError if any file does not match the manifest (nothing is then visible)."""
         from modelstore.registry_archive import import_planned
 
-        return import_planned(self, plan, progress)
+        return import_planned(self._catalog, self._store, plan, progress)
 
     def import_(
         self, source: str | os.PathLike[str], *, skip_existing: bool = False

@@ -56,13 +56,13 @@ from modelstore.errors import (
     StorageError,
 )
 from modelstore.layout import MAX_VERSION, validate_name
-from modelstore.refs import parse_ref
 from modelstore.store import manifest_digest, plan_source
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
 from modelstore.store.hashing import BUFFER_SIZE, copy_stream_and_hash, hash_file, new_buffer
 
 if TYPE_CHECKING:
-    from modelstore.registry import Registry
+    from modelstore.catalog import Catalog
+    from modelstore.store import Store
 
 MANIFEST_NAME = "modelstore-manifest.json"
 FORMAT = "modelstore-archive"
@@ -159,14 +159,18 @@ def compression_for(path: str) -> Compression:
     )
 
 
-def export(registry: Registry, refs: Sequence[str], path: str | os.PathLike[str]) -> ExportReport:
-    """Write the versions named by ``refs`` to one archive at ``path``. It is written as
-    ``<path>.tmp-<token>`` and renamed once complete and fsync'd, so an interrupted export never
-    leaves a partial file under the target name. Every file is hashed as it is written and
-    compared with its recorded sha256: a damaged version is refused, not exported."""
+def export(
+    catalog: Catalog,
+    store: Store,
+    versions: Sequence[tuple[str, int]],
+    path: str | os.PathLike[str],
+) -> ExportReport:
+    """Write ``versions`` (name, number; resolved from REFs by ``Registry.export``) to one
+    archive at ``path``. It is written as ``<path>.tmp-<token>`` and renamed once complete and
+    fsync'd, so an interrupted export never leaves a partial file under the target name. Every
+    file is hashed as it is written and compared with its recorded sha256: a damaged version is
+    refused, not exported."""
     target = os.fspath(path)
-    if isinstance(refs, str) or not refs:
-        raise InvalidArgumentError("give at least one model reference to export (NAME:VERSION)")
     compression = compression_for(target)
     if os.path.lexists(target):
         raise InvalidArgumentError(
@@ -175,16 +179,9 @@ def export(registry: Registry, refs: Sequence[str], path: str | os.PathLike[str]
     folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise InvalidArgumentError(f"the folder {folder} does not exist; create it first")
-    records = []
-    seen: set[tuple[str, int]] = set()
-    for ref in refs:
-        parsed = parse_ref(ref)
-        model = registry.get(parsed.name, parsed.version)
-        if (model.name, model.version) not in seen:
-            seen.add((model.name, model.version))
-            records.append(registry._catalog.get(model.name, model.version))
+    records = [catalog.get(name, number) for name, number in dict.fromkeys(versions)]
     present = [r for r in records if r is not None]
-    manifests = registry._catalog.manifests(r.id for r in present)
+    manifests = catalog.manifests(r.id for r in present)
     entries: list[dict[str, Any]] = []
     for record in present:
         entries.append(
@@ -210,7 +207,7 @@ def export(registry: Registry, refs: Sequence[str], path: str | os.PathLike[str]
     manifest = json.dumps(
         {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": entries}, indent=1
     ).encode()
-    temporary = f"{target}.tmp-{registry._store.new_token()}"
+    temporary = f"{target}.tmp-{store.new_token()}"
     files = 0
     try:
         with (
@@ -224,7 +221,7 @@ def export(registry: Registry, refs: Sequence[str], path: str | os.PathLike[str]
                 tar.copybufsize = BUFFER_SIZE  # type: ignore[attr-defined] # tarfile's 16 KiB default costs 2x on big files
                 _add_bytes(tar, MANIFEST_NAME, manifest)
                 for record, entry in zip(present, entries, strict=True):
-                    version_dir = registry.layout.version_dir(record.name, record.version)
+                    version_dir = store.layout.version_dir(record.name, record.version)
                     for item in entry["files"]:
                         _add_file(tar, record.name, record.version, version_dir, item, pool)
                         files += 1
@@ -335,7 +332,7 @@ def _damaged(name: str, version: int, relpath: str) -> IntegrityError:
 
 
 def plan_import(
-    registry: Registry, source: str | os.PathLike[str], *, skip_existing: bool = False
+    catalog: Catalog, store: Store, source: str | os.PathLike[str], *, skip_existing: bool = False
 ) -> ImportPlan:
     """Read an archive's manifest or list an ``azureml-models`` folder, and sort its versions
     into new, skipped and conflicting ones. Writes nothing."""
@@ -367,7 +364,6 @@ def plan_import(
     add: list[ArchivedVersion] = []
     skip: list[ArchivedVersion] = []
     conflicts: list[ImportConflict] = []
-    catalog = registry._catalog
     for version in versions:
         existing = catalog.get(version.name, version.version)
         if existing is not None:
@@ -705,21 +701,22 @@ def _opt_str(value: object, what: str) -> str | None:
 
 
 def import_planned(
-    registry: Registry, plan: ImportPlan, progress: Callable[[int, int], None] | None = None
+    catalog: Catalog,
+    store: Store,
+    plan: ImportPlan,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportPlan:
     """Carry out a plan: stage and check every version, then publish them all or none."""
     refuse_conflicts(plan)
     if not plan.add:
         return plan
-    store = registry._store
-    catalog = registry._catalog
     tokens = [store.new_token(importing=True) for _ in plan.add]
     with contextlib.ExitStack() as locks:
         for token in tokens:
             locks.enter_context(store.token_lock(token))
         try:
             if plan.kind == "archive":
-                staged = _stage_archive(registry, plan, tokens, progress)
+                staged = _stage_archive(store, plan, tokens, progress)
             else:
                 staged = [
                     tuple(
@@ -750,13 +747,14 @@ def import_planned(
                 )
         except BaseException:
             row_ids = [by_token[t].id for t in tokens]
-            _roll_back(registry, plan, published, tokens, row_ids, previous)
+            _roll_back(catalog, store, plan, published, tokens, row_ids, previous)
             raise
     return plan
 
 
 def _roll_back(
-    registry: Registry,
+    catalog: Catalog,
+    store: Store,
     plan: ImportPlan,
     published: list[ArchivedVersion],
     tokens: list[str],
@@ -764,7 +762,6 @@ def _roll_back(
     previous: dict[str, int | None],
 ) -> None:
     """Take the versions already published out of the tree again, then drop the rows."""
-    store = registry._store
     trash_token = store.new_token()
     with store.token_lock(trash_token):
         for version in published:
@@ -772,14 +769,14 @@ def _roll_back(
                 trash = store.unpublish(version.name, [version.version], trash_token)
                 store.empty_trash(trash)
         with contextlib.suppress(OSError):
-            store.empty_trash(registry.layout.trash_dir / trash_token)
+            store.empty_trash(store.layout.trash_dir / trash_token)
     for token in tokens:
         store.discard(token)
     marks: dict[str, int] = {}
     for version in plan.add:
         marks[version.name] = max(marks.get(version.name, 0), version.version)
     with contextlib.suppress(ModelstoreError):
-        registry._catalog.release_numbered(row_ids, marks, previous)
+        catalog.release_numbered(row_ids, marks, previous)
 
 
 def _new_version(version: ArchivedVersion, files: tuple[FileRecord, ...], token: str) -> NewVersion:
@@ -802,7 +799,7 @@ def _new_version(version: ArchivedVersion, files: tuple[FileRecord, ...], token:
 
 
 def _stage_archive(
-    registry: Registry,
+    store: Store,
     plan: ImportPlan,
     tokens: list[str],
     progress: Callable[[int, int], None] | None,
@@ -810,10 +807,9 @@ def _stage_archive(
     """Extract the files of the versions to add into their staging folders, checking each
     member before a byte of it is written and each file's sha256 once written."""
     path = plan.source
-    store = registry._store
     # Everything the import may write must fit: refused before the first byte.
     total = plan.bytes
-    staging_root = registry.layout.staging_dir
+    staging_root = store.layout.staging_dir
     staging_root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(staging_root).free
     if total > free:
