@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import errno
 import gzip
 import hashlib
 import json
@@ -339,26 +340,33 @@ def plan_import(
     shown = os.fspath(source)
     if not shown:
         raise InvalidArgumentError("the archive path is empty; give an archive file or folder")
-    if os.path.isdir(shown):
-        versions = _folder_versions(shown)
-        kind: Literal["archive", "folder"] = "folder"
-        compression: Compression = ""
-        manifest_size = 0
-    elif os.path.isfile(shown):
-        compression = _sniff(shown)
-        versions, manifest_size = _archive_versions(shown, compression)
-        kind = "archive"
-    elif os.path.lexists(shown):
+    try:
+        if os.path.isdir(shown):
+            versions = _folder_versions(shown)
+            kind: Literal["archive", "folder"] = "folder"
+            compression: Compression = ""
+            manifest_size = 0
+        elif os.path.isfile(shown):
+            compression = _sniff(shown)
+            versions, manifest_size = _archive_versions(shown, compression)
+            kind = "archive"
+        elif os.path.lexists(shown):
+            raise ArchiveError(
+                f"{shown!r} is neither a regular file nor a folder; give a modelstore archive or "
+                "an azureml-models folder",
+                path=shown,
+            )
+        else:
+            raise ArchiveError(
+                f"{shown!r} does not exist; give a modelstore archive or an azureml-models folder",
+                path=shown,
+            )
+    except OSError as exc:
         raise ArchiveError(
-            f"{shown!r} is neither a regular file nor a folder; give a modelstore archive or "
-            "an azureml-models folder",
+            f"cannot read {exc.filename or shown} ({exc.strerror or exc}); check its "
+            "permissions (nothing was imported)",
             path=shown,
-        )
-    else:
-        raise ArchiveError(
-            f"{shown!r} does not exist; give a modelstore archive or an azureml-models folder",
-            path=shown,
-        )
+        ) from None
     if not versions:
         raise ArchiveError(f"{shown} holds no model versions; nothing to import", path=shown)
     add: list[ArchivedVersion] = []
@@ -880,7 +888,8 @@ def _stage_archive(
     except ModelstoreError:
         raise
     except _READ_ERRORS as exc:
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
+        store_side = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+        if isinstance(exc, OSError) and (exc.errno in store_side or exc.filename is not None):
             raise StorageError(
                 f"cannot write to the store ({exc.strerror}) while importing {path}; "
                 "nothing was imported"

@@ -173,3 +173,21 @@ def import_and_die_after_publish(home: str, archive: str, count: str) -> None:
 
     registry._store.publish = then_die  # type: ignore[method-assign]
     registry.import_(archive)
+
+
+def export_and_die_midway(home: str, target: str) -> None:
+    """Child: export every version of ``m`` to ``target`` and SIGKILL itself after the first
+    file went into the archive."""
+    import signal
+
+    from modelstore import Registry, registry_archive
+
+    real = registry_archive._add_file
+
+    def then_die(*args: object) -> None:
+        real(*args)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    registry_archive._add_file = then_die  # type: ignore[assignment]
+    with Registry(home) as registry:
+        registry.export([f"m:{v}" for v in registry.versions("m")], target)

@@ -255,6 +255,24 @@ def test_an_interrupted_export_leaves_no_file_under_the_target_name(
     assert sorted(os.listdir(tmp_path)) == ["model.pkl", "model_dir", "src-home"]
 
 
+def test_a_killed_export_never_leaves_a_file_under_the_target_name(tmp_path: Path) -> None:
+    with Registry(tmp_path / "home") as registry:
+        for content in (b"one", b"two"):
+            registry.register(make_file(tmp_path / "w.bin", content), "m")
+    env = {k: v for k, v in os.environ.items() if k != "MODELSTORE_DB_URL"}
+    child = subprocess.run(
+        child_command("export_and_die_midway", str(tmp_path / "home"), str(tmp_path / "m.tar")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert not (tmp_path / "m.tar").exists()
+    (partial,) = [p.name for p in tmp_path.iterdir() if p.name.startswith("m.tar")]
+    assert partial.startswith("m.tar.tmp-")
+
+
 def test_export_refuses_a_damaged_version_and_writes_nothing(tmp_path: Path) -> None:
     with source_registry(tmp_path) as registry:
         stored = registry.path("file_model", 1)
