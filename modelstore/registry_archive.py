@@ -769,17 +769,24 @@ def _roll_back(
     row_ids: list[int],
     previous: dict[str, int | None],
 ) -> None:
-    """Take the versions already published out of the tree again, then drop the rows."""
+    """Take the versions already published out of the tree again, then drop the rows. If a
+    folder cannot be taken out, the rows stay pending: ``doctor`` rolls them back later (their
+    tokens mark them as an import's), rather than the folder being left without a row."""
     trash_token = store.new_token()
+    removed = True
     with store.token_lock(trash_token):
         for version in published:
-            with contextlib.suppress(OSError, ModelstoreError):
+            try:
                 trash = store.unpublish(version.name, [version.version], trash_token)
                 store.empty_trash(trash)
+            except (OSError, ModelstoreError):
+                removed = False
         with contextlib.suppress(OSError):
             store.empty_trash(store.layout.trash_dir / trash_token)
     for token in tokens:
         store.discard(token)
+    if not removed:
+        return
     marks: dict[str, int] = {}
     for version in plan.add:
         marks[version.name] = max(marks.get(version.name, 0), version.version)
