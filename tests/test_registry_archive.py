@@ -437,6 +437,15 @@ def test_a_file_that_is_no_archive_is_refused(
         target.plan_import(path)
 
 
+def test_a_tar_without_a_manifest_first_is_not_a_modelstore_archive(
+    tmp_path: Path, target: Registry
+) -> None:
+    path = tmp_path / "plain.tar"
+    path.write_bytes(tar_bytes([(file_info("m/1/e/w.bin", 7), b"weights")]))
+    with pytest.raises(ArchiveError, match=f"its first member is not {MANIFEST_NAME}"):
+        target.plan_import(path)
+
+
 def test_a_truncated_archive_is_refused_and_nothing_is_imported(
     tmp_path: Path, target: Registry
 ) -> None:
@@ -488,6 +497,21 @@ def test_a_failed_publish_rolls_back_the_versions_already_published(
     # the numbers were given back: the same import succeeds once the disk has room
     assert store_state(target.home)[1] == before[1]
     assert len(target.import_(archive).add) == 4
+
+
+def test_a_number_taken_between_plan_and_import_refuses_every_version(
+    tmp_path: Path, target: Registry
+) -> None:
+    """The catalog reserves all numbers in one transaction: one taken meanwhile (a register
+    racing the import) refuses the whole import, and nothing it staged stays behind."""
+    archive = exported(tmp_path)
+    plan = target.plan_import(archive)
+    target.register(make_file(tmp_path / "racer.pkl", b"racer"), "file_model")  # takes 1
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="file_model:1 was taken meanwhile"):
+        target.import_planned(plan)
+    assert store_state(target.home) == before
+    assert os.listdir(target.home / ".modelstore" / "staging") == []
 
 
 def test_a_killed_import_leaves_nothing_visible_and_doctor_rolls_it_back(
