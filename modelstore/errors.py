@@ -171,3 +171,26 @@ class EntryScriptError(ModelstoreError):
     a bad run() signature, init() raised)."""
 
     exit_code = 3
+
+
+# --- archives and adopting a tree (export / import) -------------------------------------------
+
+
+class ArchiveError(UsageError):
+    """An archive or a folder offered to ``import`` cannot be imported as it is (not an archive,
+    a hostile member, a manifest that does not match the files); nothing was changed."""
+
+    def __init__(self, message: str, *, path: str, member: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.member = member
+
+
+class ImportConflictError(ModelstoreError):
+    """Versions of an import are already taken in the registry (the same number holds other
+    files, was used by a deleted version, or holds the same files without ``--skip-existing``);
+    the whole import was refused and nothing was changed."""
+
+    def __init__(self, message: str, *, conflicts: list[tuple[str, int, str]]) -> None:
+        super().__init__(message)
+        self.conflicts = conflicts

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
 from modelstore.catalog.catalog import alias_in_use
@@ -75,6 +75,9 @@ from modelstore.registry_reports import (
 )
 from modelstore.store import Store, check_version, manifest_digest, plan_source
 from modelstore.store.hashing import new_buffer
+
+if TYPE_CHECKING:
+    from modelstore import registry_archive
 
 # deployment and refs are imported eagerly, not inside deploy(): a pydantic model first built
 # while pyfakefs is active captures its fake Path class, and later validation fails with
@@ -786,6 +789,53 @@ class Registry:
             "nothing to rebuild (its metadata would be lost); run `modelstore doctor` to compare "
             "it with the tree"
         )
+
+    # --- archives: export / import (see registry_archive) ------------------------------------
+
+    def export(
+        self, refs: Sequence[str], path: str | os.PathLike[str]
+    ) -> registry_archive.ExportReport:
+        """Write the versions named by ``refs`` (with their metadata and a sha256 manifest) to
+        one tar archive, compressed when the name ends in .tar.gz/.tgz, .tar.bz2 or .tar.xz."""
+        from modelstore.registry_archive import compression_for, export
+
+        if isinstance(refs, str | os.PathLike) or not refs:
+            raise InvalidArgumentError(
+                "give a list of model references to export (e.g. ['m:1', 'm:2'])"
+            )
+        compression_for(os.fspath(path))  # a bad file name is refused before any look-up
+        versions = []
+        for ref in refs:
+            parsed = parse_ref(ref)
+            model = self.get(parsed.name, parsed.version)
+            versions.append((model.name, model.version))
+        return export(self._catalog, self._store, versions, path)
+
+    def plan_import(
+        self, source: str | os.PathLike[str], *, skip_existing: bool = False
+    ) -> registry_archive.ImportPlan:
+        """What importing an archive or an ``azureml-models`` folder would add, skip and refuse;
+        nothing is written."""
+        from modelstore.registry_archive import plan_import
+
+        return plan_import(self._catalog, self._store, source, skip_existing=skip_existing)
+
+    def import_planned(
+        self,
+        plan: registry_archive.ImportPlan,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> registry_archive.ImportPlan:
+        """Carry out an import plan, all or nothing: ImportConflictError if it has conflicts,
+        ArchiveError if any file does not match the manifest (nothing is then visible)."""
+        from modelstore.registry_archive import import_planned
+
+        return import_planned(self._catalog, self._store, plan, progress)
+
+    def import_(
+        self, source: str | os.PathLike[str], *, skip_existing: bool = False
+    ) -> registry_archive.ImportPlan:
+        """``plan_import`` then ``import_planned``."""
+        return self.import_planned(self.plan_import(source, skip_existing=skip_existing))
 
     # --- deploy ------------------------------------------------------------------------------
 

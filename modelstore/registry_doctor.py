@@ -4,6 +4,7 @@ It reasons from the order ``Registry`` does things in (see ``modelstore.registry
 
 - a *pending* row of a dead process: if its folder reached the tree complete, the registration
   is finished (row -> ready); otherwise it is rolled back (folder, staging and row removed);
+  a row of an ``import`` is always rolled back, since an import is visible whole or not at all;
 - a *deleting* row of a dead process: the deletion is finished;
 - a *ready* row whose version folder vanished: the row is dropped;
 - an empty name folder: removed;
@@ -39,6 +40,7 @@ from modelstore.registry_reports import (
     VersionCheck,
 )
 from modelstore.store import Store, remove_tree
+from modelstore.store.tree import is_import_token
 
 
 class Doctor:
@@ -132,7 +134,7 @@ class Doctor:
             handled.add(row.token)
         subject = f"{row.name}:{row.version}"
         folder = self.store.layout.version_dir(row.name, row.version)
-        if os.path.lexists(folder) and self.check(row).ok:
+        if os.path.lexists(folder) and not is_import_token(row.token) and self.check(row).ok:
 
             def finish() -> None:
                 self.catalog.set_row_state(row, READY)

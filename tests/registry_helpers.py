@@ -167,3 +167,43 @@ def die_after(home: str, folder: str, owner: str, method: str) -> None:
         registry.delete("m", 1)
     else:
         registry.register(folder, "m")
+
+
+def import_and_die_after_publish(home: str, archive: str, count: str) -> None:
+    """Child: import ``archive`` and SIGKILL itself once ``count`` versions were renamed into
+    the tree (before the import makes any of them visible)."""
+    import signal
+
+    from modelstore import Registry
+
+    registry = Registry(home)
+    real = registry._store.publish
+    done = []
+
+    def then_die(*args: object, **kwargs: object) -> object:
+        result = real(*args, **kwargs)  # type: ignore[arg-type]
+        done.append(result)
+        if len(done) == int(count):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return result
+
+    registry._store.publish = then_die  # type: ignore[method-assign]
+    registry.import_(archive)
+
+
+def export_and_die_midway(home: str, target: str) -> None:
+    """Child: export every version of ``m`` to ``target`` and SIGKILL itself after the first
+    file went into the archive."""
+    import signal
+
+    from modelstore import Registry, registry_archive
+
+    real = registry_archive._add_file
+
+    def then_die(*args: object) -> None:
+        real(*args)  # type: ignore[arg-type]
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    registry_archive._add_file = then_die  # type: ignore[assignment]
+    with Registry(home) as registry:
+        registry.export([f"m:{v}" for v in registry.versions("m")], target)

@@ -37,8 +37,19 @@ from modelstore.catalog.tables import FILES as _FILES
 from modelstore.catalog.tables import INFO as _INFO
 from modelstore.catalog.tables import NAMES as _NAMES
 from modelstore.catalog.tables import VERSIONS as _VERSIONS
-from modelstore.catalog.versionstore import CoreVersionStore, VersionStore, reading, writing
-from modelstore.errors import AliasInUseError, CatalogError, PropertyImmutableError
+from modelstore.catalog.versionstore import (
+    CoreVersionStore,
+    VersionStore,
+    reading,
+    row_values,
+    writing,
+)
+from modelstore.errors import (
+    AliasInUseError,
+    CatalogError,
+    ImportConflictError,
+    PropertyImmutableError,
+)
 
 
 class Catalog:
@@ -392,6 +403,97 @@ class Catalog:
         with self._write() as connection:
             _raise_high_water(connection, name, version)
 
+    # --- import: versions under given numbers ------------------------------------------------
+
+    def last_version(self, name: str) -> int | None:
+        """The name's high-water mark: the highest number it ever handed out (None: never)."""
+        with self._read() as connection:
+            last = connection.execute(
+                select(_NAMES.c.last_version).where(_NAMES.c.name == name)
+            ).scalar_one_or_none()
+        return None if last is None else int(last)
+
+    def reserve_numbered(
+        self, wanted: Sequence[tuple[NewVersion, int]]
+    ) -> tuple[list[VersionRecord], dict[str, int | None]]:
+        """Record every version as *pending* under its own number, in ONE transaction: all of
+        them or none. A number at or below the name's high-water mark is refused (it is taken,
+        or was used by a deleted version: numbers are never reused), so a concurrent
+        ``register`` can never be handed one of them. Not a hot path: Core on every backend.
+        Returns the records and each name's previous mark (for ``release_numbered``)."""
+        records: list[VersionRecord] = []
+        previous: dict[str, int | None] = {}
+        with self._write() as connection:
+            for new, version in sorted(wanted, key=lambda item: (item[0].name, item[1])):
+                last = connection.execute(
+                    select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
+                ).scalar_one_or_none()
+                previous.setdefault(new.name, last)
+                if last is not None and version <= last:
+                    raise ImportConflictError(
+                        f"{new.name}:{version} was taken meanwhile (the highest number "
+                        f"{new.name} used is {last}); nothing was imported, check `modelstore "
+                        "list` and retry",
+                        conflicts=[(new.name, version, "taken")],
+                    )
+                _raise_high_water(connection, new.name, version)
+                pending = new.pending(0, version)
+                inserted = connection.execute(
+                    insert(_VERSIONS).values(**row_values(pending))
+                ).inserted_primary_key
+                assert inserted is not None
+                row_id = int(inserted[0])
+                if new.files:
+                    connection.execute(
+                        insert(_FILES),
+                        [
+                            {"version_id": row_id, "relpath": f.relpath}
+                            | {"size": f.size, "sha256": f.sha256}
+                            for f in new.files
+                        ],
+                    )
+                records.append(replace(pending, id=row_id))
+        return records, previous
+
+    def make_ready(self, row_ids: Sequence[int]) -> bool:
+        """Flip pending rows to ready in ONE transaction (an import appears all at once); False,
+        changing nothing, if any of them is no longer pending (doctor rolled it back)."""
+        ids = list(row_ids)
+        try:
+            with self._write() as connection:
+                result = connection.execute(
+                    update(_VERSIONS)
+                    .where(_VERSIONS.c.id.in_(ids), _VERSIONS.c.state == PENDING)
+                    .values(state=READY)
+                )
+                if result.rowcount != len(ids):
+                    raise _RolledBack  # leaving the block by an exception rolls it back
+        except _RolledBack:
+            return False
+        return True
+
+    def release_numbered(
+        self, row_ids: Sequence[int], marks: Mapping[str, int], previous: Mapping[str, int | None]
+    ) -> None:
+        """Undo ``reserve_numbered`` after a failed import: drop the rows, and put each name's
+        high-water mark back where it was if nothing took a number since (``marks``: the mark
+        the import set), so the same import can be retried."""
+        ids = list(row_ids)
+        with self._write() as connection:
+            connection.execute(delete(_FILES).where(_FILES.c.version_id.in_(ids)))
+            connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id.in_(ids)))
+            for name, mark in marks.items():
+                before = previous.get(name)
+                current = _NAMES.c.name == name
+                if before is None:
+                    connection.execute(delete(_NAMES).where(current, _NAMES.c.last_version == mark))
+                else:
+                    connection.execute(
+                        update(_NAMES)
+                        .where(current, _NAMES.c.last_version == mark)
+                        .values(last_version=before)
+                    )
+
     # --- catalog facts -----------------------------------------------------------------------
 
     def info(self) -> dict[str, str]:
@@ -563,6 +665,10 @@ def alias_in_use(name: str, aliases: Mapping[str, int]) -> AliasInUseError:
 
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+class _RolledBack(Exception):
+    """Raised inside a write transaction to roll it back."""
 
 
 def _raise_high_water(connection: Connection, name: str, version: int) -> None:

@@ -37,6 +37,8 @@ COMMANDS: dict[str, str] = {
     "alias": "modelstore.cli.alias_commands:alias",
     "verify": "modelstore.cli.registry_commands:verify",
     "doctor": "modelstore.cli.registry_commands:doctor",
+    "export": "modelstore.cli.archive_commands:export",
+    "import": "modelstore.cli.archive_commands:import_",
     "deploy": "modelstore.cli.deploy_commands:deploy",
     "exec": "modelstore.cli.deploy_commands:exec_",
     "serve": "modelstore.cli.serve_commands:serve",

@@ -151,3 +151,17 @@ def manifest_digest(files: Iterable[tuple[str, int, str]]) -> str:
     for relpath, size, sha256 in sorted(files):
         digest.update(f"{relpath}\0{size}\0{sha256}\n".encode())
     return digest.hexdigest()
+
+
+def copy_stream_and_hash(
+    reader: Any,
+    target: str,
+    on_bytes: Callable[[int], None] | None = None,
+) -> tuple[int, str]:
+    """``copy_and_hash`` for an already open reader with ``readinto`` (a member of an archive
+    being imported): the same pipelined copy, to the new file ``target``, fsync'd."""
+    digest = hashlib.sha256()
+    with open(target, "xb", buffering=0) as writer:
+        total = _copy_pipelined(reader, writer, digest, on_bytes)
+        os.fsync(writer.fileno())
+    return total, digest.hexdigest()

@@ -38,6 +38,12 @@ _WRAPPER_SUFFIX = ".name"
 _LOCK_SUFFIX = ".lock"
 _TOKEN_LOCK_PREFIX = "token-"
 _LOCK_CREATION_GRACE = 60.0  # seconds; see token_lock_abandoned
+_IMPORT_MARK = "import-"
+
+
+def is_import_token(token: str | None) -> bool:
+    """True for the token of a version written by ``import`` (see ``Store.new_token``)."""
+    return token is not None and token.partition("-")[2].startswith(_IMPORT_MARK)
 
 
 @dataclass(frozen=True)
@@ -138,8 +144,10 @@ class Store:
         locks.remove_if_free(self._token_lock_path(token))
 
     @staticmethod
-    def new_token() -> str:
-        return f"{os.getpid()}-{uuid.uuid4().hex}"
+    def new_token(*, importing: bool = False) -> str:
+        """``importing``: the token of one version of an import, which ``doctor`` rolls back
+        even when its folder reached the tree (an import is visible whole or not at all)."""
+        return f"{os.getpid()}-{_IMPORT_MARK if importing else ''}{uuid.uuid4().hex}"
 
     # --- staging -----------------------------------------------------------------------------
 

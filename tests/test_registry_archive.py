@@ -1,0 +1,617 @@
+"""``Registry.export`` / ``plan_import`` / ``import_planned``: archives between registries and
+adopting an ``azureml-models`` folder, all or nothing, on real stores and real tar files."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from registry_helpers import child_command, make_file, make_model_dir, snapshot
+
+from modelstore import Registry
+from modelstore.errors import (
+    ArchiveError,
+    ImportConflictError,
+    IntegrityError,
+    InvalidArgumentError,
+    StorageError,
+)
+from modelstore.registry_archive import MANIFEST_NAME
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def store_state(home: Path) -> tuple[dict[str, bytes | None], list[str]]:
+    """Every byte under the home but the catalog files, and the catalog's content: equal before
+    and after a refusal means the store was left exactly as it was."""
+    connection = sqlite3.connect(home / "registry.db")
+    try:
+        dump = list(connection.iterdump())
+    finally:
+        connection.close()
+    return snapshot(home), dump
+
+
+def source_registry(tmp_path: Path) -> Registry:
+    """2 names x 2 versions: a folder model with metadata, and a file model."""
+    registry = Registry(tmp_path / "src-home")
+    folder = make_model_dir(tmp_path / "model_dir")
+    registry.register(
+        folder,
+        "folder_model",
+        tags={"stage": "test"},
+        properties={"auc": "0.9"},
+        description="a folder",
+        framework="ScikitLearn",
+        framework_version="1.3",
+    )
+    make_file(folder / "sub" / "b.txt", b"b2")
+    registry.register(folder, "folder_model", tags={"stage": "prod"})
+    model = make_file(tmp_path / "model.pkl", b"pickle-1")
+    registry.register(model, "file_model")
+    make_file(model, b"pickle-2")
+    registry.register(model, "file_model", description="second")
+    return registry
+
+
+def exported(tmp_path: Path, name: str = "models.tar") -> Path:
+    with source_registry(tmp_path) as registry:
+        target = tmp_path / name
+        registry.export(["folder_model:1", "folder_model:2", "file_model:1", "file_model"], target)
+    return target
+
+
+def described(model: Any) -> dict[str, Any]:
+    fields = ["id", "entry", "kind", "size", "file_count", "sha256", "created_at", "tags"]
+    fields += ["properties", "description", "framework", "framework_version"]
+    return {field: getattr(model, field) for field in fields}
+
+
+def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def file_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info
+
+
+def manifest_for(files: dict[str, bytes], name: str = "m", version: int = 1) -> bytes:
+    """A manifest for one folder version ``<name>:<version>`` with entry ``e``."""
+    return json.dumps(
+        {
+            "format": "modelstore-archive",
+            "format_version": 1,
+            "versions": [
+                {
+                    "name": name,
+                    "version": version,
+                    "entry": "e",
+                    "kind": "folder",
+                    "created_at": "2026-01-01T00:00:00+00:00",
+                    "files": [
+                        {
+                            "relpath": relpath,
+                            "size": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest(),
+                        }
+                        for relpath, data in files.items()
+                    ],
+                }
+            ],
+        }
+    ).encode()
+
+
+def hostile_archive(
+    tmp_path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]], manifest: bytes
+) -> Path:
+    path = tmp_path / "hostile.tar"
+    path.write_bytes(tar_bytes([(file_info(MANIFEST_NAME, len(manifest)), manifest), *members]))
+    return path
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Registry:
+    """A registry with one version of its own, so that 'unchanged' has something to keep."""
+    registry = Registry(tmp_path / "home")
+    registry.register(make_file(tmp_path / "own.bin", b"own"), "own")
+    return registry
+
+
+# --- round trip ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2"])
+def test_an_exported_archive_imports_every_version_with_its_number_files_and_metadata(
+    tmp_path: Path, target: Registry, suffix: str
+) -> None:
+    archive = exported(tmp_path, f"models{suffix}")
+    plan = target.plan_import(archive)
+    assert [v.id for v in plan.add] == [
+        "folder_model:1",
+        "folder_model:2",
+        "file_model:1",
+        "file_model:2",
+    ]
+    target.import_planned(plan)
+    with Registry(tmp_path / "src-home") as source:
+        originals = {m.id: described(m) for m in source.list()}
+    imported = {m.id: described(m) for m in target.list() if m.name != "own"}
+    assert imported == originals
+    assert target.verify().ok
+    assert target.path("folder_model", 2).joinpath("sub", "b.txt").read_bytes() == b"b2"
+    assert target.doctor().findings == []
+
+
+def test_export_names_versions_by_ref_and_writes_the_manifest_first(tmp_path: Path) -> None:
+    with source_registry(tmp_path) as registry:
+        report = registry.export(["file_model", "file_model:2"], tmp_path / "one.tar")
+    assert report.versions == ["file_model:2"]  # NAME is the latest; duplicates once
+    with tarfile.open(tmp_path / "one.tar") as tar:
+        names = tar.getnames()
+        manifest = json.load(tar.extractfile(MANIFEST_NAME))  # type: ignore[arg-type]
+    assert names == [MANIFEST_NAME, "file_model/2/model.pkl"]
+    (version,) = manifest["versions"]
+    assert version["files"] == [
+        {"relpath": "model.pkl", "size": 8, "sha256": hashlib.sha256(b"pickle-2").hexdigest()}
+    ]
+    assert version["description"] == "second" and manifest["format_version"] == 1
+
+
+def test_an_existing_version_with_the_same_files_is_refused_without_skip_existing(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = exported(tmp_path)
+    target.import_(archive)
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError) as caught:
+        target.import_(archive)
+    assert ("file_model", 1, "exists with the same files (--skip-existing skips it)") in (
+        caught.value.conflicts
+    )
+    assert store_state(target.home) == before
+
+
+def test_skip_existing_skips_equal_versions_and_imports_the_rest(
+    tmp_path: Path, target: Registry
+) -> None:
+    with source_registry(tmp_path) as registry:
+        registry.export(["file_model:1"], tmp_path / "one.tar")
+        registry.export(["file_model:1", "file_model:2"], tmp_path / "two.tar")
+    target.import_(tmp_path / "one.tar")
+    plan = target.import_(tmp_path / "two.tar", skip_existing=True)
+    assert [v.id for v in plan.skip] == ["file_model:1"]
+    assert [v.id for v in plan.add] == ["file_model:2"]
+    assert target.versions("file_model") == [1, 2] and target.verify().ok
+
+
+def test_a_version_with_other_files_is_refused_even_with_skip_existing(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = exported(tmp_path)
+    target.register(make_file(tmp_path / "other.pkl", b"other"), "file_model")  # file_model:1
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError) as caught:
+        target.import_(archive, skip_existing=True)
+    assert caught.value.conflicts == [("file_model", 1, "exists with other files")]
+    assert caught.value.exit_code == 1
+    assert store_state(target.home) == before
+
+
+def test_a_number_used_by_a_deleted_version_is_refused(tmp_path: Path, target: Registry) -> None:
+    archive = exported(tmp_path)
+    target.register(make_file(tmp_path / "x.pkl", b"x"), "file_model")
+    target.delete("file_model", 1)
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="numbers are never reused"):
+        target.import_(archive)
+    assert store_state(target.home) == before
+
+
+def test_imported_numbers_are_never_handed_out_again_by_register(
+    tmp_path: Path, target: Registry
+) -> None:
+    with source_registry(tmp_path) as registry:
+        registry.export(["file_model:2"], tmp_path / "two.tar")
+    target.import_(tmp_path / "two.tar")
+    assert target.register(tmp_path / "model.pkl", "file_model").version == 3
+
+
+# --- export safety ---------------------------------------------------------------------------
+
+
+def test_an_interrupted_export_leaves_no_file_under_the_target_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore import registry_archive
+
+    real = registry_archive._add_file
+    calls = []
+
+    def interrupted(*args: Any) -> None:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(*args)
+
+    monkeypatch.setattr(registry_archive, "_add_file", interrupted)
+    with source_registry(tmp_path) as registry, pytest.raises(KeyboardInterrupt):
+        registry.export(["folder_model:1"], tmp_path / "out.tar.gz")
+    assert sorted(os.listdir(tmp_path)) == ["model.pkl", "model_dir", "src-home"]
+
+
+def test_a_killed_export_never_leaves_a_file_under_the_target_name(tmp_path: Path) -> None:
+    with Registry(tmp_path / "home") as registry:
+        for content in (b"one", b"two"):
+            registry.register(make_file(tmp_path / "w.bin", content), "m")
+    env = {k: v for k, v in os.environ.items() if k != "MODELSTORE_DB_URL"}
+    child = subprocess.run(
+        child_command("export_and_die_midway", str(tmp_path / "home"), str(tmp_path / "m.tar")),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert not (tmp_path / "m.tar").exists()
+    (partial,) = [p.name for p in tmp_path.iterdir() if p.name.startswith("m.tar")]
+    assert partial.startswith("m.tar.tmp-")
+
+
+def test_export_refuses_a_damaged_version_and_writes_nothing(tmp_path: Path) -> None:
+    with source_registry(tmp_path) as registry:
+        stored = registry.path("file_model", 1)
+        os.chmod(stored, 0o644)
+        stored.write_bytes(b"pickle-X")  # same size, other bytes
+        with pytest.raises(IntegrityError, match="file_model:1"):
+            registry.export(["file_model:1"], tmp_path / "out.tar")
+    assert not any(p.name.startswith("out.tar") for p in tmp_path.iterdir())
+
+
+def test_export_refuses_an_existing_target_or_an_unknown_suffix(tmp_path: Path) -> None:
+    with source_registry(tmp_path) as registry:
+        (tmp_path / "taken.tar").write_bytes(b"mine")
+        with pytest.raises(InvalidArgumentError, match="already exists"):
+            registry.export(["file_model"], tmp_path / "taken.tar")
+        with pytest.raises(InvalidArgumentError, match=r"\.tar\.gz"):
+            registry.export(["file_model"], tmp_path / "out.zip")
+    assert (tmp_path / "taken.tar").read_bytes() == b"mine"
+
+
+# --- hostile and lying archives --------------------------------------------------------------
+
+GOOD = {"e/w.bin": b"weights"}
+
+
+def _link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = target
+    return info
+
+
+def _device(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.CHRTYPE
+    info.devmajor, info.devminor = 1, 3
+    return info
+
+
+HOSTILE: dict[str, tuple[list[tuple[tarfile.TarInfo, bytes | None]], bytes, str]] = {
+    "absolute path": (
+        [(file_info("/tmp/evil", 4), b"evil")],
+        manifest_for(GOOD),
+        "absolute path",
+    ),
+    "dot-dot": (
+        [(file_info("m/1/e/../../../../evil", 4), b"evil")],
+        manifest_for(GOOD),
+        "'..'",
+    ),
+    "symlink out": (
+        [(_link("m/1/e/w.bin", "/etc/passwd", tarfile.SYMTYPE), None)],
+        manifest_for(GOOD),
+        "is a link",
+    ),
+    "hard link out": (
+        [(_link("m/1/e/w.bin", "../../etc/passwd", tarfile.LNKTYPE), None)],
+        manifest_for(GOOD),
+        "is a link",
+    ),
+    "device": ([(_device("m/1/e/w.bin"), None)], manifest_for(GOOD), "device"),
+    "not in manifest": (
+        [(file_info("m/1/e/w.bin", 7), b"weights"), (file_info("m/1/e/x.bin", 1), b"x")],
+        manifest_for(GOOD),
+        "not listed in the manifest",
+    ),
+    "size lie": (
+        [(file_info("m/1/e/w.bin", 8), b"weights!")],
+        manifest_for(GOOD),
+        "is 8 bytes but the manifest says 7",
+    ),
+    "sha256 lie": (
+        [(file_info("m/1/e/w.bin", 7), b"WEIGHTS")],
+        manifest_for(GOOD),
+        "does not match its sha256",
+    ),
+    "missing file": ([], manifest_for(GOOD), "listed in the manifest but missing"),
+    "manifest path escapes": (
+        [(file_info("m/1/e/w.bin", 7), b"weights")],
+        manifest_for({"e/../../x": b"weights"}),
+        "leaves its folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_archive_is_refused_in_one_line_with_the_store_unchanged(
+    tmp_path: Path, target: Registry, case: str
+) -> None:
+    members, manifest, expected = HOSTILE[case]
+    archive = hostile_archive(tmp_path, members, manifest)
+    before = store_state(target.home)
+    with pytest.raises(ArchiveError) as caught:
+        target.import_(archive)
+    message = str(caught.value)
+    assert expected in message and "\n" not in message
+    assert caught.value.exit_code == 2
+    assert store_state(target.home) == before
+    assert not os.path.exists("/tmp/evil") or case != "absolute path"
+
+
+def test_a_decompression_bomb_is_refused_before_it_is_inflated(
+    tmp_path: Path, target: Registry
+) -> None:
+    """A member announced small by the manifest but huge in its header is refused on its
+    header; one the manifest itself announces huge is refused against the free disk space;
+    neither is ever decompressed."""
+    import gzip
+
+    huge = 10**15
+    header_bomb = file_info("m/1/e/w.bin", huge)
+    manifest = manifest_for(GOOD)
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(file_info(MANIFEST_NAME, len(manifest)), io.BytesIO(manifest))
+        tar.addfile(header_bomb)  # header only: the data that would follow is never read
+    (tmp_path / "bomb.tar.gz").write_bytes(gzip.compress(raw.getvalue()))
+    claimed = json.loads(manifest)
+    claimed["versions"][0]["files"][0]["size"] = huge
+    big_manifest = json.dumps(claimed).encode()
+    (tmp_path / "claims.tar").write_bytes(
+        tar_bytes([(file_info(MANIFEST_NAME, len(big_manifest)), big_manifest)])
+    )
+    before = store_state(target.home)
+    with pytest.raises(ArchiveError, match=f"is {huge} bytes but the manifest says 7"):
+        target.import_(tmp_path / "bomb.tar.gz")
+    with pytest.raises(ArchiveError, match="bytes are free"):
+        target.import_(tmp_path / "claims.tar")
+    assert store_state(target.home) == before
+
+
+def test_data_beyond_what_the_manifest_announces_is_not_read(
+    tmp_path: Path, target: Registry
+) -> None:
+    """A tar's own headers can hide data (a pax header of any size): reading stops at what
+    the manifest accounts for."""
+    from modelstore import registry_archive
+
+    manifest = manifest_for(GOOD)
+    info = file_info("m/1/e/w.bin", 7)
+    info.pax_headers = {"comment": "x" * (registry_archive._HEADER_ALLOWANCE * 64)}
+    archive = hostile_archive(tmp_path, [(info, b"weights")], manifest)
+    before = store_state(target.home)
+    with pytest.raises(ArchiveError, match="more data than its manifest announces"):
+        target.import_(archive)
+    assert store_state(target.home) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"not a tar at all", "not a readable modelstore archive"),
+        (b"", "not a readable modelstore archive"),
+    ],
+)
+def test_a_file_that_is_no_archive_is_refused(
+    tmp_path: Path, target: Registry, content: bytes, expected: str
+) -> None:
+    path = tmp_path / "junk.tar"
+    path.write_bytes(content)
+    with pytest.raises(ArchiveError, match=expected):
+        target.plan_import(path)
+
+
+def test_a_tar_without_a_manifest_first_is_not_a_modelstore_archive(
+    tmp_path: Path, target: Registry
+) -> None:
+    path = tmp_path / "plain.tar"
+    path.write_bytes(tar_bytes([(file_info("m/1/e/w.bin", 7), b"weights")]))
+    with pytest.raises(ArchiveError, match=f"its first member is not {MANIFEST_NAME}"):
+        target.plan_import(path)
+
+
+def test_a_truncated_archive_is_refused_and_nothing_is_imported(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = exported(tmp_path)
+    with tarfile.open(archive) as tar:
+        last = tar.getmembers()[-1]
+    data = archive.read_bytes()
+    archive.write_bytes(data[: last.offset_data + 2])  # within the last file's data
+    before = store_state(target.home)
+    with pytest.raises(ArchiveError):
+        target.import_(archive)
+    assert store_state(target.home) == before
+
+
+def test_a_manifest_from_a_newer_format_is_refused(tmp_path: Path, target: Registry) -> None:
+    manifest = json.loads(manifest_for(GOOD))
+    manifest["format_version"] = 2
+    data = json.dumps(manifest).encode()
+    archive = hostile_archive(tmp_path, [], data)
+    with pytest.raises(ArchiveError, match="format_version 2 is not supported"):
+        target.plan_import(archive)
+
+
+# --- all or nothing --------------------------------------------------------------------------
+
+
+def test_a_failed_publish_rolls_back_the_versions_already_published(
+    tmp_path: Path, target: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = exported(tmp_path)
+    real = target._store.publish
+    calls: list[str] = []
+
+    def fail_third(token: str, name: str, version: int, entry: str) -> Path:
+        calls.append(f"{name}:{version}")
+        if len(calls) == 3:
+            raise StorageError("disk full")
+        return real(token, name, version, entry)
+
+    monkeypatch.setattr(target._store, "publish", fail_third)
+    before = store_state(target.home)
+    with pytest.raises(StorageError):
+        target.import_(archive)
+    monkeypatch.undo()
+    models = target.home / "azureml-models"
+    assert sorted(os.listdir(models)) == ["own"]
+    assert [m.name for m in target.list()] == ["own"]
+    assert target.doctor().findings == []
+    # the numbers were given back: the same import succeeds once the disk has room
+    assert store_state(target.home)[1] == before[1]
+    assert len(target.import_(archive).add) == 4
+
+
+def test_a_number_taken_between_plan_and_import_refuses_every_version(
+    tmp_path: Path, target: Registry
+) -> None:
+    """The catalog reserves all numbers in one transaction: one taken meanwhile (a register
+    racing the import) refuses the whole import, and nothing it staged stays behind."""
+    archive = exported(tmp_path)
+    plan = target.plan_import(archive)
+    target.register(make_file(tmp_path / "racer.pkl", b"racer"), "file_model")  # takes 1
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="file_model:1 was taken meanwhile"):
+        target.import_planned(plan)
+    assert store_state(target.home) == before
+    assert os.listdir(target.home / ".modelstore" / "staging") == []
+
+
+def test_a_killed_import_leaves_nothing_visible_and_doctor_rolls_it_back(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = exported(tmp_path)
+    target.close()
+    env = {k: v for k, v in os.environ.items() if k != "MODELSTORE_DB_URL"}
+    child = subprocess.run(
+        child_command("import_and_die_after_publish", str(target.home), str(archive), "2"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    with Registry(target.home) as registry:
+        assert [m.id for m in registry.list()] == ["own:1"]  # two versions are in the tree
+        report = registry.doctor(repair=True)
+        assert [f.kind for f in report.findings] == ["unfinished_registration"] * 4
+        assert sorted(os.listdir(target.home / "azureml-models")) == ["own"]
+        assert os.listdir(target.home / ".modelstore" / "staging") == []
+        assert registry.doctor().findings == [] and registry.verify().ok
+
+
+# --- adopting an azureml-models folder -------------------------------------------------------
+
+
+def deployed_copy(tmp_path: Path) -> Path:
+    """What `modelstore deploy --copy` lays out: app_root/azureml-models/<name>/<n>/<entry>."""
+    with source_registry(tmp_path) as registry:
+        registry.deploy(["folder_model:2", "file_model:1"], tmp_path / "app", copy=True)
+    return tmp_path / "app" / "azureml-models"
+
+
+def test_an_azureml_models_folder_is_adopted_under_its_names_and_numbers(
+    tmp_path: Path, target: Registry
+) -> None:
+    folder = deployed_copy(tmp_path)
+    plan = target.import_(folder)
+    assert sorted(v.id for v in plan.add) == ["file_model:1", "folder_model:2"]
+    assert target.versions("folder_model") == [2]
+    with Registry(tmp_path / "src-home") as source:
+        assert target.get("folder_model", 2).sha256 == source.get("folder_model", 2).sha256
+    assert target.path("file_model", 1).read_bytes() == b"pickle-1"
+    assert target.verify().ok and target.doctor().findings == []
+    assert target.register(tmp_path / "model.pkl", "folder_model").version == 3
+
+
+def test_adopting_refuses_the_whole_folder_when_a_number_is_taken(
+    tmp_path: Path, target: Registry
+) -> None:
+    folder = deployed_copy(tmp_path)
+    target.register(make_file(tmp_path / "x.pkl", b"x"), "file_model")  # takes file_model:1
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="file_model:1 exists with other files"):
+        target.import_(folder, skip_existing=True)
+    assert store_state(target.home) == before
+
+
+def test_adopting_with_skip_existing_skips_versions_already_held(
+    tmp_path: Path, target: Registry
+) -> None:
+    folder = deployed_copy(tmp_path)
+    with Registry(tmp_path / "src-home") as source:
+        source.export(["file_model:1"], tmp_path / "one.tar")
+    target.import_(tmp_path / "one.tar")
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="same files"):
+        target.import_(folder)
+    assert store_state(target.home) == before
+    plan = target.import_(folder, skip_existing=True)
+    assert [v.id for v in plan.skip] == ["file_model:1"]
+    assert [v.id for v in plan.add] == ["folder_model:2"]
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ({"m/x/e.bin": b"1"}, "not a version folder"),
+        ({"m/1/a.bin": b"1", "m/1/b.bin": b"2"}, "holds 2 items"),
+        ({"bad name!/1/e.bin": b"1"}, "not a valid model name"),
+        ({"loose.bin": b"1"}, "is not a model name folder"),
+    ],
+)
+def test_a_folder_not_laid_out_as_azureml_models_is_refused(
+    tmp_path: Path, target: Registry, layout: dict[str, bytes], expected: str
+) -> None:
+    root = tmp_path / "azureml-models"
+    for relpath, data in layout.items():
+        make_file(root / relpath, data)
+    before = store_state(target.home)
+    with pytest.raises(ArchiveError, match=expected):
+        target.import_(root)
+    assert store_state(target.home) == before
+
+
+def test_importing_a_path_that_does_not_exist_is_bad_input(
+    target: Registry, tmp_path: Path
+) -> None:
+    with pytest.raises(ArchiveError, match="does not exist") as caught:
+        target.plan_import(tmp_path / "nope.tar")
+    assert caught.value.exit_code == 2
