@@ -19,6 +19,7 @@ from modelstore.deployment import ModelSource, build_deployment
 from modelstore.errors import DeploymentRefusedError
 
 store, app, go, names, rounds, force = sys.argv[1:7]
+Path(f"{go}.ready-{os.getpid()}").touch()
 while not os.path.exists(go):
     time.sleep(0.001)
 outcomes = []
@@ -44,6 +45,7 @@ app, go, stop, names = sys.argv[1:5]
 os.environ["AML_APP_ROOT"] = app
 seen = {"found": 0, "not-found": 0, "layout": 0, "no-models-folder": 0}
 models = os.path.join(app, "azureml-models")
+open(f"{go}.ready-{os.getpid()}", "x").close()
 while not os.path.exists(go):
     time.sleep(0.001)
 while not os.path.exists(stop):
@@ -97,6 +99,23 @@ def start_workers(
     ]
 
 
+def release_when_ready(go: Path, processes: list[subprocess.Popen[str]]) -> None:
+    """Create ``go`` once every process has imported what it needs and is waiting for it (each
+    says so with a ``<go>.ready-<pid>`` file), so that they all start at the same moment however
+    slow the machine is."""
+    waiting = {Path(f"{go}.ready-{process.pid}"): process for process in processes}
+    deadline = time.monotonic() + 60
+    while waiting:
+        for ready, process in list(waiting.items()):
+            if ready.exists():
+                del waiting[ready]
+            else:
+                assert process.poll() is None, f"a worker died before it was ready: {ready}"
+        assert time.monotonic() < deadline, f"workers never got ready: {list(waiting)}"
+        time.sleep(0.005)
+    go.touch()
+
+
 def finish(process: subprocess.Popen[str]) -> list[str]:
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0
@@ -114,8 +133,7 @@ def test_concurrent_deployments_into_one_new_folder_never_mix(store: Path, tmp_p
         app = tmp_path / f"app{attempt}"
         go = tmp_path / f"go{attempt}"
         workers = start_workers(store, app, go, rounds=1, force=False)
-        time.sleep(0.5)  # let every worker import and wait at the barrier
-        go.touch()
+        release_when_ready(go, workers)
         outcomes = [finish(worker)[0] for worker in workers]
 
         winners = [GROUPS[i] for i, outcome in enumerate(outcomes) if outcome == "ok"]
@@ -132,7 +150,8 @@ def test_forced_redeployments_swap_whole_trees_while_a_reader_reads(
     store: Path, tmp_path: Path
 ) -> None:
     app = tmp_path / "app"
-    go, stop = tmp_path / "go", tmp_path / "stop"
+    go, stop, first_go = tmp_path / "go", tmp_path / "stop", tmp_path / "first-go"
+    first_go.touch()
     subprocess.run(
         [
             sys.executable,
@@ -140,7 +159,7 @@ def test_forced_redeployments_swap_whole_trees_while_a_reader_reads(
             WORKER,
             os.fspath(store),
             os.fspath(app),
-            os.fspath(tmp_path),
+            os.fspath(first_go),
             "a,b",
             "1",
             "0",
@@ -162,8 +181,7 @@ def test_forced_redeployments_swap_whole_trees_while_a_reader_reads(
         text=True,
     )
     workers = start_workers(store, app, go, rounds=10, force=True)
-    time.sleep(0.5)
-    go.touch()
+    release_when_ready(go, [reader, *workers])
     results = [finish(worker) for worker in workers]
     stop.touch()
     seen = json.loads(reader.communicate(timeout=60)[0])

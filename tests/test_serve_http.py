@@ -1335,3 +1335,48 @@ def test_a_large_body_that_stalls_gets_a_json_408_after_the_read_timeout(
     assert headers["x-request-id"] == "big-1"
     assert "did not arrive in time" in json.loads(body)["message"]
     assert served_meanwhile == 200
+
+
+# --- bad option values name what the user set ----------------------------------------------
+
+
+SCRIPT = "def init():\n    pass\n\ndef run(data):\n    return data\n"
+
+
+def serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "score.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    environment = {k: v for k, v in os.environ.items() if k != "WORKER_COUNT"}
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "modelstore", "serve", "--entry-script", str(script), *args],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1"])
+def test_a_bad_worker_count_variable_is_named_as_the_variable(tmp_path: Path, value: str) -> None:
+    result = serve(tmp_path, "--port", "0", WORKER_COUNT=value)
+
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"Error: WORKER_COUNT={value!r} is not a whole number of worker processes (1 or more); "
+        "set it to e.g. WORKER_COUNT=2 or unset it"
+    ]
+
+
+def test_a_bad_workers_option_still_names_the_option(tmp_path: Path) -> None:
+    result = serve(tmp_path, "--port", "0", "--workers", "0", WORKER_COUNT="2")
+
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "Error: Invalid value for '--workers' / '--worker_count': 0 is not in the range x>=1"
+        )
+    )

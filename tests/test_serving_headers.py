@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-import textwrap
 import uuid
 from pathlib import Path
-from typing import Any
 
 import flask
 import pytest
+from serving_helpers import make_client
 
-from modelstore.serving.app import create_app, new_request_id
-from modelstore.serving.settings import ServingSettings
+from modelstore.serving.app import new_request_id
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SCRIPT = "def init():\n    pass\n\ndef run(data):\n    return data\n"
@@ -33,16 +31,9 @@ def run(request):
 """
 
 
-def make_client(tmp_path: Path, source: str = SCRIPT, **settings: Any) -> flask.testing.FlaskClient:
-    script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    app = create_app(ServingSettings(entry_script=script, app_root=tmp_path, **settings))
-    return app.test_client()
-
-
 @pytest.fixture
 def client(tmp_path: Path) -> flask.testing.FlaskClient:
-    return make_client(tmp_path)
+    return make_client(tmp_path, SCRIPT)
 
 
 A, B, C = "req-a", "legacy-b", "client-c"
@@ -145,7 +136,7 @@ ORIGIN = "https://app.example.com"
 
 @pytest.fixture
 def cors_client(tmp_path: Path) -> flask.testing.FlaskClient:
-    return make_client(tmp_path, cors_origins=f" {ORIGIN} , https://other.example.com")
+    return make_client(tmp_path, SCRIPT, cors_origins=f" {ORIGIN} , https://other.example.com")
 
 
 def test_preflight_from_an_allowed_origin_gets_the_cors_answer(
@@ -188,7 +179,7 @@ def test_a_disallowed_origin_gets_the_normal_response_without_cors_headers(
 
 
 def test_wildcard_origin_echoes_the_request_origin(tmp_path: Path) -> None:
-    client = make_client(tmp_path, cors_origins="*")
+    client = make_client(tmp_path, SCRIPT, cors_origins="*")
     response = client.post("/score", data="x", headers={"Origin": "https://any.example"})
     assert response.headers["Access-Control-Allow-Origin"] == "https://any.example"
 

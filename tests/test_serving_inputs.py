@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import textwrap
 from pathlib import Path
-from typing import Any
 
-import flask
 import pytest
-
-from modelstore.serving.app import create_app
-from modelstore.serving.settings import ServingSettings
+from serving_helpers import make_client
 
 pytest.importorskip("inference_schema")
 
@@ -110,13 +105,6 @@ def run(request):
         return AMLResponse(json.dumps(image.size), 200)
     return AMLResponse("bad request", 500)
 """
-
-
-def make_client(tmp_path: Path, source: str, **settings: Any) -> flask.testing.FlaskClient:
-    script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    app = create_app(ServingSettings(entry_script=script, app_root=tmp_path, **settings))
-    return app.test_client()
 
 
 # --- JSON string mode -------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import signal
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -12,9 +11,9 @@ from typing import Any
 
 import flask
 import pytest
+from serving_helpers import make_client
 
-from modelstore.serving.app import BodyReadTimedOut, MalformedBody, create_app
-from modelstore.serving.settings import ServingSettings
+from modelstore.serving.app import BodyReadTimedOut, MalformedBody
 
 SLEEPY = """
 import time
@@ -41,13 +40,6 @@ CHUNKED = {
     "headers": {"Transfer-Encoding": "chunked"},
     "environ_overrides": {"wsgi.input_terminated": True},
 }
-
-
-def make_client(tmp_path: Path, source: str, **settings: Any) -> flask.testing.FlaskClient:
-    script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    app = create_app(ServingSettings(entry_script=script, app_root=tmp_path, **settings))
-    return app.test_client()
 
 
 def timeout_body(ms: int) -> dict[str, str]:

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
+from serving_helpers import make_client
 
-from modelstore.serving.app import create_app
 from modelstore.serving.invoke import JsonAnswer
-from modelstore.serving.settings import ServingSettings
 
 SCRIPT_ERROR = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERNAL_ERROR = "An unexpected internal error occurred. Check the logs for more info."
-
-
-def make_client(tmp_path: Path, source: str, **settings: Any) -> flask.testing.FlaskClient:
-    script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    app = create_app(ServingSettings(entry_script=script, app_root=tmp_path, **settings))
-    return app.test_client()
 
 
 def returning(expression: str, *, imports: str = "") -> str:

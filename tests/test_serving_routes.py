@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-import textwrap
 from pathlib import Path
 from typing import Any
 
 import flask
 import pytest
-
-from modelstore.serving.app import create_app
-from modelstore.serving.settings import ServingSettings
+from serving_helpers import make_client
 
 NOT_FOUND = (
     "The requested URL was not found on the server. If you entered the URL manually please check "
@@ -35,13 +32,6 @@ def init():
 def run(request):
     return AMLResponse(request.method + " " + request.full_path, 200)
 """
-
-
-def make_client(tmp_path: Path, source: str, **settings: Any) -> flask.testing.FlaskClient:
-    script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    app = create_app(ServingSettings(entry_script=script, app_root=tmp_path, **settings))
-    return app.test_client()
 
 
 @pytest.fixture

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
-from typing import Any
 
-import flask
 import pytest
+from serving_helpers import make_client
 
 from modelstore.errors import EntryScriptError
-from modelstore.serving.app import create_app
-from modelstore.serving.settings import ServingSettings
 
 pytest.importorskip("inference_schema")
 
@@ -40,13 +36,6 @@ def init():
 def run(values):
     return values
 """
-
-
-def make_client(tmp_path: Path, source: str, **settings: Any) -> flask.testing.FlaskClient:
-    script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(source), encoding="utf-8")
-    app = create_app(ServingSettings(entry_script=script, app_root=tmp_path, **settings))
-    return app.test_client()
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def registry(fs: FakeFilesystem) -> Iterator[Registry]:
 
 def _leave_free(fs: FakeFilesystem, free: int) -> None:
     fs.set_disk_usage(10**12)  # pyfakefs counts usage only once a size is set
-    fs.set_disk_usage(fs.get_disk_usage().used + free)
+    fs.set_disk_usage(fs.get_disk_usage()[1] + free)  # (total, used, free)
 
 
 def _leftovers() -> list[str]:

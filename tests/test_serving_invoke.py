@@ -1,24 +1,15 @@
-"""Review findings on calling run(): a KeyboardInterrupt the script raises under the server."""
+"""Calling run(): a KeyboardInterrupt the script raises is a 500 under the server only."""
 
 from __future__ import annotations
 
 import signal
 from pathlib import Path
 
-import flask
 import pytest
-
-from modelstore.serving.app import create_app
-from modelstore.serving.settings import ServingSettings
+from serving_helpers import make_client
 
 SCRIPT_ERROR = "An unexpected error occurred in scoring script. Check the logs for more info."
 INTERRUPTING = "def init():\n    pass\n\ndef run(data):\n    raise KeyboardInterrupt\n"
-
-
-def make_app(tmp_path: Path) -> flask.Flask:
-    script = tmp_path / "score.py"
-    script.write_text(INTERRUPTING, encoding="utf-8")
-    return create_app(ServingSettings(entry_script=script, app_root=tmp_path))
 
 
 def test_a_keyboard_interrupt_raised_by_run_under_the_server_is_a_scoring_500(
@@ -28,7 +19,7 @@ def test_a_keyboard_interrupt_raised_by_run_under_the_server_is_a_scoring_500(
     # script's own: it used to kill the worker with no answer (azmlinfsrv answers a 500).
     previous = signal.signal(signal.SIGINT, lambda signum, frame: None)
     try:
-        client = make_app(tmp_path).test_client()
+        client = make_client(tmp_path, INTERRUPTING)
         response = client.post("/score", data="x")
         assert response.status_code == 500
         assert response.get_json() == {"message": SCRIPT_ERROR}
@@ -43,6 +34,6 @@ def test_with_pythons_own_sigint_handler_a_keyboard_interrupt_still_stops_the_ca
 ) -> None:
     # modelstore score and pytest: Ctrl-C during run() must abort, not print a 500.
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    client = make_app(tmp_path).test_client()
+    client = make_client(tmp_path, INTERRUPTING)
     with pytest.raises(KeyboardInterrupt):
         client.post("/score", data="x")
