@@ -80,6 +80,27 @@ def test_a_top_level_symlink_to_a_file_is_registered_under_the_links_name(
     assert [(f.relpath, f.size) for f in plan.files] == [("current.txt", 5)]
 
 
+def test_a_top_level_symlink_to_a_folder_is_registered_under_the_links_name(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    """A ``current -> model-2024-06`` link, as release folders are often laid out: the folder's
+    files are stored under the link's name, and links inside it to its own files still count
+    as inside."""
+    (model_dir / "alias.txt").symlink_to(model_dir / "a.txt")
+    link = tmp_path / "current"
+    link.symlink_to(model_dir)
+
+    plan = plan_source(link)
+
+    assert (plan.entry, plan.kind) == ("current", "folder")
+    assert [f.relpath for f in plan.files] == [
+        "current/a.txt",
+        "current/alias.txt",
+        "current/sub/b.txt",
+    ]
+    assert all(f.source.startswith(str(link)) for f in plan.files)
+
+
 def test_a_symlink_to_a_file_inside_the_folder_is_stored_as_a_copy(model_dir: Path) -> None:
     (model_dir / "alias.txt").symlink_to(model_dir / "sub" / "b.txt")
 

@@ -84,7 +84,7 @@ def plan_source(path: str | os.PathLike[str], child_paths: list[str] | None = No
         for child in child_paths:
             walker.add(_resolve_child(child, absolute))
     else:
-        walker.add(absolute)
+        walker.add_root()
     if not walker.files:
         raise InvalidModelPathError(
             f"the folder {text!r} holds no files"
@@ -166,6 +166,12 @@ class _FolderWalker:
         rel = os.path.relpath(path, self.root)
         rel = "" if rel == "." else rel.replace(os.sep, "/")
         return f"{self.entry}/{rel}" if rel else self.entry
+
+    def add_root(self) -> None:
+        """Every file under the folder itself. The root may be a symlink to a folder (the
+        module's rule: a top-level link is registered under its own name), so it is walked,
+        not checked as a link inside the model."""
+        self._walk(self.root)
 
     def add(self, path: str) -> None:
         if os.path.islink(path):
