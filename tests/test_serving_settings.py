@@ -207,6 +207,12 @@ def test_resolve_server_options_flag_beats_variable_beats_default(
     assert getattr(resolve({variable: text}, tmp_path, {field: flag}), field) == flag
 
 
+def test_resolve_does_not_parse_a_server_variable_whose_option_is_given(tmp_path: Path) -> None:
+    environ = {"WORKER_COUNT": "many", "MODELSTORE_READ_TIMEOUT": "soon"}
+    settings = resolve(environ, tmp_path, {"workers": 2, "read_timeout_s": 1.5})
+    assert (settings.workers, settings.read_timeout_s) == (2, 1.5)
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [

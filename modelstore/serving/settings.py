@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +186,7 @@ class ServingSettings(BaseModel):
             )
 
         values: dict[str, Any] = config_file_values(env, app_root, script)
-        values.update(_environment_values(env))
+        values.update(_environment_values(env, given=flags.keys()))
         values.update(flags)
         values.update(
             app_root=app_root,
@@ -214,8 +214,12 @@ class ServingSettings(BaseModel):
         return cls.resolve(prepared, os.getcwd(), overrides)
 
 
-def _environment_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The settings azmlinfsrv's variables name (above ``config.json``, below the options)."""
+def _environment_values(env: Mapping[str, str], given: Collection[str]) -> dict[str, Any]:
+    """The settings azmlinfsrv's variables name (above ``config.json``, below the options).
+
+    The server's own variables are not even parsed when their option is ``given``, as click's
+    ``envvar`` did: ``--workers 2`` works whatever ``WORKER_COUNT`` holds.
+    """
     values: dict[str, Any] = {}
     if env.get("AZUREML_SOURCE_DIRECTORY"):
         values["source_directory"] = env["AZUREML_SOURCE_DIRECTORY"]
@@ -235,11 +239,11 @@ def _environment_values(env: Mapping[str, str]) -> dict[str, Any]:
     if "SERVER_VERSION_LOG_RESPONSE_ENABLED" in env:
         flag = env["SERVER_VERSION_LOG_RESPONSE_ENABLED"].strip().lower()
         values["server_version_header"] = flag == "true"
-    if env.get("WORKER_COUNT"):
+    if env.get("WORKER_COUNT") and "workers" not in given:
         values["workers"] = _worker_count(env["WORKER_COUNT"])
     if env.get("WORKER_TIMEOUT", "").strip():
         values["worker_timeout_s"] = _worker_timeout(env["WORKER_TIMEOUT"].strip())
-    if env.get("MODELSTORE_READ_TIMEOUT"):
+    if env.get("MODELSTORE_READ_TIMEOUT") and "read_timeout_s" not in given:
         values["read_timeout_s"] = _read_timeout(env["MODELSTORE_READ_TIMEOUT"])
     return values
 
