@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -371,3 +372,61 @@ def test_a_scripts_own_log_warning_keeps_its_level_and_logger_name_as_in_azmlinf
 
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     assert "WARNING:mine:warned" in result.stderr.decode().splitlines()
+
+
+def test_score_resolves_its_settings_once_from_options_environment_and_launch_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, to see the one resolver at work: the options given, this process's
+    environment and the launch directory go in; the script sees what it exports."""
+    from click.testing import CliRunner
+
+    from modelstore.cli import main
+    from modelstore.serving.settings import ServingSettings
+
+    write_script(
+        tmp_path / "src",
+        """
+        import os
+
+        def init():
+            pass
+
+        def run(data):
+            names = ("AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT", "AZUREML_MODEL_DIR")
+            return {name: os.environ.get(name) for name in names}
+        """,
+    )
+    calls: list[ServingSettings] = []
+    original = ServingSettings.resolve.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[ServingSettings], *args: Any, **kwargs: Any) -> ServingSettings:
+        settings: ServingSettings = original(cls, *args, **kwargs)
+        calls.append(settings)
+        return settings
+
+    monkeypatch.setattr(ServingSettings, "resolve", classmethod(spy))
+    for name in SERVING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MODELSTORE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SCORING_TIMEOUT_MS", "2500")
+    monkeypatch.chdir(tmp_path)
+
+    result = CliRunner().invoke(
+        main,
+        ["score", "--entry-script", "src/score.py", "--model-dir", "m", "--data", "{}",
+         "--max-body", "2"],
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    [settings] = calls
+    assert settings.entry_script == tmp_path / "src" / "score.py"
+    assert (settings.app_root, settings.model_dir) == (tmp_path, "m")
+    assert (settings.scoring_timeout_ms, settings.max_body_bytes) == (2500, 2 * 1024 * 1024)
+    status, body = result.stdout.split("\n", 1)
+    assert status == "HTTP/1.1 200 OK"
+    assert json.loads(body) == {
+        "AML_APP_ROOT": str(tmp_path),
+        "AZUREML_ENTRY_SCRIPT": str(tmp_path / "src" / "score.py"),
+        "AZUREML_MODEL_DIR": "m",
+    }

@@ -275,3 +275,28 @@ def test_a_set_cookie_answer_reaches_the_test_as_the_server_sends_it(
         "a=1; Expires=Wed",
         "21 Oct 2015 07:28:00 GMT",
     ]
+
+
+def test_scoring_client_settings_come_from_the_one_resolver(
+    scoring_client: ScoringClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.serving.settings import ServingSettings
+
+    calls: list[dict[str, Any]] = []
+    original = ServingSettings.resolve.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[ServingSettings], *args: Any, **kwargs: Any) -> ServingSettings:
+        settings: ServingSettings = original(cls, *args, **kwargs)
+        calls.append(settings.model_dump())
+        return settings
+
+    monkeypatch.setattr(ServingSettings, "resolve", classmethod(spy))
+    monkeypatch.setenv("SCORING_TIMEOUT_MS", "2500")
+    path = script(tmp_path, ECHO_SCRIPT)
+
+    client = scoring_client(path, service_name="svc")
+
+    assert client.post(json={"a": 1}).status_code == 200
+    assert len(calls) == 1
+    assert (calls[0]["entry_script"], calls[0]["scoring_timeout_ms"]) == (path, 2500)
+    assert calls[0]["service_name"] == "svc"

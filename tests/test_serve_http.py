@@ -1380,3 +1380,48 @@ def test_a_bad_workers_option_still_names_the_option(tmp_path: Path) -> None:
             "Error: Invalid value for '--workers' / '--worker_count': 0 is not in the range x>=1"
         )
     )
+
+
+def test_serve_resolves_its_settings_once_and_leaves_its_own_environment_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, the server itself replaced: what it would be given is the one resolution of
+    the options, the environment and the launch directory, and the serving process's
+    environment is only written by each worker, right before it loads the script."""
+    from click.testing import CliRunner
+
+    from modelstore.cli import main, serve_commands
+    from modelstore.serving.settings import ServingSettings
+
+    write_script(tmp_path, "def init():\n    pass\n\ndef run(data):\n    return data\n")
+    given: list[ServingSettings] = []
+
+    def fake_run_server(settings: ServingSettings, host: str, port: int, reload: bool) -> int:
+        given.append(settings)
+        return 0
+
+    monkeypatch.setattr(serve_commands, "run_server", fake_run_server)
+    for name in ("AML_APP_ROOT", "AZUREML_MODEL_DIR", "AZUREML_ENTRY_SCRIPT", "AML_CORS_ORIGINS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKER_COUNT", "3")
+    monkeypatch.setenv("WORKER_TIMEOUT", "30")
+    monkeypatch.chdir(tmp_path)
+    environ_before = dict(os.environ)
+
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--entry-script", "score.py", "--model-dir", "m", "--cors-origins", "https://a",
+         "--read-timeout", "0.5"],
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.output
+    assert dict(os.environ) == environ_before
+    [settings] = given
+    assert (settings.workers, settings.worker_timeout_s, settings.read_timeout_s) == (3, 30, 0.5)
+    assert settings.cors_origins == ["https://a"]
+    assert settings.script_environ == {
+        "AML_APP_ROOT": str(tmp_path),
+        "AZUREML_MODEL_DIR": "m",
+        "AML_CORS_ORIGINS": "https://a",
+        "AZUREML_ENTRY_SCRIPT": str(tmp_path.resolve() / "score.py"),
+    }

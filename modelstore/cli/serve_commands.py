@@ -22,12 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from click.core import ParameterSource
 
 from modelstore.cli import OneLineErrorCommand, state
 from modelstore.cli.completion_commands import complete_ref_or_path
 from modelstore.errors import InvalidArgumentError, ModelstoreError, UsageError
-from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -36,10 +34,6 @@ if TYPE_CHECKING:
     from modelstore.serving.settings import ServingSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-DEFAULT_WORKER_TIMEOUT_S = 300
-"""azmlinfsrv's ``WORKER_TIMEOUT``: a worker silent this long is replaced."""
-
 
 # --- options shared by serve and score ----------------------------------------------------------
 
@@ -132,110 +126,40 @@ def deployed_models(
     return state(ctx).registry().temporary_deployment(refs, prefix=prefix, subfolder="app")
 
 
-def prepare_environment(
-    deployment: Deployment | None, model_dir: str | None, cors_origins: str | None
-) -> None:
-    """Set the variables azmlinfsrv sets, so the script sees what it would see there.
-
-    ``AML_APP_ROOT`` is kept if set, else the launch directory; ``--model-dir`` is used
-    verbatim; ``--model`` uses its deployment's ``AML_APP_ROOT``/``AZUREML_MODEL_DIR``. They go
-    into this process's environment: it is the server, and its workers inherit it.
-    """
-    os.environ.setdefault(APP_ROOT_ENV, os.getcwd())
-    if model_dir is not None:
-        os.environ[MODEL_DIR_ENV] = model_dir
-    if deployment is not None:
-        os.environ.update(deployment.env)
-    if cors_origins is not None:
-        os.environ["AML_CORS_ORIGINS"] = cors_origins
-
-
-def build_settings(
+def resolve_settings(
+    deployment: Deployment | None,
     entry_script: Path,
+    model_dir: str | None,
+    cors_origins: str | None,
     scoring_timeout_ms: int | None,
     max_body_mib: int | None,
     numpy_json: bool,
     validation_400: bool,
     no_header_split: bool,
+    **server_options: Any,
 ) -> ServingSettings:
-    """Settings from the environment (already holding the flags azmlinfsrv maps to variables),
-    with the remaining flags on top."""
+    """The settings in force: the options given (``None``: not given) over this process's
+    environment and ``--model``'s deployment, resolved once against the launch directory."""
     from modelstore.serving.settings import ServingSettings
 
-    # azmlinfsrv resolves the script against the launch directory (realpath), so a relative
-    # path keeps working when --model moves AML_APP_ROOT to a temporary folder.
-    script = Path(os.path.realpath(entry_script))
-    os.environ["AZUREML_ENTRY_SCRIPT"] = str(script)
-    overrides: dict[str, Any] = {
-        "entry_script": script,
+    flags: dict[str, Any] = {
+        "entry_script": entry_script,
         "numpy_json": numpy_json,
         "validation_400": validation_400,
         "split_header_values": not no_header_split,
+        "model_dir": model_dir,
+        "cors_origins": cors_origins,
+        "scoring_timeout_ms": scoring_timeout_ms,
+        "max_body_bytes": None if max_body_mib is None else max_body_mib * 1024 * 1024,
+        **server_options,
     }
-    if scoring_timeout_ms is not None:
-        overrides["scoring_timeout_ms"] = scoring_timeout_ms
-    if max_body_mib is not None:
-        overrides["max_body_bytes"] = max_body_mib * 1024 * 1024
-    return ServingSettings.from_environ(os.environ, **overrides)
-
-
-def positive_int_from_env(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or int(text) <= 0:
-        raise InvalidArgumentError(
-            f"{name}={text!r} is not a positive whole number of seconds; "
-            f"set it to e.g. {name}={default} or unset it"
-        )
-    return int(text)
+    given = {name: value for name, value in flags.items() if value is not None}
+    return ServingSettings.resolve(
+        os.environ, os.getcwd(), given, None if deployment is None else deployment.env
+    )
 
 
 # --- serve --------------------------------------------------------------------------------------
-
-
-class WorkerCount(click.IntRange):
-    """``--workers``, whose bad ``WORKER_COUNT`` value is named as the variable the user set.
-
-    click would blame ``--workers`` for a value that came from the environment.
-    """
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return super().convert(value, param, ctx)
-        except click.BadParameter:
-            if (
-                ctx is not None
-                and param is not None
-                and param.name is not None
-                and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
-            ):
-                raise InvalidArgumentError(
-                    f"WORKER_COUNT={value!r} is not a whole number of worker processes "
-                    "(1 or more); set it to e.g. WORKER_COUNT=2 or unset it"
-                ) from None
-            raise
-
-
-class ReadTimeout(click.FloatRange):
-    """``--read-timeout``, whose bad ``MODELSTORE_READ_TIMEOUT`` value is named as the variable
-    the user set (click would blame the option)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            return super().convert(value, param, ctx)
-        except click.BadParameter:
-            if (
-                ctx is not None
-                and param is not None
-                and param.name is not None
-                and ctx.get_parameter_source(param.name) is ParameterSource.ENVIRONMENT
-            ):
-                raise InvalidArgumentError(
-                    f"MODELSTORE_READ_TIMEOUT={value!r} is not a number of seconds above 0; "
-                    "set it to e.g. MODELSTORE_READ_TIMEOUT=5 or unset it"
-                ) from None
-            raise
 
 
 @click.command(
@@ -262,22 +186,17 @@ class ReadTimeout(click.FloatRange):
     "--workers",
     "--worker_count",
     "workers",
-    type=WorkerCount(min=1),
-    envvar="WORKER_COUNT",
-    default=1,
-    show_default=True,
-    help="Worker processes, each running init() before it serves [env: WORKER_COUNT].",
+    type=click.IntRange(min=1),
+    help="Worker processes, each running init() before it serves [default: $WORKER_COUNT, else 1].",
 )
 @click.option(
     "--read-timeout",
     "read_timeout_s",
-    type=ReadTimeout(min=0, min_open=True),
-    envvar="MODELSTORE_READ_TIMEOUT",
-    default=5.0,
-    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
     help="Time a client has to send a whole request (headers, and a body up to 1 MiB) once it "
-    "connects or starts one; a slower client gets a 408 [env: MODELSTORE_READ_TIMEOUT].",
+    "connects or starts one; a slower client gets a 408 "
+    "[default: $MODELSTORE_READ_TIMEOUT, else 5].",
 )
 @click.option(
     "--reload",
@@ -299,8 +218,8 @@ def serve(
     no_header_split: bool,
     host: str,
     port: int,
-    workers: int,
-    read_timeout_s: float,
+    workers: int | None,
+    read_timeout_s: float | None,
     reload: bool,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
@@ -315,31 +234,18 @@ def serve(
     from modelstore.serving.loader import check_entry_script
 
     refs = check_model_options(models, model_dir)
-    worker_timeout_s = positive_int_from_env("WORKER_TIMEOUT", DEFAULT_WORKER_TIMEOUT_S)
-    # Resolved as build_settings() does; before any model is deployed or the port is bound.
-    check_entry_script(os.path.realpath(entry_script))
     with deployed_models(ctx, refs, "modelstore-serve-") as deployment:
-        prepare_environment(deployment, model_dir, cors_origins)
-        settings = build_settings(
-            entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
-            no_header_split,
+        settings = resolve_settings(
+            deployment, entry_script, model_dir, cors_origins, scoring_timeout_ms, max_body_mib,
+            numpy_json, validation_400, no_header_split, workers=workers,
+            read_timeout_s=read_timeout_s,
         )  # fmt: skip
-        code = run_server(
-            settings, host, port, workers, reload, worker_timeout_s, read_timeout_s=read_timeout_s
-        )
+        check_entry_script(settings.entry_script)  # before the port is bound
+        code = run_server(settings, host, port, reload)
     ctx.exit(code)
 
 
-def run_server(
-    settings: ServingSettings,
-    host: str,
-    port: int,
-    workers: int,
-    reload: bool,
-    worker_timeout_s: int,
-    *,
-    read_timeout_s: float = 5.0,
-) -> int:
+def run_server(settings: ServingSettings, host: str, port: int, reload: bool) -> int:
     from modelstore.serving import app as app_module  # imported before the fork: workers share it
     from modelstore.serving import logs
 
@@ -354,21 +260,23 @@ def run_server(
             "Windows); use WSL, or 'modelstore score' for one request without a server"
         ) from None
 
-    script = settings.resolved_entry_script()
-    log_folders = (settings.resolved_app_root(), script.parent)
+    script = settings.entry_script
+    log_folders = (settings.app_root, script.parent)
 
     def load_app() -> Flask:
-        """Runs in each worker: azmlinfsrv's logging and print() capture, then init()."""
+        """Runs in each worker: azmlinfsrv's logging and print() capture, the script's
+        variables, then init()."""
         logs.configure_logging(*log_folders)
         logs.redirect_print_process_wide()
+        settings.apply_script_environ()
         return app_module.create_app(settings)
 
     options = ServerOptions(
         host=host,
         port=port,
-        workers=workers,
-        worker_timeout_s=worker_timeout_s,
-        read_timeout_s=read_timeout_s,
+        workers=settings.workers,
+        worker_timeout_s=settings.worker_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
         reload=reload,
         reload_paths=files_next_to(script) if reload else (),
         error_headers=server_version_headers(settings),
@@ -479,17 +387,15 @@ def score(
     for warning in body_warnings(method.upper(), body, uploads, header_pairs, content_type):
         click.echo(f"Warning: {warning}", err=True)
     with deployed_models(ctx, refs, "modelstore-score-") as deployment:
-        prepare_environment(deployment, model_dir, cors_origins)
-        settings = build_settings(
-            entry_script, scoring_timeout_ms, max_body_mib, numpy_json, validation_400,
-            no_header_split,
+        settings = resolve_settings(
+            deployment, entry_script, model_dir, cors_origins, scoring_timeout_ms, max_body_mib,
+            numpy_json, validation_400, no_header_split,
         )  # fmt: skip
         from modelstore.serving import logs
         from modelstore.serving.app import create_app
 
-        logs.configure_logging(
-            settings.resolved_app_root(), settings.resolved_entry_script().parent
-        )
+        logs.configure_logging(settings.app_root, settings.entry_script.parent)
+        settings.apply_script_environ()
         app = create_app(settings)
         status, response_headers, response_body = send_request(
             app, method.upper(), query, body, uploads, header_pairs, content_type

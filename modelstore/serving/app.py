@@ -503,8 +503,8 @@ def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Fla
     Raises :class:`EntryScriptError` (exit code 3) when the script cannot be loaded or ``init()``
     raises; nothing is served in that case, as with azmlinfsrv.
     """
-    app_root = settings.resolved_app_root()
-    script = load_entry_script(settings.resolved_entry_script(), settings)
+    app_root = settings.app_root
+    script = load_entry_script(settings.entry_script, settings)
     if run_init:
         invoke_init(script)
     swagger = SwaggerDocuments.build(script, settings, app_root)

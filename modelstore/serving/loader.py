@@ -95,7 +95,7 @@ def _forget_earlier_schemas() -> None:
 
 def extend_sys_path(settings: ServingSettings, script_path: Path) -> None:
     """Append the app root, its source directory, then the script's own folder (as in Azure)."""
-    app_root = settings.resolved_app_root()
+    app_root = settings.app_root
     entries = [str(app_root)]
     if settings.source_directory:
         entries.append(os.path.join(str(app_root), settings.source_directory))

@@ -55,6 +55,7 @@ from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 from modelstore.errors import EntryScriptError, ModelstoreError
 from modelstore.serving.app import BodyReadTimedOut, MalformedBody
 from modelstore.serving.logs import LOG_FORMAT, SERVER_LOGGER
+from modelstore.serving.settings import DEFAULT_READ_TIMEOUT_S
 
 WsgiApp = Callable[..., Iterable[bytes]]
 """A WSGI callable (the Flask app); gunicorn calls it with ``environ, start_response``."""
@@ -65,9 +66,6 @@ WORKER_BOOT_ERROR = 3
 _BOOT_FAILURE_FILENAME = "boot-failure.txt"
 _READY_FILENAME = "announced"
 
-DEFAULT_READ_TIMEOUT_S = 5.0
-"""How long a client has to send a whole request once it connected or began it (azmlinfsrv's
-sync workers wait for it as long as ``WORKER_TIMEOUT``, 300 s, holding the worker)."""
 PREBUFFER_LIMIT = 1024 * 1024
 """Bodies up to this size are received in the poller, before the request is served; larger
 ones are read by the request itself, under a deadline (:class:`_DeadlineUnreader`)."""
