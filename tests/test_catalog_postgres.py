@@ -248,15 +248,17 @@ def test_concurrent_property_additions_to_one_version_lose_none(catalog: Catalog
     assert read is not None and len(read.properties) == 80
 
 
-def test_one_version_deleted_by_several_processes_at_once_is_claimed_by_exactly_one(
+def test_versions_deleted_by_several_deleters_at_once_are_each_claimed_by_exactly_one(
     catalog: Catalog,
 ) -> None:
-    for _ in range(20):
-        catalog.set_state(catalog.reserve(_new()).id, READY, expected=PENDING)
-    claims = _in_threads(8, lambda i: catalog.start_delete("m", None, f"token{i}"))
-    assert [c for c in claims if isinstance(c, Exception)] == []
-    claimed = [record.version for records in claims for record in records]
-    assert sorted(claimed) == list(range(1, 21))  # each version by one claimer only
+    for round in range(10):
+        ids = [catalog.reserve(_new(name=f"m{round}")).id for _ in range(5)]
+        for row_id in ids:
+            catalog.set_state(row_id, READY, expected=PENDING)
+        claims = _in_threads(8, lambda i: catalog.start_delete(f"m{round}", None, f"token{i}"))  # noqa: B023
+        assert [c for c in claims if isinstance(c, Exception)] == []
+        claimed = [record.version for records in claims for record in records]
+        assert sorted(claimed) == [1, 2, 3, 4, 5]  # each version by one claimer only
 
 
 def test_a_catalog_fact_recorded_by_several_processes_at_once_is_recorded_once(
@@ -307,22 +309,38 @@ def test_eight_processes_registering_one_name_into_a_postgresql_catalog_get_vers
         assert registry.verify().ok and registry.doctor().findings == []
 
 
-_OPEN = (
-    f"import sys; sys.path.insert(0, {TESTS_DIR!r}); from registry_helpers import wait_for; "
-    "from modelstore import Registry; wait_for(sys.argv[2]); Registry(sys.argv[1]).close()"
-)
+_OPEN_ROUNDS = f"""
+import os, sys
+sys.path.insert(0, {TESTS_DIR!r})
+from registry_helpers import wait_for
+from modelstore import Registry
+home, flags, count, urls = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+for round, url in enumerate(urls):
+    wait_for(os.path.join(flags, f"go{{round}}"))  # set by the last child to finish the round
+    Registry(home, db_url=url).close()
+    open(os.path.join(flags, f"done{{round}}-{{os.getpid()}}"), "w").close()
+    if len([f for f in os.listdir(flags) if f.startswith(f"done{{round}}-")]) == count:
+        open(os.path.join(flags, f"go{{round + 1}}"), "w").close()
+"""
 
 
+@pytest.mark.slow
 def test_eight_homes_opening_one_empty_postgresql_database_at_once_all_succeed(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_server: PgServer
 ) -> None:
-    flag = tmp_path / "go"
+    """Each round, eight processes (eight homes, so no shared lock file) open one new database
+    at the same moment: every open succeeds and the catalog is created once."""
+    urls = [pg_server.createdb(f"first_open_{tmp_path.name}_{r}".lower()) for r in range(3)]
+    flags = tmp_path / "flags"
+    flags.mkdir()
     commands = [
-        [sys.executable, "-c", _OPEN, str(tmp_path / f"home{i}"), str(flag)] for i in range(8)
+        [sys.executable, "-c", _OPEN_ROUNDS, str(tmp_path / f"home{i}"), str(flags), "8", *urls]
+        for i in range(8)
     ]
-    _children(commands, flag, {**os.environ, "MODELSTORE_DB_URL": pg_url})
-    assert _query(pg_url, "SELECT version_num FROM alembic_version") == [(migrate.HEAD_REVISION,)]
-    assert _query(pg_url, "SELECT key FROM catalog_info") == [("created_by",)]
+    _children(commands, flags / "go0", dict(os.environ))
+    for url in urls:
+        assert _query(url, "SELECT version_num FROM alembic_version") == [(migrate.HEAD_REVISION,)]
+        assert _query(url, "SELECT key FROM catalog_info") == [("created_by",)]
 
 
 # --- the catalog's own schema ------------------------------------------------------------------
