@@ -5,6 +5,7 @@ lock, the catalog's own schema, and one-line connection errors."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -423,6 +424,7 @@ def test_a_stopped_server_is_one_line(pg_server: PgServer, tmp_path: Path) -> No
         Catalog(url).close()
     finally:
         other.stop()
+        shutil.rmtree(other.root, ignore_errors=True)
     code, lines = _cli(tmp_path, url)
     assert code == 1 and len(lines) == 1, lines
     assert f"cannot connect to the catalog database gone on 127.0.0.1:{other.port}" in lines[0]
