@@ -1,7 +1,10 @@
 """The catalog: which versions exist, their manifests and metadata. Knows nothing of the tree.
 
-Writes run in ``BEGIN IMMEDIATE`` transactions (see ``engine``), so a read-modify-write such as
-"take the next version number" is atomic across processes. Reads use deferred transactions. The
+Writes run in ``BEGIN IMMEDIATE`` transactions on SQLite (see ``engine``), so a read-modify-write
+such as "take the next version number" is atomic across processes. A server database runs
+transactions side by side (PostgreSQL's read committed), so there every read-modify-write either
+computes the new value in the database in one statement or first locks the rows it will change
+(``FOR UPDATE``, which SQLite ignores). Reads use deferred transactions. The
 hot operations (take a number, publish, the look-up behind ``Registry.path``) go to the
 ``VersionStore`` chosen for the backend when the catalog opens (see ``versionstore``).
 """
