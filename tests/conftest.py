@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from pg import PgServer, session_server
+from pg import PgServer, missing_server, session_server
 
 
 @pytest.fixture(autouse=True)
@@ -35,10 +35,7 @@ def pg_server() -> Iterator[PgServer]:
     servers = session_server()
     server = next(servers)
     if server is None:
-        message = "PostgreSQL is not installed (no initdb/pg_ctl); apt-get install postgresql"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {message}", pytrace=False)
-        pytest.skip(message)
+        missing_server()
     try:
         yield server
     finally:

@@ -20,6 +20,9 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 PASSWORD_FILE = "pwfile"
 
@@ -119,6 +122,15 @@ def start_server(bin_dir: Path) -> PgServer:
     shutil.rmtree(root, ignore_errors=True)
     assert last_error is not None
     raise last_error
+
+
+def missing_server() -> NoReturn:
+    """No PostgreSQL here: a skip on a developer machine, a failure in CI (``CI`` set), where
+    the tests must run (``.ci/run`` installs it)."""
+    message = "PostgreSQL is not installed (no initdb/pg_ctl); apt-get install postgresql"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {message}", pytrace=False)
+    pytest.skip(message)
 
 
 def session_server() -> Iterator[PgServer | None]:
