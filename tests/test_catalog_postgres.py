@@ -421,10 +421,18 @@ def test_a_stopped_server_is_one_line(pg_server: PgServer, tmp_path: Path) -> No
     other = start_server(pg_server.bin_dir)
     try:
         url = other.createdb("gone")
-        Catalog(url).close()
+        catalog = Catalog(url)
     finally:
         other.stop()
         shutil.rmtree(other.root, ignore_errors=True)
+    try:  # a catalog opened before the server went away
+        for call in (lambda: catalog.versions("m"), lambda: catalog.reserve(_new())):
+            with pytest.raises(CatalogError) as caught:
+                call()
+            assert "\n" not in str(caught.value) and other.password not in str(caught.value)
+            assert str(caught.value).startswith("cannot connect to the catalog database gone")
+    finally:
+        catalog.close()
     code, lines = _cli(tmp_path, url)
     assert code == 1 and len(lines) == 1, lines
     assert f"cannot connect to the catalog database gone on 127.0.0.1:{other.port}" in lines[0]

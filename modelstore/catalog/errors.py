@@ -35,6 +35,9 @@ def damaged_error(db_url: str, problems: list[str]) -> CatalogDamagedError:
 
 
 def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> CatalogError:
+    unreachable = None if db_url is None else connection_error(db_url, exc)
+    if unreachable is not None:  # a server that went away after the catalog was opened
+        return unreachable
     cause = one_line(getattr(exc, "orig", None) or exc)
     if db_url is not None and is_damage(cause):
         return damaged_error(db_url, [cause])
