@@ -30,6 +30,8 @@ _COLUMNS = [
     ("version_files", "size", False),
 ]
 
+_SERIAL_IDS = [("model_versions", "id")]
+
 
 def upgrade() -> None:
     _retype(sa.Integer(), sa.BigInteger())
@@ -46,10 +48,12 @@ def _retype(old: sa.types.TypeEngine[int], new: sa.types.TypeEngine[int]) -> Non
     for table, column, nullable in _COLUMNS:
         op.alter_column(table, column, type_=new, existing_type=old, existing_nullable=nullable)
     if bind.dialect.name == "postgresql":
-        # The id's sequence (made by SERIAL) has a type of its own, capped at 2**31 - 1.
+        # An id's sequence (made by SERIAL) has a type of its own, capped at 2**31 - 1.
         kind = "BIGINT" if isinstance(new, sa.BigInteger) else "INTEGER"
-        sequence = bind.execute(
-            sa.text("SELECT pg_get_serial_sequence('model_versions', 'id')")
-        ).scalar_one()
-        if sequence is not None:
-            op.execute(f"ALTER SEQUENCE {sequence} AS {kind}")
+        for table, column in _SERIAL_IDS:
+            sequence = bind.execute(
+                sa.text("SELECT pg_get_serial_sequence(:table, :column)"),
+                {"table": table, "column": column},
+            ).scalar_one()
+            if sequence is not None:
+                op.execute(f"ALTER SEQUENCE {sequence} AS {kind}")
