@@ -194,3 +194,29 @@ class ImportConflictError(ModelstoreError):
     def __init__(self, message: str, *, conflicts: list[tuple[str, int, str]]) -> None:
         super().__init__(message)
         self.conflicts = conflicts
+
+
+# --- server databases (issue 12) ---------------------------------------------------------------
+
+
+class CatalogConnectionError(CatalogError):
+    """A server catalog (``MODELSTORE_DB_URL``) cannot be reached or logged into: server down,
+    unknown host or database, wrong user or password. ``catalog`` is the URL with its password
+    masked; the password itself is never part of the error."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        catalog: str,
+        host: str | None,
+        port: int | None,
+        database: str | None,
+        reason: str,
+    ) -> None:
+        super().__init__(message)
+        self.catalog = catalog
+        self.host = host
+        self.port = port
+        self.database = database
+        self.reason = reason

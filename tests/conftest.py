@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from pg import PgServer, missing_server, session_server
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +23,29 @@ def _environment_restored() -> Iterator[None]:
     if os.environ != before:
         os.environ.clear()
         os.environ.update(before)
+
+
+# --- PostgreSQL (tests marked ``postgres``; see tests/pg.py) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the session. Without PostgreSQL installed the tests
+    that need it skip on a developer machine, but fail in CI (``CI`` set): CI installs it."""
+    servers = session_server()
+    server = next(servers)
+    if server is None:
+        missing_server()
+    try:
+        yield server
+    finally:
+        next(servers, None)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A SQLAlchemy URL of a new, empty database on the session's server."""
+    return pg_server.createdb(f"t{next(_DATABASES)}")
+
+
+_DATABASES = iter(range(1, 10**9))

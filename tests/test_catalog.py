@@ -51,9 +51,14 @@ def _strip(match: re.Match[str]) -> str:
     return match.group(0).strip()
 
 
-@pytest.fixture(params=["fast", "core"])
+@pytest.fixture(params=["fast", "core", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
-    """Both the SQLite prepared-statement path and the portable SQLAlchemy Core path."""
+    """Both the SQLite prepared-statement path and the portable SQLAlchemy Core path, and a
+    catalog on a PostgreSQL server."""
+    if request.param == "postgresql":
+        opened = Catalog(request.getfixturevalue("pg_url"))
+        request.addfinalizer(opened.close)
+        return opened
     opened = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     if request.param == "core":
         opened._versions = CoreVersionStore(opened._engine)

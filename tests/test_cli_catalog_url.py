@@ -37,4 +37,5 @@ def test_a_catalog_url_whose_driver_is_missing_names_it_and_hides_the_password(
     assert code == 1
     assert len(lines) == 1 and "database driver is not installed" in lines[0]
     assert f"pip install {driver}" in lines[0]
+    assert "postgresql+psycopg:// with pip install 'modelstore[team]'" in lines[0]
     assert "s3cret" not in lines[0]

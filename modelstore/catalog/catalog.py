@@ -1,7 +1,10 @@
 """The catalog: which versions exist, their manifests and metadata. Knows nothing of the tree.
 
-Writes run in ``BEGIN IMMEDIATE`` transactions (see ``engine``), so a read-modify-write such as
-"take the next version number" is atomic across processes. Reads use deferred transactions. The
+Writes run in ``BEGIN IMMEDIATE`` transactions on SQLite (see ``engine``), so a read-modify-write
+such as "take the next version number" is atomic across processes. A server database runs
+transactions side by side (PostgreSQL's read committed), so there every read-modify-write either
+computes the new value in the database in one statement or first locks the rows it will change
+(``FOR UPDATE``, which SQLite ignores). Reads use deferred transactions. The
 hot operations (take a number, publish, the look-up behind ``Registry.path``) go to the
 ``VersionStore`` chosen for the backend when the catalog opens (see ``versionstore``).
 """
@@ -17,11 +20,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from modelstore.catalog import migrate
 from modelstore.catalog.engine import create_catalog_engine, is_sqlite, parse_catalog_url
-from modelstore.catalog.errors import damaged_error, full_disk, is_damage, one_line
+from modelstore.catalog.errors import (
+    connection_error,
+    damaged_error,
+    driver_errors,
+    full_disk,
+    is_damage,
+    one_line,
+)
 from modelstore.catalog.fastpath import SqliteVersionStore, driver_connection
 from modelstore.catalog.records import (
     AliasMoveRecord,
@@ -39,7 +49,9 @@ from modelstore.catalog.tables import NAMES as _NAMES
 from modelstore.catalog.tables import VERSIONS as _VERSIONS
 from modelstore.catalog.versionstore import (
     CoreVersionStore,
+    PostgresVersionStore,
     VersionStore,
+    raise_high_water,
     reading,
     row_values,
     writing,
@@ -69,6 +81,13 @@ class Catalog:
             self._engine: Engine = create_catalog_engine(db_url, read_only=read_only)
         except SQLAlchemyError as exc:
             raise _open_error(db_url, exc) from exc
+        # A failed connect reaches here as the driver's own error (psycopg's OperationalError),
+        # not wrapped by SQLAlchemy.
+        failures: tuple[type[BaseException], ...] = (
+            SQLAlchemyError,
+            sqlite3.Error,
+            *driver_errors(self._engine),
+        )
         try:
             migrate.ensure_schema(
                 self._engine,
@@ -77,17 +96,20 @@ class Catalog:
                 read_only=read_only,
             )
             self._reader_fairy: Any = self._engine.raw_connection()
-        except (SQLAlchemyError, sqlite3.Error) as exc:
+        except failures as exc:
             self._engine.dispose()
             raise _open_error(db_url, exc) from exc
         except BaseException:
             self._engine.dispose()
             raise
-        self._versions: VersionStore = (
-            SqliteVersionStore(driver_connection(self._reader_fairy), self._engine.dialect, db_url)
-            if is_sqlite(make_url(db_url))
-            else CoreVersionStore(self._engine, db_url)
-        )
+        self._versions: VersionStore
+        if is_sqlite(make_url(db_url)):
+            connection = driver_connection(self._reader_fairy)
+            self._versions = SqliteVersionStore(connection, self._engine.dialect, db_url)
+        elif self._engine.dialect.name == "postgresql":
+            self._versions = PostgresVersionStore(self._engine, db_url)
+        else:
+            self._versions = CoreVersionStore(self._engine, db_url)
         self._reads = self._engine.execution_options(modelstore_read=True)
 
     def close(self) -> None:
@@ -147,7 +169,11 @@ class Catalog:
             where = [_VERSIONS.c.name == name, _VERSIONS.c.state == READY]
             if versions is not None:
                 where.append(_VERSIONS.c.version.in_(list(versions)))
-            rows = connection.execute(select(_VERSIONS).where(*where)).mappings().all()
+            rows = (
+                connection.execute(select(_VERSIONS).where(*where).with_for_update())
+                .mappings()
+                .all()
+            )
             pointing = _aliases_at(connection, name, [r["version"] for r in rows])
             refused = {
                 alias: version
@@ -270,7 +296,7 @@ class Catalog:
         """Remove the row of ``record`` (and its manifest) if it still is as recorded."""
         with self._write() as connection:
             found = connection.execute(
-                select(_VERSIONS.c.id).where(*self._same_row(record))
+                select(_VERSIONS.c.id).where(*self._same_row(record)).with_for_update()
             ).one_or_none()
             if found is None:
                 return False
@@ -371,7 +397,7 @@ class Catalog:
         catalog, adopting a foreign folder). The name's high-water mark becomes at least
         ``version``, so the number is never handed out again."""
         with self._write() as connection:
-            _raise_high_water(connection, new.name, version)
+            raise_high_water(connection, new.name, version)
             taken = connection.execute(
                 select(_VERSIONS.c.id).where(
                     _VERSIONS.c.name == new.name, _VERSIONS.c.version == version
@@ -401,7 +427,7 @@ class Catalog:
     def raise_high_water(self, name: str, version: int) -> None:
         """Make sure ``name`` never hands out ``version`` or a lower number again."""
         with self._write() as connection:
-            _raise_high_water(connection, name, version)
+            raise_high_water(connection, name, version)
 
     # --- import: versions under given numbers ------------------------------------------------
 
@@ -436,7 +462,7 @@ class Catalog:
                         "list` and retry",
                         conflicts=[(new.name, version, "taken")],
                     )
-                _raise_high_water(connection, new.name, version)
+                raise_high_water(connection, new.name, version)
                 pending = new.pending(0, version)
                 inserted = connection.execute(
                     insert(_VERSIONS).values(**row_values(pending))
@@ -509,7 +535,11 @@ class Catalog:
                 select(table.c.key).where(table.c.key == key)
             ).scalar_one_or_none()
             if exists is None:
-                connection.execute(insert(table).values(key=key, value=value))
+                try:  # another process may insert it meanwhile (on a server database)
+                    with connection.begin_nested():
+                        connection.execute(insert(table).values(key=key, value=value))
+                except IntegrityError:
+                    pass
 
     # --- aliases -----------------------------------------------------------------------------
     #
@@ -671,24 +701,19 @@ class _RolledBack(Exception):
     """Raised inside a write transaction to roll it back."""
 
 
-def _raise_high_water(connection: Connection, name: str, version: int) -> None:
-    last = connection.execute(
-        select(_NAMES.c.last_version).where(_NAMES.c.name == name)
-    ).scalar_one_or_none()
-    if last is None:
-        connection.execute(insert(_NAMES).values(name=name, last_version=version))
-    elif last < version:
-        connection.execute(update(_NAMES).where(_NAMES.c.name == name).values(last_version=version))
-
-
 def _ready_row(connection: Connection, name: str, version: int) -> Any:
+    """The ready row, locked until the transaction ends (``FOR UPDATE``; SQLite's
+    ``BEGIN IMMEDIATE`` already excludes other writers), so that a read-modify-write of its tags
+    or properties never loses another process's change."""
     return (
         connection.execute(
-            select(_VERSIONS).where(
+            select(_VERSIONS)
+            .where(
                 _VERSIONS.c.name == name,
                 _VERSIONS.c.version == version,
                 _VERSIONS.c.state == READY,
             )
+            .with_for_update()
         )
         .mappings()
         .one_or_none()
@@ -710,6 +735,9 @@ def _record(row: Any, **changes: Any) -> VersionRecord:
 
 
 def _open_error(db_url: str, exc: BaseException) -> CatalogError:
+    unreachable = connection_error(db_url, exc)
+    if unreachable is not None:
+        return unreachable
     cause = one_line(getattr(exc, "orig", None) or exc)
     if is_damage(cause):
         return damaged_error(db_url, [cause])

@@ -131,10 +131,15 @@ def create_catalog_engine(db_url: str | URL, *, read_only: bool = False) -> Engi
         try:
             return create_engine(url, pool_pre_ping=True)
         except ImportError as exc:  # the dialect's DBAPI driver, e.g. psycopg, is missing
+            team = (
+                " (the supported driver: postgresql+psycopg:// with pip install 'modelstore[team]')"
+                if url.get_backend_name() == "postgresql"
+                else ""
+            )
             raise CatalogError(
                 f"cannot open the catalog {url!r}: its database driver is not installed "
-                f"({exc}); install it (e.g. pip install {exc.name or 'the driver'}) or unset "
-                "MODELSTORE_DB_URL to use <home>/registry.db"
+                f"({exc}); install it (e.g. pip install {exc.name or 'the driver'}){team} or "
+                "unset MODELSTORE_DB_URL to use <home>/registry.db"
             ) from None
     memory = is_memory(url)
     kwargs: dict[str, Any] = {

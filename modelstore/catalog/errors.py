@@ -5,9 +5,13 @@ are told apart from other failures."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from modelstore.catalog.engine import parse_catalog_url, sqlite_file
-from modelstore.errors import CatalogDamagedError, CatalogError
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from modelstore.catalog.engine import is_sqlite, parse_catalog_url, sqlite_file
+from modelstore.errors import CatalogConnectionError, CatalogDamagedError, CatalogError
 
 _DAMAGE = ("malformed", "file is not a database", "database corruption")
 
@@ -31,6 +35,9 @@ def damaged_error(db_url: str, problems: list[str]) -> CatalogDamagedError:
 
 
 def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> CatalogError:
+    unreachable = None if db_url is None else connection_error(db_url, exc)
+    if unreachable is not None:  # a server that went away after the catalog was opened
+        return unreachable
     cause = one_line(getattr(exc, "orig", None) or exc)
     if db_url is not None and is_damage(cause):
         return damaged_error(db_url, [cause])
@@ -66,3 +73,40 @@ def one_line(exc: BaseException) -> str:
 
 def one_line_text(text: str) -> str:
     return " ".join(text.split())[:300]
+
+
+def driver_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    """The DBAPI driver's base error class, which a failed connect raises unwrapped."""
+    dbapi: Any = getattr(engine.dialect, "loaded_dbapi", None)
+    error = getattr(dbapi, "Error", None)
+    return (error,) if isinstance(error, type) and issubclass(error, BaseException) else ()
+
+
+def connection_error(db_url: str, exc: BaseException) -> CatalogConnectionError | None:
+    """A server database that cannot be reached or logged into, as one line naming host, port
+    and database, never the password (the driver's text is scrubbed of it too); None for any
+    other failure. SQLite files have their own messages (damage, full disk)."""
+    url = parse_catalog_url(db_url)
+    if is_sqlite(url):
+        return None
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if (
+        orig is None or type(orig).__name__ != "OperationalError"
+    ):  # PEP 249: connection-level failures
+        return None
+    reason = one_line(orig)
+    if url.password:
+        reason = reason.replace(str(url.password), "***")
+    reason = reason.removeprefix("connection failed: ")
+    masked = url.render_as_string(hide_password=True)
+    where = f"{url.host or 'localhost'}{f':{url.port}' if url.port else ''}"
+    return CatalogConnectionError(
+        f"cannot connect to the catalog database {url.database or '(default)'} on {where} "
+        f"({masked}): {reason}; check that the server is running and the host, port, database, "
+        "user and password in MODELSTORE_DB_URL",
+        catalog=masked,
+        host=url.host,
+        port=url.port,
+        database=url.database,
+        reason=reason,
+    )

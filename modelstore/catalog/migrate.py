@@ -18,12 +18,16 @@ from sqlalchemy import Engine
 
 from modelstore.errors import CatalogError
 
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 """The newest migration shipped with this release (a test checks it against the scripts)."""
 
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+_POSTGRES_LOCK = "hashtext('modelstore catalog migration'), hashtext(current_schema())"
+"""The advisory lock key serialising migrations of one catalog: one per database and schema."""
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -32,9 +36,14 @@ def current_revision(engine: Engine) -> str | None:
     try:
         cursor = raw.cursor()
         try:
+            if engine.dialect.name == "postgresql":
+                _check_schema(cursor)
             cursor.execute(
                 "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'"
                 if engine.dialect.name == "sqlite"
+                else "SELECT 1 FROM information_schema.tables WHERE table_name='alembic_version'"
+                " AND table_schema = current_schema()"
+                if engine.dialect.name == "postgresql"
                 else "SELECT 1 FROM information_schema.tables WHERE table_name='alembic_version'"
             )
             if not cursor.fetchall():
@@ -48,6 +57,37 @@ def current_revision(engine: Engine) -> str | None:
     finally:
         raw.close()
     return str(rows[0][0]) if rows else None
+
+
+def _check_schema(cursor: Any) -> None:
+    """A ``search_path`` naming no existing schema leaves PostgreSQL nowhere to create tables."""
+    cursor.execute("SELECT current_schema(), current_setting('search_path')")
+    schema, search_path = cursor.fetchone()
+    if schema is None:
+        raise CatalogError(
+            f"the catalog database has no schema named by its search_path ({search_path}); "
+            "create it first (CREATE SCHEMA ...) or fix the search_path in MODELSTORE_DB_URL"
+        )
+
+
+@contextlib.contextmanager
+def database_lock(engine: Engine) -> Iterator[None]:
+    """Held while a catalog is created or upgraded, by every process of every home: on
+    PostgreSQL a session advisory lock on its own connection (released by the server if this
+    process dies); SQLite's file already serialises its writers, so nothing there."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        connection.execute(text(f"SELECT pg_advisory_lock({_POSTGRES_LOCK})"))
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text(f"SELECT pg_advisory_unlock({_POSTGRES_LOCK})"))
+            connection.commit()
 
 
 def alembic_config(connection: Any) -> Any:
@@ -93,7 +133,7 @@ def ensure_schema(
             f"{HEAD_REVISION}, and reads never upgrade it; run a writing command once (e.g. "
             "`modelstore doctor`) to upgrade it"
         )
-    with lock:
+    with lock, database_lock(engine):
         revision = current_revision(engine)  # another process may have just done it
         if revision == HEAD_REVISION:
             return

@@ -13,8 +13,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+INT64 = BigInteger().with_variant(Integer(), "sqlite")
+"""Every number in the catalog (ids, versions, sizes, counts) is 64-bit on every backend. SQLite's
+INTEGER already is, and an id must be declared exactly INTEGER there to be the rowid, so SQLite
+keeps INTEGER; other databases get BIGINT (a 32-bit ``size`` overflows at 2 GiB)."""
 
 PENDING = "pending"
 READY = "ready"
@@ -32,7 +47,7 @@ class ModelName(Base):
     __tablename__ = "model_names"
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
-    last_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    last_version: Mapped[int] = mapped_column(INT64, nullable=False)
 
 
 class VersionRow(Base):
@@ -42,15 +57,15 @@ class VersionRow(Base):
         Index("ix_model_versions_state", "state"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(INT64, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(ForeignKey("model_names.name"), nullable=False)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    version: Mapped[int] = mapped_column(INT64, nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     entry: Mapped[str] = mapped_column(Text, nullable=False)
     kind: Mapped[str] = mapped_column(String(8), nullable=False)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
-    file_count: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int] = mapped_column(INT64, nullable=False)
+    file_count: Mapped[int] = mapped_column(INT64, nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(nullable=False)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
@@ -67,10 +82,10 @@ class FileRow(Base):
     __tablename__ = "version_files"
 
     version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+        INT64, ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
     relpath: Mapped[str] = mapped_column(Text, primary_key=True)
-    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    size: Mapped[int] = mapped_column(INT64, nullable=False)
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
 
 
@@ -93,7 +108,7 @@ class ModelAlias(Base):
 
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     alias: Mapped[str] = mapped_column(String(64), primary_key=True)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    version: Mapped[int] = mapped_column(INT64, nullable=False)
 
 
 class AliasHistoryRow(Base):
@@ -103,11 +118,11 @@ class AliasHistoryRow(Base):
     __tablename__ = "alias_history"
     __table_args__ = (Index("ix_alias_history_name", "name"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(INT64, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     alias: Mapped[str] = mapped_column(String(64), nullable=False)
-    from_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    to_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    from_version: Mapped[int | None] = mapped_column(INT64, nullable=True)
+    to_version: Mapped[int | None] = mapped_column(INT64, nullable=True)
     at: Mapped[datetime] = mapped_column(nullable=False)
     by: Mapped[str] = mapped_column(Text, nullable=False)
 

@@ -19,7 +19,8 @@ from datetime import timezone
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from modelstore.catalog.errors import catalog_error
 from modelstore.catalog.records import NewVersion, VersionRecord
@@ -117,16 +118,7 @@ class CoreVersionStore:
 
     def reserve(self, new: NewVersion) -> VersionRecord:
         with writing(self._engine, self._url) as connection:
-            last = connection.execute(
-                select(NAMES.c.last_version).where(NAMES.c.name == new.name)
-            ).scalar_one_or_none()
-            version = (last or 0) + 1
-            if last is None:
-                connection.execute(insert(NAMES).values(name=new.name, last_version=version))
-            else:
-                connection.execute(
-                    update(NAMES).where(NAMES.c.name == new.name).values(last_version=version)
-                )
+            version = self._take_number(connection, new.name)
             pending = new.pending(0, version)  # its id is the row's, known once inserted
             inserted = connection.execute(
                 insert(VERSIONS).values(**row_values(pending))
@@ -150,3 +142,64 @@ class CoreVersionStore:
                 .values(state=state)
             )
         return bool(result.rowcount)
+
+    def _take_number(self, connection: Connection, name: str) -> int:
+        return next_number(connection, name)
+
+
+class PostgresVersionStore(CoreVersionStore):
+    """PostgreSQL: the number is taken by one upsert that increments the name's high-water mark
+    in place and returns it. The row stays locked until the transaction (which also writes the
+    pending version) commits, so concurrent registrations of one name queue on that row and each
+    gets the next number; none reads a number another is about to take."""
+
+    def _take_number(self, connection: Connection, name: str) -> int:
+        upsert = (
+            postgresql_insert(NAMES)
+            .values(name=name, last_version=1)
+            .on_conflict_do_update(
+                index_elements=[NAMES.c.name], set_={"last_version": NAMES.c.last_version + 1}
+            )
+            .returning(NAMES.c.last_version)
+        )
+        return int(connection.execute(upsert).scalar_one())
+
+
+def next_number(connection: Connection, name: str) -> int:
+    """Increment ``name``'s high-water mark and return it, atomically on any backend: the
+    increment is computed by the database in one UPDATE (which locks the row until commit), never
+    from a value read earlier. A new name is inserted in a savepoint; if another transaction
+    inserted it meanwhile, the insert fails once that one has committed, and the UPDATE then
+    applies to its row."""
+    bump = update(NAMES).where(NAMES.c.name == name).values(last_version=NAMES.c.last_version + 1)
+    if not connection.execute(bump).rowcount:
+        if insert_name(connection, name, 1):
+            return 1
+        connection.execute(bump)
+    return int(
+        connection.execute(select(NAMES.c.last_version).where(NAMES.c.name == name)).scalar_one()
+    )
+
+
+def raise_high_water(connection: Connection, name: str, version: int) -> None:
+    """Make ``name``'s high-water mark at least ``version``, atomically: the comparison is in the
+    UPDATE itself, so a mark raised meanwhile by another process is never lowered."""
+    raise_it = (
+        update(NAMES)
+        .where(NAMES.c.name == name, NAMES.c.last_version < version)
+        .values(last_version=version)
+    )
+    if connection.execute(raise_it).rowcount:
+        return
+    if not insert_name(connection, name, version):
+        connection.execute(raise_it)  # the row exists now: raise it if it is still lower
+
+
+def insert_name(connection: Connection, name: str, version: int) -> bool:
+    """Insert the name's row; False, changing nothing, if it exists already."""
+    try:
+        with connection.begin_nested():
+            connection.execute(insert(NAMES).values(name=name, last_version=version))
+    except IntegrityError:
+        return False
+    return True

@@ -1,0 +1,464 @@
+"""The catalog on a real PostgreSQL server (tests/pg.py starts one for the session): the schema,
+its migrations, atomic numbering and read-modify-writes under real concurrency, the migration
+lock, the catalog's own schema, and one-line connection errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from pg import PgServer, free_port
+from registry_helpers import TESTS_DIR, child_command, make_file
+from sqlalchemy import create_engine, text
+
+from modelstore import Registry
+from modelstore.catalog import Catalog, FileRecord, NewVersion, migrate
+from modelstore.catalog.engine import create_catalog_engine
+from modelstore.catalog.tables import PENDING, READY, Base
+from modelstore.catalog.versionstore import CoreVersionStore, PostgresVersionStore
+from modelstore.cli import main
+from modelstore.errors import CatalogConnectionError, CatalogError
+
+pytestmark = pytest.mark.postgres
+
+
+def _new(name: str = "m", size: int = 3, token: str = "t") -> NewVersion:
+    return NewVersion(
+        name=name,
+        entry="model.pkl",
+        kind="file",
+        size=size,
+        file_count=1,
+        sha256="0" * 64,
+        created_at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc),
+        token=token,
+        files=[FileRecord("model.pkl", size, "1" * 64)],
+    )
+
+
+def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(text(sql))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def _schema(url: str, schema: str = "public") -> dict[str, list[tuple[Any, ...]]]:
+    """Columns (with types and defaults), constraints, indexes and sequences of one schema."""
+    return {
+        "columns": _query(
+            url,
+            "SELECT table_name, column_name, data_type, is_nullable, column_default "
+            f"FROM information_schema.columns WHERE table_schema = '{schema}' ORDER BY 1, 2",
+        ),
+        "constraints": _query(
+            url,
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            f"FROM pg_constraint WHERE connamespace = '{schema}'::regnamespace ORDER BY 1, 2",
+        ),
+        "indexes": _query(
+            url,
+            f"SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = '{schema}' ORDER BY 1",
+        ),
+        "sequences": _query(
+            url,
+            "SELECT sequencename, data_type, max_value FROM pg_sequences "
+            f"WHERE schemaname = '{schema}' ORDER BY 1",
+        ),
+    }
+
+
+def _in_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` in ``count`` threads started together; their results (or exceptions)."""
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.fixture
+def catalog(pg_url: str) -> Any:
+    opened = Catalog(pg_url)
+    yield opened
+    opened.close()
+
+
+# --- schema and migrations ---------------------------------------------------------------------
+
+
+def test_a_new_postgresql_catalog_has_the_same_schema_as_one_built_by_running_every_migration(
+    pg_server: PgServer, pg_url: str
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    Catalog(pg_url).close()
+    migrated = pg_server.createdb("migrated_schema")
+    engine = create_catalog_engine(migrated)
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        engine.dispose()
+    assert _schema(pg_url) == _schema(migrated)
+    assert ("model_versions", "size", "bigint", "NO", None) in _schema(pg_url)["columns"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_catalog_at_revision_0002_is_upgraded_to_64_bit_numbers_keeping_its_rows(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"sqlite:///{tmp_path / 'old.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    engine = create_catalog_engine(url)
+    migrate.upgrade(engine, "0002")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO model_names VALUES ('m', 1)"))
+        connection.execute(
+            text(
+                "INSERT INTO model_versions (name, version, state, entry, kind, size, "
+                "file_count, sha256, created_at, tags, properties) VALUES ('m', 1, 'ready', "
+                "'model.pkl', 'file', 3, 1, 'x', '2026-01-01 00:00:00', '{\"a\": \"b\"}', '{}')"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO version_files SELECT id, 'model.pkl', 3, 'y' FROM model_versions")
+        )
+    engine.dispose()
+    catalog = Catalog(url)
+    try:
+        assert migrate.current_revision(catalog._engine) == migrate.HEAD_REVISION
+        old = catalog.get("m", 1)
+        assert old is not None and old.tags == {"a": "b"} and old.size == 3
+        assert catalog.files(old.id) == [FileRecord("model.pkl", 3, "y")]
+        big = catalog.reserve(_new(size=3 * 10**9))  # beyond 32 bits once upgraded
+        assert big.version == 2
+        assert catalog.set_state(big.id, READY, expected=PENDING)
+        read = catalog.get("m", 2)
+        assert read is not None and read.size == 3 * 10**9
+        assert catalog.files(big.id) == [FileRecord("model.pkl", 3 * 10**9, "1" * 64)]
+    finally:
+        catalog.close()
+
+
+def test_a_version_of_3e9_bytes_is_stored_and_read_back(catalog: Catalog) -> None:
+    record = catalog.reserve(_new(size=3 * 10**9))
+    catalog.set_state(record.id, READY, expected=PENDING)
+    read = catalog.get("m", 1)
+    assert read is not None and (read.size, read.file_count) == (3 * 10**9, 1)
+    assert catalog.files(record.id) == [FileRecord("model.pkl", 3 * 10**9, "1" * 64)]
+    catalog.raise_high_water("m", 2**40)
+    assert catalog.reserve(_new()).version == 2**40 + 1
+
+
+def test_a_postgresql_catalog_takes_numbers_with_the_postgresql_version_store(
+    catalog: Catalog,
+) -> None:
+    assert isinstance(catalog._versions, PostgresVersionStore)
+
+
+# --- read-modify-writes under concurrency ------------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["postgresql", "core"])
+def test_concurrent_reservations_of_a_new_name_take_distinct_consecutive_numbers(
+    catalog: Catalog, store: str
+) -> None:
+    if store == "core":  # the portable path, as any other server database would run it
+        catalog._versions = CoreVersionStore(catalog._engine, catalog.url)
+    results = _in_threads(8, lambda _i: [catalog.reserve(_new()).version for _ in range(25)])
+    errors = [r for r in results if isinstance(r, Exception)]
+    assert errors == []
+    assert sorted(v for versions in results for v in versions) == list(range(1, 201))
+
+
+def test_raising_the_high_water_mark_never_lowers_one_raised_meanwhile(catalog: Catalog) -> None:
+    """Adopting a folder raises the mark while registrations bump it: every number stays
+    unique, and the mark ends at the highest number handed out or adopted."""
+
+    def work(i: int) -> list[int]:
+        if i % 2:
+            return [catalog.reserve(_new()).version for _ in range(25)]
+        for _ in range(25):
+            current = catalog._engine.connect()
+            try:
+                mark = current.execute(
+                    text("SELECT last_version FROM model_names WHERE name = 'm'")
+                ).scalar_one_or_none()
+            finally:
+                current.close()
+            catalog.raise_high_water("m", (mark or 0) + 1)
+        return []
+
+    results = _in_threads(8, work)
+    assert [r for r in results if isinstance(r, Exception)] == []
+    taken = [v for versions in results for v in versions]
+    assert len(taken) == len(set(taken)) == 100
+    assert catalog.reserve(_new()).version > max(taken)
+
+
+def test_concurrent_tag_updates_of_one_version_lose_none(catalog: Catalog) -> None:
+    catalog.set_state(catalog.reserve(_new()).id, READY, expected=PENDING)
+
+    def tag(i: int) -> None:
+        for n in range(10):
+            catalog.update_tags("m", 1, {f"t{i}-{n}": "x"}, [])
+
+    assert [r for r in _in_threads(8, tag) if r is not None] == []
+    read = catalog.get("m", 1)
+    assert read is not None and len(read.tags) == 80
+
+
+def test_concurrent_property_additions_to_one_version_lose_none(catalog: Catalog) -> None:
+    catalog.set_state(catalog.reserve(_new()).id, READY, expected=PENDING)
+
+    def add(i: int) -> None:
+        for n in range(10):
+            catalog.add_properties("m", 1, {f"p{i}-{n}": "x"})
+
+    assert [r for r in _in_threads(8, add) if r is not None] == []
+    read = catalog.get("m", 1)
+    assert read is not None and len(read.properties) == 80
+
+
+def test_versions_deleted_by_several_deleters_at_once_are_each_claimed_by_exactly_one(
+    catalog: Catalog,
+) -> None:
+    for round in range(10):
+        ids = [catalog.reserve(_new(name=f"m{round}")).id for _ in range(5)]
+        for row_id in ids:
+            catalog.set_state(row_id, READY, expected=PENDING)
+        claims = _in_threads(8, lambda i: catalog.start_delete(f"m{round}", None, f"token{i}"))  # noqa: B023
+        assert [c for c in claims if isinstance(c, Exception)] == []
+        claimed = [record.version for records in claims for record in records]
+        assert sorted(claimed) == [1, 2, 3, 4, 5]  # each version by one claimer only
+
+
+def test_a_catalog_fact_recorded_by_several_processes_at_once_is_recorded_once(
+    catalog: Catalog,
+) -> None:
+    results = _in_threads(8, lambda i: catalog.set_info_default("store", f"s{i}"))
+    assert [r for r in results if isinstance(r, Exception)] == []
+    assert catalog.info()["store"] in {f"s{i}" for i in range(8)}
+
+
+# --- real processes ----------------------------------------------------------------------------
+
+
+def _children(commands: list[list[str]], flag: Path, env: dict[str, str]) -> list[str]:
+    children = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for cmd in commands
+    ]
+    flag.touch()  # they all start at once (each polls for this file)
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=240)
+        assert (child.returncode, err) == (0, ""), err
+        outputs.append(out)
+    return outputs
+
+
+@pytest.mark.slow
+def test_eight_processes_registering_one_name_into_a_postgresql_catalog_get_versions_1_to_400(
+    tmp_path: Path, pg_url: str
+) -> None:
+    import json
+
+    home = tmp_path / "home"
+    source = make_file(tmp_path / "model.pkl", b"m" * 4096)
+    flag = tmp_path / "go"
+    command = child_command("register_many", str(home), str(source), "m", "50", str(flag))
+    outputs = _children([command] * 8, flag, {**os.environ, "MODELSTORE_DB_URL": pg_url})
+    results = [json.loads(out) for out in outputs]
+    assert sorted(v for versions in results for v in versions) == list(range(1, 401))
+    for versions in results:
+        assert versions == sorted(versions)
+    with Registry(home, db_url=pg_url) as registry:
+        assert registry.versions("m") == list(range(1, 401))
+        assert sorted(os.listdir(home / "azureml-models" / "m"), key=int) == [
+            str(v) for v in range(1, 401)
+        ]
+        assert registry.verify().ok and registry.doctor().findings == []
+
+
+_OPEN_ROUNDS = f"""
+import os, sys
+sys.path.insert(0, {TESTS_DIR!r})
+from registry_helpers import wait_for
+from modelstore import Registry
+home, flags, count, urls = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+for round, url in enumerate(urls):
+    wait_for(os.path.join(flags, f"go{{round}}"))  # set by the last child to finish the round
+    Registry(home, db_url=url).close()
+    open(os.path.join(flags, f"done{{round}}-{{os.getpid()}}"), "w").close()
+    if len([f for f in os.listdir(flags) if f.startswith(f"done{{round}}-")]) == count:
+        open(os.path.join(flags, f"go{{round + 1}}"), "w").close()
+"""
+
+
+@pytest.mark.slow
+def test_eight_homes_opening_one_empty_postgresql_database_at_once_all_succeed(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    """Each round, eight processes (eight homes, so no shared lock file) open one new database
+    at the same moment: every open succeeds and the catalog is created once."""
+    urls = [pg_server.createdb(f"first_open_{tmp_path.name}_{r}".lower()) for r in range(3)]
+    flags = tmp_path / "flags"
+    flags.mkdir()
+    commands = [
+        [sys.executable, "-c", _OPEN_ROUNDS, str(tmp_path / f"home{i}"), str(flags), "8", *urls]
+        for i in range(8)
+    ]
+    _children(commands, flags / "go0", dict(os.environ))
+    for url in urls:
+        assert _query(url, "SELECT version_num FROM alembic_version") == [(migrate.HEAD_REVISION,)]
+        assert _query(url, "SELECT key FROM catalog_info") == [("created_by",)]
+
+
+# --- the catalog's own schema ------------------------------------------------------------------
+
+
+def test_another_applications_alembic_version_in_another_schema_is_ignored(pg_url: str) -> None:
+    _query(
+        pg_url,
+        "CREATE SCHEMA other; CREATE TABLE other.alembic_version (version_num VARCHAR(32)); "
+        "INSERT INTO other.alembic_version VALUES ('ffffffffffff')",
+    )
+    catalog = Catalog(pg_url)
+    try:
+        assert migrate.current_revision(catalog._engine) == migrate.HEAD_REVISION
+        assert catalog.reserve(_new()).version == 1
+    finally:
+        catalog.close()
+    assert _query(pg_url, "SELECT version_num FROM other.alembic_version") == [("ffffffffffff",)]
+    assert _query(pg_url, "SELECT version_num FROM public.alembic_version") == [
+        (migrate.HEAD_REVISION,)
+    ]
+
+
+def test_a_search_path_in_the_url_keeps_the_catalog_in_its_own_schema(pg_url: str) -> None:
+    _query(pg_url, "CREATE SCHEMA registry")
+    in_schema = f"{pg_url}?options=-csearch_path%3Dregistry"
+    for url in (in_schema, pg_url):  # two catalogs in one database, one per schema
+        catalog = Catalog(url)
+        try:
+            catalog.set_state(catalog.reserve(_new()).id, READY, expected=PENDING)
+        finally:
+            catalog.close()
+    tables = {"alembic_version", "catalog_info", "model_names", "model_versions", "version_files"}
+    tables |= {"model_aliases", "alias_history"}
+    for schema in ("registry", "public"):
+        listed = _query(
+            pg_url,
+            f"SELECT table_name FROM information_schema.tables WHERE table_schema = '{schema}'",
+        )
+        assert {t for (t,) in listed} == tables
+        assert _query(pg_url, f"SELECT name, version FROM {schema}.model_versions") == [("m", 1)]
+    assert _schema(pg_url, "registry") != {}
+
+
+def test_a_search_path_naming_a_missing_schema_is_one_line(pg_url: str) -> None:
+    with pytest.raises(CatalogError, match=r"no schema named by its search_path \(nowhere\)"):
+        Catalog(f"{pg_url}?options=-csearch_path%3Dnowhere")
+
+
+# --- connection errors -------------------------------------------------------------------------
+
+
+def _cli(tmp_path: Path, url: str) -> tuple[int, list[str]]:
+    result = CliRunner().invoke(
+        main, ["--home", str(tmp_path / "home"), "list"], env={"MODELSTORE_DB_URL": url}
+    )
+    return result.exit_code, result.stderr.splitlines()
+
+
+def test_a_server_that_is_not_running_is_one_line_naming_host_and_database(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # nothing listens there
+    code, lines = _cli(tmp_path, f"postgresql+psycopg://me:s3cret@127.0.0.1:{port}/registry")
+    assert code == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"Error: cannot connect to the catalog database registry on 127.0.0.1:{port} "
+        f"(postgresql+psycopg://me:***@127.0.0.1:{port}/registry): "
+    )
+    assert "Connection refused" in lines[0] and "s3cret" not in lines[0]
+
+
+def test_a_stopped_server_is_one_line(pg_server: PgServer, tmp_path: Path) -> None:
+    """A server that was there and is gone (its port now closed) is the same one line."""
+    from pg import start_server
+
+    other = start_server(pg_server.bin_dir)
+    try:
+        url = other.createdb("gone")
+        catalog = Catalog(url)
+    finally:
+        other.stop()
+        shutil.rmtree(other.root, ignore_errors=True)
+    try:  # a catalog opened before the server went away
+        for call in (lambda: catalog.versions("m"), lambda: catalog.reserve(_new())):
+            with pytest.raises(CatalogError) as caught:
+                call()
+            assert "\n" not in str(caught.value) and other.password not in str(caught.value)
+            assert str(caught.value).startswith("cannot connect to the catalog database gone")
+    finally:
+        catalog.close()
+    code, lines = _cli(tmp_path, url)
+    assert code == 1 and len(lines) == 1, lines
+    assert f"cannot connect to the catalog database gone on 127.0.0.1:{other.port}" in lines[0]
+    assert other.password not in lines[0]
+
+
+def test_a_missing_database_is_one_line(pg_server: PgServer, tmp_path: Path) -> None:
+    code, lines = _cli(tmp_path, pg_server.url("no_such_db"))
+    assert code == 1 and len(lines) == 1, lines
+    assert 'database "no_such_db" does not exist' in lines[0]
+    assert pg_server.password not in lines[0]
+
+
+def test_a_wrong_password_is_one_line_that_does_not_show_it(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    code, lines = _cli(tmp_path, pg_server.url("postgres", password="Wr0ngPassw0rd"))
+    assert code == 1 and len(lines) == 1, lines
+    assert 'password authentication failed for user "postgres"' in lines[0]
+    assert "Wr0ngPassw0rd" not in lines[0] and "postgres:***@" in lines[0]
+
+
+def test_a_connection_error_carries_host_port_and_database(pg_server: PgServer) -> None:
+    with pytest.raises(CatalogConnectionError) as caught:
+        Catalog(pg_server.url("no_such_db"))
+    error = caught.value
+    assert (error.host, error.port, error.database) == ("127.0.0.1", pg_server.port, "no_such_db")
+    assert pg_server.password not in str(error) and "***" in error.catalog
