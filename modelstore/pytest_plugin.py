@@ -472,6 +472,7 @@ class _ScoringClients:
         self._monkeypatch.chdir(deployment.working_dir)
         script = deployment.script_path
         assert script is not None
+        settings.setdefault("request_timeout_ms", spec.request_settings.request_timeout_ms)
         serving = ServingSettings.from_environ(
             os.environ, entry_script=Path(spec.code_configuration.scoring_script), **settings
         )
