@@ -196,6 +196,7 @@ _FIXTURE_MODULES = (
     "modelstore.serving.app",
     "modelstore.serving.settings",
     "modelstore.testing",
+    "modelstore.v2.layout",  # scoring_client.from_deployment: pydantic specs with Path fields
     "flask.testing",
 )
 
