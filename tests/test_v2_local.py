@@ -371,3 +371,26 @@ def test_serve_f_with_a_bad_yaml_is_one_line_exit_2_and_starts_nothing(
         "Error: blue-deployment.yml:25: instance_cuont: unknown key; did you mean instance_count?\n"
     )
     assert os.listdir(system_tmp) == []
+
+
+def test_serve_f_whose_init_fails_exits_3_and_leaves_no_app_root(
+    gallery: Path, tmp_path: Path
+) -> None:
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    (gallery / "onlinescoring" / "score.py").write_text(
+        "def init():\n    raise RuntimeError('boom')\n\ndef run(data):\n    return data\n"
+    )
+    env = clean_environment(tmp_path / "home", {"TMPDIR": str(system_tmp)})
+    result = subprocess.run(
+        [sys.executable, "-m", "modelstore", "serve", "--port", "0", "-f", "blue-deployment.yml"],
+        cwd=gallery,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines()[-1].startswith("Error: init() of ")
+    assert "raised RuntimeError: boom" in result.stderr.splitlines()[-1]
+    assert os.listdir(system_tmp) == []

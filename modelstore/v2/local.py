@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from modelstore.errors import InvalidArgumentError, UsageError
+from modelstore.errors import InvalidArgumentError, SpecError, UsageError
 from modelstore.v2.deployment_spec import EnvironmentSpec, OnlineDeploymentSpec
 from modelstore.v2.layout import V2Deployment, temporary_v2_deployment
 from modelstore.v2.load import load_deployment_spec
@@ -87,7 +87,7 @@ def _looks_like_endpoint(path: str) -> bool:
     ones. A file that cannot be read is left to the deployment loader to report."""
     try:
         data = read_yaml_mapping(Path(path), path)
-    except Exception:
+    except SpecError:
         return False
     schema = str(data.get("$schema", "")).lower()
     if "onlineendpoint" in schema:
