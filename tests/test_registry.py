@@ -717,3 +717,16 @@ def test_register_spec_refuses_a_taken_version_and_leaves_the_store_unchanged(
         registry.register_spec(spec)
     assert snapshot(home) == before
     assert registry.versions("sklearn-regression") == [1]
+
+
+def test_register_with_a_version_that_is_not_a_positive_int_is_refused_before_copying(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    model = make_file(tmp_path / "m.pkl")
+    before = snapshot(home)
+    with pytest.raises(BadArgumentTypeError, match="version must be an int"):
+        registry.register(model, "m", version="3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="version must be 1 or more"):
+        registry.register(model, "m", version=0)
+    assert snapshot(home) == before
+    assert registry.register(model, "m", version=7).version == 7
