@@ -122,6 +122,18 @@ class PropertyImmutableError(ModelstoreError):
     """Properties are add-only, as in Azure ML: an existing key cannot be changed."""
 
 
+class VersionTakenError(ModelstoreError):
+    """A registration asked for an exact version number that is not free: the version exists,
+    or the number was handed out before (numbers are never reused, even after a delete).
+    ``last`` is the highest number the name has used."""
+
+    def __init__(self, message: str, *, name: str, version: int, last: int) -> None:
+        super().__init__(message)
+        self.name = name
+        self.version = version
+        self.last = last
+
+
 class IntegrityError(ModelstoreError):
     """Stored model files no longer match the checksums recorded at registration."""
 

@@ -10,6 +10,7 @@ and the standard library; SQLAlchemy, Flask and pyfakefs are imported inside the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -195,6 +196,7 @@ _FIXTURE_MODULES = (
     "modelstore.serving.app",
     "modelstore.serving.settings",
     "modelstore.testing",
+    "modelstore.v2.layout",  # scoring_client.from_deployment: pydantic specs with Path fields
     "flask.testing",
 )
 
@@ -329,6 +331,14 @@ class _Deployments:
             "split the test in two"
         )
 
+    @property
+    def deployed(self) -> Deployment | None:
+        """The test's deployment, if one was made."""
+        return self._deployment
+
+    def app_root_parent(self) -> Path | None:
+        return self._app_root_parent()
+
     def _app_root_parent(self) -> Path | None:
         """pytest's temporary folder of this run; on pyfakefs, the fake system's one (None)."""
         if _uses_fake_filesystem(self._request):
@@ -419,6 +429,76 @@ class _ScoringClients:
         self._monkeypatch = monkeypatch
         self._deployments = deployments
         self._loaded_modules: set[str] = set()
+        self._v2: contextlib.ExitStack | None = None
+
+    def from_deployment(
+        self, deployment_yml: str | os.PathLike[str], **settings: Any
+    ) -> ScoringClient:
+        """A client for an Azure ML v2 deployment YAML, laid out and started as a managed
+        online deployment starts it (see ``modelstore.v2.layout``): its model (an inline path,
+        or ``azureml:NAME:VERSION``/``@latest`` from the test's registry), its code folder, its
+        environment and ``environment_variables``, and the code folder as the current
+        directory. All of it ends with the test. One deployment per test, as one container."""
+        from modelstore.errors import DeploymentRefusedError
+        from modelstore.serving.app import create_app
+        from modelstore.serving.settings import ServingSettings
+        from modelstore.testing import ScoringClient
+        from modelstore.v2.deployment_spec import OnlineDeploymentSpec
+        from modelstore.v2.layout import temporary_v2_deployment
+        from modelstore.v2.load import load_deployment_spec
+
+        if self._v2 is not None or self._deployments.deployed is not None:
+            raise DeploymentRefusedError(
+                "this test already has a deployment, so it cannot also get one from "
+                f"{os.fspath(deployment_yml)}: a test gets one deployment (one container); "
+                "split the test in two"
+            )
+        fs = _fake_filesystem(self._request) if _uses_fake_filesystem(self._request) else None
+        spec: OnlineDeploymentSpec = load_deployment_spec(self._find_yaml(deployment_yml, fs))
+        if spec.code_configuration is None:
+            raise DeploymentRefusedError(
+                f"{os.fspath(deployment_yml)} has no code_configuration, so there is no scoring "
+                "script to load; add code_configuration with code and scoring_script"
+            )
+        registry = None
+        if spec.model is not None and not hasattr(spec.model, "path"):  # an azureml: reference
+            registry = self._deployments.choose_registry()
+        parent = self._deployments.app_root_parent()
+        stack = contextlib.ExitStack()
+        self._request.addfinalizer(stack.close)
+        self._v2 = stack
+        deployment = stack.enter_context(temporary_v2_deployment(spec, registry, parent=parent))
+        for variable, value in deployment.env.items():
+            self._monkeypatch.setenv(variable, value)
+        self._monkeypatch.chdir(deployment.working_dir)
+        script = deployment.script_path
+        assert script is not None
+        settings.setdefault("request_timeout_ms", spec.request_settings.request_timeout_ms)
+        serving = ServingSettings.from_environ(
+            os.environ, entry_script=Path(spec.code_configuration.scoring_script), **settings
+        )
+        return ScoringClient(self._load(script, lambda: create_app(serving), fake=fs is not None))
+
+    def _find_yaml(self, given: str | os.PathLike[str], fs: Any) -> Path:
+        """The YAML in the current directory or next to the test file; on pyfakefs, one found
+        only on the real disk brings its folder (code, model) into the fake one, read-only."""
+        path = Path(given)
+        candidates = [path] if path.is_absolute() else [Path(os.path.abspath(path))]
+        if not path.is_absolute():
+            candidates.append(self._request.path.parent / path)
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        if fs is not None:
+            real = path if path.is_absolute() else self._request.path.parent / path
+            try:
+                fs.add_real_directory(real.parent, read_only=True)
+            except OSError:
+                pass
+            else:
+                if real.is_file():
+                    return real
+        return candidates[0]  # the loader says it does not exist
 
     def __call__(
         self,
@@ -432,6 +512,13 @@ class _ScoringClients:
         from modelstore.testing import ScoringClient
 
         fs = _fake_filesystem(self._request) if _uses_fake_filesystem(self._request) else None
+        if models and self._v2 is not None:
+            from modelstore.errors import DeploymentRefusedError
+
+            raise DeploymentRefusedError(
+                "this test already has a deployment from a v2 YAML, so it cannot also deploy "
+                "models: a test gets one deployment (one container); split the test in two"
+            )
         if models:
             self._deployments.ensure(models)
         script = self._find(entry_script, fs)
@@ -584,6 +671,10 @@ def scoring_client(
     its message followed by the server's log of the failure (the script's traceback).
     Environment variables, ``sys.path`` entries and sibling modules the script sets up are
     undone after the test, as if its server process had ended.
+
+    ``scoring_client.from_deployment("blue-deployment.yml", **settings)`` does the same for an
+    Azure ML v2 deployment YAML: model, code folder and environment as the cloud lays them out
+    (the registry is the test's, for ``azureml:`` models), removed after the test.
     """
     clients = _ScoringClients(request, monkeypatch, azureml_deployment)
     try:

@@ -78,6 +78,7 @@ from modelstore.store.hashing import new_buffer
 
 if TYPE_CHECKING:
     from modelstore import registry_archive
+    from modelstore.v2.model_spec import ModelSpec
 
 # deployment and refs are imported eagerly, not inside deploy(): a pydantic model first built
 # while pyfakefs is active captures its fake Path class, and later validation fails with
@@ -97,6 +98,8 @@ __all__ = [
 
 FilterItem = str | Sequence[str]
 _SORTS = ("name", "created", "size")
+MODEL_TYPE_PROPERTY = "modelstore.v2.type"
+"""The property holding a v2 model's ``type:`` (custom_model, mlflow_model, triton_model)."""
 _SHOWN = 20  # how many names / versions an error message lists
 
 
@@ -218,13 +221,18 @@ class Registry:
         framework_version: str | None = None,
         child_paths: Sequence[str] | None = None,
         progress: Callable[[int, int], None] | None = None,
+        version: int | None = None,
     ) -> ModelVersion:
         """Copy a file or folder into the store as the next version of ``name``.
 
         Checks run in Azure ML's order (name, framework version, path, child paths, tags and
-        properties) and all of them before anything is written.
+        properties) and all of them before anything is written. ``version`` asks for that exact
+        number (as a v2 ``model.yml`` may): it is taken if free, else VersionTakenError and the
+        store is unchanged (see ``Catalog.reserve_exact``).
         """
         validate_name(name)
+        if version is not None:
+            _check_version(version, name)
         if framework_version is not None and not framework:
             raise InvalidArgumentError(
                 "Model framework version cannot be provided without a valid framework; "
@@ -263,7 +271,11 @@ class Registry:
                     framework=framework,
                     framework_version=framework_version,
                 )
-                record = self._catalog.reserve(new)
+                record = (
+                    self._catalog.reserve(new)
+                    if version is None
+                    else self._catalog.reserve_exact(new, version)
+                )
             except BaseException:
                 self._store.discard(token)
                 raise
@@ -274,6 +286,42 @@ class Registry:
                 raise
             self._catalog.set_state(record.id, READY, expected=PENDING)
         return self._model(record)
+
+    def register_spec(
+        self,
+        spec: str | os.PathLike[str] | ModelSpec,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ModelVersion:
+        """Register the model a v2 ``model.yml`` describes, as ``az ml model create -f`` does.
+
+        ``spec`` is the file or its loaded ``ModelSpec`` (``modelstore.v2.load_model_spec``;
+        load it first to refuse a bad file before a registry is even opened). ``path`` in the
+        file is relative to the file's folder; ``version``, if given, is taken exactly (refused
+        if not free); ``type`` is kept as the property ``MODEL_TYPE_PROPERTY`` beside the file's
+        own properties. A malformed file is SpecError before anything is written.
+        """
+        from modelstore.v2.load import load_model_spec
+        from modelstore.v2.model_spec import ModelSpec
+
+        if not isinstance(spec, ModelSpec):
+            spec = load_model_spec(spec)
+        properties = dict(spec.properties)
+        if MODEL_TYPE_PROPERTY in properties:
+            raise InvalidArgumentError(
+                f"the property {MODEL_TYPE_PROPERTY!r} is where modelstore keeps the model's "
+                "type; remove it and write type: instead"
+            )
+        properties[MODEL_TYPE_PROPERTY] = spec.type
+        return self.register(
+            spec.path,
+            spec.name,
+            tags=spec.tags,
+            properties=properties,
+            description=spec.description,
+            progress=progress,
+            version=spec.version,
+        )
 
     def _refuse_store_internals(
         self, path: str | os.PathLike[str], child_paths: builtins.list[str] | None

@@ -171,6 +171,13 @@ class ScoringClientFactory(Protocol):
         **settings: Any,
     ) -> ScoringClient: ...
 
+    def from_deployment(
+        self, deployment_yml: str | os.PathLike[str], **settings: Any
+    ) -> ScoringClient:
+        """``scoring_client.from_deployment("blue-deployment.yml")``: an Azure ML v2
+        deployment YAML laid out and started as the cloud starts it."""
+        ...
+
 
 def _header_items(headers: HeadersArg) -> Iterable[tuple[str, str]]:
     if headers is None:

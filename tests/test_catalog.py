@@ -310,3 +310,28 @@ def test_metadata_updates_ignore_versions_that_are_not_ready(catalog: Catalog) -
     assert catalog.update_tags("m", 1, {"a": "b"}, []) is None
     assert catalog.add_properties("m", 1, {"a": "b"}) is None
     assert catalog.set_description("m", 1, "x") is None
+
+
+# --- reserve_exact: a number the caller chose (v2 model.yml's version:) ------------------------
+
+
+def test_reserve_exact_takes_a_free_number_and_the_next_automatic_one_follows_it(
+    catalog: Catalog,
+) -> None:
+    first = catalog.reserve(_new(token="a"))
+    exact = catalog.reserve_exact(_new(token="b"), 5)
+    assert (first.version, exact.version, exact.state) == (1, 5, PENDING)
+    assert catalog.reserve(_new(token="c")).version == 6
+
+
+def test_reserve_exact_refuses_an_existing_or_once_used_number(catalog: Catalog) -> None:
+    from modelstore.errors import VersionTakenError
+
+    catalog.reserve(_new(token="a"))
+    catalog.reserve_exact(_new(token="b"), 3)
+    with pytest.raises(VersionTakenError, match="version 3 of 'm' exists") as taken:
+        catalog.reserve_exact(_new(token="c"), 3)
+    assert (taken.value.name, taken.value.version, taken.value.last) == ("m", 3, 3)
+    with pytest.raises(VersionTakenError, match="was used before"):
+        catalog.reserve_exact(_new(token="d"), 2)  # skipped: never handed out later either
+    assert [r.version for r in catalog.rows()] == [1, 3]

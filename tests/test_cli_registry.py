@@ -762,3 +762,72 @@ def test_a_full_disk_is_reported_as_a_full_disk_and_the_store_stays_intact(
     assert [v["id"] for v in json.loads(_cli_ok(home, "list", "--json"))] == ["m:1"]
     assert _cli_ok(home, "verify").startswith("OK: 1 version verified")
     assert _cli_ok(home, "doctor").startswith("Nothing to repair")
+
+
+# --- register -f MODEL.yml ----------------------------------------------------------------------
+
+
+def _model_yml(folder: Path, text: str = "name: sklearn-regression\nversion: 2\npath: m\n") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "m").mkdir(exist_ok=True)
+    (folder / "m" / "w.bin").write_bytes(b"weights")
+    (folder / "model.yml").write_text(text)
+    return folder / "model.yml"
+
+
+def test_register_f_registers_the_v2_model_yaml_with_its_version(
+    home: Path, tmp_path: Path
+) -> None:
+    spec = _model_yml(tmp_path / "project")
+    result = ok(home, "register", "-f", str(spec))
+    assert result.stdout.startswith("Registered sklearn-regression:2  ->  ")
+    (shown,) = listed(home, "sklearn-regression")
+    assert (shown.version, shown.entry) == (2, "m")
+
+
+def test_register_f_with_a_taken_version_is_refused_in_one_line_exit_1(
+    home: Path, tmp_path: Path
+) -> None:
+    from registry_helpers import snapshot
+
+    spec = _model_yml(tmp_path / "project")
+    ok(home, "register", "-f", str(spec))
+    before = snapshot(home)
+    result = run(home, "register", "-f", str(spec))
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: version 2 of 'sklearn-regression' exists; give a version above 2, or leave "
+        "version: out to take the next one\n"
+    )
+    assert snapshot(home) == before
+
+
+def test_register_f_with_a_bad_yaml_is_refused_in_one_line_exit_2(
+    home: Path, tmp_path: Path
+) -> None:
+    spec = _model_yml(tmp_path / "project", "name: m\npath: m\nversoin: 2\n")
+    result = run(home, "register", "-f", str(spec))
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {spec}:3: versoin: unknown key; did you mean version?\n"
+    assert not home.exists()
+
+
+@pytest.mark.parametrize("extra", [["./m"], ["--name", "x"], ["--tag", "a=b"]])
+def test_register_f_with_path_or_name_or_options_is_refused_in_one_line(
+    home: Path, tmp_path: Path, extra: list[str]
+) -> None:
+    spec = _model_yml(tmp_path / "project")
+    result = run(home, "register", "-f", str(spec), *extra)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: -f MODEL.yml and ")
+    assert result.stderr.count("\n") == 1
+    assert not home.exists()
+
+
+def test_register_without_path_or_file_says_what_is_missing(home: Path) -> None:
+    result = run(home, "register", "--name", "m")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "Error: Missing argument 'PATH' (or -f MODEL.yml instead of PATH and --name); see '"
+    )
+    assert result.stderr.endswith(" register --help'\n")

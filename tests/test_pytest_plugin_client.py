@@ -300,3 +300,78 @@ def test_scoring_client_settings_come_from_the_one_resolver(
     assert len(calls) == 1
     assert (calls[0]["entry_script"], calls[0]["scoring_timeout_ms"]) == (path, 2500)
     assert calls[0]["service_name"] == "svc"
+
+
+# --- from_deployment: a v2 deployment YAML ------------------------------------------------------
+
+V2_ENV_SCRIPT = """
+import os
+
+def init():
+    pass
+
+def run(data):
+    names = ["AML_APP_ROOT", "AZUREML_ENTRY_SCRIPT", "AZUREML_MODEL_DIR", "COLOR"]
+    model = os.path.join(os.environ["AZUREML_MODEL_DIR"], "weights", "w.txt")
+    with open(model) as handle:
+        weights = handle.read()
+    return {"env": {n: os.environ.get(n) for n in names}, "cwd": os.getcwd(), "w": weights}
+"""
+
+V2_DEPLOYMENT = """\
+name: blue
+endpoint_name: e
+instance_type: Standard_DS3_v2
+model:
+  path: weights
+code_configuration:
+  code: src
+  scoring_script: score.py
+environment_variables:
+  COLOR: blue
+"""
+
+
+def _v2_project(root: Path) -> Path:
+    (root / "weights").mkdir(parents=True)
+    (root / "weights" / "w.txt").write_text("0.5")
+    (root / "src").mkdir()
+    (root / "src" / "score.py").write_text(V2_ENV_SCRIPT)
+    (root / "blue.yml").write_text(V2_DEPLOYMENT)
+    return root / "blue.yml"
+
+
+def _check_v2_answer(client: ScoringClient) -> None:
+    body = client.post(json={}).json()
+    env = body["env"]
+    app_root = os.path.dirname(env["AML_APP_ROOT"])
+    assert env["AML_APP_ROOT"].endswith("/src")
+    assert env["AZUREML_ENTRY_SCRIPT"] == "score.py"
+    assert env["AZUREML_MODEL_DIR"].startswith(f"{app_root}/azureml-models/")
+    assert env["AZUREML_MODEL_DIR"].endswith("/1")
+    assert env["COLOR"] == "blue"
+    assert body["cwd"] == env["AML_APP_ROOT"]
+    assert body["w"] == "0.5"
+
+
+def test_from_deployment_gives_the_script_the_v2_environment(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    _check_v2_answer(scoring_client.from_deployment(_v2_project(tmp_path / "p")))
+
+
+def test_from_deployment_works_on_a_fake_filesystem(
+    fs: Any, scoring_client: ScoringClientFactory
+) -> None:
+    _check_v2_answer(scoring_client.from_deployment(_v2_project(Path("/project"))))
+
+
+def test_from_deployment_refuses_a_second_deployment_in_one_test(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    from modelstore.errors import DeploymentRefusedError
+
+    spec = _v2_project(tmp_path / "p")
+    scoring_client.from_deployment(spec)
+    with pytest.raises(DeploymentRefusedError, match="a test gets one deployment"):
+        scoring_client.from_deployment(spec)

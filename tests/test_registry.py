@@ -668,3 +668,65 @@ def test_a_new_home_is_still_created_by_a_write_where_no_tree_holds_versions(
     (home / "azureml-models").mkdir(parents=True)  # an empty tree holds nothing to lose
     with Registry(home) as registry:
         assert registry.register(model_file, "m").version == 1
+
+
+# --- register_spec: a v2 model.yml ------------------------------------------------------------
+
+
+def _model_yml(folder: Path, extra: str = "") -> Path:
+    make_model_dir(folder / "model")
+    path = folder / "model.yml"
+    path.write_text(
+        "name: sklearn-regression\npath: model\ntype: mlflow_model\n"
+        "description: Ridge\ntags:\n  team: fraud\nproperties:\n  features: 10\n" + extra
+    )
+    return path
+
+
+def test_register_spec_records_what_the_model_yaml_says(registry: Registry, tmp_path: Path) -> None:
+    version = registry.register_spec(_model_yml(tmp_path / "project", "version: 4\n"))
+    assert (version.name, version.version, version.description) == (
+        "sklearn-regression",
+        4,
+        "Ridge",
+    )
+    assert version.tags == {"team": "fraud"}
+    assert version.properties == {"features": "10", "modelstore.v2.type": "mlflow_model"}
+    assert version.path == registry.path("sklearn-regression", 4)
+    assert tree_files(version.path) == tree_files(tmp_path / "project" / "model")
+    assert version.path.name == "model"  # the folder keeps its own name
+
+
+def test_register_spec_without_a_version_takes_the_next_number(
+    registry: Registry, tmp_path: Path
+) -> None:
+    spec = _model_yml(tmp_path / "project")
+    assert registry.register_spec(spec).version == 1
+    assert registry.register_spec(spec).version == 2
+
+
+def test_register_spec_refuses_a_taken_version_and_leaves_the_store_unchanged(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    from modelstore.errors import VersionTakenError
+
+    spec = _model_yml(tmp_path / "project", "version: 1\n")
+    registry.register_spec(spec)
+    before = snapshot(home)
+    with pytest.raises(VersionTakenError, match="version 1 of 'sklearn-regression' exists"):
+        registry.register_spec(spec)
+    assert snapshot(home) == before
+    assert registry.versions("sklearn-regression") == [1]
+
+
+def test_register_with_a_version_that_is_not_a_positive_int_is_refused_before_copying(
+    registry: Registry, home: Path, tmp_path: Path
+) -> None:
+    model = make_file(tmp_path / "m.pkl")
+    before = snapshot(home)
+    with pytest.raises(BadArgumentTypeError, match="version must be an int"):
+        registry.register(model, "m", version="3")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="version must be 1 or more"):
+        registry.register(model, "m", version=0)
+    assert snapshot(home) == before
+    assert registry.register(model, "m", version=7).version == 7

@@ -51,3 +51,25 @@ def test_the_scoring_script_answers_for_the_registered_model_folder(
         "deployment": "green",
         "prediction": pytest.approx(expected.tolist()),
     }
+
+
+def test_from_deployment_serves_blue_with_its_inline_model(
+    gallery: Path, scoring_client: ScoringClientFactory
+) -> None:
+    client = scoring_client.from_deployment(gallery / "blue-deployment.yml")
+    response = client.post(json={"data": ROWS})
+    assert response.status_code == 200, response.text
+    expected = joblib.load(gallery / "model" / "sklearn_regression_model.pkl").predict(
+        np.array(ROWS)
+    )
+    assert response.json() == {"deployment": "blue", "prediction": pytest.approx(expected.tolist())}
+
+
+def test_from_deployment_resolves_green_in_the_tests_registry(
+    gallery: Path, model_registry: Registry, scoring_client: ScoringClientFactory
+) -> None:
+    model_registry.register_spec(gallery / "model.yml")
+    client = scoring_client.from_deployment(gallery / "green-deployment.yml")
+    response = client.post(json={"data": ROWS})
+    assert response.status_code == 200, response.text
+    assert response.json()["deployment"] == "green"

@@ -61,6 +61,7 @@ from modelstore.errors import (
     CatalogError,
     ImportConflictError,
     PropertyImmutableError,
+    VersionTakenError,
 )
 
 
@@ -132,6 +133,51 @@ class Catalog:
         """Take the next number for ``new.name`` and record the version as pending, in one
         transaction: the number is spent even if the publish never completes."""
         return self._versions.reserve(new)
+
+    def reserve_exact(self, new: NewVersion, version: int) -> VersionRecord:
+        """``reserve`` for a number the caller chose (``version:`` of a v2 model.yml): taken
+        and recorded as pending in one transaction, if it is free. Free means above every
+        number ``new.name`` has used, so a number is never handed out twice, even after a
+        delete; the name's next automatic number follows it. Otherwise VersionTakenError."""
+        with self._write() as connection:
+            last = connection.execute(
+                select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
+            ).scalar_one_or_none()
+            if last is not None and version <= last:
+                exists = connection.execute(
+                    select(_VERSIONS.c.id).where(
+                        _VERSIONS.c.name == new.name, _VERSIONS.c.version == version
+                    )
+                ).first()
+                why = (
+                    "exists"
+                    if exists is not None
+                    else f"was used before (numbers are never reused; the last one is {last})"
+                )
+                raise VersionTakenError(
+                    f"version {version} of {new.name!r} {why}; give a version above {last}, "
+                    "or leave version: out to take the next one",
+                    name=new.name,
+                    version=version,
+                    last=last,
+                )
+            raise_high_water(connection, new.name, version)
+            pending = new.pending(0, version)
+            inserted = connection.execute(
+                insert(_VERSIONS).values(**row_values(pending))
+            ).inserted_primary_key
+            assert inserted is not None
+            row_id = int(inserted[0])
+            if new.files:
+                connection.execute(
+                    insert(_FILES),
+                    [
+                        {"version_id": row_id, "relpath": f.relpath}
+                        | {"size": f.size, "sha256": f.sha256}
+                        for f in new.files
+                    ],
+                )
+        return replace(pending, id=row_id)
 
     def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
         """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``

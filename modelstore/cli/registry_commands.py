@@ -242,8 +242,16 @@ def open_registry(*, read_only: bool = False, create: bool = False) -> Registry:
 
 
 @command("register")
-@click.argument("path")  # not click.Path(path_type=Path): Path("") is "." (the current folder)
-@click.option("--name", "name", required=True, help="Model name (Azure ML naming rule).")
+@click.argument("path", required=False)  # not click.Path: Path("") is "." (the current folder)
+@click.option("--name", "name", help="Model name (Azure ML naming rule).")
+@click.option(
+    "-f",
+    "--file",
+    "spec_file",
+    metavar="MODEL.yml",
+    help="Register what an Azure ML v2 model YAML describes (name, version, path, type, "
+    "description, tags, properties), as 'az ml model create -f'; instead of PATH and --name.",
+)
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="A tag (repeatable).")
 @click.option(
     "--property", "properties", multiple=True, metavar="K=V", help="A property (repeatable)."
@@ -260,8 +268,9 @@ def open_registry(*, read_only: bool = False, create: bool = False) -> Registry:
 )
 @json_option
 def register(
-    path: str,
-    name: str,
+    path: str | None,
+    name: str | None,
+    spec_file: str | None,
     tags: tuple[str, ...],
     properties: tuple[str, ...],
     description: str | None,
@@ -273,7 +282,27 @@ def register(
     """Register a file or folder as the next version of a model.
 
     PATH is copied into the store under its own basename; NAME follows Azure ML's naming rule.
+    With -f MODEL.yml, the v2 model YAML says all of it; a version it names is taken exactly,
+    or refused if not free.
     """
+    if spec_file is not None:
+        check_spec_file_alone(
+            path, name, tags, properties, description, framework, framework_version, child_paths
+        )
+        from modelstore.v2.load import load_model_spec
+
+        spec = load_model_spec(spec_file)  # a bad file is refused before a registry is made
+        registry = open_registry(create=True)
+        with copy_progress(f"Copying {spec.path.name}") as progress:
+            version = registry.register_spec(spec, progress=progress)
+        report_registered(version, as_json)
+        return
+    if path is None or name is None:
+        missing = "argument 'PATH'" if path is None else "option '--name'"
+        raise UsageError(
+            f"Missing {missing} (or -f MODEL.yml instead of PATH and --name); see "
+            f"'{click.get_current_context().command_path} --help'"
+        )
     validate_name(name)
     tag_pairs = parse_pairs(tags, "--tag")
     property_pairs = parse_pairs(properties, "--property")
@@ -290,10 +319,26 @@ def register(
             child_paths=list(child_paths) or None,
             progress=progress,
         )
+    report_registered(version, as_json)
+
+
+def report_registered(version: ModelVersion, as_json: bool) -> None:
     if as_json:
         print_json(dump(version))
     else:
         click.echo(f"Registered {version.id}  ->  {version.path}")
+
+
+def check_spec_file_alone(path: str | None, name: str | None, *others: object) -> None:
+    """-f MODEL.yml says everything about the model: any other way to say it is refused."""
+    given = [what for what, value in (("PATH", path), ("--name", name)) if value is not None]
+    if any(others):
+        given.append("--tag/--property/--description/--framework/--child-path")
+    if given:
+        raise UsageError(
+            f"-f MODEL.yml and {', '.join(given)} are two ways to describe the model: give "
+            "either the YAML file or PATH with --name and options"
+        )
 
 
 @command("list")

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from modelstore.deployment import Deployment
     from modelstore.serving.settings import ServingSettings
+    from modelstore.v2.local import LocalDeployment
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,9 +46,8 @@ def app_options(function: F) -> F:
             "--entry-script",
             "--entry_script",
             "entry_script",
-            required=True,
             type=click.Path(path_type=Path),
-            help="The score.py to run (with init() and run()).",
+            help="The score.py to run (with init() and run()); required unless -f is given.",
         ),
         click.option(
             "--model",
@@ -114,6 +114,91 @@ def check_model_options(models: Sequence[str], model_dir: str | None) -> list[st
             "--model and --model-dir are two ways to give the script its models: use one of them"
         )
     return list(models)
+
+
+def v2_options(long_names: Sequence[str]) -> Callable[[F], F]:
+    """``-f DEPLOYMENT.yml`` (an Azure ML v2 deployment instead of --entry-script/--model) and
+    ``--check-env``."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--check-env",
+            is_flag=True,
+            help="With -f: refuse to start when packages of the deployment's conda file are "
+            "missing here or at another version (else a warning).",
+        )(function)
+        return click.option(
+            "-f",
+            *long_names,
+            "deployment_files",
+            multiple=True,
+            metavar="DEPLOYMENT.yml",
+            type=click.Path(path_type=Path),
+            help="Serve this Azure ML v2 online deployment YAML as the cloud lays it out "
+            "(model, code, environment), instead of --entry-script/--model.",
+        )(function)
+
+    return decorate
+
+
+def check_entry_options(
+    entry_script: Path | None,
+    models: Sequence[str],
+    model_dir: str | None,
+    deployment_files: Sequence[Path],
+) -> None:
+    """-f names the script and its model; --entry-script is required without it."""
+    if deployment_files:
+        given = [
+            option
+            for option, value in (
+                ("--entry-script", entry_script),
+                ("--model", models),
+                ("--model-dir", model_dir),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(
+                f"-f DEPLOYMENT.yml names the script and its model, so {', '.join(given)} "
+                "cannot be given with it; use one or the other"
+            )
+    elif entry_script is None:
+        raise UsageError(
+            "Missing option '--entry-script' (or -f DEPLOYMENT.yml); see "
+            f"'{click.get_current_context().command_path} --help'"
+        )
+
+
+@contextmanager
+def v2_deployment(
+    ctx: click.Context,
+    files: Sequence[Path],
+    check_env: bool,
+    prefix: str,
+    **overrides: Any,
+) -> Iterator[LocalDeployment]:
+    """-f: the v2 deployment laid out in a temporary app root, its settings resolved once from
+    its environment, applied to this process (the server; workers inherit it) after the notes
+    about what is not emulated are printed. All of it is undone on exit."""
+    from modelstore.v2.local import applied, local_deployment
+
+    settings = {name: value for name, value in overrides.items() if value is not None}
+    if "max_body_mib" in settings:
+        settings["max_body_bytes"] = settings.pop("max_body_mib") * 1024 * 1024
+    workers = settings.pop("workers", None)
+    with local_deployment(
+        files,
+        lambda: state(ctx).registry(read_only=True),
+        check_env=check_env,
+        workers=workers,
+        prefix=prefix,
+        **settings,
+    ) as local:
+        for note in local.notes:
+            click.echo(note, err=True)
+        with applied(local):
+            yield local
 
 
 def deployed_models(
@@ -204,10 +289,11 @@ def resolve_settings(
     help="Restart the workers when the entry script or a file next to it changes "
     "(development only).",
 )
+@v2_options(["--file", "--deployment-file"])
 @click.pass_context
 def serve(
     ctx: click.Context,
-    entry_script: Path,
+    entry_script: Path | None,
     models: tuple[str, ...],
     model_dir: str | None,
     cors_origins: str | None,
@@ -221,6 +307,8 @@ def serve(
     workers: int | None,
     read_timeout_s: float | None,
     reload: bool,
+    deployment_files: tuple[Path, ...],
+    check_env: bool,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
     GET|POST /score, with N worker processes that each run init() before serving.
@@ -233,7 +321,19 @@ def serve(
     """
     from modelstore.serving.loader import check_entry_script
 
+    check_entry_options(entry_script, models, model_dir, deployment_files)
     refs = check_model_options(models, model_dir)
+    if deployment_files:
+        with v2_deployment(
+            ctx, deployment_files, check_env, "modelstore-serve-app-",
+            cors_origins=cors_origins, scoring_timeout_ms=scoring_timeout_ms,
+            max_body_mib=max_body_mib, numpy_json=numpy_json, validation_400=validation_400,
+            split_header_values=not no_header_split, workers=workers,
+            read_timeout_s=read_timeout_s,
+        ) as local:  # fmt: skip
+            code = run_server(local.settings, host, port, reload)
+        ctx.exit(code)
+    assert entry_script is not None
     with deployed_models(ctx, refs, "modelstore-serve-") as deployment:
         settings = resolve_settings(
             deployment, entry_script, model_dir, cors_origins, scoring_timeout_ms, max_body_mib,
@@ -349,10 +449,11 @@ def server_version_headers(settings: ServingSettings) -> tuple[tuple[str, str], 
     help="Content-Type of --data [default: application/json, also for text that is not JSON].",
 )
 @click.option("-i", "--include", is_flag=True, help="Also print the response headers.")
+@v2_options(["--deployment-file"])
 @click.pass_context
 def score(
     ctx: click.Context,
-    entry_script: Path,
+    entry_script: Path | None,
     models: tuple[str, ...],
     model_dir: str | None,
     cors_origins: str | None,
@@ -368,6 +469,8 @@ def score(
     headers: tuple[str, ...],
     content_type: str | None,
     include: bool,
+    deployment_files: tuple[Path, ...],
+    check_env: bool,
 ) -> None:
     """Load the entry script, run init(), send one request to /score through the same app
     'modelstore serve' runs (no server, no port), and print the status line and body.
@@ -380,12 +483,31 @@ def score(
     Exit codes: 0 for a 2xx answer, 1 for any other status, 2 for bad options, 3 if the entry
     script cannot start.
     """
+    check_entry_options(entry_script, models, model_dir, deployment_files)
     refs = check_model_options(models, model_dir)
     header_pairs = parse_headers(headers)
     uploads = parse_uploads(files)
     body = read_body(data)
     for warning in body_warnings(method.upper(), body, uploads, header_pairs, content_type):
         click.echo(f"Warning: {warning}", err=True)
+    if deployment_files:
+        from modelstore.serving import logs
+        from modelstore.serving.app import create_app
+
+        with v2_deployment(
+            ctx, deployment_files, check_env, "modelstore-score-app-",
+            cors_origins=cors_origins, scoring_timeout_ms=scoring_timeout_ms,
+            max_body_mib=max_body_mib, numpy_json=numpy_json, validation_400=validation_400,
+            split_header_values=not no_header_split,
+        ) as local:  # fmt: skip
+            logs.configure_logging(local.settings.app_root, local.settings.entry_script.parent)
+            status, response_headers, response_body = send_request(
+                create_app(local.settings), method.upper(), query, body, uploads, header_pairs,
+                content_type,
+            )  # fmt: skip
+        write_response(status, response_headers, response_body, include=include)
+        ctx.exit(0 if status.startswith("2") else 1)
+    assert entry_script is not None
     with deployed_models(ctx, refs, "modelstore-score-") as deployment:
         settings = resolve_settings(
             deployment, entry_script, model_dir, cors_origins, scoring_timeout_ms, max_body_mib,

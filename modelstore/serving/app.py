@@ -75,6 +75,16 @@ def error_response(
     )
 
 
+def frontend_timeout_message(timeout_ms: int) -> str:
+    """The 408 body of a v2 endpoint's front end. Azure documents the status, not the body:
+    this text is modelstore's, naming the setting to change (docs/azureml-v2.md)."""
+    return (
+        f"Request timed out after {timeout_ms} ms: the deployment's "
+        "request_settings.request_timeout_ms was reached before run() answered; raise it "
+        "(at most 180000) or make run() faster"
+    )
+
+
 # --- the request body limit (a safe fix) ---------------------------------------------------
 
 
@@ -384,9 +394,14 @@ class _RequestPath:
             if request.method == "OPTIONS":
                 return AMLResponse("", 200)
             return error_response(405, "Method not allowed")
+        frontend = settings.frontend_timeout()
+        limit = settings.request_timeout_ms if frontend else settings.scoring_timeout_ms
         try:
-            result = invoke_run(script, arguments, settings.scoring_timeout_ms, request)
+            result = invoke_run(script, arguments, limit or settings.scoring_timeout_ms, request)
         except ScriptTimedOut as exc:
+            if frontend:
+                logger.error("The endpoint's front end timed the request out: %s", exc)
+                return error_response(408, frontend_timeout_message(exc.timeout_ms))
             logger.error("Encountered Exception: %s", traceback.format_exc())
             return error_response(500, str(exc), run_function_failed=True)
         except ScriptFailed as exc:
@@ -521,5 +536,7 @@ def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Fla
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unhandled_error)
     logger.info("Scoring timeout is set to %d", settings.scoring_timeout_ms)
+    if settings.frontend_timeout():
+        logger.info("Request timeout (v2 front end, 408) is set to %d", settings.request_timeout_ms)
     logger.info("Worker with pid %d ready for serving traffic", os.getpid())
     return app

@@ -89,6 +89,9 @@ class ServingSettings(BaseModel):
     """``AZUREML_MODEL_DIR`` as the script sees it (verbatim, like azmlinfsrv), if set."""
     cors_origins: list[str] = Field(default_factory=list)
     scoring_timeout_ms: int = Field(default=DEFAULT_SCORING_TIMEOUT_MS, gt=0)
+    request_timeout_ms: int | None = Field(default=None, gt=0)
+    """A v2 deployment's ``request_settings.request_timeout_ms``: the endpoint's front end, not
+    the container, answers 408 once a request has taken this long (``frontend_timeout``)."""
     max_body_bytes: int | None = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     service_name: str = "ML service"
     service_version: str = "1.0"
@@ -109,6 +112,12 @@ class ServingSettings(BaseModel):
     @classmethod
     def _origins_from_text(cls, value: Any) -> Any:
         return split_origins(value) if isinstance(value, str) else value
+
+    def frontend_timeout(self) -> bool:
+        """Whether the v2 front end's limit comes before the container's own."""
+        return self.request_timeout_ms is not None and (
+            self.request_timeout_ms < self.scoring_timeout_ms
+        )
 
     @field_validator("app_root", mode="after")
     @classmethod
