@@ -12,8 +12,13 @@ LATEST = "latest"
 
 @dataclass(frozen=True)
 class ModelRef:
+    """``version`` None means the latest version. ``explicit`` tells ``NAME:latest`` (one
+    version, named on purpose) from a bare ``NAME`` (which some commands read as every version),
+    so callers never look at the text again."""
+
     name: str
-    version: int | None = None  # None: the latest version
+    version: int | None = None
+    explicit: bool = False  # the REF names a version: NAME:VERSION or NAME:latest
 
     def __str__(self) -> str:
         return f"{self.name}:{LATEST if self.version is None else self.version}"
@@ -26,7 +31,7 @@ def parse_ref(text: str) -> ModelRef:
         return ModelRef(validate_name(name))
     validate_name(name)
     if version_text == LATEST:
-        return ModelRef(name)
+        return ModelRef(name, explicit=True)
     digits = version_text.lstrip("0")  # not int(): it refuses more than 4300 digits
     if not version_text.isascii() or not version_text.isdigit() or not digits:
         raise InvalidRefError(
@@ -41,7 +46,7 @@ def parse_ref(text: str) -> ModelRef:
             name=name,
             version=_as_int(digits),
         )
-    return ModelRef(name, int(digits))
+    return ModelRef(name, int(digits), explicit=True)
 
 
 def _as_int(digits: str) -> int:

@@ -14,6 +14,7 @@ from registry_helpers import make_file, make_model_dir, snapshot, tree_files
 
 from modelstore import ModelVersion, Registry
 from modelstore.catalog.records import VersionRecord
+from modelstore.cli.errors import exit_code
 from modelstore.errors import (
     BadArgumentTypeError,
     InvalidArgumentError,
@@ -629,7 +630,9 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
         with pytest.raises(CatalogLostError) as caught:
             open_()
         assert caught.value.versions == 3 and caught.value.catalog == str(home / "registry.db")
-        assert "modelstore doctor --rebuild-catalog" in str(caught.value)
+        assert (caught.value.home, caught.value.remedy) == (str(home), "rebuild_catalog")
+        assert "Registry.rebuild_catalog(Registry.plan_rebuild_catalog(home))" in str(caught.value)
+        assert "--" not in str(caught.value) and "`" not in str(caught.value)
     assert _files(home) == before
 
 
@@ -658,7 +661,7 @@ def test_reading_a_home_that_does_not_exist_is_registry_not_found_and_creates_no
     home = tmp_path / "nonexistent" / "path"
     with pytest.raises(RegistryNotFoundError) as caught:
         Registry(home, read_only=True)
-    assert caught.value.home == str(home) and caught.value.exit_code == 1
+    assert caught.value.home == str(home) and exit_code(caught.value) == 1
     assert list(tmp_path.iterdir()) == []
 
 

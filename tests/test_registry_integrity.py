@@ -509,7 +509,9 @@ def test_a_damaged_catalog_is_reported_by_doctor_and_refused_by_verify_delete_an
             with pytest.raises(CatalogDamagedError) as caught:
                 action()
             assert caught.value.catalog == str(home / "registry.db")
-            assert "modelstore doctor --rebuild-catalog" in str(caught.value)
+            assert caught.value.remedy == "rebuild_catalog" and caught.value.problems
+            assert "Registry.rebuild_catalog(" in str(caught.value)
+            assert "--" not in str(caught.value) and "`" not in str(caught.value)
     assert snapshot(home) == before
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from modelstore.cli.errors import exit_code
 from modelstore.errors import EntryScriptError
 from modelstore.serving.loader import load_entry_script
 from modelstore.serving.settings import ServingSettings
@@ -26,7 +27,7 @@ def load_error(tmp_path: Path, source: str) -> str:
     script.write_text(textwrap.dedent(source), encoding="utf-8")
     with pytest.raises(EntryScriptError) as caught:
         load_entry_script(script, ServingSettings(entry_script=script, app_root=tmp_path))
-    assert caught.value.exit_code == 3
+    assert exit_code(caught.value) == 3
     return str(caught.value)
 
 

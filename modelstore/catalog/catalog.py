@@ -258,9 +258,12 @@ class Catalog:
     # --- metadata updates --------------------------------------------------------------------
 
     def update_tags(
-        self, name: str, version: int, add: Mapping[str, str], remove: Iterable[str]
-    ) -> VersionRecord | None:
-        """Add (overwriting) then remove, atomically; None if there is no such ready version."""
+        self, name: str, version: int | None, add: Mapping[str, str], remove: Iterable[str]
+    ) -> tuple[VersionRecord, VersionRecord] | None:
+        """Add (overwriting) then remove, atomically; (before, after), or None if there is no
+        such ready version. ``version`` None: the latest, chosen in the same transaction (the
+        metadata updates below do the same), so a concurrent delete is either before it (None)
+        or after it, never between choosing the version and changing it."""
         removals = list(remove)
         with self._write() as connection:
             row = _ready_row(connection, name, version)
@@ -273,10 +276,10 @@ class Catalog:
             connection.execute(
                 update(_VERSIONS).where(_VERSIONS.c.id == row["id"]).values(tags=tags)
             )
-        return _record(row, tags=tags)
+        return _record(row), _record(row, tags=tags)
 
     def add_properties(
-        self, name: str, version: int, properties: Mapping[str, str]
+        self, name: str, version: int | None, properties: Mapping[str, str]
     ) -> VersionRecord | None:
         """Add-only and all-or-nothing, as Azure ML: an existing key given another value refuses
         the whole call. Unlike Azure ML, an existing key given its current value is accepted
@@ -290,7 +293,10 @@ class Catalog:
             if taken:
                 raise PropertyImmutableError(
                     "Error, properties are immutable, the following keys cannot be "
-                    f"added/modified: {','.join(taken)} (register a new version to change them)"
+                    f"added/modified: {','.join(taken)} (register a new version to change them)",
+                    name=row["name"],
+                    version=row["version"],
+                    keys=taken,
                 )
             current.update(properties)
             connection.execute(
@@ -299,7 +305,7 @@ class Catalog:
         return _record(row, properties=current)
 
     def set_description(
-        self, name: str, version: int, description: str | None
+        self, name: str, version: int | None, description: str | None
     ) -> VersionRecord | None:
         with self._write() as connection:
             row = _ready_row(connection, name, version)
@@ -388,18 +394,14 @@ def _raise_high_water(connection: Connection, name: str, version: int) -> None:
         connection.execute(update(_NAMES).where(_NAMES.c.name == name).values(last_version=version))
 
 
-def _ready_row(connection: Connection, name: str, version: int) -> Any:
-    return (
-        connection.execute(
-            select(_VERSIONS).where(
-                _VERSIONS.c.name == name,
-                _VERSIONS.c.version == version,
-                _VERSIONS.c.state == READY,
-            )
-        )
-        .mappings()
-        .one_or_none()
-    )
+def _ready_row(connection: Connection, name: str, version: int | None) -> Any:
+    """The ready row of ``name:version`` (the highest ready version when ``version`` is None)."""
+    query = select(_VERSIONS).where(_VERSIONS.c.name == name, _VERSIONS.c.state == READY)
+    if version is None:
+        query = query.order_by(_VERSIONS.c.version.desc()).limit(1)
+    else:
+        query = query.where(_VERSIONS.c.version == version)
+    return connection.execute(query).mappings().one_or_none()
 
 
 _RECORD_FIELDS = [f.name for f in fields(VersionRecord)]
@@ -427,6 +429,9 @@ def _open_error(db_url: str, exc: BaseException) -> CatalogError:
             f"to read the catalog ({cause}); free some space and retry (nothing was changed)"
         )
     return CatalogError(
-        f"cannot open the catalog {parse_catalog_url(db_url)!r}: {one_line(exc)}; check "
-        "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
+        f"cannot open the catalog {parse_catalog_url(db_url)!r}: {one_line(exc)}",
+        hint="check db_url= / MODELSTORE_DB_URL / home= and that the database file is a "
+        "modelstore catalog",
+        remedy="check_catalog_url",
+        catalog=repr(parse_catalog_url(db_url)),
     )

@@ -89,7 +89,9 @@ def _deploy(
     try:
         return state(ctx).registry().deploy(list(refs), app_root, copy=copy, force=force)
     except ModelNotFoundError as exc:
-        raise DeploymentRefusedError(f"{exc} (nothing was written)") from exc
+        from modelstore.cli.errors import error_text
+
+        raise DeploymentRefusedError(f"{error_text(exc)} (nothing was written)") from exc
 
 
 def export_lines(deployment: Deployment) -> str:

@@ -381,12 +381,11 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """
     model_ref = parse_ref(ref)
     add = parse_pairs(pairs, "tag")
-    registry = open_registry()
-    before = registry.get(model_ref.name, model_ref.version)
-    after = registry.update_tags(before.name, before.version, add=add)
+    change = open_registry().change_tags(model_ref.name, model_ref.version, add=add)
+    after, previous = change.version, change.previous
     for key, value in add.items():
-        if key in before.tags and before.tags[key] != value:
-            replacing = f"Replacing tag {key} -> {before.tags[key]} with {key} -> {value}"
+        if key in previous and previous[key] != value:
+            replacing = f"Replacing tag {key} -> {previous[key]} with {key} -> {value}"
             click.echo(replacing, err=as_json)
     show_update(after, f"Tagged {after.id}: {format_pairs(after.tags)}", as_json)
 
@@ -401,11 +400,10 @@ def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
     Give tag keys; a key the version does not have is reported and skipped.
     """
     model_ref = parse_ref(ref)
-    registry = open_registry()
-    before = registry.get(model_ref.name, model_ref.version)
-    after = registry.update_tags(before.name, before.version, remove=list(keys))
+    change = open_registry().change_tags(model_ref.name, model_ref.version, remove=list(keys))
+    after = change.version
     for key in keys:
-        if key not in before.tags:
+        if key not in change.previous:
             hint = " (untag takes keys only, e.g. 'team', not 'team=fraud')" if "=" in key else ""
             click.echo(f"Tag with key {key} not found.{hint}", err=True)
     remaining = format_pairs(after.tags) or "no tags left"
@@ -424,9 +422,7 @@ def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
-    registry = open_registry()
-    current = registry.get(model_ref.name, model_ref.version)
-    after = registry.add_properties(current.name, current.version, properties)
+    after = open_registry().add_properties(model_ref.name, model_ref.version, properties)
     show_update(after, f"Added properties to {after.id}: {format_pairs(after.properties)}", as_json)
 
 
@@ -437,9 +433,7 @@ def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 def describe(ref: str, text: str, as_json: bool) -> None:
     """Set the description of a version."""
     model_ref = parse_ref(ref)
-    registry = open_registry()
-    current = registry.get(model_ref.name, model_ref.version)
-    after = registry.set_description(current.name, current.version, text)
+    after = open_registry().set_description(model_ref.name, model_ref.version, text)
     show_update(after, f"Described {after.id}: {after.description}", as_json)
 
 
@@ -463,7 +457,7 @@ def delete(ref: str, all_versions: bool, dry_run: bool, yes: bool, as_json: bool
     first and confirmed on a terminal (--yes otherwise). Version numbers are never reused.
     """
     model_ref = parse_ref(ref)
-    has_version = ":" in ref
+    has_version = model_ref.explicit
     if all_versions and has_version:
         raise InvalidArgumentError(
             f"--all-versions deletes every version of a name: write 'delete {model_ref.name} "
@@ -514,7 +508,7 @@ def verify(ref: str | None, as_json: bool) -> None:
     registry = open_registry(read_only=True)
     name = model_ref.name if model_ref is not None else None
     version: int | None = None
-    if model_ref is not None and ":" in str(ref):  # NAME:latest is one version, NAME is all
+    if model_ref is not None and model_ref.explicit:  # NAME:latest is one version, NAME is all
         version = registry.get(model_ref.name, model_ref.version).version
     report = registry.verify(name, version)
     if as_json:
@@ -541,6 +535,11 @@ def verify(ref: str | None, as_json: bool) -> None:
 
 
 FOREIGN_KINDS = ("orphan_folder", "stray_item")
+LEAVE_FOREIGN = (
+    "leave it (never deleted): --adopt-foreign records a version folder as it is, "
+    "--move-aside-foreign moves it into .modelstore/foreign/"
+)
+"""What doctor (without --adopt-foreign / --move-aside-foreign) does with a foreign item."""
 
 
 @command("doctor")
@@ -605,7 +604,10 @@ def doctor(
         click.echo("Nothing to repair: the catalog and the tree agree.")
     for finding in [] if as_json else report.findings:
         status = "repaired" if finding.repaired else "found"
-        click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {finding.action}")
+        action = finding.action
+        if finding.kind in FOREIGN_KINDS and foreign == "report":
+            action = LEAVE_FOREIGN
+        click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
     foreign_left = [finding for finding in unrepaired if finding.kind in FOREIGN_KINDS]
     if len(foreign_left) < len(unrepaired):
