@@ -280,6 +280,10 @@ def test_repair_reports_tree_items_the_catalog_does_not_know_and_deletes_none_of
     before = snapshot(home)
     report = registry.doctor(repair=True)
     assert [f.kind for f in report.findings if f.repaired] == ["empty_name_folder"]
+    assert {f.action for f in report.findings if not f.repaired} == {
+        "leave it (never deleted): doctor(repair=True, foreign='adopt') records a version folder "
+        "as it is, foreign='move-aside' moves it into .modelstore/foreign/"
+    }
     assert not report.ok
     del before[os.path.join("azureml-models", "empty")]
     assert snapshot(home) == before  # every byte still there, only the empty folder gone
