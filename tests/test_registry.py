@@ -661,6 +661,8 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
     _lose_catalog(home, how)
     before = _files(home)
     monkeypatch.setenv("MODELSTORE_HOME", str(home))
+    for variable in ("AML_APP_ROOT", "AZUREML_MODEL_DIR"):  # get_model_path outside a deployment
+        monkeypatch.delenv(variable, raising=False)
     opens = [
         lambda: Registry(home),
         lambda: Registry(home, read_only=True),

@@ -539,7 +539,8 @@ LEAVE_FOREIGN = (
     "leave it (never deleted): --adopt-foreign records a version folder as it is, "
     "--move-aside-foreign moves it into .modelstore/foreign/"
 )
-"""What doctor (without --adopt-foreign / --move-aside-foreign) does with a foreign item."""
+"""What doctor does with a foreign item it was not told to adopt or move aside (the library
+words it in Python: ``registry_doctor.LEAVE_FOREIGN``)."""
 
 
 @command("doctor")
@@ -602,11 +603,11 @@ def doctor(
         print_json(dump(report))
     elif not report.findings:
         click.echo("Nothing to repair: the catalog and the tree agree.")
+    from modelstore.registry_doctor import LEAVE_FOREIGN as LEAVE_FOREIGN_IN_PYTHON
+
     for finding in [] if as_json else report.findings:
         status = "repaired" if finding.repaired else "found"
-        action = finding.action
-        if finding.kind in FOREIGN_KINDS and foreign == "report":
-            action = LEAVE_FOREIGN
+        action = LEAVE_FOREIGN if finding.action == LEAVE_FOREIGN_IN_PYTHON else finding.action
         click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
     foreign_left = [finding for finding in unrepaired if finding.kind in FOREIGN_KINDS]
