@@ -30,6 +30,10 @@ from modelstore.modelversion import RECORDED_FIELDS
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
     monkeypatch.delenv("MODELSTORE_HOME", raising=False)
+    # get_model_path here runs outside any deployment, whatever an earlier in-process
+    # `modelstore score` left in os.environ (it sets AML_APP_ROOT to the working directory)
+    monkeypatch.delenv("AML_APP_ROOT", raising=False)
+    monkeypatch.delenv("AZUREML_MODEL_DIR", raising=False)
     return tmp_path / "home"
 
 
@@ -661,8 +665,6 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
     _lose_catalog(home, how)
     before = _files(home)
     monkeypatch.setenv("MODELSTORE_HOME", str(home))
-    for variable in ("AML_APP_ROOT", "AZUREML_MODEL_DIR"):  # get_model_path outside a deployment
-        monkeypatch.delenv(variable, raising=False)
     opens = [
         lambda: Registry(home),
         lambda: Registry(home, read_only=True),
