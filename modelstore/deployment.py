@@ -197,9 +197,11 @@ def _refuse_occupied(root: Path) -> None:
             occupants = app_root_occupants(root)
     if occupants:
         raise DeploymentRefusedError(
-            f"the app root {root} is not empty (it holds {occupants[0]!r}); give --app-root "
-            "a new or empty folder, or leave --app-root out (in Python: app_root=None) to use a "
-            "temporary one (nothing was written)"
+            f"the app root {root} is not empty (it holds {occupants[0]!r})",
+            hint="give app_root a new or empty folder, or app_root=None to use a temporary one "
+            "(nothing was written)",
+            remedy="empty_app_root",
+            app_root=str(root),
         )
 
 
@@ -288,8 +290,11 @@ def _check_target(
         real_models = Path(os.path.realpath(models_dir))
         if force and (real_store == real_models or real_models in real_store.parents):
             raise DeploymentRefusedError(
-                f"the modelstore registry at {store_dir} lies inside {models_dir}, which "
-                "--force would replace; choose another app root (nothing was written)"
+                f"the modelstore registry at {store_dir} lies inside {models_dir}, which a "
+                "forced deployment replaces",
+                hint="choose another app root (nothing was written)",
+                app_root=os.fspath(root),
+                models_dir=os.fspath(models_dir),
             )
     if os.path.lexists(root) and not os.path.isdir(root):
         raise DeploymentRefusedError(
@@ -299,9 +304,12 @@ def _check_target(
     occupants = app_root_occupants(root) if not force and os.path.isdir(root) else []
     if occupants:
         raise DeploymentRefusedError(
-            f"the app root {root} is not empty (it holds {occupants[0]!r}); choose a new "
-            f"or empty folder, or use --force (in Python: force=True) to replace only {models_dir} "
-            "(nothing was written)"
+            f"the app root {root} is not empty (it holds {occupants[0]!r})",
+            hint=f"choose a new or empty folder, or pass force=True to replace only {models_dir} "
+            "(nothing was written)",
+            remedy="force",
+            app_root=os.fspath(root),
+            models_dir=os.fspath(models_dir),
         )
     real_models = Path(os.path.realpath(models_dir))
     for model in planned:
@@ -317,9 +325,12 @@ def _check_target(
             and (real_source == real_models or real_models in real_source.parents)
         ):
             raise DeploymentRefusedError(
-                f"{model.source} lies inside {models_dir}, which --force replaces, so a "
-                "link to it would break; deploy it with --copy (copy=True) or from "
-                "elsewhere (nothing was written)"
+                f"{model.source} lies inside {models_dir}, which a forced deployment replaces, "
+                "so a link to it would break",
+                hint="deploy it with copy=True or from elsewhere (nothing was written)",
+                remedy="copy",
+                app_root=os.fspath(root),
+                models_dir=os.fspath(models_dir),
             )
 
 

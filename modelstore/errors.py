@@ -1,28 +1,72 @@
 """The one exception hierarchy of modelstore.
 
 Every error a user can cause or meet derives from :class:`ModelstoreError`, so callers catch
-one class; the CLI turns any of them into a single ``Error: ...`` line and the class's
-``exit_code`` (1: the operation failed; 2: bad usage or bad input; 3: an entry script could not
-be started). Where Azure ML raises a builtin (``TypeError``, ``LookupError``) our class also
-derives from that builtin, so code written against the SDK's behaviour keeps catching it.
+one class. Errors speak Python: ``str(exc)`` says what is wrong (``exc.message``) and what to do
+in Python terms (``exc.hint``: ``force=True``, ``home=``, ``Registry.rebuild_catalog``), and
+each class carries the structured fields a caller needs (``name``, ``version``, ``versions``,
+``path``, ``catalog``, ``home``...). ``exc.remedy`` names the advised action as a stable key
+(see :class:`Remedy`), so a front end can word the same advice its own way: the ``modelstore``
+command turns it into flag advice ("pass --force") and chooses the exit code from the class
+(``modelstore.cli.errors``); the library itself knows nothing of flags or exit codes. Where
+Azure ML raises a builtin (``TypeError``, ``LookupError``) our class also derives from that
+builtin, so code written against the SDK's behaviour keeps catching it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Literal
+
+Remedy = Literal[
+    "rebuild_catalog",  # recreate the catalog from the tree (Registry.rebuild_catalog)
+    "run_doctor",  # look at what interrupted work left (Registry.doctor)
+    "repair",  # clean up leftovers (Registry.doctor(repair=True))
+    "check_home",  # the registry home is probably mistyped (home= / MODELSTORE_HOME)
+    "check_catalog_url",  # the catalog URL or file is probably wrong (db_url= / home=)
+    "choose_home",  # the home cannot be a registry home (not a folder, not writable)
+    "read_only_home",  # a read-only home can only be read
+    "upgrade_catalog",  # an older catalog schema needs one writing open
+    "compare_tree",  # compare a healthy catalog with the tree (Registry.doctor)
+    "choose_writable_home",  # the home cannot be created there
+    "register",  # the registry is empty
+    "force",  # the deployment target is not empty: replace it on purpose
+    "copy",  # a link would break: copy instead
+    "alias_in_use",  # aliases point at versions to delete: move them, or force
+    "set_alias",  # the alias does not exist yet
+    "empty_app_root",  # a temporary deployment's given app root is not empty
+    "check_list",  # numbers were taken meanwhile: look at the registry and retry
+    "verify",  # stored files no longer match: verify the version
+    "export",  # not a modelstore archive: make one with export
+    "check_env",  # --check-env refused a mismatched environment
+]
+
+REBUILD_CATALOG_HINT = (
+    "recreate the catalog from the azureml-models tree with "
+    "Registry.rebuild_catalog(Registry.plan_rebuild_catalog(home)), or restore it from a backup"
+)
+
 
 class ModelstoreError(Exception):
-    """Base class of every error raised on purpose by modelstore."""
+    """Base class of every error raised on purpose by modelstore.
 
-    exit_code: int = 1
+    ``message`` says what is wrong, ``hint`` (or None) what to do, in Python terms; ``remedy``
+    (or None) is that advice as a key a front end can reword. ``str(exc)`` is
+    ``"<message>; <hint>"``."""
+
+    def __init__(
+        self, message: str = "", *, hint: str | None = None, remedy: Remedy | None = None
+    ) -> None:
+        super().__init__(message if hint is None else f"{message}; {hint}")
+        self.message = message
+        self.hint = hint
+        self.remedy: Remedy | None = remedy
 
 
-# --- bad input (exit 2): nothing was changed -------------------------------------------------
+# --- bad input: nothing was changed ----------------------------------------------------------
 
 
 class UsageError(ModelstoreError):
     """The caller asked for something malformed; nothing was changed."""
-
-    exit_code = 2
 
 
 class InvalidNameError(UsageError, ValueError):
@@ -56,7 +100,7 @@ class InvalidModelPathError(UsageError):
 
 
 class InvalidArgumentError(UsageError, ValueError):
-    """An option or argument value is malformed (``--tag`` without ``=``, a bad port...)."""
+    """An option or argument value is malformed (a tag without ``=``, a bad port...)."""
 
 
 class BadArgumentTypeError(UsageError, TypeError):
@@ -66,7 +110,22 @@ class BadArgumentTypeError(UsageError, TypeError):
 
 class DeploymentRefusedError(UsageError):
     """A deployment was refused before anything was written (target not empty, inside the
-    store, duplicate models...)."""
+    store, duplicate models...). ``app_root`` and ``models_dir`` (its ``azureml-models``
+    folder) when the refusal is about them; ``remedy`` ``"force"`` or ``"copy"`` when deploying
+    with that option would go through."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        remedy: Remedy | None = None,
+        app_root: str | None = None,
+        models_dir: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, remedy=remedy)
+        self.app_root = app_root
+        self.models_dir = models_dir
 
 
 class SpecError(UsageError):
@@ -87,18 +146,35 @@ class SpecError(UsageError):
         super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
 
-# --- the operation failed (exit 1) -----------------------------------------------------------
+# --- the operation failed -----------------------------------------------------------------
 
 
 class ModelNotFoundError(ModelstoreError, LookupError):
-    """No such model or version: in the registry, or for ``get_model_path``."""
+    """No such model or version: in the registry, or for ``get_model_path``. ``name`` and
+    ``version`` (None: the latest) say what was asked for; ``versions`` lists the versions that
+    exist (empty when the name has none)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        versions: Sequence[int] = (),
+        hint: str | None = None,
+        remedy: Remedy | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, remedy=remedy)
+        self.name = name
+        self.version = version
+        self.versions = list(versions)
 
 
 class AliasNotFoundError(ModelNotFoundError):
     """``NAME@ALIAS`` names an alias that does not exist (never set, or removed)."""
 
-    def __init__(self, message: str, *, name: str, alias: str) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, name: str, alias: str, **advice: Any) -> None:
+        super().__init__(message, **advice)
         self.name = name
         self.alias = alias
 
@@ -107,8 +183,8 @@ class AliasInUseError(ModelstoreError):
     """A delete would remove versions that aliases point at; nothing was deleted. Move or
     remove the aliases first, or delete with ``force`` (which removes them too)."""
 
-    def __init__(self, message: str, *, name: str, aliases: dict[str, int]) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, name: str, aliases: dict[str, int], **advice: Any) -> None:
+        super().__init__(message, **advice)
         self.name = name
         self.aliases = aliases
 
@@ -119,7 +195,21 @@ class ModelLayoutError(ModelstoreError):
 
 
 class PropertyImmutableError(ModelstoreError):
-    """Properties are add-only, as in Azure ML: an existing key cannot be changed."""
+    """Properties are add-only, as in Azure ML: an existing key cannot be changed. ``keys``:
+    the existing keys the call tried to change."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        keys: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.name = name
+        self.version = version
+        self.keys = list(keys)
 
 
 class VersionTakenError(ModelstoreError):
@@ -139,50 +229,85 @@ class IntegrityError(ModelstoreError):
 
 
 class StorageError(ModelstoreError):
-    """The store could not be written (disk full, permissions); nothing was published."""
+    """The store could not be written (disk full, permissions); nothing was published.
+    ``path``: the file or folder concerned, when one is known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        hint: str | None = None,
+        remedy: Remedy | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, remedy=remedy)
+        self.path = path
 
 
 class CatalogError(ModelstoreError):
-    """The catalog database cannot be opened or migrated."""
+    """The catalog database cannot be opened or migrated. ``catalog``: its file (or URL) when
+    known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        catalog: str | None = None,
+        hint: str | None = None,
+        remedy: Remedy | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint, remedy=remedy)
+        self.catalog = catalog
 
 
 class RegistryNotFoundError(CatalogError):
-    """A read found no registry where it looked: reads never create one (a mistyped ``--home``
-    must not leave a new empty registry behind)."""
+    """A read found no registry where it looked: reads never create one (a mistyped home must
+    not leave a new empty registry behind). ``home``: where it looked."""
 
-    def __init__(self, message: str, *, home: str) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, home: str, catalog: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, catalog=catalog, hint=hint, remedy="check_home")
         self.home = home
 
 
 class CatalogLostError(CatalogError):
     """The tree holds versions but the catalog is missing, empty or has no schema. Creating a new
     catalog there would turn every stored version into an unknown folder, so nothing opens it
-    until ``doctor --rebuild-catalog`` recreates the catalog from the tree."""
+    until ``Registry.rebuild_catalog`` recreates the catalog from the tree. ``versions``: how
+    many version folders the tree holds; ``home``: the registry home."""
 
-    def __init__(self, message: str, *, catalog: str, versions: int) -> None:
-        super().__init__(message)
-        self.catalog = catalog
+    def __init__(
+        self,
+        message: str,
+        *,
+        catalog: str,
+        versions: int,
+        home: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, catalog=catalog, hint=hint, remedy="rebuild_catalog")
         self.versions = versions
+        self.home = home
 
 
 class CatalogDamagedError(CatalogError):
-    """The catalog file is corrupt (SQLite reports a malformed image or no database)."""
+    """The catalog file is corrupt (SQLite reports a malformed image or no database).
+    ``problems``: what SQLite reported."""
 
-    def __init__(self, message: str, *, catalog: str, problems: list[str]) -> None:
-        super().__init__(message)
-        self.catalog = catalog
+    def __init__(
+        self, message: str, *, catalog: str, problems: list[str], hint: str | None = None
+    ) -> None:
+        super().__init__(message, catalog=catalog, hint=hint, remedy="rebuild_catalog")
         self.problems = problems
 
 
-# --- serving (exit 3 at start-up, as azmlinfsrv) ----------------------------------------------
+# --- serving ---------------------------------------------------------------------------------
 
 
 class EntryScriptError(ModelstoreError):
     """The entry script cannot be loaded or started (missing, syntax error, no init/run,
     a bad run() signature, init() raised)."""
-
-    exit_code = 3
 
 
 # --- archives and adopting a tree (export / import) -------------------------------------------
@@ -192,8 +317,10 @@ class ArchiveError(UsageError):
     """An archive or a folder offered to ``import`` cannot be imported as it is (not an archive,
     a hostile member, a manifest that does not match the files); nothing was changed."""
 
-    def __init__(self, message: str, *, path: str, member: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, path: str, member: str | None = None, **advice: Any
+    ) -> None:
+        super().__init__(message, **advice)
         self.path = path
         self.member = member
 
@@ -203,8 +330,10 @@ class ImportConflictError(ModelstoreError):
     files, was used by a deleted version, or holds the same files without ``--skip-existing``);
     the whole import was refused and nothing was changed."""
 
-    def __init__(self, message: str, *, conflicts: list[tuple[str, int, str]]) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, conflicts: list[tuple[str, int, str]], **advice: Any
+    ) -> None:
+        super().__init__(message, **advice)
         self.conflicts = conflicts
 
 

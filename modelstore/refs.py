@@ -13,9 +13,14 @@ LATEST = "latest"
 
 @dataclass(frozen=True)
 class ModelRef:
+    """``version`` None means the latest version. ``explicit`` tells ``NAME:latest`` (one
+    version, named on purpose) from a bare ``NAME`` (which some commands read as every version),
+    so callers never look at the text again."""
+
     name: str
     version: int | None = None  # None: the latest version (or the alias's version)
     alias: str | None = None  # set for NAME@ALIAS (version is then None)
+    explicit: bool = False  # the REF names a version: NAME:VERSION, NAME:latest or NAME@ALIAS
 
     def __str__(self) -> str:
         if self.alias is not None:
@@ -37,7 +42,7 @@ def parse_ref(text: str) -> ModelRef:
         return ModelRef(validate_name(name))
     validate_name(name)
     if version_text == LATEST:
-        return ModelRef(name)
+        return ModelRef(name, explicit=True)
     digits = version_text.lstrip("0")  # not int(): it refuses more than 4300 digits
     if not version_text.isascii() or not version_text.isdigit() or not digits:
         raise InvalidRefError(
@@ -52,7 +57,7 @@ def parse_ref(text: str) -> ModelRef:
             name=name,
             version=_as_int(digits),
         )
-    return ModelRef(name, int(digits))
+    return ModelRef(name, int(digits), explicit=True)
 
 
 def _as_int(digits: str) -> int:
@@ -68,10 +73,10 @@ def parse_alias_ref(text: str) -> ModelRef:
     name, _, alias = text.partition("@")
     validate_name(name)
     if alias == LATEST:
-        return ModelRef(name)
+        return ModelRef(name, explicit=True)
     if ":" in alias:
         raise InvalidRefError(
             f"invalid model reference {text!r}: give either an alias or a version, not both "
             f"(write {name}@ALIAS or {name}:VERSION)"
         )
-    return ModelRef(name, None, validate_alias(alias))
+    return ModelRef(name, None, validate_alias(alias), explicit=True)

@@ -18,6 +18,7 @@ import builtins
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +36,7 @@ from modelstore.deployment import (
     temporary,
 )
 from modelstore.errors import (
+    REBUILD_CATALOG_HINT,
     AliasNotFoundError,
     BadArgumentTypeError,
     CatalogDamagedError,
@@ -92,6 +94,7 @@ __all__ = [
     "Finding",
     "RebuildPlan",
     "Registry",
+    "TagChange",
     "VerifyReport",
     "VersionCheck",
 ]
@@ -100,6 +103,16 @@ FilterItem = str | Sequence[str]
 _SORTS = ("name", "created", "size")
 MODEL_TYPE_PROPERTY = "modelstore.v2.type"
 """The property holding a v2 model's ``type:`` (custom_model, mlflow_model, triton_model)."""
+
+
+@dataclass(frozen=True)
+class TagChange:
+    """What ``Registry.change_tags`` did: the version as updated, and its tags just before."""
+
+    version: ModelVersion
+    previous: dict[str, str]
+
+
 _SHOWN = 20  # how many names / versions an error message lists
 
 
@@ -162,10 +175,11 @@ class Registry:
             raise CatalogLostError(
                 f"the catalog {catalog} {state} but {self.layout.models_dir} holds "
                 f"{len(found)} version folder{'' if len(found) == 1 else 's'}; nothing was "
-                "changed. Run `modelstore doctor --rebuild-catalog` to recreate the catalog "
-                "from the tree, or restore it from a backup",
+                "changed",
+                hint=REBUILD_CATALOG_HINT,
                 catalog=catalog,
                 versions=len(found),
+                home=str(self.home),
             )
         if not self.create:
             missing = (
@@ -174,9 +188,10 @@ class Registry:
                 else ("is empty")
             )
             raise RegistryNotFoundError(
-                f"there is no modelstore registry at {self.home} (its catalog {catalog} "
-                f"{missing}); check --home / MODELSTORE_HOME, or register a model to create one",
+                f"there is no modelstore registry at {self.home} (its catalog {catalog} {missing})",
+                hint="check home= / MODELSTORE_HOME, or register a model to create one",
                 home=str(self.home),
+                catalog=catalog,
             )
 
     @classmethod
@@ -431,35 +446,53 @@ class Registry:
     def update_tags(
         self,
         name: str,
-        version: int,
+        version: int | None,
         add: Mapping[str, str] | None = None,
         remove: Iterable[str] | str | None = None,
     ) -> ModelVersion:
-        """Merge ``add`` (overwriting), then drop the ``remove`` keys (absent keys are fine)."""
+        """Merge ``add`` (overwriting), then drop the ``remove`` keys (absent keys are fine).
+        ``version`` None: the latest version (as for every metadata update, chosen in the same
+        catalog transaction as the change)."""
+        return self.change_tags(name, version, add, remove).version
+
+    def change_tags(
+        self,
+        name: str,
+        version: int | None,
+        add: Mapping[str, str] | None = None,
+        remove: Iterable[str] | str | None = None,
+    ) -> TagChange:
+        """``update_tags``, also returning the tags the version had just before the change (read
+        in the same transaction), to report what was replaced or was not there."""
         validate_name(name)
-        _check_version(version, name)
+        _check_version(version, name, allow_none=True)
         additions = _str_map(add, "Tags")
         removals = [remove] if isinstance(remove, str) else _str_list(remove, "remove") or []
-        record = self._catalog.update_tags(name, version, additions, removals)
-        if record is None:
+        records = self._catalog.update_tags(name, version, additions, removals)
+        if records is None:
             raise self._not_found(name, version)
-        return self._model(record)
+        before, after = records
+        return TagChange(version=self._model(after), previous=before.tags)
 
     def add_properties(
-        self, name: str, version: int, properties: Mapping[str, str]
+        self, name: str, version: int | None, properties: Mapping[str, str]
     ) -> ModelVersion:
         """Add new properties; an existing key given another value refuses the whole call
-        (Azure ML refuses any existing key; its current value again is accepted here)."""
+        (Azure ML refuses any existing key; its current value again is accepted here).
+        ``version`` None: the latest version."""
         validate_name(name)
-        _check_version(version, name)
+        _check_version(version, name, allow_none=True)
         record = self._catalog.add_properties(name, version, _str_map(properties, "Properties"))
         if record is None:
             raise self._not_found(name, version)
         return self._model(record)
 
-    def set_description(self, name: str, version: int, description: str | None) -> ModelVersion:
+    def set_description(
+        self, name: str, version: int | None, description: str | None
+    ) -> ModelVersion:
+        """``version`` None: the latest version."""
         validate_name(name)
-        _check_version(version, name)
+        _check_version(version, name, allow_none=True)
         _optional_str(description, "description")
         record = self._catalog.set_description(name, version, description)
         if record is None:
@@ -689,8 +722,9 @@ class Registry:
         known = [a.alias for a in self._catalog.aliases(name)]
         has = f"its aliases are {_listing(known)}" if known else "it has no alias"
         return AliasNotFoundError(
-            f"model {name!r} has no alias {alias!r}; {has} (set one with "
-            f"`modelstore alias set {name}:VERSION {alias}`)",
+            f"model {name!r} has no alias {alias!r}; {has}",
+            hint=f"set one with Registry.set_alias('{name}:VERSION', {alias!r})",
+            remedy="set_alias",
             name=name,
             alias=alias,
         )
@@ -825,17 +859,19 @@ class Registry:
         try:
             registry = cls(home, db_url, read_only=True)
         except (CatalogLostError, CatalogDamagedError) as exc:
-            return catalog_url(home, db_url), str(exc).partition("; nothing was changed")[0]
+            return catalog_url(home, db_url), exc.message.partition("; nothing was changed")[0]
         try:
             registry._catalog.check_integrity()
         except CatalogDamagedError as exc:
-            return registry.db_url, str(exc).partition("; nothing was changed")[0]
+            return registry.db_url, exc.message.partition("; nothing was changed")[0]
         finally:
             registry.close()
         raise CatalogError(
             f"the catalog {catalog_file(registry.db_url)} is readable and undamaged, so there is "
-            "nothing to rebuild (its metadata would be lost); run `modelstore doctor` to compare "
-            "it with the tree"
+            "nothing to rebuild (its metadata would be lost)",
+            hint="Registry.doctor() compares it with the tree",
+            remedy="compare_tree",
+            catalog=catalog_file(registry.db_url),
         )
 
     # --- archives: export / import (see registry_archive) ------------------------------------
@@ -1000,15 +1036,25 @@ class Registry:
         versions = self._catalog.versions(name)
         if not versions:
             names = self._catalog.names()
-            known = (
-                f"registered models: {_listing(names)}"
-                if names
-                else "the registry is empty (register one with `modelstore register`)"
+            if names:
+                return ModelNotFoundError(
+                    f"model {name!r} is not registered; registered models: {_listing(names)}",
+                    name=name,
+                    version=version,
+                )
+            return ModelNotFoundError(
+                f"model {name!r} is not registered; the registry is empty",
+                hint="register one with Registry.register(path, name)",
+                remedy="register",
+                name=name,
+                version=version,
             )
-            return ModelNotFoundError(f"model {name!r} is not registered; {known}")
         return ModelNotFoundError(
             f"model {name!r} has no version {version}; its versions are "
-            f"{_listing([str(v) for v in versions])} (use one of them or {name}:latest)"
+            f"{_listing([str(v) for v in versions])} (use one of them or {name}:latest)",
+            name=name,
+            version=version,
+            versions=versions,
         )
 
 
@@ -1053,8 +1099,10 @@ def _refuse_read_only_home(home: Path) -> None:
 
     if os.path.isdir(home) and not os.access(home, os.W_OK):
         raise StorageError(
-            f"the registry home {home} is read-only (a read-only mount or folder); writing "
-            "commands need a writable home. Reading works there: list, show, path, verify"
+            f"the registry home {home} is read-only (a read-only mount or folder)",
+            hint="writing needs a writable home; Registry(home, read_only=True) reads it",
+            remedy="read_only_home",
+            path=str(home),
         )
 
 
@@ -1065,11 +1113,17 @@ def _make_home(home: Path) -> None:
         home.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise StorageError(
-            f"the registry home {home} exists and is not a folder; choose another --home"
+            f"the registry home {home} exists and is not a folder",
+            hint="choose another home",
+            remedy="choose_home",
+            path=str(home),
         ) from None
     except OSError as exc:
         raise StorageError(
-            f"cannot create the registry home {home} ({exc.strerror}); choose a writable --home"
+            f"cannot create the registry home {home} ({exc.strerror})",
+            hint="choose a writable home",
+            remedy="choose_writable_home",
+            path=str(home),
         ) from None
 
 

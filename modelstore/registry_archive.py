@@ -323,10 +323,14 @@ def _add_file(
 
 
 def _damaged(name: str, version: int, relpath: str) -> IntegrityError:
-    return IntegrityError(
+    error = IntegrityError(
         f"{name}:{version} file {relpath!r} no longer matches its recorded size or sha256, so "
-        f"it was not exported; run `modelstore verify {name}:{version}` (nothing was written)"
+        "it was not exported",
+        hint=f"check it with Registry.verify({name!r}, {version}) (nothing was written)",
+        remedy="verify",
     )
+    error.ref = f"{name}:{version}"  # type: ignore[attr-defined]
+    return error
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -576,8 +580,9 @@ def _archive_versions(path: str, compression: Compression) -> tuple[list[Archive
             member = tar.next()
             if member is None or member.name != MANIFEST_NAME or not member.isreg():
                 raise ArchiveError(
-                    f"{path} is not a modelstore archive: its first member is not "
-                    f"{MANIFEST_NAME} (make archives with `modelstore export`)",
+                    f"{path} is not a modelstore archive: its first member is not {MANIFEST_NAME}",
+                    hint="make archives with Registry.export",
+                    remedy="export",
                     path=path,
                 )
             if member.size > MAX_MANIFEST_BYTES:
@@ -750,8 +755,8 @@ def import_planned(
                 published.append(version)
             if not catalog.make_ready([r.id for r in records]):
                 raise StorageError(
-                    f"the import of {plan.source} was rolled back by `modelstore doctor` "
-                    "while it ran; nothing was imported, retry"
+                    f"the import of {plan.source} was rolled back by a doctor run while it "
+                    "ran; nothing was imported, retry"
                 )
         except BaseException:
             row_ids = [by_token[t].id for t in tokens]

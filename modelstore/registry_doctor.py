@@ -42,6 +42,12 @@ from modelstore.registry_reports import (
 from modelstore.store import Store, remove_tree
 from modelstore.store.tree import is_import_token
 
+LEAVE_FOREIGN = (
+    "leave it (never deleted): doctor(repair=True, foreign='adopt') records a version folder as "
+    "it is, foreign='move-aside' moves it into .modelstore/foreign/"
+)
+"""The action of a foreign item when ``foreign="report"``; the CLI words it in its flags."""
+
 
 class Doctor:
     def __init__(
@@ -253,10 +259,7 @@ class Doctor:
             action = f"move it aside to {target} (nothing is deleted)"
             fix = lambda: self._move_aside(name, path, target)  # noqa: E731
         else:
-            action = (
-                "leave it (never deleted): --adopt-foreign records a version folder as it is, "
-                "--move-aside-foreign moves it into .modelstore/foreign/"
-            )
+            action = LEAVE_FOREIGN
         self._found(kind, str(path), detail, action, fix)
 
     def _adopt(self, name: str, child: str) -> bool:

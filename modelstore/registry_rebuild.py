@@ -237,8 +237,9 @@ def catalog_file(db_url: str) -> str:
     database = sqlite_file(url)
     if database is None or is_memory(url):
         raise CatalogError(
-            f"--rebuild-catalog recreates a SQLite catalog file; the catalog {url!r} is not one "
-            "(restore that database from its backup instead)"
+            f"rebuilding recreates a SQLite catalog file; the catalog {url!r} is not one",
+            hint="restore that database from its backup instead",
+            catalog=repr(url),
         )
     return os.path.abspath(database)
 

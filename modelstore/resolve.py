@@ -82,7 +82,9 @@ def _resolve(model_name: str, version: int | None) -> str:
     raise ModelNotFoundError(
         f"Model {model_name} not found in cache at {models_dir} or in current working directory "
         f"{os.getcwd()}. For more info, set logging level to DEBUG. "
-        f"modelstore looked for {_describe(model_name, version)} in: {', '.join(tried)}.{extra}"
+        f"modelstore looked for {_describe(model_name, version)} in: {', '.join(tried)}.{extra}",
+        name=model_name,
+        version=version,
     )
 
 
@@ -235,7 +237,8 @@ def _from_registry(model_name: str, version: int | None) -> tuple[str | None, st
     if registry is None:
         return None, (
             f" There is no modelstore registry at {default_home()} (register the model with "
-            "`modelstore register`, or set MODELSTORE_HOME to the registry to use)."
+            "`modelstore register` or Registry.register, or set MODELSTORE_HOME to the registry "
+            "to use)."
         )
     with registry:
         try:
@@ -283,7 +286,8 @@ def _registered_elsewhere_note(model_name: str, version: int | None, deployed: l
     return (
         f" {model_name}:{wanted} is registered in the modelstore registry at {home} but is not "
         f"deployed here; add it to the deployment with `--model {model_name}:{wanted}` "
-        "(modelstore serve, score, exec or deploy)."
+        f"(modelstore serve, score, exec or deploy), or '{model_name}:{wanted}' among the models "
+        "given to Registry.deploy or azureml_deployment in Python."
     )
 
 

@@ -11,10 +11,12 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 
+from modelstore import Registry
 from modelstore.cli import main, registry_commands
 from modelstore.modelversion import ModelVersion
 
@@ -366,6 +368,94 @@ def test_tag_json_keeps_stdout_pure_json_when_replacing_a_tag(home: Path, model_
     assert "Replacing tag team -> fraud with team -> risk" in result.stderr
 
 
+@contextlib.contextmanager
+def just_before_the_next_write(
+    monkeypatch: pytest.MonkeyPatch, home: Path, action: Callable[[Registry], object]
+) -> Iterator[None]:
+    """Let another writer commit ``action`` right before the command's first catalog write
+    transaction (after whatever the command read before it)."""
+    from modelstore.catalog.catalog import Catalog
+
+    real_write = Catalog._write
+    done: list[bool] = []
+
+    def write(catalog: Catalog) -> contextlib.AbstractContextManager[Any]:
+        if not done:
+            done.append(True)
+            with Registry(home) as other:
+                action(other)
+        return real_write(catalog)
+
+    monkeypatch.setattr(Catalog, "_write", write)
+    yield
+    assert done, "the command never wrote"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["tag", "m", "stage=prod"], "Tagged m:1: stage=prod, team=fraud"),
+        (["untag", "m", "team"], "Untagged m:1: no tags left"),
+        (["property", "m", "f1=0.8"], "Added properties to m:1: f1=0.8"),
+        (["describe", "m", "new text"], "Described m:1: new text"),
+    ],
+    ids=["tag", "untag", "property", "describe"],
+)
+def test_a_metadata_command_on_name_changes_the_version_latest_when_it_writes(
+    home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], line: str
+) -> None:
+    """NAME is resolved in the update's own transaction: m:2 deleted just before it means the
+    command changes m:1, the latest at that moment, instead of failing on a stale m:2."""
+    register(home, model_file, "m", "--tag", "team=fraud")
+    register(home, model_file, "m", "--tag", "team=fraud")
+    with just_before_the_next_write(monkeypatch, home, lambda other: other.delete("m", 2)):
+        result = run(home, *args)
+    assert (result.exit_code, result.stdout, result.stderr) == (0, f"{line}\n", "")
+
+
+@pytest.mark.parametrize("command", ["tag", "untag", "property", "describe"])
+def test_a_metadata_command_on_a_version_deleted_meanwhile_is_not_found_and_changes_nothing(
+    home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud")
+    register(home, model_file, "m", "--tag", "team=fraud")
+    args = {"tag": ["k=v"], "untag": ["team"], "property": ["k=v"], "describe": ["text"]}
+    with just_before_the_next_write(monkeypatch, home, lambda other: other.delete("m", 2)):
+        result = run(home, command, "m:2", *args[command])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        "Error: model 'm' has no version 2; its versions are 1 (use one of them or m:latest)\n",
+    )
+    [left] = listed(home)
+    assert (left.tags, left.properties, left.description) == ({"team": "fraud"}, {}, None)
+
+
+def test_tag_reports_the_value_it_replaced_even_if_it_changed_since_the_command_started(
+    home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud")
+    with just_before_the_next_write(
+        monkeypatch, home, lambda other: other.update_tags("m", 1, add={"team": "ops"})
+    ):
+        result = ok(home, "tag", "m:1", "team=risk")
+    assert result.stdout == ("Replacing tag team -> ops with team -> risk\nTagged m:1: team=risk\n")
+
+
+def test_untag_reports_a_key_removed_since_the_command_started_as_not_found(
+    home: Path, model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    register(home, model_file, "m", "--tag", "team=fraud", "--tag", "stage=prod")
+    with just_before_the_next_write(
+        monkeypatch, home, lambda other: other.update_tags("m", 1, remove=["team"])
+    ):
+        result = ok(home, "untag", "m:1", "team")
+    assert (result.stdout, result.stderr) == (
+        "Untagged m:1: stage=prod\n",
+        "Tag with key team not found.\n",
+    )
+
+
 # --- delete -----------------------------------------------------------------------------------
 
 
@@ -563,6 +653,10 @@ def test_doctor_repair_removes_its_own_leftovers_but_never_a_folder_the_catalog_
         f"[found] {orphan}",
         f"[repaired] {staging}",
     ]
+    assert result.stdout.splitlines()[0].endswith(
+        " -> leave it (never deleted): --adopt-foreign records a version folder as it is, "
+        "--move-aside-foreign moves it into .modelstore/foreign/"
+    )
     assert result.stderr == (
         "Error: 1 item in the tree the catalog does not know (listed above) left in place, never "
         "deleted: run 'modelstore doctor --repair --adopt-foreign' to record version folders as "

@@ -15,6 +15,7 @@ import pytest
 
 from modelstore import deployment as deployment_module
 from modelstore import get_model_path
+from modelstore.cli.errors import exit_code
 from modelstore.deployment import ModelSource, build_deployment, temporary
 from modelstore.errors import DeploymentRefusedError, ModelNotFoundError, StorageError
 from modelstore.layout import local_model_name
@@ -232,10 +233,19 @@ def test_a_non_empty_app_root_is_refused_and_left_unchanged(base: Path) -> None:
     app.mkdir()
     (app / "score.py").write_text("x")
 
-    with pytest.raises(DeploymentRefusedError, match=r"is not empty.*--force") as caught:
+    with pytest.raises(DeploymentRefusedError) as caught:
         build_deployment([source(store, "m", 1, "model.pkl")], app)
 
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2
+    assert str(caught.value) == (
+        f"the app root {app} is not empty (it holds 'score.py'); choose a new or empty folder, "
+        f"or pass force=True to replace only {app / 'azureml-models'} (nothing was written)"
+    )
+    assert (caught.value.app_root, caught.value.models_dir, caught.value.remedy) == (
+        str(app),
+        str(app / "azureml-models"),
+        "force",
+    )
     assert tree(app) == ["score.py"]
 
 
@@ -390,13 +400,18 @@ def test_force_refuses_to_link_to_models_inside_the_folder_it_replaces(base: Pat
     inner = app / "azureml-models" / "m" / "1" / "model.pkl"
     before = tree(app)
 
-    with pytest.raises(DeploymentRefusedError, match="--force replaces"):
+    with pytest.raises(DeploymentRefusedError) as caught:
         build_deployment(
             [ModelSource(name="model.pkl", version=0, entry_path=inner, registered=False)],
             app,
             force=True,
         )
 
+    assert str(caught.value) == (
+        f"{inner} lies inside {app / 'azureml-models'}, which a forced deployment replaces, so a "
+        "link to it would break; deploy it with copy=True or from elsewhere (nothing was written)"
+    )
+    assert caught.value.remedy == "copy"
     assert tree(app) == before
 
 
@@ -422,8 +437,14 @@ def test_force_refuses_an_app_root_whose_models_folder_holds_the_store(base: Pat
     store = app / "azureml-models" / "store"
     store.mkdir(parents=True)
 
-    with pytest.raises(DeploymentRefusedError, match="--force would replace"):
+    with pytest.raises(DeploymentRefusedError) as caught:
         build_deployment([], app, force=True, store_dir=store)
+
+    assert str(caught.value) == (
+        f"the modelstore registry at {store} lies inside {app / 'azureml-models'}, which a "
+        "forced deployment replaces; choose another app root (nothing was written)"
+    )
+    assert caught.value.remedy is None  # no option makes it go through
 
     assert store.is_dir()
 

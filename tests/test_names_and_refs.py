@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from modelstore.cli.errors import exit_code
 from modelstore.errors import (
     InvalidNameError,
     InvalidRefError,
@@ -51,11 +52,11 @@ def test_a_non_string_name_is_rejected() -> None:
     ("text", "ref"),
     [
         ("m", ModelRef("m")),
-        ("m:latest", ModelRef("m")),
-        ("m:1", ModelRef("m", 1)),
-        ("m:12", ModelRef("m", 12)),
-        ("m:007", ModelRef("m", 7)),
-        (f"m:{2**63 - 1}", ModelRef("m", 2**63 - 1)),  # the highest SQLite INTEGER
+        ("m:latest", ModelRef("m", explicit=True)),  # one version, unlike a bare NAME
+        ("m:1", ModelRef("m", 1, explicit=True)),
+        ("m:12", ModelRef("m", 12, explicit=True)),
+        ("m:007", ModelRef("m", 7, explicit=True)),
+        (f"m:{2**63 - 1}", ModelRef("m", 2**63 - 1, explicit=True)),  # the highest SQLite INTEGER
     ],
 )
 def test_refs_parse(text: str, ref: ModelRef) -> None:
@@ -66,7 +67,7 @@ def test_refs_parse(text: str, ref: ModelRef) -> None:
 def test_malformed_refs_say_what_a_ref_looks_like(text: str) -> None:
     with pytest.raises(InvalidRefError, match="NAME:VERSION") as info:
         parse_ref(text)
-    assert isinstance(info.value, UsageError) and info.value.exit_code == 2
+    assert isinstance(info.value, UsageError) and exit_code(info.value) == 2
 
 
 @pytest.mark.parametrize(
@@ -78,7 +79,7 @@ def test_a_version_beyond_sqlite_integer_is_out_of_range_in_one_line(version: in
     with pytest.raises(VersionOutOfRangeError, match="out of range") as info:
         parse_ref(f"m:{digits}")
     error = info.value
-    assert (error.name, error.version, error.exit_code) == ("m", version, 2)
+    assert (error.name, error.version, exit_code(error)) == ("m", version, 2)
     assert isinstance(error, UsageError) and isinstance(error, ValueError)
     assert str(MAX_VERSION) in str(error) and "\n" not in str(error) and len(str(error)) < 300
 

@@ -14,6 +14,7 @@ from registry_helpers import make_file, make_model_dir, snapshot, tree_files
 
 from modelstore import ModelVersion, Registry
 from modelstore.catalog.records import VersionRecord
+from modelstore.cli.errors import exit_code
 from modelstore.errors import (
     BadArgumentTypeError,
     InvalidArgumentError,
@@ -29,6 +30,10 @@ from modelstore.modelversion import RECORDED_FIELDS
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("MODELSTORE_DB_URL", raising=False)
     monkeypatch.delenv("MODELSTORE_HOME", raising=False)
+    # get_model_path here runs outside any deployment, whatever an earlier in-process
+    # `modelstore score` left in os.environ (it sets AML_APP_ROOT to the working directory)
+    monkeypatch.delenv("AML_APP_ROOT", raising=False)
+    monkeypatch.delenv("AZUREML_MODEL_DIR", raising=False)
     return tmp_path / "home"
 
 
@@ -261,12 +266,50 @@ def test_metadata_updates_on_an_unknown_version_are_not_found(
     registry: Registry, model_file: Path
 ) -> None:
     registry.register(model_file, "m")
-    with pytest.raises(ModelNotFoundError):
-        registry.update_tags("m", 2, add={"a": "b"})
-    with pytest.raises(ModelNotFoundError):
-        registry.add_properties("m", 2, {"a": "b"})
-    with pytest.raises(ModelNotFoundError):
-        registry.set_description("m", 2, "x")
+    for update in (
+        lambda: registry.update_tags("m", 2, add={"a": "b"}),
+        lambda: registry.change_tags("m", 2, remove=["a"]),
+        lambda: registry.add_properties("m", 2, {"a": "b"}),
+        lambda: registry.set_description("m", 2, "x"),
+    ):
+        with pytest.raises(ModelNotFoundError) as caught:
+            update()
+        assert (caught.value.name, caught.value.version, caught.value.versions) == ("m", 2, [1])
+        assert str(caught.value) == (
+            "model 'm' has no version 2; its versions are 1 (use one of them or m:latest)"
+        )
+
+
+def test_metadata_updates_without_a_version_change_the_latest(
+    registry: Registry, model_file: Path
+) -> None:
+    registry.register(model_file, "m", tags={"team": "fraud"})
+    registry.register(model_file, "m", tags={"team": "fraud"})
+    change = registry.change_tags("m", None, add={"team": "risk"})
+    assert (change.version.id, change.version.tags, change.previous) == (
+        "m:2",
+        {"team": "risk"},
+        {"team": "fraud"},
+    )
+    assert registry.add_properties("m", None, {"auc": "0.9"}).id == "m:2"
+    assert registry.set_description("m", None, "d").id == "m:2"
+    assert registry.update_tags("m", None, remove=["team"]).id == "m:2"
+    first, second = registry.get("m", 1), registry.get("m", 2)
+    assert (first.tags, first.properties, first.description) == ({"team": "fraud"}, {}, None)
+    assert (second.tags, second.properties, second.description) == ({}, {"auc": "0.9"}, "d")
+
+
+def test_an_unknown_name_in_an_empty_registry_is_not_found_with_python_advice(
+    registry: Registry,
+) -> None:
+    with pytest.raises(ModelNotFoundError) as caught:
+        registry.get("m")
+    assert (caught.value.name, caught.value.version, caught.value.versions) == ("m", None, [])
+    assert caught.value.remedy == "register"
+    assert str(caught.value) == (
+        "model 'm' is not registered; the registry is empty; register one with "
+        "Registry.register(path, name)"
+    )
 
 
 def test_framework_and_description_are_stored_unchanged(
@@ -399,8 +442,12 @@ def test_a_home_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
     from modelstore.errors import StorageError
 
     make_file(tmp_path / "home")
-    with pytest.raises(StorageError, match="exists and is not a folder"):
+    with pytest.raises(StorageError) as caught:
         Registry(tmp_path / "home")
+    assert str(caught.value) == (
+        f"the registry home {tmp_path / 'home'} exists and is not a folder; choose another home"
+    )
+    assert (caught.value.path, caught.value.remedy) == (str(tmp_path / "home"), "choose_home")
 
 
 def test_a_catalog_url_that_cannot_be_opened_is_a_catalog_error(tmp_path: Path) -> None:
@@ -629,7 +676,9 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
         with pytest.raises(CatalogLostError) as caught:
             open_()
         assert caught.value.versions == 3 and caught.value.catalog == str(home / "registry.db")
-        assert "modelstore doctor --rebuild-catalog" in str(caught.value)
+        assert (caught.value.home, caught.value.remedy) == (str(home), "rebuild_catalog")
+        assert "Registry.rebuild_catalog(Registry.plan_rebuild_catalog(home))" in str(caught.value)
+        assert "--" not in str(caught.value) and "`" not in str(caught.value)
     assert _files(home) == before
 
 
@@ -658,7 +707,12 @@ def test_reading_a_home_that_does_not_exist_is_registry_not_found_and_creates_no
     home = tmp_path / "nonexistent" / "path"
     with pytest.raises(RegistryNotFoundError) as caught:
         Registry(home, read_only=True)
-    assert caught.value.home == str(home) and caught.value.exit_code == 1
+    assert caught.value.home == str(home) and exit_code(caught.value) == 1
+    assert caught.value.catalog == str(home / "registry.db")
+    assert str(caught.value) == (
+        f"there is no modelstore registry at {home} (its catalog {home / 'registry.db'} does not "
+        "exist); check home= / MODELSTORE_HOME, or register a model to create one"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -14,6 +14,7 @@ import pytest
 from registry_helpers import child_command, make_file, snapshot
 
 from modelstore import Registry
+from modelstore.cli.errors import error_line
 from modelstore.errors import (
     AliasInUseError,
     AliasNotFoundError,
@@ -71,13 +72,13 @@ def test_latest_is_a_reserved_alias(alias: str) -> None:
 
 def test_name_at_alias_is_a_ref() -> None:
     ref = parse_ref("m@champion")
-    assert ref == ModelRef("m", None, "champion")
+    assert ref == ModelRef("m", None, "champion", explicit=True)  # one version, not all
     assert (ref.target, str(ref)) == ("m@champion", "m@champion")
     assert parse_ref("m:3").target == "m"
 
 
 def test_name_at_latest_is_the_latest_version_as_in_azure_ml_v2(registry: Registry) -> None:
-    assert parse_ref("m@latest") == ModelRef("m")
+    assert parse_ref("m@latest") == ModelRef("m", explicit=True)  # as NAME:latest
     registry.set_alias("m:1", "champion")
     assert registry.get("m@latest").version == 3
     assert registry.path("m@latest") == registry.path("m", 3)
@@ -218,10 +219,15 @@ def test_deleting_an_aliased_version_is_refused_in_one_line_naming_the_alias(
     with pytest.raises(AliasInUseError) as raised:
         registry.delete("m", 3)
     assert str(raised.value) == (
-        "m:3 is what alias 'champion' points at; move or remove the alias first (modelstore "
-        "alias rm m champion), or pass --force to delete it and remove the alias"
+        "m:3 is what alias 'champion' points at; move or remove the alias first "
+        "(Registry.remove_alias('m', 'champion')), or delete with force=True, which removes the "
+        "alias too"
     )
     assert (raised.value.name, raised.value.aliases) == ("m", {"champion": 3})
+    assert error_line(raised.value) == (
+        "Error: m:3 is what alias 'champion' points at; move or remove the alias first "
+        "(modelstore alias rm m champion), or pass --force to delete it and remove the alias"
+    )
     with pytest.raises(AliasInUseError):
         registry.plan_delete("m")
     with pytest.raises(AliasInUseError):

@@ -18,6 +18,7 @@ import pytest
 from registry_helpers import child_command, make_file, make_model_dir, snapshot
 
 from modelstore import Registry
+from modelstore.cli.errors import exit_code
 from modelstore.errors import (
     ArchiveError,
     ImportConflictError,
@@ -209,7 +210,7 @@ def test_a_version_with_other_files_is_refused_even_with_skip_existing(
     with pytest.raises(ImportConflictError) as caught:
         target.import_(archive, skip_existing=True)
     assert caught.value.conflicts == [("file_model", 1, "exists with other files")]
-    assert caught.value.exit_code == 1
+    assert exit_code(caught.value) == 1
     assert store_state(target.home) == before
 
 
@@ -369,7 +370,7 @@ def test_a_hostile_archive_is_refused_in_one_line_with_the_store_unchanged(
         target.import_(archive)
     message = str(caught.value)
     assert expected in message and "\n" not in message
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2
     assert store_state(target.home) == before
     assert not os.path.exists("/tmp/evil") or case != "absolute path"
 
@@ -614,4 +615,4 @@ def test_importing_a_path_that_does_not_exist_is_bad_input(
 ) -> None:
     with pytest.raises(ArchiveError, match="does not exist") as caught:
         target.plan_import(tmp_path / "nope.tar")
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2

@@ -12,6 +12,7 @@ import pytest
 from registry_helpers import make_file, make_model_dir, snapshot
 
 from modelstore import Registry
+from modelstore.cli.errors import exit_code
 from modelstore.errors import (
     BadArgumentTypeError,
     InvalidArgumentError,
@@ -429,7 +430,7 @@ def test_a_version_beyond_sqlite_integer_is_a_usage_error_not_an_overflow(
     assert "9223372036854775807" in message and len(message) < 300
     with pytest.raises(VersionOutOfRangeError) as caught:
         BEYOND_SQLITE[method](registry, version)
-    assert (caught.value.name, caught.value.version, caught.value.exit_code) == (
+    assert (caught.value.name, caught.value.version, exit_code(caught.value)) == (
         "seed",
         version,
         2,

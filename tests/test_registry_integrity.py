@@ -280,6 +280,10 @@ def test_repair_reports_tree_items_the_catalog_does_not_know_and_deletes_none_of
     before = snapshot(home)
     report = registry.doctor(repair=True)
     assert [f.kind for f in report.findings if f.repaired] == ["empty_name_folder"]
+    assert {f.action for f in report.findings if not f.repaired} == {
+        "leave it (never deleted): doctor(repair=True, foreign='adopt') records a version folder "
+        "as it is, foreign='move-aside' moves it into .modelstore/foreign/"
+    }
     assert not report.ok
     del before[os.path.join("azureml-models", "empty")]
     assert snapshot(home) == before  # every byte still there, only the empty folder gone
@@ -509,7 +513,9 @@ def test_a_damaged_catalog_is_reported_by_doctor_and_refused_by_verify_delete_an
             with pytest.raises(CatalogDamagedError) as caught:
                 action()
             assert caught.value.catalog == str(home / "registry.db")
-            assert "modelstore doctor --rebuild-catalog" in str(caught.value)
+            assert caught.value.remedy == "rebuild_catalog" and caught.value.problems
+            assert "Registry.rebuild_catalog(" in str(caught.value)
+            assert "--" not in str(caught.value) and "`" not in str(caught.value)
     assert snapshot(home) == before
 
 

@@ -236,7 +236,8 @@ def test_inside_a_deployment_the_registry_does_not_answer_it_explains_the_missin
     home = tmp_path / "home"
     assert str(caught.value).endswith(
         f" m:2 is registered in the modelstore registry at {home} but is not deployed here; "
-        "add it to the deployment with `--model m:2` (modelstore serve, score, exec or deploy)."
+        "add it to the deployment with `--model m:2` (modelstore serve, score, exec or deploy), "
+        "or 'm:2' among the models given to Registry.deploy or azureml_deployment in Python."
     )
     assert "`--model m:1`" in str(caught_v1.value)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from modelstore.cli.errors import exit_code
 from modelstore.errors import EntryScriptError
 from modelstore.serving.app import create_app
 from modelstore.serving.loader import InputMode, load_entry_script
@@ -38,7 +39,7 @@ def load(tmp_path: Path, source: str, **settings: Any) -> Any:
 def load_error(tmp_path: Path, source: str) -> str:
     with pytest.raises(EntryScriptError) as caught:
         load(tmp_path, source)
-    assert caught.value.exit_code == 3
+    assert exit_code(caught.value) == 3
     message = str(caught.value)
     assert "\n" not in message
     return message
@@ -119,7 +120,7 @@ def test_missing_script_is_a_one_line_exit_3_error(
     settings = ServingSettings(entry_script=Path("nope.py"), app_root=tmp_path)
     with pytest.raises(EntryScriptError, match=r"nope\.py does not exist") as caught:
         create_app(settings)
-    assert caught.value.exit_code == 3
+    assert exit_code(caught.value) == 3
     assert "No such file or directory." in caplog.text
 
 
@@ -577,7 +578,7 @@ def test_init_failure_logs_traceback_and_model_tree_then_raises_one_line(
     script = write(tmp_path, source)
     with pytest.raises(EntryScriptError) as caught:
         create_app(ServingSettings(entry_script=script, app_root=tmp_path))
-    assert caught.value.exit_code == 3
+    assert exit_code(caught.value) == 3
     assert str(caught.value).startswith(f"init() of {script} raised FileNotFoundError: ")
     messages = [r.getMessage() for r in caplog.records]
     assert "User's init function failed" in messages
@@ -664,7 +665,8 @@ def test_init_asking_for_a_registered_model_not_deployed_here_says_how_to_add_it
     assert str(caught.value).endswith(
         f" other:1 is registered in the modelstore registry at {home} but is not deployed here; "
         "add it to the deployment with `--model other:1` (modelstore serve, score, exec or "
-        "deploy); see the log above"
+        "deploy), or 'other:1' among the models given to Registry.deploy or azureml_deployment "
+        "in Python; see the log above"
     )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelstore.cli.errors import exit_code
 from modelstore.errors import EntryScriptError, InvalidArgumentError
 from modelstore.serving.settings import ServingSettings
 
@@ -74,7 +75,7 @@ def test_overrides_win_over_the_environment_and_accept_origin_text() -> None:
 def test_malformed_scoring_timeout_is_one_clear_line(value: str) -> None:
     with pytest.raises(InvalidArgumentError, match="SCORING_TIMEOUT_MS") as caught:
         ServingSettings.from_environ({"SCORING_TIMEOUT_MS": value}, entry_script=Path("s.py"))
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2
     assert "\n" not in str(caught.value)
 
 
@@ -147,7 +148,7 @@ def test_config_json_that_is_not_an_object_stops_start_up_with_exit_3(
     (tmp_path / "config.json").write_text(content)
     with pytest.raises(EntryScriptError, match="Invalid config file!") as caught:
         ServingSettings.from_environ({"AML_APP_ROOT": str(tmp_path)}, entry_script="s.py")
-    assert caught.value.exit_code == 3
+    assert exit_code(caught.value) == 3
     assert "\n" not in str(caught.value)
 
 
@@ -273,7 +274,7 @@ def test_resolve_names_the_variable_of_a_bad_server_option(
     with pytest.raises(InvalidArgumentError) as caught:
         resolve({variable: value}, tmp_path)
     assert str(caught.value) == message
-    assert caught.value.exit_code == 2
+    assert exit_code(caught.value) == 2
 
 
 def test_resolve_deployment_env_beats_the_environment_and_is_exported(tmp_path: Path) -> None:
@@ -335,7 +336,7 @@ def test_resolve_without_a_script_says_how_to_name_one(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         ServingSettings.resolve({}, tmp_path)
     assert str(caught.value) == (
-        "no entry script given; pass --entry-script PATH or set AZUREML_ENTRY_SCRIPT"
+        "no entry script given; pass entry_script= or set AZUREML_ENTRY_SCRIPT"
     )
 
 

@@ -205,8 +205,13 @@ def test_publishing_over_an_existing_version_folder_is_refused_and_cleaned(
     fs.create_file(f"{HOME}/azureml-models/m/1/stray.bin")
     store = Store(StoreLayout(Path(HOME)))
     store.stage(plan_source("/m/model.pkl"), "tok")
-    with pytest.raises(StorageError, match=r"already exists.*doctor --repair"):
+    with pytest.raises(StorageError) as caught:
         store.publish("tok", "m", 1, "model.pkl")
+    assert str(caught.value) == (
+        f"cannot publish m:1: {HOME}/azureml-models/m/1 already exists (left by an earlier "
+        "crash); clean up with Registry.doctor(repair=True) and retry"
+    )
+    assert (caught.value.path, caught.value.remedy) == (f"{HOME}/azureml-models/m/1", "repair")
     assert os.listdir(f"{HOME}/.modelstore/staging") == []
     assert os.listdir(f"{HOME}/azureml-models/m/1") == ["stray.bin"]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from v2_helpers import copy_gallery
 
+from modelstore.cli.errors import exit_code
 from modelstore.errors import SpecError, UsageError
 from modelstore.v2 import (
     KubernetesOnlineDeploymentSpec,
@@ -52,7 +53,7 @@ def test_a_misspelled_key_is_named_with_its_line_and_the_likely_intended_key(
         "request_settings.request_timeout",
         17,
     )
-    assert isinstance(error, UsageError) and error.exit_code == 2
+    assert isinstance(error, UsageError) and exit_code(error) == 2
 
 
 def test_an_unknown_key_without_a_close_match_lists_the_accepted_keys(gallery: Path) -> None:

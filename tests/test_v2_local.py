@@ -127,7 +127,7 @@ def test_the_notes_say_what_is_not_emulated_one_line_each(gallery: Path) -> None
 def test_check_env_makes_a_mismatch_an_error(gallery: Path) -> None:
     _conda(gallery, "nosuch-package-xyz")
     spec = load_deployment_spec(gallery / "blue-deployment.yml")
-    with pytest.raises(EnvironmentMismatchError, match="serve without --check-env") as refused:
+    with pytest.raises(EnvironmentMismatchError, match="pass check_env=False") as refused:
         startup_notes(spec, workers=1, check_env=True)
     assert refused.value.mismatches == ["nosuch-package-xyz (not installed)"]
 

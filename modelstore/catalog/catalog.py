@@ -373,9 +373,12 @@ class Catalog:
     # --- metadata updates --------------------------------------------------------------------
 
     def update_tags(
-        self, name: str, version: int, add: Mapping[str, str], remove: Iterable[str]
-    ) -> VersionRecord | None:
-        """Add (overwriting) then remove, atomically; None if there is no such ready version."""
+        self, name: str, version: int | None, add: Mapping[str, str], remove: Iterable[str]
+    ) -> tuple[VersionRecord, VersionRecord] | None:
+        """Add (overwriting) then remove, atomically; (before, after), or None if there is no
+        such ready version. ``version`` None: the latest, chosen in the same transaction (the
+        metadata updates below do the same), so a concurrent delete is either before it (None)
+        or after it, never between choosing the version and changing it."""
         removals = list(remove)
         with self._write() as connection:
             row = _ready_row(connection, name, version)
@@ -388,10 +391,10 @@ class Catalog:
             connection.execute(
                 update(_VERSIONS).where(_VERSIONS.c.id == row["id"]).values(tags=tags)
             )
-        return _record(row, tags=tags)
+        return _record(row), _record(row, tags=tags)
 
     def add_properties(
-        self, name: str, version: int, properties: Mapping[str, str]
+        self, name: str, version: int | None, properties: Mapping[str, str]
     ) -> VersionRecord | None:
         """Add-only and all-or-nothing, as Azure ML: an existing key given another value refuses
         the whole call. Unlike Azure ML, an existing key given its current value is accepted
@@ -405,7 +408,10 @@ class Catalog:
             if taken:
                 raise PropertyImmutableError(
                     "Error, properties are immutable, the following keys cannot be "
-                    f"added/modified: {','.join(taken)} (register a new version to change them)"
+                    f"added/modified: {','.join(taken)} (register a new version to change them)",
+                    name=row["name"],
+                    version=row["version"],
+                    keys=taken,
                 )
             current.update(properties)
             connection.execute(
@@ -414,7 +420,7 @@ class Catalog:
         return _record(row, properties=current)
 
     def set_description(
-        self, name: str, version: int, description: str | None
+        self, name: str, version: int | None, description: str | None
     ) -> VersionRecord | None:
         with self._write() as connection:
             row = _ready_row(connection, name, version)
@@ -504,8 +510,9 @@ class Catalog:
                 if last is not None and version <= last:
                     raise ImportConflictError(
                         f"{new.name}:{version} was taken meanwhile (the highest number "
-                        f"{new.name} used is {last}); nothing was imported, check `modelstore "
-                        "list` and retry",
+                        f"{new.name} used is {last}); nothing was imported",
+                        hint="check Registry.list() and retry",
+                        remedy="check_list",
                         conflicts=[(new.name, version, "taken")],
                     )
                 raise_high_water(connection, new.name, version)
@@ -723,17 +730,19 @@ def alias_in_use(name: str, aliases: Mapping[str, int]) -> AliasInUseError:
     if len(items) == 1:
         alias, version = items[0]
         return AliasInUseError(
-            f"{name}:{version} is what alias {alias!r} points at; move or remove the alias "
-            f"first (modelstore alias rm {name} {alias}), or pass --force to delete it and "
-            "remove the alias",
+            f"{name}:{version} is what alias {alias!r} points at",
+            hint=f"move or remove the alias first (Registry.remove_alias({name!r}, {alias!r})), "
+            "or delete with force=True, which removes the alias too",
+            remedy="alias_in_use",
             name=name,
             aliases=dict(aliases),
         )
     shown = ", ".join(f"{alias!r} ({name}:{version})" for alias, version in items)
     return AliasInUseError(
-        f"{' and '.join(ids)} {'is' if len(ids) == 1 else 'are'} what aliases {shown} point at; "
-        f"move or remove the aliases first (modelstore alias rm {name} {items[0][0]}), or pass "
-        "--force to delete and remove them",
+        f"{' and '.join(ids)} {'is' if len(ids) == 1 else 'are'} what aliases {shown} point at",
+        hint=f"move or remove the aliases first (Registry.remove_alias({name!r}, "
+        f"{items[0][0]!r})), or delete with force=True, which removes them too",
+        remedy="alias_in_use",
         name=name,
         aliases=dict(aliases),
     )
@@ -747,23 +756,17 @@ class _RolledBack(Exception):
     """Raised inside a write transaction to roll it back."""
 
 
-def _ready_row(connection: Connection, name: str, version: int) -> Any:
-    """The ready row, locked until the transaction ends (``FOR UPDATE``; SQLite's
-    ``BEGIN IMMEDIATE`` already excludes other writers), so that a read-modify-write of its tags
-    or properties never loses another process's change."""
-    return (
-        connection.execute(
-            select(_VERSIONS)
-            .where(
-                _VERSIONS.c.name == name,
-                _VERSIONS.c.version == version,
-                _VERSIONS.c.state == READY,
-            )
-            .with_for_update()
-        )
-        .mappings()
-        .one_or_none()
-    )
+def _ready_row(connection: Connection, name: str, version: int | None) -> Any:
+    """The ready row of ``name:version`` (the highest ready version when ``version`` is None),
+    locked until the transaction ends (``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
+    excludes other writers), so that a read-modify-write of its tags or properties never loses
+    another process's change."""
+    query = select(_VERSIONS).where(_VERSIONS.c.name == name, _VERSIONS.c.state == READY)
+    if version is None:
+        query = query.order_by(_VERSIONS.c.version.desc()).limit(1)
+    else:
+        query = query.where(_VERSIONS.c.version == version)
+    return connection.execute(query.with_for_update()).mappings().one_or_none()
 
 
 _RECORD_FIELDS = [f.name for f in fields(VersionRecord)]
@@ -794,6 +797,9 @@ def _open_error(db_url: str, exc: BaseException) -> CatalogError:
             f"to read the catalog ({cause}); free some space and retry (nothing was changed)"
         )
     return CatalogError(
-        f"cannot open the catalog {parse_catalog_url(db_url)!r}: {one_line(exc)}; check "
-        "MODELSTORE_DB_URL / --home and that the database file is a modelstore catalog"
+        f"cannot open the catalog {parse_catalog_url(db_url)!r}: {one_line(exc)}",
+        hint="check db_url= / MODELSTORE_DB_URL / home= and that the database file is a "
+        "modelstore catalog",
+        remedy="check_catalog_url",
+        catalog=repr(parse_catalog_url(db_url)),
     )

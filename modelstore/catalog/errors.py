@@ -11,7 +11,13 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from modelstore.catalog.engine import is_sqlite, parse_catalog_url, sqlite_file
-from modelstore.errors import CatalogConnectionError, CatalogDamagedError, CatalogError
+from modelstore.errors import (
+    REBUILD_CATALOG_HINT,
+    CatalogConnectionError,
+    CatalogDamagedError,
+    CatalogError,
+    Remedy,
+)
 
 _DAMAGE = ("malformed", "file is not a database", "database corruption")
 
@@ -26,9 +32,8 @@ def damaged_error(db_url: str, problems: list[str]) -> CatalogDamagedError:
     first = problems[0] if problems else "quick_check failed"
     more = f" and {len(problems) - 1} more problems" if len(problems) > 1 else ""
     return CatalogDamagedError(
-        f"the catalog {where} is damaged ({one_line_text(first)}{more}); nothing was changed. "
-        "Restore it from a backup, or run `modelstore doctor --rebuild-catalog` to recreate it "
-        "from the azureml-models tree",
+        f"the catalog {where} is damaged ({one_line_text(first)}{more}); nothing was changed",
+        hint=REBUILD_CATALOG_HINT,
         catalog=where,
         problems=problems,
     )
@@ -41,6 +46,7 @@ def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> Cata
     cause = one_line(getattr(exc, "orig", None) or exc)
     if db_url is not None and is_damage(cause):
         return damaged_error(db_url, [cause])
+    remedy: Remedy | None = None
     if "readonly" in cause or "read-only" in cause:
         hint = "the catalog is open read-only (a read-only home); write from a writable home"
     elif ("disk" in cause and "full" in cause) or (
@@ -50,8 +56,15 @@ def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> Cata
     elif "locked" in cause:
         hint = "another process kept the catalog locked too long; retry"
     else:
-        hint = "check the database file or URL, then retry; `modelstore doctor` reports leftovers"
-    return CatalogError(f"error {doing} the catalog ({cause}): {hint}")
+        hint = "check the database file or URL, then retry"
+        remedy = "run_doctor"
+    if remedy is None:
+        return CatalogError(f"error {doing} the catalog ({cause}): {hint}")
+    return CatalogError(
+        f"error {doing} the catalog ({cause}): {hint}",
+        hint="Registry.doctor() reports leftovers",
+        remedy=remedy,
+    )
 
 
 def full_disk(db_url: str) -> str | None:

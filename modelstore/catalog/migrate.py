@@ -130,8 +130,9 @@ def ensure_schema(
     if read_only:
         raise CatalogError(
             f"the catalog has schema revision {revision}, older than this release's "
-            f"{HEAD_REVISION}, and reads never upgrade it; run a writing command once (e.g. "
-            "`modelstore doctor`) to upgrade it"
+            f"{HEAD_REVISION}, and reads never upgrade it",
+            hint="open it once for writing (e.g. Registry(home).doctor()) to upgrade it",
+            remedy="upgrade_catalog",
         )
     with lock, database_lock(engine):
         revision = current_revision(engine)  # another process may have just done it

@@ -2,8 +2,9 @@
 
 Sub-commands live in small modules that import only click at module level, and they are
 imported only when named, so ``modelstore --help`` stays fast. Every ``ModelstoreError``
-becomes one ``Error: ...`` line on stderr and the error's exit code (1 failed, 2 bad input,
-3 entry script could not start).
+becomes one ``Error: ...`` line on stderr, its advice worded in flags and commands, and an exit
+code chosen from its class (1 failed, 2 bad input, 3 entry script could not start): see
+``modelstore.cli.errors``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from modelstore.cli.errors import error_line, exit_code
 from modelstore.cli.shell import use_colon_aware_bash
 from modelstore.errors import InvalidArgumentError, ModelstoreError
 
@@ -49,11 +51,6 @@ COMMANDS: dict[str, str] = {
 ALIASES: dict[str, str] = {"ls": "list"}
 """Other names a command answers to; not shown in ``modelstore --help`` (each command's help
 names its alias)."""
-
-SDK_ERROR_PREFIX = "Error, "
-"""How Azure ML SDK messages begin; modelstore keeps their wording in its exceptions (code
-written against the SDK may match it), and the CLI drops it after its own ``Error:``."""
-
 
 use_colon_aware_bash()  # before click reads the completion variables in main()
 
@@ -96,12 +93,6 @@ def one_line_usage(exc: click.UsageError, ctx: click.Context, hint: str = "") ->
     return f"{exc.format_message().rstrip('.')}{hint}; see '{ctx.command_path} --help'"
 
 
-def error_line(exc: ModelstoreError) -> str:
-    """The one line a user sees: one ``Error:``, even when the message keeps the SDK's
-    ``Error, ...`` wording."""
-    return f"Error: {str(exc).removeprefix(SDK_ERROR_PREFIX)}"
-
-
 def did_you_mean(name: str, choices: list[str]) -> str:
     """`` (did you mean 'register'?)`` for a misspelt command, or nothing if none is close."""
     matches = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
@@ -120,7 +111,7 @@ class LazyGroup(click.Group):
             if type(exc).__name__ == "NoArgsIsHelpError":
                 raise
             click.echo(f"Error: {one_line_usage(exc, ctx)}", err=True)
-            ctx.exit(InvalidArgumentError.exit_code)
+            ctx.exit(exit_code(InvalidArgumentError()))
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -147,7 +138,7 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except ModelstoreError as exc:
             click.echo(error_line(exc), err=True)
-            ctx.exit(exc.exit_code)
+            ctx.exit(exit_code(exc))
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -93,7 +93,9 @@ def refusing_unknown_models() -> Iterator[None]:
     try:
         yield
     except ModelNotFoundError as exc:
-        raise DeploymentRefusedError(f"{exc} (nothing was written)") from exc
+        from modelstore.cli.errors import error_text
+
+        raise DeploymentRefusedError(f"{error_text(exc)} (nothing was written)") from exc
 
 
 def export_lines(deployment: Deployment) -> str:

@@ -25,7 +25,7 @@ from modelstore.cli import OneLineErrorCommand, state
 from modelstore.cli.completion_commands import complete_name, complete_ref
 from modelstore.errors import IntegrityError, InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import validate_name
-from modelstore.refs import parse_ref
+from modelstore.refs import ModelRef, parse_ref
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -237,6 +237,15 @@ def show_update(version: ModelVersion, summary: str, as_json: bool) -> None:
         click.echo(summary)
 
 
+def pinned(registry: Registry, model_ref: ModelRef) -> tuple[str, int | None]:
+    """(name, version) for a metadata update: the REF's own, or the version an alias points at
+    (the update itself then runs in one transaction on that version)."""
+    if model_ref.alias is None:
+        return model_ref.name, model_ref.version
+    version = registry.get(model_ref.target).version
+    return model_ref.name, version
+
+
 def open_registry(*, read_only: bool = False, create: bool = False) -> Registry:
     return state(click.get_current_context()).registry(read_only=read_only, create=create)
 
@@ -442,11 +451,11 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     model_ref = parse_ref(ref)
     add = parse_pairs(pairs, "tag")
     registry = open_registry()
-    before = registry.get(model_ref.target, model_ref.version)
-    after = registry.update_tags(before.name, before.version, add=add)
+    change = registry.change_tags(*pinned(registry, model_ref), add=add)
+    after, previous = change.version, change.previous
     for key, value in add.items():
-        if key in before.tags and before.tags[key] != value:
-            replacing = f"Replacing tag {key} -> {before.tags[key]} with {key} -> {value}"
+        if key in previous and previous[key] != value:
+            replacing = f"Replacing tag {key} -> {previous[key]} with {key} -> {value}"
             click.echo(replacing, err=as_json)
     show_update(after, f"Tagged {after.id}: {format_pairs(after.tags)}", as_json)
 
@@ -462,10 +471,10 @@ def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
     """
     model_ref = parse_ref(ref)
     registry = open_registry()
-    before = registry.get(model_ref.target, model_ref.version)
-    after = registry.update_tags(before.name, before.version, remove=list(keys))
+    change = registry.change_tags(*pinned(registry, model_ref), remove=list(keys))
+    after = change.version
     for key in keys:
-        if key not in before.tags:
+        if key not in change.previous:
             hint = " (untag takes keys only, e.g. 'team', not 'team=fraud')" if "=" in key else ""
             click.echo(f"Tag with key {key} not found.{hint}", err=True)
     remaining = format_pairs(after.tags) or "no tags left"
@@ -485,8 +494,7 @@ def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
     registry = open_registry()
-    current = registry.get(model_ref.target, model_ref.version)
-    after = registry.add_properties(current.name, current.version, properties)
+    after = registry.add_properties(*pinned(registry, model_ref), properties)
     show_update(after, f"Added properties to {after.id}: {format_pairs(after.properties)}", as_json)
 
 
@@ -498,8 +506,7 @@ def describe(ref: str, text: str, as_json: bool) -> None:
     """Set the description of a version."""
     model_ref = parse_ref(ref)
     registry = open_registry()
-    current = registry.get(model_ref.target, model_ref.version)
-    after = registry.set_description(current.name, current.version, text)
+    after = registry.set_description(*pinned(registry, model_ref), text)
     show_update(after, f"Described {after.id}: {after.description}", as_json)
 
 
@@ -529,7 +536,7 @@ def delete(
     reused. A version an alias points at is kept unless --force, which removes the alias too.
     """
     model_ref = parse_ref(ref)
-    has_version = ":" in ref or model_ref.alias is not None
+    has_version = model_ref.explicit
     if all_versions and has_version:
         raise InvalidArgumentError(
             f"--all-versions deletes every version of a name: write 'delete {model_ref.name} "
@@ -589,8 +596,7 @@ def verify(ref: str | None, as_json: bool) -> None:
     registry = open_registry(read_only=True)
     name = model_ref.name if model_ref is not None else None
     version: int | None = None
-    if model_ref is not None and (":" in str(ref) or model_ref.alias is not None):
-        # NAME:latest and NAME@ALIAS are one version, NAME is all of them
+    if model_ref is not None and model_ref.explicit:  # NAME:latest, NAME@ALIAS: one version
         version = registry.get(model_ref.target, model_ref.version).version
     report = registry.verify(name, version)
     if as_json:
@@ -617,6 +623,12 @@ def verify(ref: str | None, as_json: bool) -> None:
 
 
 FOREIGN_KINDS = ("orphan_folder", "stray_item")
+LEAVE_FOREIGN = (
+    "leave it (never deleted): --adopt-foreign records a version folder as it is, "
+    "--move-aside-foreign moves it into .modelstore/foreign/"
+)
+"""What doctor does with a foreign item it was not told to adopt or move aside (the library
+words it in Python: ``registry_doctor.LEAVE_FOREIGN``)."""
 
 
 @command("doctor")
@@ -679,9 +691,12 @@ def doctor(
         print_json(dump(report))
     elif not report.findings:
         click.echo("Nothing to repair: the catalog and the tree agree.")
+    from modelstore.registry_doctor import LEAVE_FOREIGN as LEAVE_FOREIGN_IN_PYTHON
+
     for finding in [] if as_json else report.findings:
         status = "repaired" if finding.repaired else "found"
-        click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {finding.action}")
+        action = LEAVE_FOREIGN if finding.action == LEAVE_FOREIGN_IN_PYTHON else finding.action
+        click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
     foreign_left = [finding for finding in unrepaired if finding.kind in FOREIGN_KINDS]
     if len(foreign_left) < len(unrepaired):

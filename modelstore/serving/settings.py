@@ -191,7 +191,7 @@ class ServingSettings(BaseModel):
             script = Path(os.path.join(app_root, env[SCRIPT_VARIABLE]))
         else:
             raise InvalidArgumentError(
-                "no entry script given; pass --entry-script PATH or set AZUREML_ENTRY_SCRIPT"
+                "no entry script given; pass entry_script= or set AZUREML_ENTRY_SCRIPT"
             )
 
         values: dict[str, Any] = config_file_values(env, app_root, script)

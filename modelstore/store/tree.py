@@ -255,7 +255,10 @@ class Store:
                 if os.path.lexists(target):
                     raise StorageError(
                         f"cannot publish {name}:{version}: {target} already exists (left by an "
-                        "earlier crash); run `modelstore doctor --repair` and retry"
+                        "earlier crash)",
+                        hint="clean up with Registry.doctor(repair=True) and retry",
+                        remedy="repair",
+                        path=os.fspath(target),
                     )
                 os.rename(staged, target)
         except OSError as exc:
@@ -408,6 +411,15 @@ def _storage_error(
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "the store is not writable; check the permissions of the registry home"
     else:
-        hint = "check the registry home and retry; `modelstore doctor` reports leftovers"
+        detail = exc.strerror or exc.__class__.__name__
+        return StorageError(
+            f"{detail} while {doing}: check the registry home and retry ({outcome})",
+            hint="Registry.doctor() reports leftovers",
+            remedy="run_doctor",
+            path=exc.filename if isinstance(exc.filename, str) else None,
+        )
     detail = exc.strerror or exc.__class__.__name__
-    return StorageError(f"{detail} while {doing}: {hint} ({outcome})")
+    return StorageError(
+        f"{detail} while {doing}: {hint} ({outcome})",
+        path=exc.filename if isinstance(exc.filename, str) else None,
+    )

@@ -42,8 +42,8 @@ class EnvironmentMismatchError(UsageError):
     """``--check-env``: packages the deployment's conda file lists are missing here or at
     another version. ``mismatches`` holds one text per package."""
 
-    def __init__(self, message: str, *, file: str, mismatches: list[str]) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, file: str, mismatches: list[str], **advice: Any) -> None:
+        super().__init__(message, **advice)
         self.file = file
         self.mismatches = mismatches
 
@@ -205,8 +205,10 @@ def startup_notes(
                 )
                 if check_env:
                     raise EnvironmentMismatchError(
-                        f"{message}; install them in this Python, or serve without --check-env "
+                        message,
+                        hint="install them in this Python, or pass check_env=False "
                         "(nothing was started)",
+                        remedy="check_env",
                         file=shown,
                         mismatches=mismatches,
                     )
