@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +17,7 @@ from click.testing import CliRunner
 from modelstore.cli import main
 from modelstore.registry import Registry
 from modelstore.ui import create_ui_app
+from modelstore.ui.app import CONTENT_SECURITY_POLICY
 
 HOSTILE = '<script>alert("x")</script> \'quoted\' "double" ünïcødé ✓'
 
@@ -143,3 +148,53 @@ def test_ui_without_a_registry_is_one_error_line(tmp_path: Path) -> None:
     assert result.output.startswith("Error: there is no modelstore registry at ")
     assert result.output.count("\n") == 1
     assert not (tmp_path / "none").exists()
+
+
+def test_pages_forbid_inline_scripts_and_other_origins(home: Path) -> None:
+    client = create_ui_app(home).test_client()
+    for url in ("/", "/models/churn/1", "/models/churn/9"):
+        answer = client.get(url)
+        assert answer.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert "script-src 'self';" in CONTENT_SECURITY_POLICY
+
+
+def _ui_process(home: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MODELSTORE_DB_URL", None)
+    command = [sys.executable, "-m", "modelstore", "--home", str(home), "ui", *args]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_ui_command_serves_on_loopback_and_prints_its_url(home: Path) -> None:
+    import requests
+
+    process = _ui_process(home, "--port", "0")
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()  # printed once the port is bound
+        match = re.fullmatch(r"Registry pages at (http://127\.0\.0\.1:\d+/)\n", line)
+        assert match, line
+        page = requests.get(match.group(1), timeout=30)
+        assert page.status_code == 200 and 'href="/models/churn/1"' in page.text
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+
+
+def test_ui_on_a_taken_port_is_one_error_line(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = _ui_process(home, "--port", str(port))
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert out == ""
+    assert err == (
+        f"Error: port {port} on 127.0.0.1 is already in use (is another server running?); "
+        "stop it or choose another --port\n"
+    )

@@ -22,6 +22,12 @@ from modelstore.modelversion import ModelVersion
 from modelstore.registry import Registry
 
 EXTENSION_KEY = "modelstore.ui"
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""The pages load only their own files and run no inline script: should a registered text ever
+slip past the templates' escaping, the browser still refuses to run it."""
 APP_ROOT_EXAMPLE = "./app"
 """The ``--app-root`` the version page's deploy command names (the user picks their own)."""
 
@@ -109,6 +115,13 @@ def _not_found(error: NotFound) -> tuple[str, int]:
     return flask.render_template("error.html", message=error.description), 404
 
 
+def _security_headers(response: flask.Response) -> flask.Response:
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"  # always what is registered now
+    return response
+
+
 def create_ui_app(home: str | os.PathLike[str] | None = None) -> flask.Flask:
     """The registry pages for the registry at ``home`` (``None``: ``$MODELSTORE_HOME``, else
     the per-user default, as every command resolves it)."""
@@ -116,6 +129,7 @@ def create_ui_app(home: str | os.PathLike[str] | None = None) -> flask.Flask:
     app.extensions[EXTENSION_KEY] = None if home is None else Path(home)
     app.add_url_rule("/", "index", _index, methods=["GET"])
     app.add_url_rule("/models/<name>/<int:version>", "version", _version, methods=["GET"])
+    app.after_request(_security_headers)
     app.register_error_handler(ModelstoreError, _registry_error)
     app.register_error_handler(NotFound, _not_found)
     return app

@@ -7,8 +7,7 @@ from collections.abc import Callable
 
 from werkzeug.serving import make_server
 
-from modelstore.errors import ModelstoreError
-from modelstore.serving.server import _bind_failure_text
+from modelstore.serving.server import bind_listener
 from modelstore.ui.app import create_ui_app
 
 
@@ -17,12 +16,11 @@ def serve_ui(
 ) -> int:
     """Serve until interrupted; ``announce`` gets the URL once the port is bound (0 when done)."""
     app = create_ui_app(home)
-    try:
-        server = make_server(host, port, app, threaded=True)
-    except OSError as exc:
-        raise ModelstoreError(_bind_failure_text(host, port, exc)) from exc
+    # bound here, as `serve` binds: a taken port is one clear error, not werkzeug's own lines
+    listener = bind_listener(host, port)
+    server = make_server(listener.host, listener.port, app, threaded=True, fd=listener.fd)
     shown = f"[{host}]" if ":" in host else host
-    announce(f"http://{shown}:{server.server_port}/")
+    announce(f"http://{shown}:{listener.port}/")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
