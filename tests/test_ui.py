@@ -18,6 +18,7 @@ from modelstore.cli import main
 from modelstore.registry import Registry
 from modelstore.ui import create_ui_app
 from modelstore.ui.app import CONTENT_SECURITY_POLICY
+from modelstore.ui.server import is_loopback
 
 HOSTILE = '<script>alert("x")</script> \'quoted\' "double" ünïcødé ✓'
 
@@ -198,3 +199,24 @@ def test_ui_on_a_taken_port_is_one_error_line(home: Path) -> None:
         f"Error: port {port} on 127.0.0.1 is already in use (is another server running?); "
         "stop it or choose another --port\n"
     )
+
+
+def test_pages_refuse_requests_naming_another_host(home: Path) -> None:
+    client = create_ui_app(home).test_client()
+    for host in ("localhost", "127.0.0.1:5050", "[::1]:5050", "LOCALHOST"):
+        assert client.get("/", headers={"Host": host}).status_code == 200, host
+    rebound = client.get("/models/churn/1", headers={"Host": "attacker.example:5050"})
+    assert rebound.status_code == 403
+    html = rebound.get_data(as_text=True)
+    assert "answer only requests for localhost or 127.0.0.1" in html
+    assert "churn" not in html
+    open_client = create_ui_app(home, loopback_only=False).test_client()
+    assert open_client.get("/", headers={"Host": "box.lan:5050"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("box", False)],
+)
+def test_only_a_loopback_bound_server_checks_the_host_name(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

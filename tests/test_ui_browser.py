@@ -108,3 +108,15 @@ def test_registry_page_lists_a_model_and_its_digest_and_never_runs_its_text(
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_the_browser_resolves_no_host_but_loopback(browser: Any) -> None:
+    """What makes the page tests prove there is no CDN: any other host fails to load."""
+    from playwright.sync_api import Error
+
+    context = browser.new_context()
+    try:
+        with pytest.raises(Error, match="ERR_NAME_NOT_RESOLVED"):
+            context.new_page().goto("https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    finally:
+        context.close()

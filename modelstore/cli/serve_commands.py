@@ -317,7 +317,8 @@ def serve(
     check_env: bool,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
-    GET|POST /score, with N worker processes that each run init() before serving.
+    GET|POST /score, with N worker processes that each run init() before serving. GET /docs
+    (not in azmlinfsrv; see --no-docs) is Swagger UI over /swagger.json, to try /score.
 
     The URL is printed once a worker has run init() and can answer. A missing script or a
     syntax error is reported before the port is bound.

@@ -28,6 +28,9 @@ CONTENT_SECURITY_POLICY = (
 )
 """The pages load only their own files and run no inline script: should a registered text ever
 slip past the templates' escaping, the browser still refuses to run it."""
+LOOPBACK_HOST_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+"""The ``Host`` names a loopback-bound server answers: a page elsewhere that rebinds its own
+name to 127.0.0.1 sends its name, and gets a 403 instead of the registry."""
 APP_ROOT_EXAMPLE = "./app"
 """The ``--app-root`` the version page's deploy command names (the user picks their own)."""
 
@@ -115,6 +118,24 @@ def _not_found(error: NotFound) -> tuple[str, int]:
     return flask.render_template("error.html", message=error.description), 404
 
 
+def _host_name(host: str) -> str:
+    """``name`` of a ``Host`` header ``name[:port]`` (an IPv6 address keeps its brackets)."""
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.partition(":")[0].lower()
+
+
+def _loopback_hosts_only() -> tuple[str, int] | None:
+    if _host_name(flask.request.host) in LOOPBACK_HOST_NAMES:
+        return None
+    message = (
+        f"these pages answer only requests for localhost or 127.0.0.1, not "
+        f"{flask.request.host!r}; open http://127.0.0.1:<port>/ (modelstore ui --host "
+        "<address> serves other names)"
+    )
+    return flask.render_template("error.html", message=message), 403
+
+
 def _security_headers(response: flask.Response) -> flask.Response:
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -122,10 +143,16 @@ def _security_headers(response: flask.Response) -> flask.Response:
     return response
 
 
-def create_ui_app(home: str | os.PathLike[str] | None = None) -> flask.Flask:
+def create_ui_app(
+    home: str | os.PathLike[str] | None = None, *, loopback_only: bool = True
+) -> flask.Flask:
     """The registry pages for the registry at ``home`` (``None``: ``$MODELSTORE_HOME``, else
-    the per-user default, as every command resolves it)."""
+    the per-user default, as every command resolves it). ``loopback_only``: answer only
+    requests naming localhost or 127.0.0.1 (a guard against DNS rebinding), for a server bound
+    to a loopback address."""
     app = flask.Flask(__name__)
+    if loopback_only:
+        app.before_request(_loopback_hosts_only)
     app.extensions[EXTENSION_KEY] = None if home is None else Path(home)
     app.add_url_rule("/", "index", _index, methods=["GET"])
     app.add_url_rule("/models/<name>/<int:version>", "version", _version, methods=["GET"])
