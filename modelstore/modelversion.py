@@ -33,6 +33,16 @@ class ModelVersion(BaseModel):
     framework_version: str | None = None
 
 
+class ModelFile(BaseModel):
+    """One file of a version as its manifest recorded it at registration (not re-hashed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(description="relative to the version folder, '/'-separated, from the entry")
+    size: int = Field(ge=0)
+    sha256: str
+
+
 RECORDED_FIELDS = tuple(name for name in ModelVersion.model_fields if name not in ("id", "path"))
 """The fields copied by name from the catalog's record of the version; ``id`` and ``path`` are
 the registry's to compute. The record has each of these (a test checks it)."""

@@ -62,7 +62,7 @@ from modelstore.layout import (
     validate_alias,
     validate_name,
 )
-from modelstore.modelversion import RECORDED_FIELDS, ModelVersion
+from modelstore.modelversion import RECORDED_FIELDS, ModelFile, ModelVersion
 from modelstore.refs import parse_alias_ref, parse_ref
 from modelstore.registry_reports import (
     Alias,
@@ -420,6 +420,16 @@ class Registry:
         elif sort == "size":
             result.sort(key=lambda model: model.size, reverse=True)
         return result
+
+    def files(self, name: str, version: int | None = None) -> builtins.list[ModelFile]:
+        """The files of a version (the highest when ``version`` is None) as its manifest lists
+        them, by path: read from the catalog, so listing never re-reads model bytes."""
+        model = self.get(name, version)
+        record = self._catalog.get(model.name, model.version)
+        manifest = None if record is None else self._catalog.manifests([record.id]).get(record.id)
+        if manifest:  # None: deleted since get() found it
+            return [ModelFile(path=f.relpath, size=f.size, sha256=f.sha256) for f in manifest]
+        raise self._not_found(model.name, model.version)
 
     def versions(self, name: str) -> builtins.list[int]:
         """The registered versions of ``name``, ascending ([] for an unknown name)."""

@@ -784,3 +784,23 @@ def test_register_with_a_version_that_is_not_a_positive_int_is_refused_before_co
         registry.register(model, "m", version=0)
     assert snapshot(home) == before
     assert registry.register(model, "m", version=7).version == 7
+
+
+def test_files_lists_a_versions_manifest_by_path(registry: Registry, tmp_path: Path) -> None:
+    import hashlib
+
+    source = make_model_dir(tmp_path / "model_dir")
+    registry.register(source, "m")
+    registry.register(make_file(tmp_path / "one.bin", b"one"), "m")
+    files = registry.files("m", 1)
+    assert [(f.path, f.size) for f in files] == [
+        ("model_dir/a.txt", 1),
+        ("model_dir/c.txt", 1),
+        ("model_dir/sub/b.txt", 1),
+    ]
+    assert files[2].sha256 == hashlib.sha256(b"b").hexdigest()
+    assert [f.path for f in registry.files("m")] == ["one.bin"]  # the latest version
+    with pytest.raises(ModelNotFoundError):
+        registry.files("m", 3)
+    with pytest.raises(InvalidNameError):
+        registry.files("bad name")

@@ -45,6 +45,7 @@ COMMANDS: dict[str, str] = {
     "exec": "modelstore.cli.deploy_commands:exec_",
     "serve": "modelstore.cli.serve_commands:serve",
     "score": "modelstore.cli.serve_commands:score",
+    "ui": "modelstore.cli.ui_commands:ui",
     "completion": "modelstore.cli.completion_commands:completion",
 }
 

@@ -284,6 +284,11 @@ def resolve_settings(
     "[default: $MODELSTORE_READ_TIMEOUT, else 5].",
 )
 @click.option(
+    "--no-docs",
+    is_flag=True,
+    help="Leave out GET /docs (Swagger UI over /swagger.json), which azmlinfsrv does not have.",
+)
+@click.option(
     "--reload",
     is_flag=True,
     help="Restart the workers when the entry script or a file next to it changes "
@@ -306,12 +311,14 @@ def serve(
     port: int,
     workers: int | None,
     read_timeout_s: float | None,
+    no_docs: bool,
     reload: bool,
     deployment_files: tuple[Path, ...],
     check_env: bool,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
-    GET|POST /score, with N worker processes that each run init() before serving.
+    GET|POST /score, with N worker processes that each run init() before serving. GET /docs
+    (not in azmlinfsrv; see --no-docs) is Swagger UI over /swagger.json, to try /score.
 
     The URL is printed once a worker has run init() and can answer. A missing script or a
     syntax error is reported before the port is bound.
@@ -329,7 +336,7 @@ def serve(
             cors_origins=cors_origins, scoring_timeout_ms=scoring_timeout_ms,
             max_body_mib=max_body_mib, numpy_json=numpy_json, validation_400=validation_400,
             split_header_values=not no_header_split, workers=workers,
-            read_timeout_s=read_timeout_s,
+            read_timeout_s=read_timeout_s, docs_page=False if no_docs else None,
         ) as local:  # fmt: skip
             code = run_server(local.settings, host, port, reload)
         ctx.exit(code)
@@ -338,7 +345,7 @@ def serve(
         settings = resolve_settings(
             deployment, entry_script, model_dir, cors_origins, scoring_timeout_ms, max_body_mib,
             numpy_json, validation_400, no_header_split, workers=workers,
-            read_timeout_s=read_timeout_s,
+            read_timeout_s=read_timeout_s, docs_page=False if no_docs else None,
         )  # fmt: skip
         check_entry_script(settings.entry_script)  # before the port is bound
         code = run_server(settings, host, port, reload)

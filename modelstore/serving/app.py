@@ -530,6 +530,10 @@ def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Fla
     app.extensions[EXTENSION_KEY] = state
     path = _RequestPath(state)
     app.register_blueprint(_build_blueprint(settings, path))
+    if settings.docs_page:
+        from modelstore.serving.docs_page import register_docs
+
+        register_docs(app, swagger, settings.service_name)
     app.before_request(path.before_request)
     app.after_request(path.after_request)
     app.use_direct_score(path)

@@ -100,6 +100,9 @@ class ServingSettings(BaseModel):
     numpy_json: bool = False
     validation_400: bool = False
     split_header_values: bool = True
+    docs_page: bool = True
+    """``GET /docs`` (Swagger UI over ``/swagger.json``), which azmlinfsrv lacks; ``--no-docs``
+    turns it off for runs that must match azmlinfsrv route for route."""
     workers: int = Field(default=1, gt=0)
     worker_timeout_s: int = Field(default=DEFAULT_WORKER_TIMEOUT_S, gt=0)
     read_timeout_s: float = Field(default=DEFAULT_READ_TIMEOUT_S, gt=0)
