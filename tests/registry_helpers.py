@@ -196,7 +196,8 @@ def export_and_die_midway(home: str, target: str) -> None:
     file went into the archive."""
     import signal
 
-    from modelstore import Registry, registry_archive
+    from modelstore import Registry
+    from modelstore.registry import archive as registry_archive
 
     real = registry_archive._add_file
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from modelstore import deployment as deployment_module
 from modelstore import get_model_path
 from modelstore.cli.errors import exit_code
 from modelstore.deployment import ModelSource, build_deployment, temporary
+from modelstore.deployment import layout as deployment_module
 from modelstore.errors import DeploymentRefusedError, ModelNotFoundError, StorageError
 from modelstore.layout import local_model_name
 from modelstore.registry import Registry  # imported before pyfakefs starts (pydantic models)

@@ -27,7 +27,7 @@ from modelstore.layout import validate_alias, validate_name
 from modelstore.refs import parse_ref
 
 if TYPE_CHECKING:
-    from modelstore.registry_reports import AliasMove
+    from modelstore.registry.reports import AliasMove
 
 
 class OneLineErrorGroup(click.Group):

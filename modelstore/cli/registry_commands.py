@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from modelstore.modelversion import ModelVersion
     from modelstore.registry import Registry
-    from modelstore.registry_reports import Alias, ForeignAction
+    from modelstore.registry.reports import Alias, ForeignAction
 
 LARGE_MODEL_BYTES = 32 * 1024 * 1024
 """Copies at least this big show a progress bar (on a terminal): below it a copy is instant."""
@@ -691,7 +691,7 @@ def doctor(
         print_json(dump(report))
     elif not report.findings:
         click.echo("Nothing to repair: the catalog and the tree agree.")
-    from modelstore.registry_doctor import LEAVE_FOREIGN as LEAVE_FOREIGN_IN_PYTHON
+    from modelstore.registry.doctor import LEAVE_FOREIGN as LEAVE_FOREIGN_IN_PYTHON
 
     for finding in [] if as_json else report.findings:
         status = "repaired" if finding.repaired else "found"

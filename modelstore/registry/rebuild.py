@@ -31,7 +31,7 @@ from modelstore.errors import (
     ModelstoreError,
 )
 from modelstore.layout import StoreLayout, validate_name
-from modelstore.registry_reports import RebuildPlan, RebuiltVersion
+from modelstore.registry.reports import RebuildPlan, RebuiltVersion
 from modelstore.store import Store, manifest_digest, plan_source
 from modelstore.store.hashing import hash_file, new_buffer
 
