@@ -628,7 +628,7 @@ LEAVE_FOREIGN = (
     "--move-aside-foreign moves it into .modelstore/foreign/"
 )
 """What doctor does with a foreign item it was not told to adopt or move aside (the library
-words it in Python: ``registry_doctor.LEAVE_FOREIGN``)."""
+words it in Python: ``registry.doctor.LEAVE_FOREIGN``)."""
 
 
 @command("doctor")
