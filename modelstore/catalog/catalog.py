@@ -163,20 +163,7 @@ class Catalog:
                 )
             raise_high_water(connection, new.name, version)
             pending = new.pending(0, version)
-            inserted = connection.execute(
-                insert(_VERSIONS).values(**row_values(pending))
-            ).inserted_primary_key
-            assert inserted is not None
-            row_id = int(inserted[0])
-            if new.files:
-                connection.execute(
-                    insert(_FILES),
-                    [
-                        {"version_id": row_id, "relpath": f.relpath}
-                        | {"size": f.size, "sha256": f.sha256}
-                        for f in new.files
-                    ],
-                )
+            row_id = _insert_version(connection, row_values(pending), new)
         return replace(pending, id=row_id)
 
     def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
@@ -462,18 +449,7 @@ class Catalog:
             record = replace(new.pending(0, version), state=READY, token=None)
             columns = {f.name: getattr(record, f.name) for f in fields(record) if f.name != "id"}
             columns["created_at"] = new.created_at.astimezone(timezone.utc).replace(tzinfo=None)
-            inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
-            assert inserted is not None
-            row_id = int(inserted[0])
-            if new.files:
-                connection.execute(
-                    insert(_FILES),
-                    [
-                        {"version_id": row_id, "relpath": f.relpath}
-                        | {"size": f.size, "sha256": f.sha256}
-                        for f in new.files
-                    ],
-                )
+            row_id = _insert_version(connection, columns, new)
         return replace(record, id=row_id)
 
     def raise_high_water(self, name: str, version: int) -> None:
@@ -517,20 +493,7 @@ class Catalog:
                     )
                 raise_high_water(connection, new.name, version)
                 pending = new.pending(0, version)
-                inserted = connection.execute(
-                    insert(_VERSIONS).values(**row_values(pending))
-                ).inserted_primary_key
-                assert inserted is not None
-                row_id = int(inserted[0])
-                if new.files:
-                    connection.execute(
-                        insert(_FILES),
-                        [
-                            {"version_id": row_id, "relpath": f.relpath}
-                            | {"size": f.size, "sha256": f.sha256}
-                            for f in new.files
-                        ],
-                    )
+                row_id = _insert_version(connection, row_values(pending), new)
                 records.append(replace(pending, id=row_id))
         return records, previous
 
@@ -754,6 +717,23 @@ def _utc(value: datetime) -> datetime:
 
 class _RolledBack(Exception):
     """Raised inside a write transaction to roll it back."""
+
+
+def _insert_version(connection: Connection, columns: Mapping[str, Any], new: NewVersion) -> int:
+    """Insert one version row and its file rows; the new row's id. Every way a version enters
+    the catalog under a number already decided (exact, imported, adopted) goes through here."""
+    inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
+    assert inserted is not None
+    row_id = int(inserted[0])
+    if new.files:
+        connection.execute(
+            insert(_FILES),
+            [
+                {"version_id": row_id, "relpath": f.relpath} | {"size": f.size, "sha256": f.sha256}
+                for f in new.files
+            ],
+        )
+    return row_id
 
 
 def _ready_row(connection: Connection, name: str, version: int | None) -> Any:
