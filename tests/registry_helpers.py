@@ -180,8 +180,8 @@ def import_and_die_after_publish(home: str, archive: str, count: str) -> None:
     real = registry._store.publish
     done = []
 
-    def then_die(*args: object, **kwargs: object) -> object:
-        result = real(*args, **kwargs)  # type: ignore[arg-type]
+    def then_die(token: str, name: str, version: int, entry: str) -> Path:
+        result = real(token, name, version, entry)
         done.append(result)
         if len(done) == int(count):
             os.kill(os.getpid(), signal.SIGKILL)

@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -665,7 +665,7 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
     _lose_catalog(home, how)
     before = _files(home)
     monkeypatch.setenv("MODELSTORE_HOME", str(home))
-    opens = [
+    opens: list[Callable[[], object]] = [
         lambda: Registry(home),
         lambda: Registry(home, read_only=True),
         lambda: Registry.open_existing(home),
