@@ -164,6 +164,40 @@ def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
 
 
+def go_ahead(
+    plan: BaseModel,
+    *,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    action: str,
+    verb: str,
+    question: str,
+    nothing: str,
+) -> bool:
+    """Whether to carry out a plan already printed: not on --dry-run (which shows it as JSON with
+    --json), and not without --yes unless a person at a terminal confirms. ``action`` is what
+    the command refuses to do unconfirmed, ``verb`` what --yes lets it do, ``nothing`` what a
+    dry run or a "no" leaves done. Declining exits 1; no terminal and no --yes is a usage
+    error."""
+    if dry_run:
+        if as_json:
+            print_json(dump(plan))
+        else:
+            click.echo(f"Dry run: {nothing}.")
+        return False
+    if not yes:
+        if not _stdin_is_terminal():
+            raise UsageError(
+                f"refusing to {action} without confirmation: stdin is not a terminal; "
+                f"pass --yes to {verb}"
+            )
+        if not click.confirm(question, default=False, err=True):
+            click.echo(f"{nothing.capitalize()}.", err=True)
+            click.get_current_context().exit(1)
+    return True
+
+
 def transfer_text(done: int, total: int, seconds: float) -> str:
     """What the bar shows after its percentage: bytes copied of the total, the speed so far,
     and the time left at that speed (click's own ETA waits a second and shows no speed)."""
@@ -553,21 +587,17 @@ def delete(
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
     if plan.aliases:
         click.echo(f"and remove {_aliases_text(plan.aliases)}", err=as_json)
-    if dry_run:
-        if as_json:
-            print_json(dump(plan))
-        else:
-            click.echo("Dry run: nothing was deleted.")
+    if not go_ahead(
+        plan,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
+        action="delete",
+        verb="delete",
+        question="Delete?",
+        nothing="nothing was deleted",
+    ):
         return
-    if not yes:
-        if not _stdin_is_terminal():
-            raise UsageError(
-                "refusing to delete without confirmation: stdin is not a terminal; "
-                "pass --yes to delete"
-            )
-        if not click.confirm("Delete?", default=False, err=True):
-            click.echo("Nothing was deleted.", err=True)
-            click.get_current_context().exit(1)
     done = registry.delete_planned(plan)  # what was shown: not a version registered since
     if as_json:
         print_json(dump(done))
@@ -743,21 +773,17 @@ def _rebuild(dry_run: bool, yes: bool, as_json: bool) -> None:
         "The old catalog files are moved into .modelstore/lost-catalogs/, never deleted.",
         err=out,
     )
-    if dry_run:
-        if as_json:
-            print_json(dump(plan))
-        else:
-            click.echo("Dry run: nothing was changed.")
+    if not go_ahead(
+        plan,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
+        action="rebuild the catalog",
+        verb="rebuild",
+        question="Rebuild the catalog?",
+        nothing="nothing was changed",
+    ):
         return
-    if not yes:
-        if not _stdin_is_terminal():
-            raise UsageError(
-                "refusing to rebuild the catalog without confirmation: stdin is not a "
-                "terminal; pass --yes to rebuild"
-            )
-        if not click.confirm("Rebuild the catalog?", default=False, err=True):
-            click.echo("Nothing was changed.", err=True)
-            click.get_current_context().exit(1)
     done = Registry.rebuild_catalog(plan)
     if as_json:
         print_json(dump(done))
