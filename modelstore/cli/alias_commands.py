@@ -14,8 +14,8 @@ from modelstore.cli import OneLineErrorCommand, one_line_usage
 from modelstore.cli.completion_commands import complete_name, complete_ref
 from modelstore.cli.registry_commands import (
     _plan_text,
+    delete_confirmed,
     dump,
-    go_ahead,
     json_option,
     open_registry,
     plural,
@@ -174,18 +174,11 @@ def prune(name: str, keep: int, dry_run: bool, yes: bool, as_json: bool) -> None
             )
         return
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
-    if not go_ahead(
-        plan,
-        dry_run=dry_run,
-        yes=yes,
-        as_json=as_json,
-        action="prune",
-        verb="delete",
-        question="Delete?",
-        nothing="nothing was deleted",
-    ):
+    done = delete_confirmed(
+        registry, plan, dry_run=dry_run, yes=yes, as_json=as_json, action="prune"
+    )
+    if done is None:
         return
-    done = registry.delete_planned(plan)  # what was shown: not a version registered since
     if as_json:
         print_json(dump(done.model_copy(update={"kept": plan.kept})))
     else:

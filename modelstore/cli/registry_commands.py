@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from modelstore.modelversion import ModelVersion
     from modelstore.registry import Registry
-    from modelstore.registry.reports import Alias, ForeignAction
+    from modelstore.registry.reports import Alias, DeletePlan, ForeignAction
 
 LARGE_MODEL_BYTES = 32 * 1024 * 1024
 """Copies at least this big show a progress bar (on a terminal): below it a copy is instant."""
@@ -171,9 +171,9 @@ def go_ahead(
     yes: bool,
     as_json: bool,
     action: str,
-    verb: str,
-    question: str,
-    nothing: str,
+    verb: str = "delete",
+    question: str = "Delete?",
+    nothing: str = "nothing was deleted",
 ) -> bool:
     """Whether to carry out a plan already printed: not on --dry-run (which shows it as JSON with
     --json), and not without --yes unless a person at a terminal confirms. ``action`` is what
@@ -196,6 +196,16 @@ def go_ahead(
             click.echo(f"{nothing.capitalize()}.", err=True)
             click.get_current_context().exit(1)
     return True
+
+
+def delete_confirmed(
+    registry: Registry, plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, action: str
+) -> DeletePlan | None:
+    """Delete exactly the versions of a printed plan once ``go_ahead`` says so (None: not
+    deleted), never a version registered since."""
+    if not go_ahead(plan, dry_run=dry_run, yes=yes, as_json=as_json, action=action):
+        return None
+    return registry.delete_planned(plan)
 
 
 def transfer_text(done: int, total: int, seconds: float) -> str:
@@ -587,18 +597,11 @@ def delete(
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
     if plan.aliases:
         click.echo(f"and remove {_aliases_text(plan.aliases)}", err=as_json)
-    if not go_ahead(
-        plan,
-        dry_run=dry_run,
-        yes=yes,
-        as_json=as_json,
-        action="delete",
-        verb="delete",
-        question="Delete?",
-        nothing="nothing was deleted",
-    ):
+    done = delete_confirmed(
+        registry, plan, dry_run=dry_run, yes=yes, as_json=as_json, action="delete"
+    )
+    if done is None:
         return
-    done = registry.delete_planned(plan)  # what was shown: not a version registered since
     if as_json:
         print_json(dump(done))
     else:
