@@ -8,28 +8,5 @@ and the store, with the features it delegates to beside it: ``reports`` (the pyd
 
 from __future__ import annotations
 
-from modelstore.registry.facade import (
-    Alias,
-    AliasMove,
-    DeletePlan,
-    DoctorReport,
-    Finding,
-    RebuildPlan,
-    Registry,
-    TagChange,
-    VerifyReport,
-    VersionCheck,
-)
-
-__all__ = [
-    "Alias",
-    "AliasMove",
-    "DeletePlan",
-    "DoctorReport",
-    "Finding",
-    "RebuildPlan",
-    "Registry",
-    "TagChange",
-    "VerifyReport",
-    "VersionCheck",
-]
+from modelstore.registry.facade import *  # noqa: F403 (the facade's __all__ is the one list)
+from modelstore.registry.facade import __all__ as __all__
