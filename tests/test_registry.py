@@ -556,7 +556,7 @@ def test_an_interruption_between_the_copy_and_the_catalog_leaves_nothing_in_stag
 ) -> None:
     """Ctrl-C (or any error) after the copy and before the number is taken: the staged copy is
     removed at once, not left for doctor."""
-    import modelstore.registry.facade as registry_module
+    import modelstore.registry.files as registry_module
 
     def interrupted(files: object) -> str:
         raise KeyboardInterrupt

@@ -64,6 +64,7 @@ from modelstore.layout import (
 )
 from modelstore.modelversion import RECORDED_FIELDS, ModelVersion
 from modelstore.refs import parse_alias_ref, parse_ref
+from modelstore.registry.files import file_fields
 from modelstore.registry.reports import (
     Alias,
     AliasMove,
@@ -75,7 +76,7 @@ from modelstore.registry.reports import (
     VerifyReport,
     VersionCheck,
 )
-from modelstore.store import Store, check_version, manifest_digest, plan_source
+from modelstore.store import Store, check_version, plan_source
 from modelstore.store.hashing import new_buffer
 
 if TYPE_CHECKING:
@@ -274,12 +275,9 @@ class Registry:
                     name=name,
                     entry=plan.entry,
                     kind=plan.kind,
-                    size=sum(f.size for f in staged),
-                    file_count=len(staged),
-                    sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in staged),
                     created_at=datetime.now(timezone.utc),
                     token=token,
-                    files=[FileRecord(f.relpath, f.size, f.sha256) for f in staged],
+                    **file_fields([FileRecord(f.relpath, f.size, f.sha256) for f in staged]),
                     tags=tag_map,
                     properties=property_map,
                     description=description,
