@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -259,17 +259,7 @@ class Catalog:
 
     def get(self, name: str, version: int) -> VersionRecord | None:
         with self._read() as connection:
-            row = (
-                connection.execute(
-                    select(_VERSIONS).where(
-                        _VERSIONS.c.name == name,
-                        _VERSIONS.c.version == version,
-                        _VERSIONS.c.state == READY,
-                    )
-                )
-                .mappings()
-                .one_or_none()
-            )
+            row = connection.execute(_ready_query(name, version)).mappings().one_or_none()
         return None if row is None else _record(row)
 
     def ready_versions(self, name: str | None = None) -> list[VersionRecord]:
@@ -741,12 +731,16 @@ def _ready_row(connection: Connection, name: str, version: int | None) -> Any:
     locked until the transaction ends (``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
     excludes other writers), so that a read-modify-write of its tags or properties never loses
     another process's change."""
+    locked = _ready_query(name, version).with_for_update()
+    return connection.execute(locked).mappings().one_or_none()
+
+
+def _ready_query(name: str, version: int | None) -> Select[Any]:
+    """The ready row of ``name:version``, or the highest ready version when ``version`` is None."""
     query = select(_VERSIONS).where(_VERSIONS.c.name == name, _VERSIONS.c.state == READY)
     if version is None:
-        query = query.order_by(_VERSIONS.c.version.desc()).limit(1)
-    else:
-        query = query.where(_VERSIONS.c.version == version)
-    return connection.execute(query.with_for_update()).mappings().one_or_none()
+        return query.order_by(_VERSIONS.c.version.desc()).limit(1)
+    return query.where(_VERSIONS.c.version == version)
 
 
 _RECORD_FIELDS = [f.name for f in fields(VersionRecord)]
