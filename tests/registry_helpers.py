@@ -180,8 +180,8 @@ def import_and_die_after_publish(home: str, archive: str, count: str) -> None:
     real = registry._store.publish
     done = []
 
-    def then_die(*args: object, **kwargs: object) -> object:
-        result = real(*args, **kwargs)  # type: ignore[arg-type]
+    def then_die(token: str, name: str, version: int, entry: str) -> Path:
+        result = real(token, name, version, entry)
         done.append(result)
         if len(done) == int(count):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -196,7 +196,8 @@ def export_and_die_midway(home: str, target: str) -> None:
     file went into the archive."""
     import signal
 
-    from modelstore import Registry, registry_archive
+    from modelstore import Registry
+    from modelstore.registry import archive as registry_archive
 
     real = registry_archive._add_file
 

@@ -461,4 +461,5 @@ def test_a_connection_error_carries_host_port_and_database(pg_server: PgServer) 
         Catalog(pg_server.url("no_such_db"))
     error = caught.value
     assert (error.host, error.port, error.database) == ("127.0.0.1", pg_server.port, "no_such_db")
+    assert error.catalog is not None
     assert pg_server.password not in str(error) and "***" in error.catalog

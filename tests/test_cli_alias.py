@@ -210,9 +210,9 @@ def test_prune_without_a_terminal_needs_yes(home: Path) -> None:
 
 
 def test_prune_answered_no_deletes_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from modelstore.cli import alias_commands
+    from modelstore.cli import registry_commands
 
-    monkeypatch.setattr(alias_commands, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(registry_commands, "_stdin_is_terminal", lambda: True)
     before = _state(home)
     result = run(home, "prune", "m", "--keep", "1", input="n\n")
     assert result.exit_code == 1 and "Nothing was deleted." in result.stderr

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from modelstore import deployment as deployment_module
 from modelstore import get_model_path
 from modelstore.cli.errors import exit_code
 from modelstore.deployment import ModelSource, build_deployment, temporary
+from modelstore.deployment import layout as deployment_module
 from modelstore.errors import DeploymentRefusedError, ModelNotFoundError, StorageError
 from modelstore.layout import local_model_name
 from modelstore.registry import Registry  # imported before pyfakefs starts (pydantic models)
+from modelstore.store.fsops import remove_tree
 
 
 @pytest.fixture(params=["real-disk", "pyfakefs"])
@@ -526,18 +528,16 @@ def test_a_new_app_root_removed_by_a_refused_concurrent_deployment_is_made_again
     while this one is about to build in it. This one must make it again, not fail."""
     store = make_store(tmp_path)
     app = tmp_path / "new" / "app"
-    real_mkdtemp = deployment_module.tempfile.mkdtemp
+    real_mkdtemp = tempfile.mkdtemp
     calls = []
 
-    def mkdtemp_after_the_other_deployment_gave_up(**kwargs: object) -> str:
-        calls.append(kwargs)
+    def mkdtemp_after_the_other_deployment_gave_up(*, prefix: str, dir: Path) -> str:
+        calls.append((prefix, dir))
         if len(calls) == 1:
             os.rmdir(app)  # what the refused deployment's clean-up does
-        return real_mkdtemp(**kwargs)  # type: ignore[no-any-return,call-overload]
+        return real_mkdtemp(prefix=prefix, dir=dir)
 
-    monkeypatch.setattr(
-        deployment_module.tempfile, "mkdtemp", mkdtemp_after_the_other_deployment_gave_up
-    )
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_after_the_other_deployment_gave_up)
     deployed = build_deployment([source(store, "m", 2, "model.pkl")], app)
 
     assert len(calls) == 2
@@ -712,7 +712,7 @@ def test_a_temporary_deployment_never_removes_a_models_folder_replaced_by_a_link
     (elsewhere / "keep.txt").write_text("keep")
 
     with temporary([source(store, "m", 1, "model.pkl")], app):
-        deployment_module.remove_tree(app / "azureml-models")
+        remove_tree(app / "azureml-models")
         (app / "azureml-models").symlink_to(elsewhere, target_is_directory=True)
 
     assert (app / "azureml-models").is_symlink()

@@ -198,7 +198,7 @@ def test_forced_redeployments_swap_whole_trees_while_a_reader_reads(
 KILLED_MID_BUILD = """
 import os, sys, time
 from pathlib import Path
-import modelstore.deployment as deployment
+import modelstore.deployment.layout as deployment
 from modelstore.deployment import ModelSource, build_deployment
 
 store, app, ready = sys.argv[1:4]

@@ -82,7 +82,7 @@ def test_every_local_link_leads_to_an_existing_file_and_heading(page: Path) -> N
 
 
 def test_no_repository_file_points_at_documents_outside_the_repository() -> None:
-    offenders = []
+    offenders: list[str] = []
     for path in repository_text_files():
         try:
             text = path.read_text(encoding="utf-8")

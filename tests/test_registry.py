@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -556,7 +556,7 @@ def test_an_interruption_between_the_copy_and_the_catalog_leaves_nothing_in_stag
 ) -> None:
     """Ctrl-C (or any error) after the copy and before the number is taken: the staged copy is
     removed at once, not left for doctor."""
-    import modelstore.registry as registry_module
+    import modelstore.registry.files as registry_module
 
     def interrupted(files: object) -> str:
         raise KeyboardInterrupt
@@ -665,7 +665,7 @@ def test_a_lost_catalog_beside_stored_versions_is_refused_by_every_open_and_noth
     _lose_catalog(home, how)
     before = _files(home)
     monkeypatch.setenv("MODELSTORE_HOME", str(home))
-    opens = [
+    opens: list[Callable[[], object]] = [
         lambda: Registry(home),
         lambda: Registry(home, read_only=True),
         lambda: Registry.open_existing(home),

@@ -26,7 +26,7 @@ from modelstore.errors import (
     InvalidArgumentError,
     StorageError,
 )
-from modelstore.registry_archive import MANIFEST_NAME
+from modelstore.registry.archive import MANIFEST_NAME
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ def test_imported_numbers_are_never_handed_out_again_by_register(
 def test_an_interrupted_export_leaves_no_file_under_the_target_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from modelstore import registry_archive
+    from modelstore.registry import archive as registry_archive
 
     real = registry_archive._add_file
     calls = []
@@ -410,7 +410,7 @@ def test_data_beyond_what_the_manifest_announces_is_not_read(
 ) -> None:
     """A tar's own headers can hide data (a pax header of any size): reading stops at what
     the manifest accounts for."""
-    from modelstore import registry_archive
+    from modelstore.registry import archive as registry_archive
 
     manifest = manifest_for(GOOD)
     info = file_info("m/1/e/w.bin", 7)

@@ -95,7 +95,7 @@ def test_the_same_version_twice_is_refused(registry: Registry, tmp_path: Path) -
 
 def test_refs_must_be_a_list(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(BadArgumentTypeError, match="list"):
-        registry.deploy("m", tmp_path / "app")  # type: ignore[arg-type]
+        registry.deploy("m", tmp_path / "app")
 
 
 def test_a_temporary_deployment_resolves_refs_like_deploy_and_removes_itself(

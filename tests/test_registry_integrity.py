@@ -387,7 +387,7 @@ def test_doctor_acting_on_a_stale_snapshot_leaves_a_version_that_reused_the_row_
     """SQLite gives a deleted newest row's id to the next row. A doctor that read a dead
     registration's row, while another doctor rolled it back and a live registration took the
     same id, must not complete or roll back that live registration."""
-    from modelstore.registry_doctor import Doctor
+    from modelstore.registry.doctor import Doctor
 
     source = make_file(tmp_path / "x.pkl")
     _stage_and_reserve(registry, source, "dead")  # a killed registration: row pending, no lock

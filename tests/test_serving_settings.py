@@ -231,7 +231,7 @@ def test_resolve_flag_beats_variable_beats_config_json_beats_default(tmp_path: P
     ],
 )
 def test_resolve_server_options_flag_beats_variable_beats_default(
-    tmp_path: Path, field: str, variable: str, text: str, flag: object, default: object
+    tmp_path: Path, field: str, variable: str, text: str, flag: float, default: float
 ) -> None:
     assert getattr(resolve({}, tmp_path), field) == default
     assert getattr(resolve({variable: ""}, tmp_path), field) == default

@@ -13,6 +13,7 @@ from modelstore.v2 import (
     AssetReference,
     EnvironmentSpec,
     InlineModelSpec,
+    ManagedOnlineDeploymentSpec,
     OnlineDeploymentSpec,
     ProbeSettingsSpec,
     RequestSettingsSpec,
@@ -151,6 +152,7 @@ def test_a_scoring_script_in_a_subfolder_of_the_code_is_found(gallery: Path) -> 
         gallery,
         MINIMAL.format(model="azureml:m:1").replace("score.py", "sub/main.py"),
     )
+    assert spec.code_configuration is not None
     assert spec.code_configuration.script_path == gallery / "onlinescoring" / "sub" / "main.py"
 
 
@@ -194,6 +196,7 @@ def test_cloud_only_keys_are_accepted_and_reported_as_ignored(gallery: Path) -> 
         "data_collector",
         "model_mount_path",
     }
+    assert isinstance(spec, ManagedOnlineDeploymentSpec)
     assert spec.egress_public_network_access == "disabled"
 
 

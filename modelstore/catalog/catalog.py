@@ -18,7 +18,7 @@ from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, Select, delete, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -163,20 +163,7 @@ class Catalog:
                 )
             raise_high_water(connection, new.name, version)
             pending = new.pending(0, version)
-            inserted = connection.execute(
-                insert(_VERSIONS).values(**row_values(pending))
-            ).inserted_primary_key
-            assert inserted is not None
-            row_id = int(inserted[0])
-            if new.files:
-                connection.execute(
-                    insert(_FILES),
-                    [
-                        {"version_id": row_id, "relpath": f.relpath}
-                        | {"size": f.size, "sha256": f.sha256}
-                        for f in new.files
-                    ],
-                )
+            row_id = _insert_version(connection, row_values(pending), new)
         return replace(pending, id=row_id)
 
     def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
@@ -272,17 +259,7 @@ class Catalog:
 
     def get(self, name: str, version: int) -> VersionRecord | None:
         with self._read() as connection:
-            row = (
-                connection.execute(
-                    select(_VERSIONS).where(
-                        _VERSIONS.c.name == name,
-                        _VERSIONS.c.version == version,
-                        _VERSIONS.c.state == READY,
-                    )
-                )
-                .mappings()
-                .one_or_none()
-            )
+            row = connection.execute(_ready_query(name, version)).mappings().one_or_none()
         return None if row is None else _record(row)
 
     def ready_versions(self, name: str | None = None) -> list[VersionRecord]:
@@ -462,18 +439,7 @@ class Catalog:
             record = replace(new.pending(0, version), state=READY, token=None)
             columns = {f.name: getattr(record, f.name) for f in fields(record) if f.name != "id"}
             columns["created_at"] = new.created_at.astimezone(timezone.utc).replace(tzinfo=None)
-            inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
-            assert inserted is not None
-            row_id = int(inserted[0])
-            if new.files:
-                connection.execute(
-                    insert(_FILES),
-                    [
-                        {"version_id": row_id, "relpath": f.relpath}
-                        | {"size": f.size, "sha256": f.sha256}
-                        for f in new.files
-                    ],
-                )
+            row_id = _insert_version(connection, columns, new)
         return replace(record, id=row_id)
 
     def raise_high_water(self, name: str, version: int) -> None:
@@ -517,20 +483,7 @@ class Catalog:
                     )
                 raise_high_water(connection, new.name, version)
                 pending = new.pending(0, version)
-                inserted = connection.execute(
-                    insert(_VERSIONS).values(**row_values(pending))
-                ).inserted_primary_key
-                assert inserted is not None
-                row_id = int(inserted[0])
-                if new.files:
-                    connection.execute(
-                        insert(_FILES),
-                        [
-                            {"version_id": row_id, "relpath": f.relpath}
-                            | {"size": f.size, "sha256": f.sha256}
-                            for f in new.files
-                        ],
-                    )
+                row_id = _insert_version(connection, row_values(pending), new)
                 records.append(replace(pending, id=row_id))
         return records, previous
 
@@ -756,17 +709,38 @@ class _RolledBack(Exception):
     """Raised inside a write transaction to roll it back."""
 
 
+def _insert_version(connection: Connection, columns: Mapping[str, Any], new: NewVersion) -> int:
+    """Insert one version row and its file rows; the new row's id. Every way a version enters
+    the catalog under a number already decided (exact, imported, adopted) goes through here."""
+    inserted = connection.execute(insert(_VERSIONS).values(**columns)).inserted_primary_key
+    assert inserted is not None
+    row_id = int(inserted[0])
+    if new.files:
+        connection.execute(
+            insert(_FILES),
+            [
+                {"version_id": row_id, "relpath": f.relpath} | {"size": f.size, "sha256": f.sha256}
+                for f in new.files
+            ],
+        )
+    return row_id
+
+
 def _ready_row(connection: Connection, name: str, version: int | None) -> Any:
     """The ready row of ``name:version`` (the highest ready version when ``version`` is None),
     locked until the transaction ends (``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already
     excludes other writers), so that a read-modify-write of its tags or properties never loses
     another process's change."""
+    locked = _ready_query(name, version).with_for_update()
+    return connection.execute(locked).mappings().one_or_none()
+
+
+def _ready_query(name: str, version: int | None) -> Select[Any]:
+    """The ready row of ``name:version``, or the highest ready version when ``version`` is None."""
     query = select(_VERSIONS).where(_VERSIONS.c.name == name, _VERSIONS.c.state == READY)
     if version is None:
-        query = query.order_by(_VERSIONS.c.version.desc()).limit(1)
-    else:
-        query = query.where(_VERSIONS.c.version == version)
-    return connection.execute(query.with_for_update()).mappings().one_or_none()
+        return query.order_by(_VERSIONS.c.version.desc()).limit(1)
+    return query.where(_VERSIONS.c.version == version)
 
 
 _RECORD_FIELDS = [f.name for f in fields(VersionRecord)]

@@ -14,7 +14,7 @@ from modelstore.cli import OneLineErrorCommand, one_line_usage
 from modelstore.cli.completion_commands import complete_name, complete_ref
 from modelstore.cli.registry_commands import (
     _plan_text,
-    _stdin_is_terminal,
+    delete_confirmed,
     dump,
     json_option,
     open_registry,
@@ -22,12 +22,12 @@ from modelstore.cli.registry_commands import (
     print_json,
     table,
 )
-from modelstore.errors import InvalidArgumentError, UsageError
+from modelstore.errors import InvalidArgumentError
 from modelstore.layout import validate_alias, validate_name
 from modelstore.refs import parse_ref
 
 if TYPE_CHECKING:
-    from modelstore.registry_reports import AliasMove
+    from modelstore.registry.reports import AliasMove
 
 
 class OneLineErrorGroup(click.Group):
@@ -174,22 +174,11 @@ def prune(name: str, keep: int, dry_run: bool, yes: bool, as_json: bool) -> None
             )
         return
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
-    if dry_run:
-        if as_json:
-            print_json(dump(plan))
-        else:
-            click.echo("Dry run: nothing was deleted.")
+    done = delete_confirmed(
+        registry, plan, dry_run=dry_run, yes=yes, as_json=as_json, action="prune"
+    )
+    if done is None:
         return
-    if not yes:
-        if not _stdin_is_terminal():
-            raise UsageError(
-                "refusing to prune without confirmation: stdin is not a terminal; "
-                "pass --yes to delete"
-            )
-        if not click.confirm("Delete?", default=False, err=True):
-            click.echo("Nothing was deleted.", err=True)
-            click.get_current_context().exit(1)
-    done = registry.delete_planned(plan)  # what was shown: not a version registered since
     if as_json:
         print_json(dump(done.model_copy(update={"kept": plan.kept})))
     else:

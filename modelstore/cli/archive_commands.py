@@ -1,5 +1,5 @@
 """``export`` and ``import``: thin wrappers over ``Registry.export`` / ``plan_import`` /
-``import_planned`` (see ``modelstore.registry_archive``)."""
+``import_planned`` (see ``modelstore.registry.archive``)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
     from modelstore.modelversion import ModelVersion
     from modelstore.registry import Registry
-    from modelstore.registry_reports import Alias, ForeignAction
+    from modelstore.registry.reports import Alias, DeletePlan, ForeignAction
 
 LARGE_MODEL_BYTES = 32 * 1024 * 1024
 """Copies at least this big show a progress bar (on a terminal): below it a copy is instant."""
@@ -162,6 +162,50 @@ def _stderr_is_terminal() -> bool:
 
 def _stdin_is_terminal() -> bool:
     return sys.stdin.isatty()
+
+
+def go_ahead(
+    plan: BaseModel,
+    *,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+    action: str,
+    verb: str = "delete",
+    question: str = "Delete?",
+    nothing: str = "nothing was deleted",
+) -> bool:
+    """Whether to carry out a plan already printed: not on --dry-run (which shows it as JSON with
+    --json), and not without --yes unless a person at a terminal confirms. ``action`` is what
+    the command refuses to do unconfirmed, ``verb`` what --yes lets it do, ``nothing`` what a
+    dry run or a "no" leaves done. Declining exits 1; no terminal and no --yes is a usage
+    error."""
+    if dry_run:
+        if as_json:
+            print_json(dump(plan))
+        else:
+            click.echo(f"Dry run: {nothing}.")
+        return False
+    if not yes:
+        if not _stdin_is_terminal():
+            raise UsageError(
+                f"refusing to {action} without confirmation: stdin is not a terminal; "
+                f"pass --yes to {verb}"
+            )
+        if not click.confirm(question, default=False, err=True):
+            click.echo(f"{nothing.capitalize()}.", err=True)
+            click.get_current_context().exit(1)
+    return True
+
+
+def delete_confirmed(
+    registry: Registry, plan: DeletePlan, *, dry_run: bool, yes: bool, as_json: bool, action: str
+) -> DeletePlan | None:
+    """Delete exactly the versions of a printed plan once ``go_ahead`` says so (None: not
+    deleted), never a version registered since."""
+    if not go_ahead(plan, dry_run=dry_run, yes=yes, as_json=as_json, action=action):
+        return None
+    return registry.delete_planned(plan)
 
 
 def transfer_text(done: int, total: int, seconds: float) -> str:
@@ -553,22 +597,11 @@ def delete(
     click.echo(f"Will delete {_plan_text(plan.versions, plan.bytes)}", err=as_json)
     if plan.aliases:
         click.echo(f"and remove {_aliases_text(plan.aliases)}", err=as_json)
-    if dry_run:
-        if as_json:
-            print_json(dump(plan))
-        else:
-            click.echo("Dry run: nothing was deleted.")
+    done = delete_confirmed(
+        registry, plan, dry_run=dry_run, yes=yes, as_json=as_json, action="delete"
+    )
+    if done is None:
         return
-    if not yes:
-        if not _stdin_is_terminal():
-            raise UsageError(
-                "refusing to delete without confirmation: stdin is not a terminal; "
-                "pass --yes to delete"
-            )
-        if not click.confirm("Delete?", default=False, err=True):
-            click.echo("Nothing was deleted.", err=True)
-            click.get_current_context().exit(1)
-    done = registry.delete_planned(plan)  # what was shown: not a version registered since
     if as_json:
         print_json(dump(done))
     else:
@@ -628,7 +661,7 @@ LEAVE_FOREIGN = (
     "--move-aside-foreign moves it into .modelstore/foreign/"
 )
 """What doctor does with a foreign item it was not told to adopt or move aside (the library
-words it in Python: ``registry_doctor.LEAVE_FOREIGN``)."""
+words it in Python: ``registry.doctor.LEAVE_FOREIGN``)."""
 
 
 @command("doctor")
@@ -691,7 +724,7 @@ def doctor(
         print_json(dump(report))
     elif not report.findings:
         click.echo("Nothing to repair: the catalog and the tree agree.")
-    from modelstore.registry_doctor import LEAVE_FOREIGN as LEAVE_FOREIGN_IN_PYTHON
+    from modelstore.registry.doctor import LEAVE_FOREIGN as LEAVE_FOREIGN_IN_PYTHON
 
     for finding in [] if as_json else report.findings:
         status = "repaired" if finding.repaired else "found"
@@ -743,21 +776,17 @@ def _rebuild(dry_run: bool, yes: bool, as_json: bool) -> None:
         "The old catalog files are moved into .modelstore/lost-catalogs/, never deleted.",
         err=out,
     )
-    if dry_run:
-        if as_json:
-            print_json(dump(plan))
-        else:
-            click.echo("Dry run: nothing was changed.")
+    if not go_ahead(
+        plan,
+        dry_run=dry_run,
+        yes=yes,
+        as_json=as_json,
+        action="rebuild the catalog",
+        verb="rebuild",
+        question="Rebuild the catalog?",
+        nothing="nothing was changed",
+    ):
         return
-    if not yes:
-        if not _stdin_is_terminal():
-            raise UsageError(
-                "refusing to rebuild the catalog without confirmation: stdin is not a "
-                "terminal; pass --yes to rebuild"
-            )
-        if not click.confirm("Rebuild the catalog?", default=False, err=True):
-            click.echo("Nothing was changed.", err=True)
-            click.get_current_context().exit(1)
     done = Registry.rebuild_catalog(plan)
     if as_json:
         print_json(dump(done))

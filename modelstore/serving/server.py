@@ -615,12 +615,9 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
         if conn in self._closing:
             self._drain_closing(conn)
             return
-        try:
-            data = conn.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
+        data = _recv_now(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         reading = conn in self._reading
         if not reading:  # kept alive and idle until now
             self.keepalived_conns.remove(conn)
@@ -687,12 +684,9 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
         self._closing[conn] = time.monotonic() + CLOSE_LINGER_S
 
     def _drain_closing(self, conn: Any) -> None:
-        try:
-            data = conn.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
+        data = _recv_now(conn)
+        if data is None:
             return
-        except OSError:
-            data = b""
         conn.drained += len(data)
         if not data or conn.drained > _MAX_LINGER_DRAIN:
             self._close_now(conn)
@@ -935,6 +929,18 @@ def _json_error_response(
 
 HEARTBEAT_INTERVAL_S = 0.5
 """The most often a worker touches its heartbeat file (gunicorn would on every loop turn)."""
+
+
+def _recv_now(conn: Any) -> bytes | None:
+    """What the connection's socket holds now, without blocking: None when nothing has arrived
+    yet, b"" when the peer closed it or it failed (both end the connection)."""
+    try:
+        data: bytes = conn.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+    return data
 
 
 def _heartbeat_interval_s(worker_timeout_s: float) -> float:

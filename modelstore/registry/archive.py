@@ -57,6 +57,7 @@ from modelstore.errors import (
     StorageError,
 )
 from modelstore.layout import MAX_VERSION, validate_name
+from modelstore.registry.files import file_fields
 from modelstore.store import manifest_digest, plan_source
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
 from modelstore.store.hashing import BUFFER_SIZE, copy_stream_and_hash, hash_file, new_buffer
@@ -804,12 +805,9 @@ def _new_version(version: ArchivedVersion, files: tuple[FileRecord, ...], token:
         name=version.name,
         entry=version.entry,
         kind=version.kind,
-        size=sum(f.size for f in files),
-        file_count=len(files),
-        sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in files),
         created_at=version.created_at,
         token=token,
-        files=list(files),
+        **file_fields(files),
         tags=dict(version.tags),
         properties=dict(version.properties),
         description=version.description,

@@ -32,7 +32,7 @@ from pathlib import Path
 from modelstore.catalog import DELETING, PENDING, READY, Catalog
 from modelstore.catalog.records import VersionRecord
 from modelstore.errors import CatalogError, ModelLayoutError
-from modelstore.registry_reports import (
+from modelstore.registry.reports import (
     DoctorReport,
     Finding,
     FindingKind,

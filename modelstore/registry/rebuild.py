@@ -31,8 +31,9 @@ from modelstore.errors import (
     ModelstoreError,
 )
 from modelstore.layout import StoreLayout, validate_name
-from modelstore.registry_reports import RebuildPlan, RebuiltVersion
-from modelstore.store import Store, manifest_digest, plan_source
+from modelstore.registry.files import file_fields
+from modelstore.registry.reports import RebuildPlan, RebuiltVersion
+from modelstore.store import Store, plan_source
 from modelstore.store.hashing import hash_file, new_buffer
 
 LOST_METADATA = [
@@ -134,12 +135,9 @@ def version_from_tree(layout: StoreLayout, name: str, folder: str) -> NewVersion
         name=name,
         entry=plan.entry,
         kind=plan.kind,
-        size=sum(f.size for f in files),
-        file_count=len(files),
-        sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in files),
         created_at=datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc),
         token="",
-        files=files,
+        **file_fields(files),
     )
 
 

@@ -64,7 +64,8 @@ from modelstore.layout import (
 )
 from modelstore.modelversion import RECORDED_FIELDS, ModelFile, ModelVersion
 from modelstore.refs import parse_alias_ref, parse_ref
-from modelstore.registry_reports import (
+from modelstore.registry.files import file_fields
+from modelstore.registry.reports import (
     Alias,
     AliasMove,
     DeletePlan,
@@ -75,11 +76,11 @@ from modelstore.registry_reports import (
     VerifyReport,
     VersionCheck,
 )
-from modelstore.store import Store, check_version, manifest_digest, plan_source
+from modelstore.store import Store, check_version, plan_source
 from modelstore.store.hashing import new_buffer
 
 if TYPE_CHECKING:
-    from modelstore import registry_archive
+    from modelstore.registry import archive as registry_archive
     from modelstore.v2.model_spec import ModelSpec
 
 # deployment and refs are imported eagerly, not inside deploy(): a pydantic model first built
@@ -274,12 +275,9 @@ class Registry:
                     name=name,
                     entry=plan.entry,
                     kind=plan.kind,
-                    size=sum(f.size for f in staged),
-                    file_count=len(staged),
-                    sha256=manifest_digest((f.relpath, f.size, f.sha256) for f in staged),
                     created_at=datetime.now(timezone.utc),
                     token=token,
-                    files=[FileRecord(f.relpath, f.size, f.sha256) for f in staged],
+                    **file_fields([FileRecord(f.relpath, f.size, f.sha256) for f in staged]),
                     tags=tag_map,
                     properties=property_map,
                     description=description,
@@ -825,13 +823,13 @@ class Registry:
         to ``"move-aside"`` it into ``.modelstore/foreign/``; it is never deleted. A damaged
         catalog is CatalogDamagedError before anything is looked at.
         """
-        from modelstore.registry_doctor import Doctor
+        from modelstore.registry.doctor import Doctor
 
         self._catalog.check_integrity()
         return Doctor(self._catalog, self._store, self._check, self._adopt).run(repair, foreign)
 
     def _adopt(self, name: str, folder: str) -> None:
-        from modelstore.registry_rebuild import version_from_tree
+        from modelstore.registry.rebuild import version_from_tree
 
         self._catalog.adopt(version_from_tree(self.layout, name, folder), int(folder))
 
@@ -842,7 +840,7 @@ class Registry:
         """What ``rebuild_catalog`` would do for a missing, empty or damaged catalog: the
         versions the tree holds and the metadata that cannot come back. CatalogError when the
         catalog is healthy (rebuilding it would only lose metadata) or there is no tree."""
-        from modelstore.registry_rebuild import plan_rebuild
+        from modelstore.registry.rebuild import plan_rebuild
 
         root = (Path(home).expanduser() if home is not None else default_home()).absolute()
         url, problem = cls._diagnose_catalog(root, db_url)
@@ -853,7 +851,7 @@ class Registry:
         """Carry out a ``plan_rebuild_catalog`` plan once it was confirmed: the old catalog files
         are moved to ``.modelstore/lost-catalogs/<time>/`` and a new catalog records every
         planned version from the tree. Run it while no other process uses the registry."""
-        from modelstore.registry_rebuild import rebuild
+        from modelstore.registry.rebuild import rebuild
 
         url, _problem = cls._diagnose_catalog(
             Path(plan.home), db_url
@@ -864,7 +862,7 @@ class Registry:
     def _diagnose_catalog(cls, home: Path, db_url: str | None) -> tuple[str, str]:
         """(catalog URL, what is wrong with it), or CatalogError when there is nothing to
         rebuild: the catalog opens read-only and passes ``quick_check``."""
-        from modelstore.registry_rebuild import catalog_file, catalog_url
+        from modelstore.registry.rebuild import catalog_file, catalog_url
 
         try:
             registry = cls(home, db_url, read_only=True)
@@ -891,7 +889,7 @@ class Registry:
     ) -> registry_archive.ExportReport:
         """Write the versions named by ``refs`` (with their metadata and a sha256 manifest) to
         one tar archive, compressed when the name ends in .tar.gz/.tgz, .tar.bz2 or .tar.xz."""
-        from modelstore.registry_archive import compression_for, export
+        from modelstore.registry.archive import compression_for, export
 
         if isinstance(refs, str | os.PathLike) or not refs:
             raise InvalidArgumentError(
@@ -910,7 +908,7 @@ class Registry:
     ) -> registry_archive.ImportPlan:
         """What importing an archive or an ``azureml-models`` folder would add, skip and refuse;
         nothing is written."""
-        from modelstore.registry_archive import plan_import
+        from modelstore.registry.archive import plan_import
 
         return plan_import(self._catalog, self._store, source, skip_existing=skip_existing)
 
@@ -921,7 +919,7 @@ class Registry:
     ) -> registry_archive.ImportPlan:
         """Carry out an import plan, all or nothing: ImportConflictError if it has conflicts,
         ArchiveError if any file does not match the manifest (nothing is then visible)."""
-        from modelstore.registry_archive import import_planned
+        from modelstore.registry.archive import import_planned
 
         return import_planned(self._catalog, self._store, plan, progress)
 
