@@ -21,6 +21,7 @@ from test_serve_http import URL_LINE, clean_environment, stop
 from v2_helpers import GALLERY, copy_gallery
 
 from modelstore.cli import main
+from modelstore.cli.serve_commands import parse_traffic
 from modelstore.errors import InvalidArgumentError
 from modelstore.registry import Registry
 from modelstore.v2.endpoint import (
@@ -28,7 +29,6 @@ from modelstore.v2.endpoint import (
     Router,
     check_traffic,
     local_endpoint,
-    parse_traffic,
     split_files,
 )
 
@@ -67,13 +67,13 @@ def test_traffic_option_reads_names_and_whole_percentages() -> None:
 
 
 def test_traffic_must_name_given_deployments_and_sum_to_100_or_0() -> None:
-    check_traffic({"blue": 90, "green": 10}, ["blue", "green"], "--traffic")
-    check_traffic({"blue": 0}, ["blue", "green"], "--traffic")
-    check_traffic({}, ["blue"], "--traffic")
-    with pytest.raises(InvalidArgumentError, match="--traffic names red, which is not a deploy"):
-        check_traffic({"red": 100}, ["blue", "green"], "--traffic")
+    check_traffic({"blue": 90, "green": 10}, ["blue", "green"], "traffic")
+    check_traffic({"blue": 0}, ["blue", "green"], "traffic")
+    check_traffic({}, ["blue"], "traffic")
+    with pytest.raises(InvalidArgumentError, match="traffic names red, which is not a deploy"):
+        check_traffic({"red": 100}, ["blue", "green"], "traffic")
     with pytest.raises(InvalidArgumentError, match=r"sums to 90; Azure requires .* sum to 100"):
-        check_traffic({"blue": 80, "green": 10}, ["blue", "green"], "--traffic")
+        check_traffic({"blue": 80, "green": 10}, ["blue", "green"], "traffic")
 
 
 def test_the_endpoint_file_is_told_from_its_deployments(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_the_endpoint_file_is_told_from_its_deployments(tmp_path: Path) -> None:
     endpoint, deployments = split_files([gallery / f for f in FILES])
     assert endpoint.name == "endpoint.yml"
     assert [d.name for d in deployments] == FILES[1:]
-    with pytest.raises(InvalidArgumentError, match=r"need their endpoint: add -f endpoint\.yml"):
+    with pytest.raises(InvalidArgumentError, match="need their endpoint: add the endpoint YAML"):
         split_files([gallery / f for f in FILES[1:]])
     with pytest.raises(InvalidArgumentError, match="is an endpoint without deployments"):
         split_files([gallery / "endpoint.yml"])
@@ -191,8 +191,8 @@ def test_serve_endpoint_with_a_bad_traffic_option_is_one_line_exit_2(
 ) -> None:
     env = clean_environment(trained.parent / "home", {"TMPDIR": str(system_tmp)})
     for traffic, expected in [
-        ("blue=80,green=10", "Error: --traffic sums to 90; Azure requires the percentages"),
-        ("blue=50,red=50", "Error: --traffic names red, which is not a deployment given"),
+        ("blue=80,green=10", "Error: the traffic given sums to 90; Azure requires the perc"),
+        ("blue=50,red=50", "Error: the traffic given names red, which is not a deployment"),
         ("blue=half", "Error: --traffic 'blue=half': 'blue=half' is not NAME=PERCENT"),
     ]:
         result = subprocess.run(

@@ -395,7 +395,7 @@ def serve_endpoint(
     """-f endpoint.yml -f DEPLOYMENT.yml...: the endpoint until Ctrl-C / SIGTERM (exit 0)."""
     import signal
 
-    from modelstore.v2.endpoint import local_endpoint, parse_traffic
+    from modelstore.v2.endpoint import local_endpoint
 
     if reload:
         raise UsageError("--reload serves one deployment; drop --reload or give one -f file")
@@ -436,6 +436,24 @@ def serve_endpoint(
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def parse_traffic(text: str) -> dict[str, int]:
+    """``--traffic blue=90,green=10`` -> ``{"blue": 90, "green": 10}``; the shape only (the
+    endpoint checks the names and the sum)."""
+    traffic: dict[str, int] = {}
+    for item in text.split(","):
+        name, equals, value = item.strip().partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name or not value.isdigit() or int(value) > 100:
+            raise InvalidArgumentError(
+                f"--traffic {text!r}: {item.strip()!r} is not NAME=PERCENT (a whole number "
+                "0-100); write e.g. --traffic blue=90,green=10"
+            )
+        if name in traffic:
+            raise InvalidArgumentError(f"--traffic {text!r} names {name} twice; name it once")
+        traffic[name] = int(value)
+    return traffic
 
 
 def run_server(settings: ServingSettings, host: str, port: int, reload: bool) -> int:

@@ -82,31 +82,14 @@ def split_files(
     if not endpoints:
         raise InvalidArgumentError(
             f"several deployments ({', '.join(map(str, deployments))}) need their endpoint: "
-            "add -f endpoint.yml, or serve one deployment"
+            "add the endpoint YAML, or serve one deployment"
         )
     if not deployments:
         raise InvalidArgumentError(
             f"{endpoints[0]} is an endpoint without deployments; add its deployment YAMLs, "
-            "e.g. -f blue-deployment.yml"
+            "e.g. blue-deployment.yml"
         )
     return endpoints[0], deployments
-
-
-def parse_traffic(text: str) -> dict[str, int]:
-    """``--traffic blue=90,green=10`` -> ``{"blue": 90, "green": 10}``; shape only."""
-    traffic: dict[str, int] = {}
-    for item in text.split(","):
-        name, equals, value = item.strip().partition("=")
-        name, value = name.strip(), value.strip()
-        if not equals or not name or not value.isdigit() or int(value) > 100:
-            raise InvalidArgumentError(
-                f"--traffic {text!r}: {item.strip()!r} is not NAME=PERCENT (a whole number "
-                "0-100); write e.g. --traffic blue=90,green=10"
-            )
-        if name in traffic:
-            raise InvalidArgumentError(f"--traffic {text!r} names {name} twice; name it once")
-        traffic[name] = int(value)
-    return traffic
 
 
 def check_traffic(traffic: Mapping[str, int], deployments: Sequence[str], source: str) -> None:
@@ -115,7 +98,7 @@ def check_traffic(traffic: Mapping[str, int], deployments: Sequence[str], source
     unknown = [name for name in traffic if name not in deployments]
     if unknown:
         raise InvalidArgumentError(
-            f"{source} names {', '.join(unknown)}, which is not a deployment given with -f "
+            f"{source} names {', '.join(unknown)}, which is not a deployment of the files given "
             f"({', '.join(deployments)}); fix the name or add its deployment YAML"
         )
     total = sum(traffic.values())
@@ -459,7 +442,7 @@ def local_endpoint(
                 f"{endpoint.name}; a deployment belongs to the endpoint it names"
             )
     if traffic is not None:
-        check_traffic(traffic, names, "--traffic")
+        check_traffic(traffic, names, "the traffic given")
         split = dict(traffic)
     else:
         check_traffic(endpoint.traffic, names, f"{endpoint_file}: traffic")
@@ -467,7 +450,7 @@ def local_endpoint(
     if auth and endpoint.auth_mode != "key":
         raise InvalidArgumentError(
             f"{endpoint_file}: auth_mode {endpoint.auth_mode} is not emulated yet, only key; "
-            "serve without --auth, or set auth_mode: key"
+            "pass auth=False, or set auth_mode: key"
         )
     if seed is None and os.environ.get(SEED_ENV, "").strip():
         text = os.environ[SEED_ENV].strip()
