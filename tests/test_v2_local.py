@@ -73,10 +73,10 @@ def _conda(gallery: Path, *packages: str) -> None:
 # --- what is checked and said before a start -------------------------------------------------
 
 
-def test_an_endpoint_yaml_or_two_files_are_not_supported_yet(gallery: Path) -> None:
-    with pytest.raises(InvalidArgumentError, match="serving an endpoint is not supported yet"):
+def test_one_deployment_loading_sends_an_endpoint_or_two_files_to_serve(gallery: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="endpoint YAML, which only 'modelstore serve'"):
         load_one_deployment([gallery / "endpoint.yml"])
-    with pytest.raises(InvalidArgumentError, match=r"several files .* not supported yet"):
+    with pytest.raises(InvalidArgumentError, match=r"several files .* make an endpoint"):
         load_one_deployment([gallery / "blue-deployment.yml", gallery / "green-deployment.yml"])
 
 
@@ -264,12 +264,12 @@ def test_score_f_resolves_a_registered_model(
     [
         (
             ["-f", "endpoint.yml"],
-            "Error: endpoint.yml is an online endpoint YAML; serving an endpoint is not "
-            "supported yet",
+            "Error: endpoint.yml is an online endpoint YAML, which only 'modelstore serve' "
+            "(or modelstore.v2.endpoint.local_endpoint) runs",
         ),
         (
             ["-f", "blue-deployment.yml", "-f", "green-deployment.yml"],
-            "Error: serving an endpoint with several files",
+            "Error: several files (blue-deployment.yml, green-deployment.yml) make an endpoint",
         ),
         (
             ["-f", "blue-deployment.yml", "--entry-script", "x.py"],

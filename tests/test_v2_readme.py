@@ -1,6 +1,8 @@
 """README's "Azure ML v2 deployments" walk-through runs as written, from a copy of fixtures/:
 register -f model.yml, score -f green (registered model), serve -f blue (inline model) and
-curl, with the server stopped and its app root removed at the end."""
+curl, then the endpoint with both deployments under --auth, called with a key and the
+azureml-model-deployment header and without a key, with the servers stopped and their app
+roots removed at the end."""
 
 from __future__ import annotations
 
@@ -58,8 +60,9 @@ def test_the_v2_walk_through_runs_as_written_and_leaves_nothing_running(tmp_path
     stored = work / "tour-v2" / "registry" / "azureml-models" / "sklearn-regression" / "1"
     assert f"Registered sklearn-regression:1  ->  {stored / 'model'}" in lines
     answers = [json.loads(line) for line in lines if line.startswith('{"deployment"')]
-    assert [answer["deployment"] for answer in answers] == ["green", "blue"]
+    assert [answer["deployment"] for answer in answers] == ["green", "blue", "green"]
     assert answers[0]["prediction"] == answers[1]["prediction"]  # one model, two deployments
+    assert "401" in lines  # the endpoint under --auth, called without a key
     assert "Info: Azure-only keys accepted and ignored here: instance_type, instance_count" in (
         log.read_text()
     )

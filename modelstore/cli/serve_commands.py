@@ -295,6 +295,18 @@ def resolve_settings(
     "(development only).",
 )
 @v2_options(["--file", "--deployment-file"])
+@click.option(
+    "--traffic",
+    metavar="NAME=PCT,...",
+    help="With -f endpoint.yml: split requests so instead of the endpoint's traffic: "
+    "(e.g. blue=90,green=10; whole numbers summing to 100, or all 0).",
+)
+@click.option(
+    "--auth",
+    is_flag=True,
+    help="With -f endpoint.yml: require a key as auth_mode: key does (two keys printed at "
+    "start; 'Authorization: Bearer KEY'); without it no key is needed locally.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -315,6 +327,8 @@ def serve(
     reload: bool,
     deployment_files: tuple[Path, ...],
     check_env: bool,
+    traffic: str | None,
+    auth: bool,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
     GET|POST /score, with N worker processes that each run init() before serving. GET /docs
@@ -323,6 +337,11 @@ def serve(
     The URL is printed once a worker has run init() and can answer. A missing script or a
     syntax error is reported before the port is bound.
 
+    -f endpoint.yml -f blue.yml -f green.yml serves an Azure ML v2 endpoint: each deployment
+    in its own server processes, behind a router on --port that splits requests by traffic
+    and honours the azureml-model-deployment header. The URL is printed once every deployment
+    has run init().
+
     Exit codes: 0 after Ctrl-C, 1 if the port is taken, 2 for bad options, 3 if the entry
     script cannot start (missing, import error, no init/run, init() raised).
     """
@@ -330,6 +349,16 @@ def serve(
 
     check_entry_options(entry_script, models, model_dir, deployment_files)
     refs = check_model_options(models, model_dir)
+    if is_endpoint(deployment_files):
+        ctx.exit(serve_endpoint(
+            ctx, deployment_files, check_env, host, port, reload, traffic, auth,
+            cors_origins=cors_origins, scoring_timeout_ms=scoring_timeout_ms,
+            max_body_mib=max_body_mib, numpy_json=numpy_json, validation_400=validation_400,
+            split_header_values=not no_header_split, workers=workers,
+            read_timeout_s=read_timeout_s,
+        ))  # fmt: skip
+    if traffic is not None or auth:
+        raise UsageError("--traffic and --auth are for an endpoint: add -f endpoint.yml")
     if deployment_files:
         with v2_deployment(
             ctx, deployment_files, check_env, "modelstore-serve-app-",
@@ -350,6 +379,88 @@ def serve(
         check_entry_script(settings.entry_script)  # before the port is bound
         code = run_server(settings, host, port, reload)
     ctx.exit(code)
+
+
+def is_endpoint(files: Sequence[Path]) -> bool:
+    """Several -f files, or one endpoint YAML: an endpoint, not one deployment."""
+    from modelstore.v2.local import is_endpoint_file
+
+    return len(files) > 1 or (len(files) == 1 and is_endpoint_file(os.fspath(files[0])))
+
+
+def serve_endpoint(
+    ctx: click.Context,
+    files: Sequence[Path],
+    check_env: bool,
+    host: str,
+    port: int,
+    reload: bool,
+    traffic: str | None,
+    auth: bool,
+    **overrides: Any,
+) -> int:
+    """-f endpoint.yml -f DEPLOYMENT.yml...: the endpoint until Ctrl-C / SIGTERM (exit 0)."""
+    import signal
+
+    from modelstore.v2.endpoint import local_endpoint
+
+    if reload:
+        raise UsageError("--reload serves one deployment; drop --reload or give one -f file")
+    settings = {name: value for name, value in overrides.items() if value is not None}
+    if "max_body_mib" in settings:
+        settings["max_body_bytes"] = settings.pop("max_body_mib") * 1024 * 1024
+    workers = settings.pop("workers", None)
+    split = parse_traffic(traffic) if traffic is not None else None
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with local_endpoint(
+            files,
+            lambda: state(ctx).registry(read_only=True),
+            host=host,
+            port=port,
+            traffic=split,
+            auth=auth,
+            check_env=check_env,
+            workers=workers,
+            **settings,
+        ) as endpoint:
+            for note in endpoint.notes:
+                click.echo(note, err=True)
+            for which, key in zip(("primary", "secondary"), endpoint.keys, strict=False):
+                click.echo(f"Key ({which}): {key}")
+            shares = ", ".join(f"{name} {endpoint.traffic.get(name, 0)}%" for name in endpoint.urls)
+            click.echo(
+                f"modelstore serve: endpoint {endpoint.name} listening on {endpoint.url} "
+                f"(score at {endpoint.url}/score; traffic {shares}); press Ctrl-C to stop"
+            )
+            code = endpoint.wait()
+        raise ModelstoreError(f"the endpoint's router stopped unexpectedly (exit code {code})")
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def parse_traffic(text: str) -> dict[str, int]:
+    """``--traffic blue=90,green=10`` -> ``{"blue": 90, "green": 10}``; the shape only (the
+    endpoint checks the names and the sum)."""
+    traffic: dict[str, int] = {}
+    for item in text.split(","):
+        name, equals, value = item.strip().partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not name or not value.isdigit() or int(value) > 100:
+            raise InvalidArgumentError(
+                f"--traffic {text!r}: {item.strip()!r} is not NAME=PERCENT (a whole number "
+                "0-100); write e.g. --traffic blue=90,green=10"
+            )
+        if name in traffic:
+            raise InvalidArgumentError(f"--traffic {text!r} names {name} twice; name it once")
+        traffic[name] = int(value)
+    return traffic
 
 
 def run_server(settings: ServingSettings, host: str, port: int, reload: bool) -> int:

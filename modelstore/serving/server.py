@@ -175,14 +175,21 @@ def _bind_failure_text(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
-def serve(app_factory: Callable[[], WsgiApp], options: ServerOptions) -> int:
+def serve(
+    app_factory: Callable[[], WsgiApp],
+    options: ServerOptions,
+    listener: BoundListener | None = None,
+) -> int:
     """Serve ``app_factory()`` (called once in every worker) until interrupted.
 
     Returns the exit code: 0 after Ctrl-C / SIGTERM, 3 if a worker could not start the entry
     script (its reason is printed last, as one ``Error:`` line), 1 for other server failures.
     Raises ``ModelstoreError`` (exit 1) before anything starts if the address cannot be bound.
+    ``listener``: a socket the caller bound already (a v2 endpoint binds the user's port before
+    it starts its deployments, and hands it to its router process).
     """
-    listener = bind_listener(options.host, options.port)
+    if listener is None:
+        listener = bind_listener(options.host, options.port)
     master_pid = os.getpid()
     # Not a TemporaryDirectory: workers are forks leaving through SystemExit, and each would
     # delete the folder on its way out (and with it the reason a failed worker wrote there).

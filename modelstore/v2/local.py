@@ -70,19 +70,20 @@ def load_one_deployment(files: Sequence[str | os.PathLike[str]]) -> OnlineDeploy
     if len(files) > 1:
         names = ", ".join(os.fspath(f) for f in files)
         raise InvalidArgumentError(
-            f"serving an endpoint with several files ({names}) is not supported yet; give one "
-            "deployment YAML with -f"
+            f"several files ({names}) make an endpoint, which only 'modelstore serve' (or "
+            "modelstore.v2.endpoint.local_endpoint) runs; give one deployment YAML with -f"
         )
     path = os.fspath(files[0])
-    if _looks_like_endpoint(path):
+    if is_endpoint_file(path):
         raise InvalidArgumentError(
-            f"{path} is an online endpoint YAML; serving an endpoint is not supported yet, give "
-            "one of its deployment YAMLs with -f"
+            f"{path} is an online endpoint YAML, which only 'modelstore serve' (or "
+            "modelstore.v2.endpoint.local_endpoint) runs with its deployments; give one "
+            "deployment YAML with -f"
         )
     return load_deployment_spec(path)
 
 
-def _looks_like_endpoint(path: str) -> bool:
+def is_endpoint_file(path: str) -> bool:
     """An endpoint YAML: its ``$schema`` says so, or it has endpoint keys and no deployment
     ones. A file that cannot be read is left to the deployment loader to report."""
     try:

@@ -1,0 +1,536 @@
+"""Serving a v2 online endpoint with several deployments here, as ``modelstore serve -f
+endpoint.yml -f blue.yml -f green.yml`` does.
+
+In Azure each deployment is its own container: its own workers, its own ``init()``, its own
+environment. So here each deployment is its own server process
+(``modelstore.v2.deployment_process``) on a private loopback port, laid out by
+:func:`modelstore.v2.local.local_deployment` in this process, which removes every app root on
+exit. In front of them, :class:`Router` plays the endpoint: the traffic split, the
+``azureml-model-deployment`` header and, with ``auth``, the keys of ``auth_mode: key``. It is
+a plain WSGI app run in its own process (``modelstore.v2.router_process``) under the same
+gunicorn worker as the deployments, forwarding over one kept-alive connection per deployment
+and router worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import random
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from modelstore.errors import EntryScriptError, InvalidArgumentError
+from modelstore.v2.endpoint_spec import OnlineEndpointSpec
+from modelstore.v2.load import load_endpoint_spec
+from modelstore.v2.local import LocalDeployment, is_endpoint_file, local_deployment
+
+if TYPE_CHECKING:
+    from modelstore.registry import Registry
+
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+"""Azure's request header choosing a deployment whatever the traffic split; Azure also sends
+it back on the answer, naming the deployment that answered."""
+SEED_ENV = "MODELSTORE_ROUTER_SEED"
+"""An integer seeding the router's random traffic split (tests; a reproducible run)."""
+SETTINGS_ENV = "MODELSTORE_V2_SETTINGS"
+"""How a deployment process receives its resolved ServingSettings (JSON)."""
+ROUTER_ENV = "MODELSTORE_V2_ROUTER"
+"""How the router process receives its routes, traffic, keys and listening socket (JSON)."""
+ROUTER_NAME = "router"
+_LISTENING = re.compile(r"^modelstore serve: listening on (http://\S+) ")
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+
+
+# --- which file is which, and the traffic ------------------------------------------------------
+
+
+def split_files(
+    files: Sequence[str | os.PathLike[str]],
+) -> tuple[Path, list[Path]]:
+    """The endpoint YAML and the deployment YAMLs among ``files``; exactly one endpoint and at
+    least one deployment, else refused in one line."""
+    endpoints = [Path(f) for f in files if is_endpoint_file(os.fspath(f))]
+    deployments = [Path(f) for f in files if not is_endpoint_file(os.fspath(f))]
+    if len(endpoints) > 1:
+        raise InvalidArgumentError(
+            f"several endpoint YAMLs given ({', '.join(map(str, endpoints))}); serve one "
+            "endpoint at a time"
+        )
+    if not endpoints:
+        raise InvalidArgumentError(
+            f"several deployments ({', '.join(map(str, deployments))}) need their endpoint: "
+            "add the endpoint YAML, or serve one deployment"
+        )
+    if not deployments:
+        raise InvalidArgumentError(
+            f"{endpoints[0]} is an endpoint without deployments; add its deployment YAMLs, "
+            "e.g. blue-deployment.yml"
+        )
+    return endpoints[0], deployments
+
+
+def check_traffic(traffic: Mapping[str, int], deployments: Sequence[str], source: str) -> None:
+    """Azure's rule: the percentages name deployments of the endpoint and sum to 100 (all 0, or
+    none, is an endpoint taking no traffic: only the header reaches a deployment)."""
+    unknown = [name for name in traffic if name not in deployments]
+    if unknown:
+        raise InvalidArgumentError(
+            f"{source} names {', '.join(unknown)}, which is not a deployment of the files given "
+            f"({', '.join(deployments)}); fix the name or add its deployment YAML"
+        )
+    total = sum(traffic.values())
+    if total not in (0, 100):
+        raise InvalidArgumentError(
+            f"{source} sums to {total}; Azure requires the percentages to sum to 100 (or all "
+            "to be 0); fix the percentages"
+        )
+
+
+# --- the router ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    host: str
+    port: int
+
+
+class Router:
+    """The endpoint's front end as a WSGI app.
+
+    A request goes to the deployment its ``azureml-model-deployment`` header names (404 for a
+    name the endpoint does not have), else to one drawn by the traffic weights (404 when no
+    deployment takes traffic, as Azure). With ``keys``, ``Authorization: Bearer KEY`` must carry
+    one of them (401 otherwise). Everything else, ``GET /`` and ``/swagger.json`` included, is
+    forwarded as is to the chosen deployment, whose answer comes back with the header naming it.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[Route],
+        traffic: Mapping[str, int],
+        *,
+        keys: Sequence[str] = (),
+        seed: int | None = None,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.routes = {route.name: route for route in routes}
+        self.traffic = {name: weight for name, weight in traffic.items() if weight > 0}
+        self.keys = frozenset(keys)
+        self.timeout_s = timeout_s
+        self._random = random.Random(seed)
+        self._connections: dict[str, http.client.HTTPConnection] = {}
+
+    def choose(self, header: str | None) -> str | None:
+        """The deployment a request goes to, or None when there is none to route to."""
+        if header is not None:
+            return header if header in self.routes else None
+        if not self.traffic:
+            return None
+        names = list(self.traffic)
+        return self._random.choices(names, weights=[self.traffic[n] for n in names])[0]
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        if self.keys:
+            given = environ.get("HTTP_AUTHORIZATION", "")
+            scheme, _, key = given.partition(" ")
+            if scheme.lower() != "bearer" or key.strip() not in self.keys:
+                return _json(
+                    start_response,
+                    "401 Unauthorized",
+                    "Authorization: Bearer KEY is required with one of the endpoint's keys",
+                    [("WWW-Authenticate", "Bearer")],
+                )
+        header = environ.get("HTTP_AZUREML_MODEL_DEPLOYMENT")
+        name = self.choose(header.strip() if header is not None else None)
+        if name is None:
+            if header is not None:
+                message = (
+                    f"The endpoint has no deployment named {header.strip()!r} "
+                    f"(azureml-model-deployment); it has {', '.join(self.routes)}"
+                )
+            else:
+                message = (
+                    "No valid deployments to route to. Please check that the endpoint has at "
+                    "least one deployment with positive weight values or use a deployment "
+                    "specific header to route."
+                )
+            return _json(start_response, "404 Not Found", message)
+        return self._forward(name, environ, start_response)
+
+    def _forward(
+        self, name: str, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        length = environ.get("CONTENT_LENGTH") or ""
+        body = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
+        if not length.isdigit() and environ.get("HTTP_TRANSFER_ENCODING"):
+            body = environ["wsgi.input"].read()
+        path = environ.get("RAW_URI") or (
+            environ.get("PATH_INFO", "/")
+            + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
+        )
+        headers = {
+            key[5:].replace("_", "-").title(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_") and key[5:].lower().replace("_", "-") not in _HOP_BY_HOP
+        }
+        headers.pop("Authorization", None)  # the endpoint's key, not the container's business
+        headers.pop("Host", None)
+        if environ.get("CONTENT_TYPE"):
+            headers["Content-Type"] = environ["CONTENT_TYPE"]
+        headers["Content-Length"] = str(len(body))
+        status, reason, answer_headers, payload = self._send(
+            name, environ["REQUEST_METHOD"], path, body, headers
+        )
+        if status is None:
+            return _json(
+                start_response,
+                "502 Bad Gateway",
+                f"Deployment {name} did not answer ({reason}); see its log lines",
+                [(DEPLOYMENT_HEADER, name)],
+            )
+        kept = [(k, v) for k, v in answer_headers if k.lower() not in _HOP_BY_HOP]
+        kept += [("Content-Length", str(len(payload))), (DEPLOYMENT_HEADER, name)]
+        start_response(f"{status} {reason}", kept)
+        return [payload]
+
+    def _send(
+        self, name: str, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int | None, str, list[tuple[str, str]], bytes]:
+        """One exchange over the kept-alive connection to ``name``; a connection the deployment
+        closed meanwhile (its keep-alive ran out) is reopened once."""
+        for attempt in (1, 2):
+            connection = self._connections.get(name)
+            if connection is None:
+                route = self.routes[name]
+                connection = http.client.HTTPConnection(
+                    route.host, route.port, timeout=self.timeout_s
+                )
+                self._connections[name] = connection
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                payload = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                self._connections.pop(name, None)
+                if attempt == 2 or isinstance(exc, TimeoutError):
+                    return None, str(exc) or type(exc).__name__, [], b""
+                continue
+            if response.will_close:
+                connection.close()
+                self._connections.pop(name, None)
+            return response.status, response.reason, response.getheaders(), payload
+        raise AssertionError("unreachable")
+
+
+def _json(
+    start_response: Callable[..., Any],
+    status: str,
+    message: str,
+    extra: Sequence[tuple[str, str]] = (),
+) -> list[bytes]:
+    body = json.dumps({"message": message}).encode()
+    start_response(
+        status,
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra],
+    )
+    return [body]
+
+
+# --- the deployments' processes ------------------------------------------------------------------
+
+
+@dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    url: str | None = None
+    error: str | None = None
+    settled: threading.Event = field(default_factory=threading.Event)
+    readers: list[threading.Thread] = field(default_factory=list)
+
+
+def _pump(process: _Process, stream: IO[bytes], sink: IO[str], watch_ready: bool) -> None:
+    """Copy a deployment's output to ours, each line marked with its name; note the URL it
+    listens on and its last ``Error:`` line."""
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        match = _LISTENING.match(line) if watch_ready else None
+        if match is not None and process.url is None:
+            process.url = match.group(1)
+            process.settled.set()
+            continue
+        if line.startswith("Error: "):
+            process.error = line.removeprefix("Error: ")
+        with contextlib.suppress(OSError, ValueError):
+            sink.write(f"[{process.name}] {line}\n")
+            sink.flush()
+    stream.close()
+    if watch_ready:
+        process.settled.set()  # the process is gone without listening (or its stdout closed)
+
+
+def _start(local: LocalDeployment, log: IO[str]) -> _Process:
+    env = {**local.env, SETTINGS_ENV: local.settings.model_dump_json()}
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "modelstore.v2.deployment_process"],
+        cwd=local.deployment.working_dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    return _watch(local.spec.name, popen, log)
+
+
+def _start_router(config: dict[str, Any], fd: int, log: IO[str]) -> _Process:
+    env = {**os.environ, ROUTER_ENV: json.dumps(config)}
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "modelstore.v2.router_process"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=(fd,),
+    )
+    return _watch(ROUTER_NAME, popen, log)
+
+
+def _watch(name: str, popen: subprocess.Popen[bytes], log: IO[str]) -> _Process:
+    process = _Process(name=name, popen=popen)
+    assert popen.stdout is not None and popen.stderr is not None
+    # The readers block SIGINT/SIGTERM (a new thread inherits the mask), so those signals reach
+    # the main thread and interrupt its wait: one delivered to a reader would wait for it.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        for stream, ready in ((popen.stdout, True), (popen.stderr, False)):
+            thread = threading.Thread(target=_pump, args=(process, stream, log, ready), daemon=True)
+            thread.start()
+            process.readers.append(thread)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return process
+
+
+def _stop(processes: Iterable[_Process]) -> None:
+    """SIGINT each (gunicorn's quick shutdown: its workers stop too), then wait; kill what is
+    still there after 15 s."""
+    running = [p for p in processes if p.popen.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            process.popen.send_signal(signal.SIGINT)
+    for process in running:
+        try:
+            process.popen.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.popen.kill()
+            process.popen.wait()
+    for process in processes:
+        for thread in process.readers:
+            thread.join(timeout=5)
+
+
+# --- the whole endpoint ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalEndpoint:
+    """An endpoint whose deployments and router are all serving."""
+
+    spec: OnlineEndpointSpec
+    url: str
+    """The endpoint's router: what a client calls (``{url}/score``)."""
+    deployments: dict[str, LocalDeployment]
+    urls: dict[str, str]
+    """Each deployment's own server, on loopback."""
+    traffic: dict[str, int]
+    keys: tuple[str, ...]
+    """The primary and secondary key with ``auth``, else empty (no key needed)."""
+    notes: list[str]
+    seed: int | None = None
+    router_process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def wait(self) -> int:
+        """Block until the router process ends (on its own: a crash); its exit code."""
+        assert self.router_process is not None
+        return self.router_process.wait()
+
+
+def routes_of(urls: Mapping[str, str]) -> list[Route]:
+    routes = []
+    for name, url in urls.items():
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        routes.append(Route(name, host.strip("[]"), int(port)))
+    return routes
+
+
+@contextlib.contextmanager
+def local_endpoint(
+    files: Sequence[str | os.PathLike[str]],
+    registry: Callable[[], Registry] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    traffic: Mapping[str, int] | None = None,
+    auth: bool = False,
+    check_env: bool = False,
+    workers: int | None = None,
+    seed: int | None = None,
+    log: IO[str] | None = None,
+    **overrides: Any,
+) -> Iterator[LocalEndpoint]:
+    """Load the endpoint YAML and its deployments' YAMLs in ``files``, start every deployment
+    in its own server process and the router on ``host:port``, and yield once all deployments
+    have run ``init()`` and the router listens.
+
+    ``traffic`` (e.g. from ``--traffic``) replaces the endpoint's ``traffic:``. Every refusal
+    (a bad file, a traffic rule Azure would refuse, ``auth`` with a mode other than ``key``, a
+    taken port) comes before anything starts. If a deployment cannot start, the others are
+    stopped and :class:`EntryScriptError` names each one that failed, with its reason. The
+    processes are stopped and the app roots removed on exit. ``log`` receives the processes'
+    output, each line marked ``[name]`` (default: stderr). ``seed`` (default:
+    ``$MODELSTORE_ROUTER_SEED``) makes the traffic split reproducible.
+    """
+    from modelstore.serving.server import bind_listener
+    from modelstore.v2.load import load_deployment_spec
+
+    sink = log if log is not None else sys.stderr
+    endpoint_file, deployment_files = split_files(files)
+    endpoint = load_endpoint_spec(endpoint_file)
+    specs = [load_deployment_spec(path) for path in deployment_files]
+    names = [spec.name for spec in specs]
+    for path, spec in zip(deployment_files, specs, strict=True):
+        if names.count(spec.name) > 1:
+            raise InvalidArgumentError(
+                f"two deployment YAMLs are named {spec.name}; a deployment name is unique "
+                "within its endpoint"
+            )
+        if spec.endpoint_name is not None and spec.endpoint_name != endpoint.name:
+            raise InvalidArgumentError(
+                f"{path}: endpoint_name is {spec.endpoint_name} but the endpoint is "
+                f"{endpoint.name}; a deployment belongs to the endpoint it names"
+            )
+    if traffic is not None:
+        check_traffic(traffic, names, "the traffic given")
+        split = dict(traffic)
+    else:
+        check_traffic(endpoint.traffic, names, f"{endpoint_file}: traffic")
+        split = dict(endpoint.traffic)
+    if auth and endpoint.auth_mode != "key":
+        raise InvalidArgumentError(
+            f"{endpoint_file}: auth_mode {endpoint.auth_mode} is not emulated yet, only key; "
+            "pass auth=False, or set auth_mode: key"
+        )
+    if seed is None and os.environ.get(SEED_ENV, "").strip():
+        text = os.environ[SEED_ENV].strip()
+        if not text.lstrip("-").isdigit():
+            raise InvalidArgumentError(f"${SEED_ENV}={text!r} is not an integer; unset it")
+        seed = int(text)
+    notes: list[str] = []
+    if endpoint.mirror_traffic:
+        notes.append("Warning: mirror_traffic is not emulated: no request is copied")
+    keys = (secrets.token_urlsafe(32), secrets.token_urlsafe(32)) if auth else ()
+    with contextlib.ExitStack() as stack:
+        locals_: dict[str, LocalDeployment] = {}
+        for path in deployment_files:
+            local = stack.enter_context(
+                local_deployment(
+                    [path],
+                    registry,
+                    check_env=check_env,
+                    workers=workers,
+                    prefix=f"modelstore-endpoint-{endpoint.name}-",
+                    **overrides,
+                )
+            )
+            locals_[local.spec.name] = local
+            notes.extend(f"{note} [{local.spec.name}]" for note in local.notes)
+        listener = bind_listener(host, port)  # a taken port: refused before anything starts
+        listener_open = True
+        processes: list[_Process] = []
+        try:
+            for local in locals_.values():
+                processes.append(_start(local, sink))
+            for process in processes:
+                process.settled.wait()
+            _raise_failures(processes)
+            urls = {p.name: str(p.url) for p in processes}
+            config = {
+                "routes": urls,
+                "traffic": split,
+                "keys": list(keys),
+                "seed": seed,
+                "fd": listener.fd,
+                "host": listener.host,
+                "port": listener.port,
+                "workers": max(2, sum(local.workers for local in locals_.values())),
+            }
+            router = _start_router(config, listener.fd, sink)
+            processes.append(router)
+            os.close(listener.fd)
+            listener_open = False
+            router.settled.wait()
+            _raise_failures([router])
+            yield LocalEndpoint(
+                spec=endpoint,
+                url=str(router.url),
+                deployments=locals_,
+                urls=urls,
+                traffic=split,
+                keys=keys,
+                notes=notes,
+                seed=seed,
+                router_process=router.popen,
+            )
+        finally:
+            if listener_open:
+                os.close(listener.fd)
+            _stop(processes)
+
+
+def _raise_failures(processes: Sequence[_Process]) -> None:
+    """Every process that ended without listening, each with its own reason, in one error."""
+    failed = [p for p in processes if p.url is None]
+    if not failed:
+        return
+    for process in failed:
+        process.popen.wait()
+        for thread in process.readers:
+            thread.join(timeout=5)
+    reasons = "; ".join(
+        f"{'deployment ' if p.name != ROUTER_NAME else ''}{p.name}: "
+        f"{p.error or f'exited with code {p.popen.returncode} before listening'}"
+        for p in failed
+    )
+    raise EntryScriptError(reasons)

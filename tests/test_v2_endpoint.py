@@ -1,0 +1,295 @@
+"""A local v2 endpoint with several deployments (``modelstore.v2.endpoint``): the traffic rules
+and the router's choices in process, then ``modelstore serve -f endpoint.yml -f blue.yml -f
+green.yml`` and ``local_endpoint`` as real processes over loopback."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+from test_serve_http import URL_LINE, clean_environment, stop
+from v2_helpers import GALLERY, copy_gallery
+
+from modelstore.cli import main
+from modelstore.cli.serve_commands import parse_traffic
+from modelstore.errors import InvalidArgumentError
+from modelstore.registry import Registry
+from modelstore.v2.endpoint import (
+    Route,
+    Router,
+    check_traffic,
+    local_endpoint,
+    split_files,
+)
+
+ROWS = '{"data": [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]}'
+JSON = {"Content-Type": "application/json"}
+FILES = ["endpoint.yml", "blue-deployment.yml", "green-deployment.yml"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """fixtures/v2 with the Ridge model trained into ``model/`` and registered (green's
+    ``azureml:sklearn-regression:1``) in ``home/``."""
+    root = tmp_path_factory.mktemp("endpoint")
+    gallery = root / "v2"
+    shutil.copytree(GALLERY, gallery, ignore=shutil.ignore_patterns("model", "__pycache__"))
+    runpy.run_path(str(GALLERY.parent / "make_models.py"))["write_regression_model"](
+        gallery / "model"
+    )
+    registered = CliRunner().invoke(
+        main, ["--home", str(root / "home"), "register", "-f", str(gallery / "model.yml")]
+    )
+    assert registered.exit_code == 0, registered.stderr
+    return gallery
+
+
+# --- traffic rules and the router's choices, in process ---------------------------------------
+
+
+def test_traffic_option_reads_names_and_whole_percentages() -> None:
+    assert parse_traffic("blue=90, green=10") == {"blue": 90, "green": 10}
+    for bad in ("blue=90,green", "blue=ninety", "blue=1.5", "=5", "blue=101"):
+        with pytest.raises(InvalidArgumentError, match="is not NAME=PERCENT"):
+            parse_traffic(bad)
+    with pytest.raises(InvalidArgumentError, match="names blue twice"):
+        parse_traffic("blue=50,blue=50")
+
+
+def test_traffic_must_name_given_deployments_and_sum_to_100_or_0() -> None:
+    check_traffic({"blue": 90, "green": 10}, ["blue", "green"], "traffic")
+    check_traffic({"blue": 0}, ["blue", "green"], "traffic")
+    check_traffic({}, ["blue"], "traffic")
+    with pytest.raises(InvalidArgumentError, match="traffic names red, which is not a deploy"):
+        check_traffic({"red": 100}, ["blue", "green"], "traffic")
+    with pytest.raises(InvalidArgumentError, match=r"sums to 90; Azure requires .* sum to 100"):
+        check_traffic({"blue": 80, "green": 10}, ["blue", "green"], "traffic")
+
+
+def test_the_endpoint_file_is_told_from_its_deployments(tmp_path: Path) -> None:
+    gallery = copy_gallery(tmp_path / "v2")
+    endpoint, deployments = split_files([gallery / f for f in FILES])
+    assert endpoint.name == "endpoint.yml"
+    assert [d.name for d in deployments] == FILES[1:]
+    with pytest.raises(InvalidArgumentError, match="need their endpoint: add the endpoint YAML"):
+        split_files([gallery / f for f in FILES[1:]])
+    with pytest.raises(InvalidArgumentError, match="is an endpoint without deployments"):
+        split_files([gallery / "endpoint.yml"])
+
+
+def test_the_router_splits_by_traffic_within_bounds_and_the_header_wins() -> None:
+    routes = [Route("blue", "127.0.0.1", 1), Route("green", "127.0.0.1", 2)]
+    router = Router(routes, {"blue": 90, "green": 10}, seed=7)
+    counts = Counter(router.choose(None) for _ in range(2000))
+    assert 1700 <= counts["blue"] <= 1900 and counts["blue"] + counts["green"] == 2000
+    assert {router.choose("green") for _ in range(50)} == {"green"}
+    assert router.choose("red") is None
+    assert Router(routes, {"blue": 0, "green": 0}).choose(None) is None
+    first, second = (Router(routes, {"blue": 90, "green": 10}, seed=11) for _ in range(2))
+    assert [first.choose(None) for _ in range(100)] == [second.choose(None) for _ in range(100)]
+
+
+# --- modelstore serve with an endpoint: real processes over loopback --------------------------
+
+
+def _start(
+    args: list[str], cwd: Path, env: dict[str, str], logs: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``modelstore serve --port 0 ARGS``; its URL once it says it listens (every deployment
+    has run init() by then)."""
+    logs.mkdir(parents=True, exist_ok=True)
+    out, err = logs / "stdout.txt", logs / "stderr.txt"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelstore", "serve", "--port", "0", *args],
+            cwd=cwd,
+            env=env,
+            stdout=stdout,
+            stderr=stderr,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        match = URL_LINE.search(out.read_text())
+        if match:
+            return process, match.group(1)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    stop(process)
+    raise AssertionError(f"endpoint did not start:\n{out.read_text()}\n{err.read_text()}")
+
+
+@pytest.fixture
+def system_tmp(tmp_path: Path) -> Path:
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    return folder
+
+
+def test_serve_endpoint_routes_by_traffic_header_and_key_and_leaves_nothing(
+    trained: Path, tmp_path: Path, system_tmp: Path
+) -> None:
+    env = clean_environment(
+        trained.parent / "home", {"TMPDIR": str(system_tmp), "MODELSTORE_ROUTER_SEED": "3"}
+    )
+    process, url = _start(["--auth", *(f"-f{f}" for f in FILES)], trained, env, tmp_path / "l")
+    try:
+        stdout = (tmp_path / "l" / "stdout.txt").read_text().splitlines()
+        keys = [line.split(": ", 1)[1] for line in stdout if line.startswith("Key (")]
+        assert len(keys) == 2 and keys[0] != keys[1]
+        assert stdout[-1].startswith("modelstore serve: endpoint regression-endpoint listening")
+        assert "traffic blue 90%, green 10%" in stdout[-1]
+        assert len([p for p in os.listdir(system_tmp) if "regression-endpoint" in p]) == 2
+
+        refused = requests.post(url + "/score", data=ROWS, headers=JSON, timeout=30)
+        assert refused.status_code == 401
+        wrong = {**JSON, "Authorization": "Bearer nope"}
+        assert (
+            requests.post(url + "/score", data=ROWS, headers=wrong, timeout=30).status_code == 401
+        )
+
+        session = requests.Session()
+        session.headers.update({**JSON, "Authorization": f"Bearer {keys[1]}"})
+        answered = Counter()
+        for _ in range(200):
+            response = session.post(url + "/score", data=ROWS, timeout=30)
+            assert response.status_code == 200
+            name = response.json()["deployment"]
+            assert response.headers["azureml-model-deployment"] == name
+            answered[name] += 1
+        assert 160 <= answered["blue"] <= 195 and answered["green"] >= 5, answered
+
+        chosen = session.post(
+            url + "/score", data=ROWS, headers={"azureml-model-deployment": "green"}, timeout=30
+        )
+        assert chosen.status_code == 200 and chosen.json()["deployment"] == "green"
+        unknown = session.post(
+            url + "/score", data=ROWS, headers={"azureml-model-deployment": "red"}, timeout=30
+        )
+        assert unknown.status_code == 404
+        assert "no deployment named 'red'" in unknown.json()["message"]
+        assert session.get(url + "/", timeout=30).status_code == 200
+        assert session.get(url + "/swagger.json", timeout=30).json()["swagger"] == "2.0"
+    finally:
+        stop(process)
+    assert process.returncode == 0, (tmp_path / "l" / "stderr.txt").read_text()
+    assert os.listdir(system_tmp) == []
+
+
+def test_serve_endpoint_with_a_bad_traffic_option_is_one_line_exit_2(
+    trained: Path, tmp_path: Path, system_tmp: Path
+) -> None:
+    env = clean_environment(trained.parent / "home", {"TMPDIR": str(system_tmp)})
+    for traffic, expected in [
+        ("blue=80,green=10", "Error: the traffic given sums to 90; Azure requires the perc"),
+        ("blue=50,red=50", "Error: the traffic given names red, which is not a deployment"),
+        ("blue=half", "Error: --traffic 'blue=half': 'blue=half' is not NAME=PERCENT"),
+    ]:
+        result = subprocess.run(
+            [sys.executable, "-m", "modelstore", "serve", "--port", "0", "--traffic", traffic,
+             *(f"-f{f}" for f in FILES)],
+            cwd=trained, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1
+    assert os.listdir(system_tmp) == []
+
+
+def _failing_code(gallery: Path, name: str) -> None:
+    """The deployment ``name`` gets its own code folder whose init() raises."""
+    code = gallery / f"onlinescoring-{name}"
+    code.mkdir()
+    (code / "score.py").write_text(
+        f"def init():\n    raise RuntimeError('boom in {name}')\n\n"
+        "def run(data):\n    return data\n"
+    )
+    yml = gallery / f"{name}-deployment.yml"
+    yml.write_text(yml.read_text().replace("code: onlinescoring", f"code: {code.name}"))
+
+
+@pytest.mark.parametrize("failing", [["green"], ["blue", "green"]])
+def test_an_init_failure_names_each_deployment_exits_3_and_leaves_nothing(
+    trained: Path, tmp_path: Path, system_tmp: Path, failing: list[str]
+) -> None:
+    gallery = tmp_path / "v2"
+    shutil.copytree(trained, gallery)
+    for name in failing:
+        _failing_code(gallery, name)
+    env = clean_environment(trained.parent / "home", {"TMPDIR": str(system_tmp)})
+    result = subprocess.run(
+        [sys.executable, "-m", "modelstore", "serve", "--port", "0", *(f"-f{f}" for f in FILES)],
+        cwd=gallery, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("Error: deployment ")
+    for name in failing:
+        assert f"deployment {name}: init() of " in last and f"boom in {name}" in last
+    assert "listening" not in result.stdout
+    assert os.listdir(system_tmp) == []
+
+
+# --- the Python API ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def endpoint_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    folder = tmp_path / "system-tmp"
+    folder.mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    yield folder
+
+
+def test_local_endpoint_serves_with_a_traffic_override_and_no_key(
+    trained: Path, endpoint_tmp: Path
+) -> None:
+    home = trained.parent / "home"
+    log = endpoint_tmp.parent / "endpoint.log"
+    with (
+        log.open("w") as sink,
+        local_endpoint(
+            [trained / f for f in FILES],
+            lambda: Registry(home),
+            traffic={"blue": 0, "green": 100},
+            log=sink,
+        ) as endpoint,
+    ):
+        assert endpoint.keys == () and endpoint.traffic == {"blue": 0, "green": 100}
+        assert set(endpoint.urls) == {"blue", "green"}
+        with requests.Session() as session:
+            names = {
+                session.post(endpoint.url + "/score", data=ROWS, headers=JSON, timeout=30).json()[
+                    "deployment"
+                ]
+                for _ in range(20)
+            }
+        assert names == {"green"}
+    assert os.listdir(endpoint_tmp) == []
+    assert "[blue]" in log.read_text() and "[green]" in log.read_text()
+
+
+def test_local_endpoint_refuses_aml_token_auth_before_starting(
+    trained: Path, tmp_path: Path, endpoint_tmp: Path
+) -> None:
+    gallery = tmp_path / "v2"
+    shutil.copytree(trained, gallery)
+    yml = gallery / "endpoint.yml"
+    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    with (
+        pytest.raises(InvalidArgumentError, match="auth_mode aml_token is not emulated yet"),
+        local_endpoint([gallery / f for f in FILES], auth=True),
+    ):
+        pass
+    assert os.listdir(endpoint_tmp) == []
