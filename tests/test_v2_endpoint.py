@@ -160,7 +160,7 @@ def test_serve_endpoint_routes_by_traffic_header_and_key_and_leaves_nothing(
 
         session = requests.Session()
         session.headers.update({**JSON, "Authorization": f"Bearer {keys[1]}"})
-        answered = Counter()
+        answered: Counter[str] = Counter()
         for _ in range(200):
             response = session.post(url + "/score", data=ROWS, timeout=30)
             assert response.status_code == 200
