@@ -2,8 +2,8 @@
 existing ``azureml-models`` tree.
 
 An archive is a tar file (plain, gzip, bzip2 or xz) whose FIRST member is
-``modelstore-manifest.json``: the format, and per version its name, number, entry, kind,
-metadata and files (relative path, size, sha256). Then come the files, as
+``modelstore-manifest.json``: the format, and per version its name, number, entry, kind, the
+aliases pointing at it, metadata and files (relative path, size, sha256). Then come the files, as
 ``<name>/<version>/<relpath>``, regular files only.
 
 An import is all or nothing, in four steps:
@@ -56,7 +56,7 @@ from modelstore.errors import (
     ModelstoreError,
     StorageError,
 )
-from modelstore.layout import MAX_VERSION, validate_name
+from modelstore.layout import MAX_VERSION, validate_alias, validate_name
 from modelstore.store import manifest_digest, plan_source
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
 from modelstore.store.hashing import (
@@ -112,6 +112,8 @@ class ArchivedVersion:
     framework_version: str | None = None
     source: str | None = None
     """A folder import: the entry's path."""
+    aliases: tuple[str, ...] = ()
+    """The aliases that pointed at this version where it was exported."""
 
     @property
     def id(self) -> str:
@@ -140,6 +142,8 @@ class ImportPlan:
     conflicts: list[ImportConflict]
     compression: Compression = ""
     manifest_size: int = 0
+    aliases: list[tuple[str, str, int]] = field(default_factory=list)
+    """(name, alias, version) to set (``with_aliases``): those the registry does not have yet."""
 
     @property
     def bytes(self) -> int:
@@ -191,6 +195,10 @@ def export(
     records = [catalog.get(name, number) for name, number in dict.fromkeys(versions)]
     present = [r for r in records if r is not None]
     manifests = catalog.manifests(r.id for r in present)
+    pointing: dict[tuple[str, int], list[str]] = {}
+    for name in dict.fromkeys(r.name for r in present):
+        for alias in catalog.aliases(name):
+            pointing.setdefault((alias.name, alias.version), []).append(alias.alias)
     entries: list[dict[str, Any]] = []
     for record in present:
         entries.append(
@@ -207,6 +215,7 @@ def export(
                 "description": record.description,
                 "framework": record.framework,
                 "framework_version": record.framework_version,
+                "aliases": sorted(pointing.get((record.name, record.version), [])),
                 "files": [
                     {"relpath": f.relpath, "size": f.size, "sha256": f.sha256}
                     for f in manifests.get(record.id, [])
@@ -393,10 +402,17 @@ def _damaged(name: str, version: int, relpath: str) -> IntegrityError:
 
 
 def plan_import(
-    catalog: Catalog, store: Store, source: str | os.PathLike[str], *, skip_existing: bool = False
+    catalog: Catalog,
+    store: Store,
+    source: str | os.PathLike[str],
+    *,
+    skip_existing: bool = False,
+    with_aliases: bool = False,
 ) -> ImportPlan:
     """Read an archive's manifest or list an ``azureml-models`` folder, and sort its versions
-    into new, skipped and conflicting ones. Writes nothing."""
+    into new, skipped and conflicting ones. Writes nothing. ``with_aliases``: the archive's
+    aliases are to be set too; one the registry has pointing at another version is a
+    conflict (aliases are never moved by an import)."""
     shown = os.fspath(source)
     if not shown:
         raise InvalidArgumentError("the archive path is empty; give an archive file or folder")
@@ -463,7 +479,24 @@ def plan_import(
             )
             continue
         add.append(version)
-    return ImportPlan(shown, kind, add, skip, conflicts, compression, manifest_size)
+    aliases: list[tuple[str, str, int]] = []
+    if with_aliases:
+        for version in [*add, *skip]:
+            for alias in version.aliases:
+                current = catalog.alias_target(version.name, alias)
+                if current is None:
+                    aliases.append((version.name, alias, version.version))
+                elif current != version.version:
+                    conflicts.append(
+                        ImportConflict(
+                            version.name,
+                            version.version,
+                            f"has alias {alias!r} in the archive, which points at "
+                            f"{version.name}:{current} here (move or remove it first, or "
+                            "import without --with-aliases)",
+                        )
+                    )
+    return ImportPlan(shown, kind, add, skip, conflicts, compression, manifest_size, aliases)
 
 
 def refuse_conflicts(plan: ImportPlan) -> None:
@@ -676,6 +709,7 @@ def _parse_manifest(manifest: Any, path: str) -> list[ArchivedVersion]:
         )
     versions: list[ArchivedVersion] = []
     seen: set[tuple[str, int]] = set()
+    seen_aliases: set[tuple[str, str]] = set()
     for item in manifest["versions"]:
         name = validate_name(item["name"])
         number = item["version"]
@@ -708,6 +742,17 @@ def _parse_manifest(manifest: Any, path: str) -> list[ArchivedVersion]:
         total = sum(f.size for f in files)
         if item.get("sha256", digest) != digest or item.get("size", total) != total:
             raise ValueError(f"{name}:{number}: its sha256 or size does not match its files")
+        aliases = item.get("aliases", [])
+        if not isinstance(aliases, list) or len(set(map(str, aliases))) != len(aliases):
+            raise ValueError(f"{name}:{number}: its aliases are not a list of distinct names")
+        for alias in aliases:
+            try:
+                validate_alias(alias)
+            except ModelstoreError:
+                raise ValueError(f"{name}:{number} has an invalid alias {alias!r}") from None
+            if (name, alias) in seen_aliases:
+                raise ValueError(f"alias {name}@{alias} is given to two versions")
+            seen_aliases.add((name, alias))
         created = datetime.fromisoformat(item["created_at"])
         if created.tzinfo is None:
             created = created.replace(tzinfo=timezone.utc)
@@ -726,6 +771,7 @@ def _parse_manifest(manifest: Any, path: str) -> list[ArchivedVersion]:
                 description=_opt_str(item.get("description"), "description"),
                 framework=_opt_str(item.get("framework"), "framework"),
                 framework_version=_opt_str(item.get("framework_version"), "framework_version"),
+                aliases=tuple(aliases),
             )
         )
     return versions
@@ -774,10 +820,15 @@ def import_planned(
     store: Store,
     plan: ImportPlan,
     progress: Callable[[int, int], None] | None = None,
+    by: str = "",
 ) -> ImportPlan:
-    """Carry out a plan: stage and check every version, then publish them all or none."""
+    """Carry out a plan: stage and check every version, then publish them all or none. The
+    plan's aliases are set in the transaction that makes the versions visible (``by``: who,
+    for the alias history)."""
     refuse_conflicts(plan)
     if not plan.add:
+        if plan.aliases:
+            catalog.make_ready([], plan.aliases, by)
         return plan
     tokens = [store.new_token(importing=True) for _ in plan.add]
     with contextlib.ExitStack() as locks:
@@ -809,7 +860,7 @@ def import_planned(
             for version, token in zip(plan.add, tokens, strict=True):
                 store.publish(token, version.name, version.version, version.entry)
                 published.append(version)
-            if not catalog.make_ready([r.id for r in records]):
+            if not catalog.make_ready([r.id for r in records], plan.aliases, by):
                 raise StorageError(
                     f"the import of {plan.source} was rolled back by a doctor run while it "
                     "ran; nothing was imported, retry"

@@ -391,6 +391,116 @@ def _manifest_reader_without_extractfile() -> Any:
 _REAL_EXTRACTFILE = tarfile.TarFile.extractfile
 
 
+def aliased_archive(tmp_path: Path) -> Path:
+    """``exported`` with folder_model@champion -> 2, folder_model@old -> 1 and
+    file_model@champion -> 1 in the source."""
+    with source_registry(tmp_path) as registry:
+        registry.set_alias("folder_model:2", "champion")
+        registry.set_alias("folder_model:1", "old")
+        registry.set_alias("file_model:1", "champion")
+        target = tmp_path / "aliased.tar"
+        registry.export(["folder_model:1", "folder_model:2", "file_model:1"], target)
+    return target
+
+
+def test_export_records_the_aliases_pointing_at_each_version(tmp_path: Path) -> None:
+    with tarfile.open(aliased_archive(tmp_path)) as tar:
+        handle = tar.extractfile(MANIFEST_NAME)
+        assert handle is not None
+        manifest = json.load(handle)
+    assert {(v["name"], v["version"]): v["aliases"] for v in manifest["versions"]} == {
+        ("folder_model", 1): ["old"],
+        ("folder_model", 2): ["champion"],
+        ("file_model", 1): ["champion"],
+    }
+
+
+def test_import_with_aliases_sets_them_and_records_each_in_the_history(
+    tmp_path: Path, target: Registry
+) -> None:
+    plan = target.plan_import(aliased_archive(tmp_path), with_aliases=True)
+    target.import_planned(plan)
+    assert {(a.name, a.alias, a.version) for a in target.aliases()} == {
+        ("folder_model", "champion", 2),
+        ("folder_model", "old", 1),
+        ("file_model", "champion", 1),
+    }
+    history = target.alias_history("folder_model")
+    assert sorted((m.alias, m.from_version, m.to_version) for m in history) == [
+        ("champion", None, 2),
+        ("old", None, 1),
+    ]
+    assert all("@" in m.by for m in history)
+    assert target.get("folder_model@champion").version == 2
+
+
+def test_import_without_with_aliases_sets_no_alias(tmp_path: Path, target: Registry) -> None:
+    target.import_(aliased_archive(tmp_path))
+    assert target.aliases() == []
+    assert target.alias_history("folder_model") == []
+
+
+def test_import_with_aliases_keeps_an_alias_already_pointing_at_the_same_version(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = aliased_archive(tmp_path)
+    target.import_(archive)
+    target.set_alias("folder_model:2", "champion")
+    plan = target.import_(archive, skip_existing=True, with_aliases=True)
+    assert plan.add == []
+    assert sorted(plan.aliases) == [("file_model", "champion", 1), ("folder_model", "old", 1)]
+    assert [
+        (m.alias, m.from_version, m.to_version) for m in target.alias_history("folder_model")
+    ] == [
+        ("champion", None, 2),
+        ("old", None, 1),
+    ]
+
+
+def test_import_with_aliases_refuses_an_alias_that_points_elsewhere_and_changes_nothing(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = aliased_archive(tmp_path)
+    target.import_(archive, skip_existing=False)
+    target.set_alias("folder_model:1", "champion")  # the archive has it at 2
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="points at folder_model:1 here") as caught:
+        target.import_(archive, skip_existing=True, with_aliases=True)
+    assert caught.value.conflicts[0][:2] == ("folder_model", 2)
+    assert store_state(target.home) == before
+
+
+def test_an_alias_set_elsewhere_between_plan_and_import_refuses_the_whole_import(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = aliased_archive(tmp_path)
+    with Registry(tmp_path / "src-home") as source:
+        source.export(["folder_model:1"], tmp_path / "first.tar")
+    target.import_(tmp_path / "first.tar")
+    plan = target.plan_import(archive, skip_existing=True, with_aliases=True)
+    assert [v.id for v in plan.add] == ["folder_model:2", "file_model:1"]
+    with Registry(target.home) as other:  # another process's move, after the plan
+        other.set_alias("folder_model:1", "champion")  # the archive has it at 2
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="folder_model@champion was set to"):
+        target.import_planned(plan)
+    after = store_state(target.home)  # folder_model:2 and file_model:1 were rolled back
+    trash = target.home / ".modelstore" / "trash"
+    assert list(trash.iterdir()) == []  # their folders went out through the trash
+    assert ({k: v for k, v in after[0].items() if k != ".modelstore/trash"}, after[1]) == before
+    assert target.doctor().findings == []
+
+
+def test_an_archive_alias_that_breaks_the_alias_rule_is_refused(
+    tmp_path: Path, target: Registry
+) -> None:
+    manifest = json.loads(manifest_for(GOOD))
+    manifest["versions"][0]["aliases"] = ["latest"]
+    archive = hostile_archive(tmp_path, [], json.dumps(manifest).encode())
+    with pytest.raises(ArchiveError, match="invalid alias 'latest'"):
+        target.plan_import(archive, with_aliases=True)
+
+
 def test_export_refuses_an_existing_target_or_an_unknown_suffix(tmp_path: Path) -> None:
     with source_registry(tmp_path) as registry:
         (tmp_path / "taken.tar").write_bytes(b"mine")

@@ -534,22 +534,53 @@ class Catalog:
                 records.append(replace(pending, id=row_id))
         return records, previous
 
-    def make_ready(self, row_ids: Sequence[int]) -> bool:
+    def make_ready(
+        self,
+        row_ids: Sequence[int],
+        aliases: Sequence[tuple[str, str, int]] = (),
+        by: str = "",
+    ) -> bool:
         """Flip pending rows to ready in ONE transaction (an import appears all at once); False,
-        changing nothing, if any of them is no longer pending (doctor rolled it back)."""
+        changing nothing, if any of them is no longer pending (doctor rolled it back).
+        ``aliases`` (name, alias, version) are created in the same transaction, each recorded
+        in the history; one that exists pointing elsewhere by then (set since the import was
+        planned) raises ImportConflictError and nothing changes."""
         ids = list(row_ids)
+        now = datetime.now(timezone.utc)
         try:
             with self._write() as connection:
-                result = connection.execute(
-                    update(_VERSIONS)
-                    .where(_VERSIONS.c.id.in_(ids), _VERSIONS.c.state == PENDING)
-                    .values(state=READY)
-                )
-                if result.rowcount != len(ids):
-                    raise _RolledBack  # leaving the block by an exception rolls it back
+                if ids:
+                    result = connection.execute(
+                        update(_VERSIONS)
+                        .where(_VERSIONS.c.id.in_(ids), _VERSIONS.c.state == PENDING)
+                        .values(state=READY)
+                    )
+                    if result.rowcount != len(ids):
+                        raise _RolledBack  # leaving the block by an exception rolls it back
+                for name, alias, version in aliases:
+                    current = _locked_alias(connection, name, alias)
+                    if current is None and _insert_alias(connection, name, alias, version):
+                        _record_move(
+                            connection, AliasMoveRecord(name, alias, None, version, now, by)
+                        )
+                        continue
+                    current = _locked_alias(connection, name, alias)
+                    if current != version:
+                        raise ImportConflictError(
+                            f"nothing was imported: alias {name}@{alias} was set to "
+                            f"{name}:{current} while importing; move or remove it and retry",
+                            conflicts=[(name, version, f"alias {alias!r} points elsewhere")],
+                        )
         except _RolledBack:
             return False
         return True
+
+    def alias_target(self, name: str, alias: str) -> int | None:
+        """The version ``name@alias`` points at (ready or not), None if it is not set."""
+        query = select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+        with self._read() as connection:
+            value = connection.execute(query).scalar_one_or_none()
+        return None if value is None else int(value)
 
     def release_numbered(
         self, row_ids: Sequence[int], marks: Mapping[str, int], previous: Mapping[str, int | None]
