@@ -8,7 +8,8 @@ Target (issue 13): export then import of 1 GB across 10 versions within 1.5x of 
 the stored files plus ``sha256sum`` of them. Each round runs the baseline and modelstore in
 turn (best of the rounds counts); the files are read once beforehand, so both run on a warm
 page cache. modelstore's import also fsyncs every file it writes (a durable store), which
-neither baseline step does; ``tar_roundtrip`` (tar cf + tar xf + sha256sum) is reported for
+neither baseline step does (each step starts after a ``sync``, so none pays for the writeback of
+another's files); ``tar_roundtrip`` (tar cf + tar xf + sha256sum) is reported for
 context, as the closest thing a shell user would do to move and check the same bytes.
 ``--source DIR`` also runs export + import with another checkout's modelstore in every round
 (``git archive main modelstore | tar -x -C DIR``), for before/after figures under the same load.
@@ -34,6 +35,10 @@ TARGET_RATIO = 1.5
 
 
 def timed(action: Callable[[], object]) -> float:
+    """Starts with no dirty data left by the step before (the baselines leave GBs unsynced,
+    whose writeback would otherwise land on whichever step follows them)."""
+    if hasattr(os, "sync"):
+        os.sync()
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
@@ -139,6 +144,8 @@ def run(
         assert len(target.list()) == versions, round_
         target.close()
         if checkout is not None:
+            if hasattr(os, "sync"):
+                os.sync()
             other.append(other_checkout(checkout, source.home, work, refs))
     source.close()
     best = {key: min(values) for key, values in timings.items()}
