@@ -4,6 +4,7 @@ lock, the catalog's own schema, and one-line connection errors."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -247,6 +248,118 @@ def test_concurrent_property_additions_to_one_version_lose_none(catalog: Catalog
     assert [r for r in _in_threads(8, add) if r is not None] == []
     read = catalog.get("m", 1)
     assert read is not None and len(read.properties) == 80
+
+
+def _ready_versions(catalog: Catalog, count: int) -> None:
+    for _ in range(count):
+        catalog.set_state(catalog.reserve(_new()).id, READY, expected=PENDING)
+
+
+def _while_another_transaction_holds(
+    pg_url: str, statements: list[str], work: Callable[[], Any]
+) -> Any:
+    """Run ``statements`` in a transaction left open, start ``work`` on a thread, wait until
+    PostgreSQL shows that thread's session waiting on a lock, commit, and return what ``work``
+    returned (or raised). The wait is observed in ``pg_stat_activity``, not guessed."""
+    engine = create_engine(pg_url)
+    try:
+        with engine.connect() as holder, engine.connect() as watcher:
+            for statement in statements:
+                holder.execute(text(statement))
+            outcome: list[Any] = []
+            thread = threading.Thread(target=lambda: outcome.append(_result_of(work)))
+            thread.start()
+            deadline = datetime.now(timezone.utc).timestamp() + 30
+            while thread.is_alive():
+                waiting = watcher.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                ).scalar_one()
+                watcher.rollback()
+                if waiting:
+                    break
+                assert datetime.now(timezone.utc).timestamp() < deadline, "never waited"
+            holder.commit()
+            thread.join()
+            return outcome[0]
+    finally:
+        engine.dispose()
+
+
+def _result_of(work: Callable[[], Any]) -> Any:
+    try:
+        return work()
+    except Exception as exc:
+        return exc
+
+
+def test_an_alias_moved_while_another_transaction_moves_it_records_the_move_from_that_version(
+    catalog: Catalog, pg_url: str
+) -> None:
+    _ready_versions(catalog, 3)
+    catalog.set_alias("m", "champion", 1, "a@h")
+    move = _while_another_transaction_holds(
+        pg_url,
+        [
+            "UPDATE model_aliases SET version = 2 WHERE name = 'm' AND alias = 'champion'",
+            "INSERT INTO alias_history (name, alias, from_version, to_version, at, by) "
+            "VALUES ('m', 'champion', 1, 2, now(), 'b@h')",
+        ],
+        lambda: catalog.set_alias("m", "champion", 3, "c@h"),
+    )
+    assert (move.from_version, move.to_version) == (2, 3)
+    history = [(m.from_version, m.to_version) for m in catalog.alias_history("m")]
+    assert history == [(None, 1), (1, 2), (2, 3)]  # every move starts where the last ended
+    assert catalog.locate_alias("m", "champion") == (3, "model.pkl")
+
+
+def test_an_alias_set_while_another_transaction_creates_it_moves_it_instead_of_failing(
+    catalog: Catalog, pg_url: str
+) -> None:
+    _ready_versions(catalog, 3)
+    move = _while_another_transaction_holds(
+        pg_url,
+        [
+            "INSERT INTO model_aliases (name, alias, version) VALUES ('m', 'champion', 2)",
+            "INSERT INTO alias_history (name, alias, from_version, to_version, at, by) "
+            "VALUES ('m', 'champion', NULL, 2, now(), 'b@h')",
+        ],
+        lambda: catalog.set_alias("m", "champion", 3, "c@h"),
+    )
+    assert not isinstance(move, Exception), move
+    assert (move.from_version, move.to_version) == (2, 3)
+    history = [(m.from_version, m.to_version) for m in catalog.alias_history("m")]
+    assert history == [(None, 2), (2, 3)]
+
+
+def test_an_alias_removed_while_another_transaction_moves_it_records_the_version_it_left(
+    catalog: Catalog, pg_url: str
+) -> None:
+    _ready_versions(catalog, 2)
+    catalog.set_alias("m", "champion", 1, "a@h")
+    move = _while_another_transaction_holds(
+        pg_url,
+        ["UPDATE model_aliases SET version = 2 WHERE name = 'm' AND alias = 'champion'"],
+        lambda: catalog.remove_alias("m", "champion", "c@h"),
+    )
+    assert (move.from_version, move.to_version) == (2, None)
+
+
+def test_concurrent_moves_of_one_alias_chain_in_its_history(catalog: Catalog) -> None:
+    _ready_versions(catalog, 8)
+    catalog.set_alias("m", "champion", 1, "a@h")
+    results = _in_threads(
+        8,
+        lambda i: [catalog.set_alias("m", "champion", 1 + (i + n) % 8, f"{i}@h") for n in range(5)],
+    )
+    assert [r for r in results if isinstance(r, Exception)] == []
+    history = catalog.alias_history("m")
+    moves = [(m.from_version, m.to_version) for m in history]
+    for before, after in itertools.pairwise(moves):
+        assert after[0] == before[1], moves  # no move starts from a version it did not hold
+    assert catalog.locate_alias("m", "champion") == (moves[-1][1], "model.pkl")
 
 
 def test_versions_deleted_by_several_deleters_at_once_are_each_claimed_by_exactly_one(

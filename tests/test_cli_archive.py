@@ -41,7 +41,47 @@ def test_export_then_import_moves_versions_between_homes(tmp_path: Path) -> None
     shown = json.loads(ok(target, "show", "m:1", "--json").stdout)
     assert shown["tags"] == {"stage": "prod"}
     skipped = ok(target, "import", str(archive), "--skip-existing", "--json")
-    assert json.loads(skipped.stdout) == {"imported": [], "skipped": ["m:1", "m:2"], "bytes": 0}
+    assert json.loads(skipped.stdout) == {
+        "imported": [],
+        "skipped": ["m:1", "m:2"],
+        "bytes": 0,
+        "aliases": [],
+    }
+
+
+def test_import_with_aliases_sets_the_archives_aliases_and_says_so(tmp_path: Path) -> None:
+    source, target = tmp_path / "a", tmp_path / "b"
+    model = make_file(tmp_path / "model.pkl", b"weights")
+    ok(source, "register", str(model), "--name", "m")
+    ok(source, "register", str(model), "--name", "m")
+    ok(source, "alias", "set", "m:2", "champion")
+    archive = tmp_path / "m.tar"
+    ok(source, "export", "m:1", "m:2", "-o", str(archive))
+    imported = ok(target, "import", str(archive), "--with-aliases")
+    assert imported.stdout == ("Imported m:1, m:2 (14 B)\nSet aliases: m@champion -> m:2\n")
+    assert ok(target, "path", "m@champion").stdout.strip().endswith("/m/2/model.pkl")
+
+
+def test_import_with_an_alias_pointing_elsewhere_is_one_line_exit_1_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    source, target = tmp_path / "a", tmp_path / "b"
+    model = make_file(tmp_path / "model.pkl", b"weights")
+    for home in (source, target):
+        ok(home, "register", str(model), "--name", "m")
+        ok(home, "register", str(model), "--name", "m")
+    ok(source, "alias", "set", "m:2", "champion")
+    ok(target, "alias", "set", "m:1", "champion")
+    ok(source, "export", "m:2", "-o", str(tmp_path / "m.tar"))
+    before = store_state(target)
+    result = run(target, "import", str(tmp_path / "m.tar"), "--skip-existing", "--with-aliases")
+    assert result.exit_code == 1
+    assert one_error_line(result) == (
+        f"Error: nothing was imported from {tmp_path / 'm.tar'}: m:2 has alias 'champion' in "
+        "the archive, which points at m:1 here (move or remove it first, or import without "
+        "--with-aliases)"
+    )
+    assert store_state(target) == before
 
 
 def test_an_import_conflict_is_one_line_exit_1_and_changes_nothing(tmp_path: Path) -> None:

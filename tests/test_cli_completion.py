@@ -124,6 +124,83 @@ def test_bash_completes_versions_although_it_splits_words_at_colons(home: Path) 
     ]
 
 
+@pytest.fixture
+def aliased(home: Path) -> Path:
+    """``home`` with alpha@champion -> 1, alpha@candidate -> 2 and beta@champion -> 1."""
+    for ref, alias in (("alpha:1", "champion"), ("alpha:2", "candidate"), ("beta:1", "champion")):
+        result = CliRunner().invoke(main, ["--home", str(home), "alias", "set", ref, alias])
+        assert result.exit_code == 0, result.stderr
+    return home
+
+
+def test_a_name_and_at_sign_complete_that_models_aliases(aliased: Path) -> None:
+    assert complete("--home", str(aliased), "show", "alpha@") == [
+        "plain,alpha@candidate",
+        "plain,alpha@champion",
+    ]
+    assert complete("--home", str(aliased), "path", "alpha@ch") == ["plain,alpha@champion"]
+    assert complete("--home", str(aliased), "deploy", "beta@") == ["plain,beta@champion"]
+    assert complete("--home", str(aliased), "show", "alpha@ch", shell="zsh") == [
+        "plain",
+        "alpha@champion",
+        "_",
+    ]
+    assert complete("--home", str(aliased), "show", "alpha@", shell="fish") == [
+        "plain,alpha@candidate",
+        "plain,alpha@champion",
+    ]
+
+
+def test_an_at_sign_after_a_name_without_aliases_completes_nothing(home: Path) -> None:
+    assert complete("--home", str(home), "show", "alpha@") == []
+    assert complete("--home", str(home), "show", "nosuch@") == []
+    assert complete("--home", str(home), "show", "bad name@") == []
+
+
+def test_alias_completion_without_a_registry_creates_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "no-home"
+    assert complete("--home", str(home), "show", "alpha@") == []
+    assert not home.exists()
+
+
+def _files(home: Path) -> dict[Path, tuple[int, bytes]]:
+    """Every file but SQLite's -wal/-shm (which any reader of a WAL database opens)."""
+    return {
+        p: (p.stat().st_mtime_ns, p.read_bytes())
+        for p in home.rglob("*")
+        if p.is_file() and not p.name.endswith(("-wal", "-shm"))
+    }
+
+
+def test_alias_completion_writes_nothing_to_the_registry(aliased: Path) -> None:
+    before = _files(aliased)
+    assert complete("--home", str(aliased), "show", "alpha@") != []
+    assert _files(aliased) == before
+
+
+def test_bash_completes_aliases_although_it_splits_words_at_at_signs(aliased: Path) -> None:
+    """bash hands ``alpha@`` over as ``alpha`` ``@`` and replaces only what follows the @."""
+    assert complete("--home", str(aliased), "show", "alpha", "@") == [
+        "plain,candidate",
+        "plain,champion",
+    ]
+    assert complete("--home", str(aliased), "show", "alpha", "@", "cha") == ["plain,champion"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_printed_bash_script_completes_aliases_in_a_real_bash(aliased: Path) -> None:
+    modelstore = shlex.quote(str(Path(sys.executable).parent / "modelstore"))  # the venv's
+    script = f"""
+        eval "$({modelstore} completion bash)"
+        COMP_WORDS=(modelstore --home {shlex.quote(str(aliased))} show alpha @ c)
+        COMP_CWORD=6
+        _modelstore_completion {modelstore}
+        echo "${{COMPREPLY[*]}}"
+    """
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.stdout == "candidate champion\n", done.stderr
+
+
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_printed_bash_script_completes_in_a_real_bash(home: Path) -> None:
     modelstore = shlex.quote(str(Path(sys.executable).parent / "modelstore"))  # the venv's

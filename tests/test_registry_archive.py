@@ -284,6 +284,223 @@ def test_export_refuses_a_damaged_version_and_writes_nothing(tmp_path: Path) -> 
     assert not any(p.name.startswith("out.tar") for p in tmp_path.iterdir())
 
 
+def test_large_files_spanning_many_buffers_survive_export_and_import_byte_for_byte(
+    tmp_path: Path, target: Registry
+) -> None:
+    from modelstore.store.hashing import BUFFER_SIZE, PIPELINE_MIN_SIZE
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    sizes = {"pipelined.bin": PIPELINE_MIN_SIZE + 12345, "simple.bin": 3 * BUFFER_SIZE + 7}
+    for file_name, size in sizes.items():
+        (folder / file_name).write_bytes(os.urandom(size))
+    with Registry(tmp_path / "src-home") as source:
+        source.register(folder, "big")
+        for suffix in (".tar", ".tar.gz"):
+            source.export(["big:1"], tmp_path / f"big{suffix}")
+    for suffix, home in ((".tar", target.home), (".tar.gz", tmp_path / "gz-home")):
+        with Registry(home) as registry:
+            registry.import_(tmp_path / f"big{suffix}")
+            for file_name in sizes:
+                stored = registry.path("big", 1) / file_name
+                assert stored.read_bytes() == (folder / file_name).read_bytes(), suffix
+            assert registry.verify("big", 1).ok
+
+
+def test_export_refuses_a_large_file_damaged_in_its_last_chunk(tmp_path: Path) -> None:
+    from modelstore.store.hashing import BUFFER_SIZE
+
+    with Registry(tmp_path / "src-home") as registry:
+        registry.register(make_file(tmp_path / "big.bin", os.urandom(5 * BUFFER_SIZE + 3)), "big")
+        stored = registry.path("big", 1)
+        os.chmod(stored, 0o644)
+        with open(stored, "r+b") as handle:
+            handle.seek(-2, os.SEEK_END)
+            handle.write(b"XY")
+        with pytest.raises(IntegrityError, match="big:1"):
+            registry.export(["big:1"], tmp_path / "out.tar")
+    assert not any(p.name.startswith("out.tar") for p in tmp_path.iterdir())
+
+
+def test_every_imported_file_is_fsynced_before_any_version_reaches_the_tree(
+    tmp_path: Path, target: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The durability rule of ``register``: no version is renamed into the tree before the data
+    of its files are on disk (an import fsyncs them all once every file is checked)."""
+    from modelstore.store.tree import Store
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name the fsync'd descriptors")
+    archive = exported(tmp_path)
+    plan = target.plan_import(archive)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_publish = os.fsync, Store.publish
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if os.path.isfile(path):
+            events.append(("fsync", path))
+        real_fsync(fd)
+
+    def publish(self: Store, *args: Any) -> Path:
+        events.append(("publish", ""))
+        return real_publish(self, *args)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Store, "publish", publish)
+    target.import_planned(plan)
+    first_publish = events.index(("publish", ""))
+    synced = {path for kind, path in events[:first_publish] if kind == "fsync"}
+    staged = {path for path in synced if f"{os.sep}staging{os.sep}" in path}
+    assert len(staged) == sum(len(v.files) for v in plan.add) == 8
+
+
+def test_a_plain_tar_is_copied_from_the_file_without_tarfiles_member_reader(
+    tmp_path: Path, target: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = exported(tmp_path)
+
+    def no_extractfile(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a plain tar's members are read with preadv")
+
+    if not hasattr(os, "preadv"):
+        pytest.skip("os.preadv is not available here")
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", no_extractfile, raising=True)
+    monkeypatch.setattr(
+        "modelstore.registry.archive._archive_versions", _manifest_reader_without_extractfile()
+    )
+    target.import_(archive)
+    assert target.verify().ok
+    assert target.path("folder_model", 2).joinpath("sub", "b.txt").read_bytes() == b"b2"
+
+
+def _manifest_reader_without_extractfile() -> Any:
+    """The manifest is read by tarfile (it is small); only the members' data must not be."""
+    from modelstore.registry import archive as registry_archive
+
+    real = registry_archive._archive_versions
+
+    def read(path: str, compression: Any) -> Any:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(tarfile.TarFile, "extractfile", _REAL_EXTRACTFILE)
+            return real(path, compression)
+
+    return read
+
+
+_REAL_EXTRACTFILE = tarfile.TarFile.extractfile
+
+
+def aliased_archive(tmp_path: Path) -> Path:
+    """``exported`` with folder_model@champion -> 2, folder_model@old -> 1 and
+    file_model@champion -> 1 in the source."""
+    with source_registry(tmp_path) as registry:
+        registry.set_alias("folder_model:2", "champion")
+        registry.set_alias("folder_model:1", "old")
+        registry.set_alias("file_model:1", "champion")
+        target = tmp_path / "aliased.tar"
+        registry.export(["folder_model:1", "folder_model:2", "file_model:1"], target)
+    return target
+
+
+def test_export_records_the_aliases_pointing_at_each_version(tmp_path: Path) -> None:
+    with tarfile.open(aliased_archive(tmp_path)) as tar:
+        handle = tar.extractfile(MANIFEST_NAME)
+        assert handle is not None
+        manifest = json.load(handle)
+    assert {(v["name"], v["version"]): v["aliases"] for v in manifest["versions"]} == {
+        ("folder_model", 1): ["old"],
+        ("folder_model", 2): ["champion"],
+        ("file_model", 1): ["champion"],
+    }
+
+
+def test_import_with_aliases_sets_them_and_records_each_in_the_history(
+    tmp_path: Path, target: Registry
+) -> None:
+    plan = target.plan_import(aliased_archive(tmp_path), with_aliases=True)
+    target.import_planned(plan)
+    assert {(a.name, a.alias, a.version) for a in target.aliases()} == {
+        ("folder_model", "champion", 2),
+        ("folder_model", "old", 1),
+        ("file_model", "champion", 1),
+    }
+    history = target.alias_history("folder_model")
+    assert sorted((m.alias, m.from_version, m.to_version) for m in history) == [
+        ("champion", None, 2),
+        ("old", None, 1),
+    ]
+    assert all("@" in m.by for m in history)
+    assert target.get("folder_model@champion").version == 2
+
+
+def test_import_without_with_aliases_sets_no_alias(tmp_path: Path, target: Registry) -> None:
+    target.import_(aliased_archive(tmp_path))
+    assert target.aliases() == []
+    assert target.alias_history("folder_model") == []
+
+
+def test_import_with_aliases_keeps_an_alias_already_pointing_at_the_same_version(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = aliased_archive(tmp_path)
+    target.import_(archive)
+    target.set_alias("folder_model:2", "champion")
+    plan = target.import_(archive, skip_existing=True, with_aliases=True)
+    assert plan.add == []
+    assert sorted(plan.aliases) == [("file_model", "champion", 1), ("folder_model", "old", 1)]
+    assert [
+        (m.alias, m.from_version, m.to_version) for m in target.alias_history("folder_model")
+    ] == [
+        ("champion", None, 2),
+        ("old", None, 1),
+    ]
+
+
+def test_import_with_aliases_refuses_an_alias_that_points_elsewhere_and_changes_nothing(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = aliased_archive(tmp_path)
+    target.import_(archive, skip_existing=False)
+    target.set_alias("folder_model:1", "champion")  # the archive has it at 2
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="points at folder_model:1 here") as caught:
+        target.import_(archive, skip_existing=True, with_aliases=True)
+    assert caught.value.conflicts[0][:2] == ("folder_model", 2)
+    assert store_state(target.home) == before
+
+
+def test_an_alias_set_elsewhere_between_plan_and_import_refuses_the_whole_import(
+    tmp_path: Path, target: Registry
+) -> None:
+    archive = aliased_archive(tmp_path)
+    with Registry(tmp_path / "src-home") as source:
+        source.export(["folder_model:1"], tmp_path / "first.tar")
+    target.import_(tmp_path / "first.tar")
+    plan = target.plan_import(archive, skip_existing=True, with_aliases=True)
+    assert [v.id for v in plan.add] == ["folder_model:2", "file_model:1"]
+    with Registry(target.home) as other:  # another process's move, after the plan
+        other.set_alias("folder_model:1", "champion")  # the archive has it at 2
+    before = store_state(target.home)
+    with pytest.raises(ImportConflictError, match="folder_model@champion was set to"):
+        target.import_planned(plan)
+    after = store_state(target.home)  # folder_model:2 and file_model:1 were rolled back
+    trash = target.home / ".modelstore" / "trash"
+    assert list(trash.iterdir()) == []  # their folders went out through the trash
+    assert ({k: v for k, v in after[0].items() if k != ".modelstore/trash"}, after[1]) == before
+    assert target.doctor().findings == []
+
+
+def test_an_archive_alias_that_breaks_the_alias_rule_is_refused(
+    tmp_path: Path, target: Registry
+) -> None:
+    manifest = json.loads(manifest_for(GOOD))
+    manifest["versions"][0]["aliases"] = ["latest"]
+    archive = hostile_archive(tmp_path, [], json.dumps(manifest).encode())
+    with pytest.raises(ArchiveError, match="invalid alias 'latest'"):
+        target.plan_import(archive, with_aliases=True)
+
+
 def test_export_refuses_an_existing_target_or_an_unknown_suffix(tmp_path: Path) -> None:
     with source_registry(tmp_path) as registry:
         (tmp_path / "taken.tar").write_bytes(b"mine")

@@ -487,22 +487,53 @@ class Catalog:
                 records.append(replace(pending, id=row_id))
         return records, previous
 
-    def make_ready(self, row_ids: Sequence[int]) -> bool:
+    def make_ready(
+        self,
+        row_ids: Sequence[int],
+        aliases: Sequence[tuple[str, str, int]] = (),
+        by: str = "",
+    ) -> bool:
         """Flip pending rows to ready in ONE transaction (an import appears all at once); False,
-        changing nothing, if any of them is no longer pending (doctor rolled it back)."""
+        changing nothing, if any of them is no longer pending (doctor rolled it back).
+        ``aliases`` (name, alias, version) are created in the same transaction, each recorded
+        in the history; one that exists pointing elsewhere by then (set since the import was
+        planned) raises ImportConflictError and nothing changes."""
         ids = list(row_ids)
+        now = datetime.now(timezone.utc)
         try:
             with self._write() as connection:
-                result = connection.execute(
-                    update(_VERSIONS)
-                    .where(_VERSIONS.c.id.in_(ids), _VERSIONS.c.state == PENDING)
-                    .values(state=READY)
-                )
-                if result.rowcount != len(ids):
-                    raise _RolledBack  # leaving the block by an exception rolls it back
+                if ids:
+                    result = connection.execute(
+                        update(_VERSIONS)
+                        .where(_VERSIONS.c.id.in_(ids), _VERSIONS.c.state == PENDING)
+                        .values(state=READY)
+                    )
+                    if result.rowcount != len(ids):
+                        raise _RolledBack  # leaving the block by an exception rolls it back
+                for name, alias, version in aliases:
+                    current = _locked_alias(connection, name, alias)
+                    if current is None and _insert_alias(connection, name, alias, version):
+                        _record_move(
+                            connection, AliasMoveRecord(name, alias, None, version, now, by)
+                        )
+                        continue
+                    current = _locked_alias(connection, name, alias)
+                    if current != version:
+                        raise ImportConflictError(
+                            f"nothing was imported: alias {name}@{alias} was set to "
+                            f"{name}:{current} while importing; move or remove it and retry",
+                            conflicts=[(name, version, f"alias {alias!r} points elsewhere")],
+                        )
         except _RolledBack:
             return False
         return True
+
+    def alias_target(self, name: str, alias: str) -> int | None:
+        """The version ``name@alias`` points at (ready or not), None if it is not set."""
+        query = select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+        with self._read() as connection:
+            value = connection.execute(query).scalar_one_or_none()
+        return None if value is None else int(value)
 
     def release_numbered(
         self, row_ids: Sequence[int], marks: Mapping[str, int], previous: Mapping[str, int | None]
@@ -561,15 +592,14 @@ class Catalog:
         with self._write() as connection:
             if _ready_row(connection, name, version) is None:
                 return None
-            current = connection.execute(
-                select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
-            ).scalar_one_or_none()
+            while True:  # until the alias row is ours: created by us, or locked by us
+                current = _locked_alias(connection, name, alias)
+                if current is not None or _insert_alias(connection, name, alias, version):
+                    break
             move = AliasMoveRecord(name, alias, current, version, now, by)
             if current == version:
                 return move
-            if current is None:
-                connection.execute(insert(_ALIASES).values(name=name, alias=alias, version=version))
-            else:
+            if current is not None:
                 connection.execute(
                     update(_ALIASES)
                     .where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
@@ -581,9 +611,7 @@ class Catalog:
     def remove_alias(self, name: str, alias: str, by: str) -> AliasMoveRecord | None:
         """Remove ``name@alias``; the move made, or None if there is no such alias."""
         with self._write() as connection:
-            current = connection.execute(
-                select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
-            ).scalar_one_or_none()
+            current = _locked_alias(connection, name, alias)
             if current is None:
                 return None
             moves = _remove_aliases(connection, name, {alias: current}, by)
@@ -595,15 +623,9 @@ class Catalog:
         now = datetime.now(timezone.utc)
         with self._write() as connection:
             for alias, version in sorted(aliases.items()):
-                taken = connection.execute(
-                    select(_ALIASES.c.version).where(
-                        _ALIASES.c.name == name, _ALIASES.c.alias == alias
-                    )
-                ).scalar_one_or_none()
-                if taken is None and _ready_row(connection, name, version) is not None:
-                    connection.execute(
-                        insert(_ALIASES).values(name=name, alias=alias, version=version)
-                    )
+                if _ready_row(connection, name, version) is not None and _insert_alias(
+                    connection, name, alias, version
+                ):
                     _record_move(connection, AliasMoveRecord(name, alias, None, version, now, by))
 
     def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
@@ -637,13 +659,14 @@ class Catalog:
 
 
 def _aliases_at(connection: Connection, name: str, versions: Sequence[int]) -> dict[str, int]:
-    """alias -> version for the aliases of ``name`` pointing at any of ``versions``."""
+    """alias -> version for the aliases of ``name`` pointing at any of ``versions``, their rows
+    locked (a move away from a version being deleted waits for the delete to decide)."""
     if not versions:
         return {}
     rows = connection.execute(
-        select(_ALIASES.c.alias, _ALIASES.c.version).where(
-            _ALIASES.c.name == name, _ALIASES.c.version.in_(list(versions))
-        )
+        select(_ALIASES.c.alias, _ALIASES.c.version)
+        .where(_ALIASES.c.name == name, _ALIASES.c.version.in_(list(versions)))
+        .with_for_update()
     )
     return {r.alias: r.version for r in rows}
 
@@ -654,13 +677,51 @@ def _remove_aliases(
     now = datetime.now(timezone.utc)
     moves = []
     for alias, version in sorted(aliases.items()):
-        connection.execute(
-            delete(_ALIASES).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+        removed = connection.execute(
+            delete(_ALIASES).where(
+                _ALIASES.c.name == name, _ALIASES.c.alias == alias, _ALIASES.c.version == version
+            )
         )
+        if not removed.rowcount:  # moved elsewhere meanwhile (a server database): not ours
+            continue
         move = AliasMoveRecord(name, alias, version, None, now, by)
         _record_move(connection, move)
         moves.append(move)
     return moves
+
+
+def _locked_alias(connection: Connection, name: str, alias: str) -> int | None:
+    """The version ``name@alias`` points at, its row locked until the transaction ends
+    (``FOR UPDATE``; SQLite's ``BEGIN IMMEDIATE`` already excludes other writers), so a move
+    reads the version it moves from and no concurrent move slips in between: on PostgreSQL
+    the second mover waits, then reads the first one's version, and the history chains."""
+    query = select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+    value = connection.execute(query.with_for_update()).scalar_one_or_none()
+    return None if value is None else int(value)
+
+
+def _insert_alias(connection: Connection, name: str, alias: str, version: int) -> bool:
+    """Create ``name@alias`` if no row exists; False if one does (on PostgreSQL, one another
+    transaction created meanwhile: ``ON CONFLICT DO NOTHING`` waits for it to commit rather
+    than failing on the primary key)."""
+    values = {"name": name, "alias": alias, "version": version}
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement = (
+            pg_insert(_ALIASES)
+            .values(**values)
+            .on_conflict_do_nothing()
+            .returning(_ALIASES.c.version)
+        )
+        return connection.execute(statement).first() is not None
+    exists = connection.execute(
+        select(_ALIASES.c.version).where(_ALIASES.c.name == name, _ALIASES.c.alias == alias)
+    ).first()
+    if exists is not None:
+        return False
+    connection.execute(insert(_ALIASES).values(**values))
+    return True
 
 
 def _record_move(connection: Connection, move: AliasMoveRecord) -> None:

@@ -37,7 +37,8 @@ COMPLETE_VAR = "_MODELSTORE_COMPLETE"
 @click.pass_context
 def completion(ctx: click.Context, shell: str) -> None:
     """Print the script that makes SHELL complete modelstore's commands, options and
-    registered model names (REF arguments complete NAME, and NAME: completes its versions).
+    registered model names (REF arguments complete NAME, NAME: completes its versions and
+    NAME@ its aliases).
 
     \b
     bash:  eval "$(modelstore completion bash)"      (in ~/.bashrc; bash 4.4 or newer)
@@ -54,8 +55,13 @@ def completion(ctx: click.Context, shell: str) -> None:
 def complete_ref(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[CompletionItem]:
-    """Registered names for ``NAME``, and ``NAME:<version>`` (newest first, then
-    ``NAME:latest``) once the user has typed ``NAME:``."""
+    """Registered names for ``NAME``, ``NAME:<version>`` (newest first, then ``NAME:latest``)
+    once the user has typed ``NAME:``, and ``NAME@<alias>`` (by alias) after ``NAME@``."""
+    if "@" in incomplete and ":" not in incomplete:
+        name, _, _ = incomplete.partition("@")
+        aliases = _read_registry(ctx, lambda registry: registry.aliases(name))
+        candidates = [f"{name}@{a.alias}" for a in aliases]
+        return [CompletionItem(c) for c in candidates if c.startswith(incomplete)]
     name, colon, _ = incomplete.partition(":")
     if not colon:
         return complete_name(ctx, param, incomplete)

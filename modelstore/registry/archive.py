@@ -2,8 +2,8 @@
 existing ``azureml-models`` tree.
 
 An archive is a tar file (plain, gzip, bzip2 or xz) whose FIRST member is
-``modelstore-manifest.json``: the format, and per version its name, number, entry, kind,
-metadata and files (relative path, size, sha256). Then come the files, as
+``modelstore-manifest.json``: the format, and per version its name, number, entry, kind, the
+aliases pointing at it, metadata and files (relative path, size, sha256). Then come the files, as
 ``<name>/<version>/<relpath>``, regular files only.
 
 An import is all or nothing, in four steps:
@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from io import BufferedIOBase
+from io import BufferedIOBase, FileIO
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
@@ -56,11 +56,19 @@ from modelstore.errors import (
     ModelstoreError,
     StorageError,
 )
-from modelstore.layout import MAX_VERSION, validate_name
+from modelstore.layout import MAX_VERSION, validate_alias, validate_name
 from modelstore.registry.files import file_fields
 from modelstore.store import manifest_digest, plan_source
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
-from modelstore.store.hashing import BUFFER_SIZE, copy_stream_and_hash, hash_file, new_buffer
+from modelstore.store.hashing import (
+    BUFFER_SIZE,
+    WRITEBACK_STEP,
+    copy_stream_and_hash,
+    fsync_file,
+    hash_file,
+    new_buffer,
+    start_writeback,
+)
 
 if TYPE_CHECKING:
     from modelstore.catalog import Catalog
@@ -105,6 +113,8 @@ class ArchivedVersion:
     framework_version: str | None = None
     source: str | None = None
     """A folder import: the entry's path."""
+    aliases: tuple[str, ...] = ()
+    """The aliases that pointed at this version where it was exported."""
 
     @property
     def id(self) -> str:
@@ -133,6 +143,8 @@ class ImportPlan:
     conflicts: list[ImportConflict]
     compression: Compression = ""
     manifest_size: int = 0
+    aliases: list[tuple[str, str, int]] = field(default_factory=list)
+    """(name, alias, version) to set (``with_aliases``): those the registry does not have yet."""
 
     @property
     def bytes(self) -> int:
@@ -184,6 +196,10 @@ def export(
     records = [catalog.get(name, number) for name, number in dict.fromkeys(versions)]
     present = [r for r in records if r is not None]
     manifests = catalog.manifests(r.id for r in present)
+    pointing: dict[tuple[str, int], list[str]] = {}
+    for name in dict.fromkeys(r.name for r in present):
+        for alias in catalog.aliases(name):
+            pointing.setdefault((alias.name, alias.version), []).append(alias.alias)
     entries: list[dict[str, Any]] = []
     for record in present:
         entries.append(
@@ -200,6 +216,7 @@ def export(
                 "description": record.description,
                 "framework": record.framework,
                 "framework_version": record.framework_version,
+                "aliases": sorted(pointing.get((record.name, record.version), [])),
                 "files": [
                     {"relpath": f.relpath, "size": f.size, "sha256": f.sha256}
                     for f in manifests.get(record.id, [])
@@ -211,13 +228,14 @@ def export(
     ).encode()
     temporary = f"{target}.tmp-{store.new_token()}"
     files = 0
+    buffers = [bytearray(BUFFER_SIZE) for _ in range(_HashingReader._SLOTS)]
     try:
         with (
             open(temporary, "xb") as raw,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelstore-hash") as pool,
         ):
             with (
-                _compressor(raw, compression) as stream,
+                _compressor(cast(BinaryIO, _WritebackPacer(raw)), compression) as stream,
                 tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
             ):
                 tar.copybufsize = BUFFER_SIZE  # type: ignore[attr-defined] # tarfile's 16 KiB default costs 2x on big files
@@ -225,7 +243,9 @@ def export(
                 for record, entry in zip(present, entries, strict=True):
                     version_dir = store.layout.version_dir(record.name, record.version)
                     for item in entry["files"]:
-                        _add_file(tar, record.name, record.version, version_dir, item, pool)
+                        _add_file(
+                            tar, record.name, record.version, version_dir, item, pool, buffers
+                        )
                         files += 1
             raw.flush()
             os.fsync(raw.fileno())
@@ -272,29 +292,73 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-class _HashingReader(BufferedIOBase):
+class _HashingReader:
     """Hands a stored file to ``tarfile`` and hashes every byte it reads, on a second thread
-    (hashlib releases the GIL) so hashing overlaps the archive's writes. Chunks are bytes
-    (immutable) and the single worker runs them in order; at most two are in flight."""
+    (hashlib releases the GIL) so hashing overlaps the archive's writes. Each chunk is read
+    into one of three reused buffers and handed out as a view: ``tarfile`` has written it
+    before it asks for the next one, and a buffer is refilled only once its hash is done, so
+    no chunk is copied or allocated on the way (a 4 MB ``bytes`` per read costs page faults)."""
 
-    def __init__(self, handle: BinaryIO, pool: ThreadPoolExecutor) -> None:
+    _SLOTS = 3
+
+    def __init__(self, handle: FileIO, pool: ThreadPoolExecutor, buffers: list[bytearray]) -> None:
         self._handle = handle
         self._pool = pool
-        self._pending: list[Future[None]] = []
+        self._views = [memoryview(b) for b in buffers]
+        self._pending: list[Future[None] | None] = [None] * len(buffers)
+        self._slot = 0
         self._digest = hashlib.sha256()
 
-    def read(self, size: int | None = -1) -> bytes:
-        data = self._handle.read(-1 if size is None else size)
-        if len(self._pending) >= 2:
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._digest.update, data))
-        return data
+    def read(self, size: int | None = -1) -> memoryview:
+        slot = self._slot
+        self._slot = (slot + 1) % len(self._views)
+        previous = self._pending[slot]
+        if previous is not None:
+            previous.result()
+        view = self._views[slot]
+        wanted = len(view) if size is None or size < 0 else min(size, len(view))
+        count = 0
+        while count < wanted:
+            got = self._handle.readinto(view[count:wanted])
+            if not got:
+                break
+            count += got
+        chunk = view[:count]
+        self._pending[slot] = self._pool.submit(self._digest.update, chunk)
+        return chunk
 
     def hexdigest(self) -> str:
         for pending in self._pending:
-            pending.result()
-        self._pending.clear()
+            if pending is not None:
+                pending.result()
+        self._pending = [None] * len(self._views)
         return self._digest.hexdigest()
+
+
+class _WritebackPacer:
+    """The archive file as ``tarfile`` (or a compressor) writes it: every ``WRITEBACK_STEP``
+    bytes the kernel is asked to start writing them to disk, so the fsync before the rename
+    waits for the last few MB rather than for the whole archive."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._written = raw.tell()
+        self._flushed = self._written
+
+    def write(self, data: Any) -> int:
+        self._raw.write(data)
+        self._written += len(data)
+        if self._written - self._flushed >= WRITEBACK_STEP:
+            self._raw.flush()
+            start_writeback(self._raw.fileno(), self._flushed, self._written - self._flushed)
+            self._flushed = self._written
+        return len(data)
+
+    def tell(self) -> int:
+        return self._written
+
+    def flush(self) -> None:
+        self._raw.flush()
 
 
 def _add_file(
@@ -304,6 +368,7 @@ def _add_file(
     version_dir: Path,
     item: dict[str, Any],
     pool: ThreadPoolExecutor,
+    buffers: list[bytearray],
 ) -> None:
     relpath = str(item["relpath"])
     source = os.path.join(version_dir, *relpath.split("/"))
@@ -311,11 +376,11 @@ def _add_file(
     info.size = int(item["size"])
     info.mode = 0o444
     try:
-        with open(source, "rb") as handle:
+        with open(source, "rb", buffering=0) as handle:
             if os.fstat(handle.fileno()).st_size != info.size:
                 raise _damaged(name, version, relpath)
-            reader = _HashingReader(handle, pool)
-            tar.addfile(info, reader)
+            reader = _HashingReader(handle, pool, buffers)
+            tar.addfile(info, cast(IO[bytes], reader))
             digest = reader.hexdigest()
     except FileNotFoundError:
         raise _damaged(name, version, relpath) from None
@@ -338,10 +403,17 @@ def _damaged(name: str, version: int, relpath: str) -> IntegrityError:
 
 
 def plan_import(
-    catalog: Catalog, store: Store, source: str | os.PathLike[str], *, skip_existing: bool = False
+    catalog: Catalog,
+    store: Store,
+    source: str | os.PathLike[str],
+    *,
+    skip_existing: bool = False,
+    with_aliases: bool = False,
 ) -> ImportPlan:
     """Read an archive's manifest or list an ``azureml-models`` folder, and sort its versions
-    into new, skipped and conflicting ones. Writes nothing."""
+    into new, skipped and conflicting ones. Writes nothing. ``with_aliases``: the archive's
+    aliases are to be set too; one the registry has pointing at another version is a
+    conflict (aliases are never moved by an import)."""
     shown = os.fspath(source)
     if not shown:
         raise InvalidArgumentError("the archive path is empty; give an archive file or folder")
@@ -408,7 +480,24 @@ def plan_import(
             )
             continue
         add.append(version)
-    return ImportPlan(shown, kind, add, skip, conflicts, compression, manifest_size)
+    aliases: list[tuple[str, str, int]] = []
+    if with_aliases:
+        for version in [*add, *skip]:
+            for alias in version.aliases:
+                current = catalog.alias_target(version.name, alias)
+                if current is None:
+                    aliases.append((version.name, alias, version.version))
+                elif current != version.version:
+                    conflicts.append(
+                        ImportConflict(
+                            version.name,
+                            version.version,
+                            f"has alias {alias!r} in the archive, which points at "
+                            f"{version.name}:{current} here (move or remove it first, or "
+                            "import without --with-aliases)",
+                        )
+                    )
+    return ImportPlan(shown, kind, add, skip, conflicts, compression, manifest_size, aliases)
 
 
 def refuse_conflicts(plan: ImportPlan) -> None:
@@ -621,6 +710,7 @@ def _parse_manifest(manifest: Any, path: str) -> list[ArchivedVersion]:
         )
     versions: list[ArchivedVersion] = []
     seen: set[tuple[str, int]] = set()
+    seen_aliases: set[tuple[str, str]] = set()
     for item in manifest["versions"]:
         name = validate_name(item["name"])
         number = item["version"]
@@ -653,6 +743,17 @@ def _parse_manifest(manifest: Any, path: str) -> list[ArchivedVersion]:
         total = sum(f.size for f in files)
         if item.get("sha256", digest) != digest or item.get("size", total) != total:
             raise ValueError(f"{name}:{number}: its sha256 or size does not match its files")
+        aliases = item.get("aliases", [])
+        if not isinstance(aliases, list) or len(set(map(str, aliases))) != len(aliases):
+            raise ValueError(f"{name}:{number}: its aliases are not a list of distinct names")
+        for alias in aliases:
+            try:
+                validate_alias(alias)
+            except ModelstoreError:
+                raise ValueError(f"{name}:{number} has an invalid alias {alias!r}") from None
+            if (name, alias) in seen_aliases:
+                raise ValueError(f"alias {name}@{alias} is given to two versions")
+            seen_aliases.add((name, alias))
         created = datetime.fromisoformat(item["created_at"])
         if created.tzinfo is None:
             created = created.replace(tzinfo=timezone.utc)
@@ -671,6 +772,7 @@ def _parse_manifest(manifest: Any, path: str) -> list[ArchivedVersion]:
                 description=_opt_str(item.get("description"), "description"),
                 framework=_opt_str(item.get("framework"), "framework"),
                 framework_version=_opt_str(item.get("framework_version"), "framework_version"),
+                aliases=tuple(aliases),
             )
         )
     return versions
@@ -719,10 +821,15 @@ def import_planned(
     store: Store,
     plan: ImportPlan,
     progress: Callable[[int, int], None] | None = None,
+    by: str = "",
 ) -> ImportPlan:
-    """Carry out a plan: stage and check every version, then publish them all or none."""
+    """Carry out a plan: stage and check every version, then publish them all or none. The
+    plan's aliases are set in the transaction that makes the versions visible (``by``: who,
+    for the alias history)."""
     refuse_conflicts(plan)
     if not plan.add:
+        if plan.aliases:
+            catalog.make_ready([], plan.aliases, by)
         return plan
     tokens = [store.new_token(importing=True) for _ in plan.add]
     with contextlib.ExitStack() as locks:
@@ -754,7 +861,7 @@ def import_planned(
             for version, token in zip(plan.add, tokens, strict=True):
                 store.publish(token, version.name, version.version, version.entry)
                 published.append(version)
-            if not catalog.make_ready([r.id for r in records]):
+            if not catalog.make_ready([r.id for r in records], plan.aliases, by):
                 raise StorageError(
                     f"the import of {plan.source} was rolled back by a doctor run while it "
                     "ran; nothing was imported, retry"
@@ -855,10 +962,15 @@ def _stage_archive(
         + _HEADER_ALLOWANCE * (len(every) + len(ancestors) + 4)
     )
     staged: list[dict[str, FileRecord]] = [{} for _ in plan.add]
+    written_paths: list[str] = []
     seen: set[str] = set()
     done = 0
+    buffers = [new_buffer(), new_buffer()]
     try:
-        with _open_tar(path, plan.compression, limit) as tar:
+        with (
+            _open_tar(path, plan.compression, limit) as tar,
+            _direct_reader(path, plan.compression) as direct,
+        ):
             for position, member in enumerate(tar):
                 name = member.name
                 if position == 0:
@@ -886,9 +998,15 @@ def _stage_archive(
                 if target is None:
                     continue  # a skipped version: its bytes are not needed
                 index, file, token = target
-                handle = tar.extractfile(member)
-                assert handle is not None
-                written, digest = _write_staged(store.staging_path(token), file, handle)
+                handle: Any
+                if direct is not None:  # a plain tar: the data are read where they lie
+                    handle = _MemberReader(direct, member.offset_data, member.size)
+                else:
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                staged_path = _staged_path(store.staging_path(token), file)
+                written_paths.append(staged_path)
+                written, digest = _write_staged(staged_path, file, handle, buffers)
                 if written != file.size or digest != file.sha256:
                     raise _hostile(path, name, "does not match its sha256 in the manifest")
                 staged[index][file.relpath] = file
@@ -911,11 +1029,23 @@ def _stage_archive(
             raise _hostile(
                 path, f"{version.id}/{missing[0]}", "is listed in the manifest but missing"
             )
-    for token in tokens:
-        root = store.staging_path(token)
-        for dirpath, _dirs, _files in os.walk(root):
-            if dirpath != os.fspath(root):
-                fsync_dir(dirpath)
+    # Every file is checked before any is made durable: one fsync per file, all at the end,
+    # where the large ones' writeback was started while they were written, and a version of
+    # many small files shares its journal commits. The publish (a rename) comes after this,
+    # so no version reaches the tree before its data are on disk, as for ``register``.
+    try:
+        for staged_path in written_paths:
+            fsync_file(staged_path)
+        for token in tokens:
+            root = store.staging_path(token)
+            for dirpath, _dirs, _files in os.walk(root):
+                if dirpath != os.fspath(root):
+                    fsync_dir(dirpath)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write to the store ({exc.strerror}) while importing {path}; "
+            "nothing was imported"
+        ) from exc
     return [tuple(v.files) for v in plan.add]
 
 
@@ -941,11 +1071,58 @@ def _hostile(path: str, member: str, what: str) -> ArchiveError:
     )
 
 
-def _write_staged(root: Path, file: FileRecord, handle: IO[bytes]) -> tuple[int, str]:
-    """Copy one member (``handle`` ends where its data ends) into staging, hashing on a second
-    thread while writing; (bytes written, sha256)."""
-    target = os.path.join(root, *file.relpath.split("/"))
+def _staged_path(root: Path, file: FileRecord) -> str:
+    return os.path.join(root, *file.relpath.split("/"))
+
+
+def _write_staged(
+    target: str, file: FileRecord, handle: IO[bytes], buffers: list[bytearray]
+) -> tuple[int, str]:
+    """Copy one member (``handle`` ends where its data ends) into staging, hashing the bytes
+    written (on a second thread for a large file); (bytes written, sha256). Not fsync'd yet:
+    ``_stage_archive`` does that once every file is in."""
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    written, digest = copy_stream_and_hash(handle, target)
+    written, digest = copy_stream_and_hash(
+        handle, target, size=file.size, buffers=buffers, fsync=False
+    )
     os.chmod(target, READ_ONLY_FILE)
     return written, digest
+
+
+@contextlib.contextmanager
+def _direct_reader(path: str, compression: Compression) -> Iterator[int | None]:
+    """A descriptor of a plain tar for ``_MemberReader`` (None for a compressed one, or where
+    ``os.preadv`` is missing: those are read through ``tarfile``)."""
+    if compression or not hasattr(os, "preadv"):
+        yield None
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+class _MemberReader:
+    """The data of one member of a plain tar, read with ``preadv`` straight into the copy's
+    buffers: ``tarfile``'s reader would allocate a new ``bytes`` per chunk and copy it once
+    more. It stops at the member's size (checked against the manifest), so it never reads
+    past what the manifest announced; an archive that ends sooner is corrupt."""
+
+    name = None  # read errors name no file: the archive, not the store, failed
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self._fd = fd
+        self._offset = offset
+        self._left = size
+
+    def readinto(self, view: Any) -> int:
+        wanted = min(len(view), self._left)
+        if wanted <= 0:
+            return 0
+        got = os.preadv(self._fd, [memoryview(view)[:wanted]], self._offset)
+        if got == 0:
+            raise tarfile.ReadError("unexpected end of data")
+        self._offset += got
+        self._left -= got
+        return got

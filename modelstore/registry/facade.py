@@ -904,13 +904,25 @@ class Registry:
         return export(self._catalog, self._store, versions, path)
 
     def plan_import(
-        self, source: str | os.PathLike[str], *, skip_existing: bool = False
+        self,
+        source: str | os.PathLike[str],
+        *,
+        skip_existing: bool = False,
+        with_aliases: bool = False,
     ) -> registry_archive.ImportPlan:
         """What importing an archive or an ``azureml-models`` folder would add, skip and refuse;
-        nothing is written."""
+        nothing is written. ``with_aliases``: also set the aliases the archive records for its
+        versions where this registry has none of that name; one pointing at another version
+        here refuses the import (an import never moves an alias)."""
         from modelstore.registry.archive import plan_import
 
-        return plan_import(self._catalog, self._store, source, skip_existing=skip_existing)
+        return plan_import(
+            self._catalog,
+            self._store,
+            source,
+            skip_existing=skip_existing,
+            with_aliases=with_aliases,
+        )
 
     def import_planned(
         self,
@@ -921,13 +933,19 @@ class Registry:
         ArchiveError if any file does not match the manifest (nothing is then visible)."""
         from modelstore.registry.archive import import_planned
 
-        return import_planned(self._catalog, self._store, plan, progress)
+        return import_planned(self._catalog, self._store, plan, progress, _who())
 
     def import_(
-        self, source: str | os.PathLike[str], *, skip_existing: bool = False
+        self,
+        source: str | os.PathLike[str],
+        *,
+        skip_existing: bool = False,
+        with_aliases: bool = False,
     ) -> registry_archive.ImportPlan:
         """``plan_import`` then ``import_planned``."""
-        return self.import_planned(self.plan_import(source, skip_existing=skip_existing))
+        return self.import_planned(
+            self.plan_import(source, skip_existing=skip_existing, with_aliases=with_aliases)
+        )
 
     # --- deploy ------------------------------------------------------------------------------
 
