@@ -361,3 +361,15 @@ class CatalogConnectionError(CatalogError):
         self.port = port
         self.database = database
         self.reason = reason
+
+
+class StoreMismatchError(CatalogError):
+    """The catalog belongs to another model store than the one this home is configured with
+    (``MODELSTORE_STORE_URL``): writing would record versions whose bytes the others cannot
+    find. ``store``: this home's store URL (``"local"`` for its own tree); ``catalog_store``:
+    the one the catalog records."""
+
+    def __init__(self, message: str, *, catalog: str, store: str, catalog_store: str) -> None:
+        super().__init__(message, catalog=catalog)
+        self.store = store
+        self.catalog_store = catalog_store

@@ -584,13 +584,21 @@ def _aliases_text(aliases: Sequence[Alias]) -> str:
 
 @command("verify")
 @click.argument("ref", required=False, shell_complete=complete_ref)
+@click.option(
+    "--store",
+    "check_store",
+    is_flag=True,
+    help="Check the shared model store's blobs (MODELSTORE_STORE_URL), not this home's cache.",
+)
 @json_option
-def verify(ref: str | None, as_json: bool) -> None:
+def verify(ref: str | None, check_store: bool, as_json: bool) -> None:
     """Check stored files against their checksums.
 
     Compares with the sizes and sha256 recorded at registration. No REF: every version;
     NAME: every version of NAME; NAME:VERSION or NAME:latest: that one.
     Exits 1, listing every changed, missing or extra file, when anything does not match.
+    With a shared model store, versions not cached in this home are counted, not checked;
+    --store checks the store's copy of every file instead.
     """
     model_ref = parse_ref(ref) if ref is not None else None
     registry = open_registry(read_only=True)
@@ -598,7 +606,7 @@ def verify(ref: str | None, as_json: bool) -> None:
     version: int | None = None
     if model_ref is not None and model_ref.explicit:  # NAME:latest, NAME@ALIAS: one version
         version = registry.get(model_ref.target, model_ref.version).version
-    report = registry.verify(name, version)
+    report = registry.verify(name, version, store=check_store)
     if as_json:
         print_json(dump(report))
     else:
@@ -619,7 +627,11 @@ def verify(ref: str | None, as_json: bool) -> None:
             "them (a 'foreign' item is a second item in a version folder: remove it)"
         )
     if not as_json:
-        click.echo(f"OK: {plural(len(report.versions), 'version')} verified, every file matches.")
+        uncached = sum(not check.cached for check in report.versions)
+        checked = len(report.versions) - uncached
+        where = " in the shared store" if check_store else ""
+        tail = f" ({uncached} not cached in this home)" if uncached else ""
+        click.echo(f"OK: {plural(checked, 'version')} verified{where}, every file matches{tail}.")
 
 
 FOREIGN_KINDS = ("orphan_folder", "stray_item")
