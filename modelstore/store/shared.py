@@ -22,10 +22,19 @@ from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 from modelstore.errors import InvalidArgumentError, StorageError
+from modelstore.layout import STORE_URL_ENV
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
 from modelstore.store.hashing import copy_and_hash, hash_file, new_buffer
 
-STORE_URL_ENV = "MODELSTORE_STORE_URL"
+__all__ = [
+    "LOCAL_TREE",
+    "STORE_URL_ENV",
+    "BlobStore",
+    "FileBlobStore",
+    "open_store",
+    "upload_missing",
+]
+
 LOCAL_TREE = "local"
 """What a catalog records as its store when its versions live in one home's own tree."""
 
