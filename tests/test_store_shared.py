@@ -73,8 +73,8 @@ def test_a_file_url_opens_a_store_in_that_folder(tmp_path: Path) -> None:
     ("url", "error", "message"),
     [
         ("file://relative/path", InvalidArgumentError, "not a file URL of an absolute folder"),
-        ("s3://bucket", InvalidArgumentError, "use file:///shared/path"),
-        ("az://container", InvalidArgumentError, "az:// Azure Blob Storage is not supported yet"),
+        ("s3://bucket", InvalidArgumentError, "use file:///shared/path or az://CONTAINER"),
+        ("az:///prefix-without-container", InvalidArgumentError, "az://CONTAINER/PREFIX"),
         ("file:///no/such/folder", StorageError, "does not exist"),
     ],
 )

@@ -6,6 +6,7 @@ nothing new, and what a version needs to be rebuilt in any home is its manifest 
 sha256 of each file) plus these blobs. Each home's ``azureml-models`` tree is then a cache of
 the store (see ``modelstore.store.cache``). Knows nothing of the catalog.
 
+``az://CONTAINER[/PREFIX]`` is Azure Blob Storage (``modelstore.store.azure``);
 ``file:///shared/path`` is a shared POSIX folder: ``<root>/sha256/<aa>/<digest>``, each blob
 written under a temporary name in ``<root>/tmp``, fsync'd and renamed into place, so a blob that
 exists is complete. Two writers of the same blob both rename complete, identical files: the
@@ -139,9 +140,18 @@ def open_store(url: str) -> BlobStore:
                 path=root,
             )
         return FileBlobStore(root)
+    if parsed.scheme == "az":
+        if not parsed.netloc or parsed.query or parsed.fragment:
+            raise InvalidArgumentError(
+                f"{STORE_URL_ENV}={url!r} is not an Azure Blob store URL; write it as "
+                "az://CONTAINER or az://CONTAINER/PREFIX"
+            )
+        from modelstore.store.azure import open_azure_store
+
+        return open_azure_store(parsed.netloc, unquote(parsed.path))
     raise InvalidArgumentError(
-        f"{STORE_URL_ENV}={url!r} is not a supported store: use file:///shared/path "
-        "(az:// Azure Blob Storage is not supported yet)"
+        f"{STORE_URL_ENV}={url!r} is not a supported store: use file:///shared/path or "
+        "az://CONTAINER[/PREFIX]"
     )
 
 
