@@ -349,3 +349,18 @@ def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
             deployed = reader.deploy([f"m:{by_home[home][0]}"], tmp_path / f"app-{other.name}")
             assert (Path(deployed.env["AZUREML_MODEL_DIR"]) / "model.pkl").is_file()
             assert reader.doctor().findings == []
+
+
+def test_a_home_that_cannot_hold_a_cache_is_one_line(store: Path, tmp_path: Path) -> None:
+    from modelstore.errors import StorageError
+
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl"), "m")
+    home = tmp_path / "b"
+    home.mkdir()
+    (home / ".modelstore").write_text("not a folder")  # its locks and staging cannot be made
+    with Registry(home, read_only=True) as b:
+        with pytest.raises(StorageError, match=r"cannot cache m:1 in .*/b \(") as caught:
+            b.path("m", 1)
+        assert "\n" not in str(caught.value)
+        assert not (home / "azureml-models" / "m").exists()

@@ -38,6 +38,26 @@ def materialise(
     path = store.layout.entry_path(name, version, entry)
     if os.path.lexists(path):
         return path
+    try:
+        return _materialise(store, blobs, name, version, entry, kind, files)
+    except OSError as exc:  # the home itself: its locks or staging could not be written
+        raise StorageError(
+            f"cannot cache {name}:{version} in {store.layout.home} ({exc.strerror or exc}); "
+            "check that the home is writable",
+            path=os.fspath(store.layout.home),
+        ) from exc
+
+
+def _materialise(
+    store: Store,
+    blobs: BlobStore,
+    name: str,
+    version: int,
+    entry: str,
+    kind: str,
+    files: Sequence[tuple[str, int, str]],
+) -> Path:
+    path = store.layout.entry_path(name, version, entry)
     with store.version_lock(name, version):
         if os.path.lexists(path):
             return path  # another process of this home materialised it meanwhile
@@ -46,14 +66,8 @@ def materialise(
             root = store.staging_path(token)
             try:
                 _copy_blobs(blobs, root, entry, kind, files, f"{name}:{version}")
-            except BaseException as exc:
+            except BaseException:
                 store.discard(token)
-                if isinstance(exc, OSError):
-                    raise StorageError(
-                        f"cannot cache {name}:{version} in {store.layout.home} "
-                        f"({exc.strerror or exc}); check that the home is writable",
-                        path=os.fspath(store.layout.home),
-                    ) from exc
                 raise
             return store.publish(token, name, version, entry)
 
