@@ -36,6 +36,7 @@ Remedy = Literal[
     "empty_app_root",  # a temporary deployment's given app root is not empty
     "check_list",  # numbers were taken meanwhile: look at the registry and retry
     "verify",  # stored files no longer match: verify the version
+    "verify_store",  # the shared model store's copy does not match: check the store
     "export",  # not a modelstore archive: make one with export
     "check_env",  # --check-env refused a mismatched environment
 ]

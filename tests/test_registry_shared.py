@@ -364,3 +364,27 @@ def test_a_home_that_cannot_hold_a_cache_is_one_line(store: Path, tmp_path: Path
             b.path("m", 1)
         assert "\n" not in str(caught.value)
         assert not (home / "azureml-models" / "m").exists()
+
+
+def test_the_cli_doctor_lists_other_homes_work_and_exits_0(store: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelstore.cli import main
+
+    source = make_model_dir(tmp_path / "m")
+    subprocess.run(
+        child_command("die_after", str(tmp_path / "a"), str(source), "catalog", "reserve"),
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "b"), "doctor", "--repair"])
+    assert (result.exit_code, result.stdout.splitlines()) == (
+        0,
+        [
+            "[found] m:1: a registration under way (or interrupted) in another home of the "
+            "shared catalog -> leave it: only the doctor of the home that started it may "
+            "finish or roll it back",
+            "1 operation of other homes (listed above) left to the home that started it: only "
+            "its doctor finishes or rolls it back.",
+        ],
+    )

@@ -677,7 +677,8 @@ def doctor(
     Finds what killed registrations and deletions left behind; --repair cleans it up. Items in
     the tree the catalog does not know are never deleted: they are listed, and adopted or moved
     aside only with --adopt-foreign / --move-aside-foreign. Exits 1 when something was found
-    and not repaired.
+    and not repaired. With a shared catalog and store, work of other homes is listed and left
+    to them (exit 0).
     """
     if rebuild_catalog:
         if repair or adopt_foreign or move_aside_foreign:
@@ -710,6 +711,13 @@ def doctor(
         action = LEAVE_FOREIGN if finding.action == LEAVE_FOREIGN_IN_PYTHON else finding.action
         click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
+    elsewhere = [finding for finding in unrepaired if finding.kind == "other_home_work"]
+    unrepaired = [finding for finding in unrepaired if finding.kind != "other_home_work"]
+    if elsewhere and not as_json:  # not this home's to repair: a note, not a failure
+        click.echo(
+            f"{plural(len(elsewhere), 'operation')} of other homes (listed above) left to the "
+            "home that started it: only its doctor finishes or rolls it back."
+        )
     foreign_left = [finding for finding in unrepaired if finding.kind in FOREIGN_KINDS]
     if len(foreign_left) < len(unrepaired):
         raise ModelstoreError(
@@ -723,8 +731,9 @@ def doctor(
             "--adopt-foreign' to record version folders as they are, or --move-aside-foreign "
             "to move them into .modelstore/foreign/"
         )
-    if report.findings and not as_json:
-        click.echo(f"Repaired {plural(len(report.findings), 'problem')}.")
+    repaired = [finding for finding in report.findings if finding.repaired]
+    if repaired and not as_json:
+        click.echo(f"Repaired {plural(len(repaired), 'problem')}.")
 
 
 def _rebuild(dry_run: bool, yes: bool, as_json: bool) -> None:

@@ -104,8 +104,9 @@ def _copy_blobs(
         if (copied_size, copied) != (size, sha256):
             raise IntegrityError(
                 f"{subject}: the store's copy of {relpath} does not match the catalog "
-                f"(sha256 {copied}, expected {sha256}); nothing was cached (check the store "
-                f"with verify --store)"
+                f"(sha256 {copied}, expected {sha256}); nothing was cached",
+                hint="check the store with Registry.verify(store=True)",
+                remedy="verify_store",
             )
         os.chmod(target, READ_ONLY_FILE)
     for folder in made - {os.fspath(root)}:
