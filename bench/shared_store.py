@@ -3,9 +3,10 @@
     python bench/shared_store.py [--size-mb 100] [--db-url URL]
 
 - ``path_cached``: ``Registry.path`` p50/p95 of a version already cached in the home, with a
-  ``file://`` store, next to the same lookup without a store (the store adds one ``lstat``);
-  target p50 <= 1 ms (issue 12, on PostgreSQL: pass ``--db-url`` of an empty PostgreSQL
-  database; default a SQLite file outside the homes);
+  ``file://`` store, next to a lookup in a single home's own SQLite catalog without a store
+  (with a cached version, the store adds one ``lstat``); target p50 <= 1 ms (issue 12, on
+  PostgreSQL: pass ``--db-url`` of an empty PostgreSQL database; default a SQLite file outside
+  the homes);
 - ``reregister_identical``: registering a file whose bytes the store already holds (no blob
   written), against ``hashlib.sha256`` of the same file; warm, best of 3; target ratio <= 1.2.
 """
