@@ -36,6 +36,7 @@ Remedy = Literal[
     "empty_app_root",  # a temporary deployment's given app root is not empty
     "check_list",  # numbers were taken meanwhile: look at the registry and retry
     "verify",  # stored files no longer match: verify the version
+    "verify_store",  # the shared model store's copy does not match: check the store
     "export",  # not a modelstore archive: make one with export
     "check_env",  # --check-env refused a mismatched environment
 ]
@@ -361,3 +362,15 @@ class CatalogConnectionError(CatalogError):
         self.port = port
         self.database = database
         self.reason = reason
+
+
+class StoreMismatchError(CatalogError):
+    """The catalog belongs to another model store than the one this home is configured with
+    (``MODELSTORE_STORE_URL``): writing would record versions whose bytes the others cannot
+    find. ``store``: this home's store URL (``"local"`` for its own tree); ``catalog_store``:
+    the one the catalog records."""
+
+    def __init__(self, message: str, *, catalog: str, store: str, catalog_store: str) -> None:
+        super().__init__(message, catalog=catalog)
+        self.store = store
+        self.catalog_store = catalog_store

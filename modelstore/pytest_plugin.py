@@ -121,9 +121,16 @@ def fake_model_registry(
 def _point_environment_at(monkeypatch: pytest.MonkeyPatch, home: Path, db_url: str | None) -> None:
     """Make every way modelstore finds "the registry" land on this test's one, and leave no
     deployment variables from the caller's shell that would hide it from ``get_model_path``."""
-    from modelstore.layout import APP_ROOT_ENV, DB_URL_ENV, HOME_ENV, MODEL_DIR_ENV
+    from modelstore.layout import (
+        APP_ROOT_ENV,
+        DB_URL_ENV,
+        HOME_ENV,
+        MODEL_DIR_ENV,
+        STORE_URL_ENV,
+    )
 
     monkeypatch.setenv(HOME_ENV, os.fspath(home))
+    monkeypatch.delenv(STORE_URL_ENV, raising=False)  # a test's registry never writes to a team's
     if db_url is None:
         monkeypatch.delenv(DB_URL_ENV, raising=False)
     else:

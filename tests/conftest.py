@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
 import pytest
+from azurite import Azurite, missing_azurite, session_azurite
 from pg import PgServer, missing_server, session_server
 
 
@@ -49,3 +51,33 @@ def pg_url(pg_server: PgServer) -> str:
 
 
 _DATABASES = iter(range(1, 10**9))
+
+
+# --- Azurite (tests marked ``azurite``; see tests/azurite.py) -----------------------------------
+
+_CONTAINERS = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[Azurite]:
+    """One Azurite for the session; skips without it on a developer machine, fails in CI."""
+    servers = session_azurite()
+    server = next(servers)
+    if server is None:
+        missing_azurite()
+    try:
+        yield server
+    finally:
+        next(servers, None)
+
+
+@pytest.fixture
+def az_store_url(azurite_server: Azurite, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``az://`` URL of a new, empty container, its credentials set in the environment."""
+    from azure.storage.blob import BlobServiceClient
+
+    container = f"t{os.getpid()}-{next(_CONTAINERS)}"
+    service = BlobServiceClient.from_connection_string(azurite_server.connection_string)
+    service.create_container(container)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite_server.connection_string)
+    return f"az://{container}/models"

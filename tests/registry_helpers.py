@@ -208,3 +208,22 @@ def export_and_die_midway(home: str, target: str) -> None:
     registry_archive._add_file = then_die  # type: ignore[assignment]
     with Registry(home) as registry:
         registry.export([f"m:{v}" for v in registry.versions("m")], target)
+
+
+def path_counting_fetches(home: str, name: str, version: str, log: str, start_flag: str) -> None:
+    """Child: wait for the start flag, ask for ``name:version``'s path (materialising it from
+    the shared store if needed) and print it; every blob fetched appends a line to ``log``."""
+    from modelstore import Registry
+    from modelstore.store.shared import FileBlobStore
+
+    real = FileBlobStore.fetch
+
+    def counted(self: FileBlobStore, sha256: str, target: str, buffer: bytearray) -> object:
+        with open(log, "a") as out:  # O_APPEND: one whole line per write, across processes
+            out.write(f"{os.getpid()} {sha256}\n")
+        return real(self, sha256, target, buffer)
+
+    FileBlobStore.fetch = counted  # type: ignore[assignment,method-assign]
+    wait_for(start_flag)
+    with Registry(home, read_only=True) as registry:
+        print(registry.path(name, int(version)))

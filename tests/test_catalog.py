@@ -175,7 +175,10 @@ def test_a_catalog_made_by_the_previous_release_gains_aliases_and_keeps_its_data
         assert migrate.current_revision(registry._catalog._engine) == migrate.HEAD_REVISION
         model = registry.get("m", 2)
         assert (model.tags, model.properties, model.description) == ({"a": "b"}, {"p": "q"}, "kept")
-        assert registry._catalog.info() == {"created_by": "modelstore 0.old"}
+        assert registry._catalog.info() == {
+            "created_by": "modelstore 0.old",
+            "model_store": "local",  # recorded by the first writing open
+        }
         assert registry.aliases() == [] and registry.alias_history("m") == []
         registry.set_alias("m:2", "champion")
         assert registry.path("m@champion") == entry

@@ -454,7 +454,9 @@ def test_eight_homes_opening_one_empty_postgresql_database_at_once_all_succeed(
     _children(commands, flags / "go0", dict(os.environ))
     for url in urls:
         assert _query(url, "SELECT version_num FROM alembic_version") == [(migrate.HEAD_REVISION,)]
-        assert _query(url, "SELECT key FROM catalog_info") == [("created_by",)]
+        facts = _query(url, "SELECT key, value FROM catalog_info ORDER BY key")
+        assert [key for key, _value in facts] == ["created_by", "model_store"]  # each once
+        assert facts[1] == ("model_store", "local")
 
 
 # --- the catalog's own schema ------------------------------------------------------------------

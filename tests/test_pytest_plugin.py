@@ -395,3 +395,26 @@ def test_the_shells_deployment_variables_stay_hidden_whichever_registry_is_named
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=3)
+
+
+def test_a_test_registry_never_uses_the_shells_shared_model_store(
+    pytester: pytest.Pytester, outer_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    team_store = pytester.path / "team-store"
+    team_store.mkdir()
+    monkeypatch.setenv("MODELSTORE_STORE_URL", f"file://{team_store}")
+    write(pytester.path / "model.txt", "weights")
+    pytester.makepyfile(
+        test_inner=f"""
+        import os
+
+        def test_register(model_registry):
+            assert "MODELSTORE_STORE_URL" not in os.environ
+            assert model_registry.store_url is None
+            model_registry.register({str(pytester.path / "model.txt")!r}, "m")
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    assert os.listdir(team_store) == []
+    assert os.environ["MODELSTORE_STORE_URL"] == f"file://{team_store}"

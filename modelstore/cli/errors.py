@@ -104,6 +104,7 @@ ADVICE: dict[str, Callable[[ModelstoreError], str]] = {
     "verify": lambda exc: (
         f"; run `modelstore verify {getattr(exc, 'ref', 'REF')}` (nothing was written)"
     ),
+    "verify_store": lambda exc: "; check the store with `modelstore verify --store`",
     "export": lambda exc: " (make archives with `modelstore export`)",
     "check_env": lambda exc: (
         "; install them in this Python, or serve without --check-env (nothing was started)"

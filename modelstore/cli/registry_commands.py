@@ -617,13 +617,21 @@ def _aliases_text(aliases: Sequence[Alias]) -> str:
 
 @command("verify")
 @click.argument("ref", required=False, shell_complete=complete_ref)
+@click.option(
+    "--store",
+    "check_store",
+    is_flag=True,
+    help="Check the shared model store's blobs (MODELSTORE_STORE_URL), not this home's cache.",
+)
 @json_option
-def verify(ref: str | None, as_json: bool) -> None:
+def verify(ref: str | None, check_store: bool, as_json: bool) -> None:
     """Check stored files against their checksums.
 
     Compares with the sizes and sha256 recorded at registration. No REF: every version;
     NAME: every version of NAME; NAME:VERSION or NAME:latest: that one.
     Exits 1, listing every changed, missing or extra file, when anything does not match.
+    With a shared model store, versions not cached in this home are counted, not checked;
+    --store checks the store's copy of every file instead.
     """
     model_ref = parse_ref(ref) if ref is not None else None
     registry = open_registry(read_only=True)
@@ -631,7 +639,7 @@ def verify(ref: str | None, as_json: bool) -> None:
     version: int | None = None
     if model_ref is not None and model_ref.explicit:  # NAME:latest, NAME@ALIAS: one version
         version = registry.get(model_ref.target, model_ref.version).version
-    report = registry.verify(name, version)
+    report = registry.verify(name, version, store=check_store)
     if as_json:
         print_json(dump(report))
     else:
@@ -652,7 +660,11 @@ def verify(ref: str | None, as_json: bool) -> None:
             "them (a 'foreign' item is a second item in a version folder: remove it)"
         )
     if not as_json:
-        click.echo(f"OK: {plural(len(report.versions), 'version')} verified, every file matches.")
+        uncached = sum(not check.cached for check in report.versions)
+        checked = len(report.versions) - uncached
+        where = " in the shared store" if check_store else ""
+        tail = f" ({uncached} not cached in this home)" if uncached else ""
+        click.echo(f"OK: {plural(checked, 'version')} verified{where}, every file matches{tail}.")
 
 
 FOREIGN_KINDS = ("orphan_folder", "stray_item")
@@ -698,7 +710,8 @@ def doctor(
     Finds what killed registrations and deletions left behind; --repair cleans it up. Items in
     the tree the catalog does not know are never deleted: they are listed, and adopted or moved
     aside only with --adopt-foreign / --move-aside-foreign. Exits 1 when something was found
-    and not repaired.
+    and not repaired. With a shared catalog and store, work of other homes is listed and left
+    to them (exit 0).
     """
     if rebuild_catalog:
         if repair or adopt_foreign or move_aside_foreign:
@@ -731,6 +744,13 @@ def doctor(
         action = LEAVE_FOREIGN if finding.action == LEAVE_FOREIGN_IN_PYTHON else finding.action
         click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
+    elsewhere = [finding for finding in unrepaired if finding.kind == "other_home_work"]
+    unrepaired = [finding for finding in unrepaired if finding.kind != "other_home_work"]
+    if elsewhere and not as_json:  # not this home's to repair: a note, not a failure
+        click.echo(
+            f"{plural(len(elsewhere), 'operation')} of other homes (listed above) left to the "
+            "home that started it: only its doctor finishes or rolls it back."
+        )
     foreign_left = [finding for finding in unrepaired if finding.kind in FOREIGN_KINDS]
     if len(foreign_left) < len(unrepaired):
         raise ModelstoreError(
@@ -744,8 +764,9 @@ def doctor(
             "--adopt-foreign' to record version folders as they are, or --move-aside-foreign "
             "to move them into .modelstore/foreign/"
         )
-    if report.findings and not as_json:
-        click.echo(f"Repaired {plural(len(report.findings), 'problem')}.")
+    repaired = [finding for finding in report.findings if finding.repaired]
+    if repaired and not as_json:
+        click.echo(f"Repaired {plural(len(repaired), 'problem')}.")
 
 
 def _rebuild(dry_run: bool, yes: bool, as_json: bool) -> None:

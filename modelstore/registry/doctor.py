@@ -56,11 +56,16 @@ class Doctor:
         store: Store,
         check: Callable[[VersionRecord], VersionCheck],
         adopt: Callable[[str, str], None],
+        *,
+        shared: bool = False,
     ) -> None:
+        """``shared``: the catalog and the model store are shared by several homes, and this
+        home's tree is only a cache (see ``_elsewhere``)."""
         self.catalog = catalog
         self.store = store
         self.check = check
         self.adopt = adopt
+        self.shared = shared
         self.findings: list[Finding] = []
         self.notes: list[str] = []
         self.repair = False
@@ -131,9 +136,35 @@ class Doctor:
 
     # --- rows --------------------------------------------------------------------------------
 
+    def _elsewhere(self, row: VersionRecord) -> bool:
+        """With a shared catalog, a pending or deleting row may be the work of another home,
+        whose token lock this home cannot see: it is this home's only if this home holds a
+        trace of its token (its lock file, staging or trash). Work of other homes is reported
+        and never repaired here: doctor cannot tell whether its owner is alive."""
+        if not self.shared or row.token is None:
+            return False
+        token = row.token
+        return not (
+            token in self.store.token_lock_files()
+            or self.store.is_staged(token)
+            or os.path.lexists(self.store.layout.trash_dir / token)
+        )
+
+    def _other_home(self, row: VersionRecord, doing: str) -> None:
+        self._found(
+            "other_home_work",
+            f"{row.name}:{row.version}",
+            f"a {doing} under way (or interrupted) in another home of the shared catalog",
+            "leave it: only the doctor of the home that started it may finish or roll it back",
+            None,
+        )
+
     def _pending(self, row: VersionRecord, handled: set[str]) -> None:
         if row.token is not None and self.store.token_in_use(row.token):
             return  # a registration in progress
+        if self._elsewhere(row):
+            self._other_home(row, "registration")
+            return
         if not self.catalog.unchanged(row):
             return  # its registration finished (or was rolled back) since the snapshot
         if row.token is not None:
@@ -174,6 +205,9 @@ class Doctor:
     def _deleting(self, row: VersionRecord, handled: set[str]) -> None:
         if row.token is not None and self.store.token_in_use(row.token):
             return  # a deletion in progress
+        if self._elsewhere(row):
+            self._other_home(row, "deletion")
+            return
         if not self.catalog.unchanged(row):
             return  # its deletion finished (or was undone) since the snapshot
         if row.token is not None:
@@ -197,6 +231,8 @@ class Doctor:
         entry = self.store.layout.entry_path(row.name, row.version, row.entry)
         if os.path.lexists(entry):
             return
+        if self.shared:  # this home's tree is a cache: the row is every home's, never dropped
+            return  # here (a version not cached, or a damaged cache that verify reports)
         if not self.catalog.unchanged(row) or os.path.lexists(entry):
             return  # being deleted (or deleted) by a live process, or put back by a failed delete
 

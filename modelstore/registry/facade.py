@@ -10,6 +10,12 @@ register  copy+hash into staging -> catalog: take the number, row *pending* -> o
 delete    catalog: rows *deleting* (invisible) -> rename out to trash -> catalog: rows gone ->
           trash emptied.
 doctor    finishes or rolls back whatever a killed process left at any of those steps.
+
+With a shared model store (``MODELSTORE_STORE_URL``, see ``modelstore.store.shared``), register
+also uploads the staged files' blobs the store lacks before the number is taken, and the tree is
+this home's cache: ``path`` and ``deploy`` materialise a version that is not cached yet
+(``modelstore.store.cache``). The catalog records which store it belongs to; a home configured
+with another one is refused (StoreMismatchError) before anything is written.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from modelstore.errors import (
     ModelNotFoundError,
     ModelstoreError,
     RegistryNotFoundError,
+    StoreMismatchError,
     VersionOutOfRangeError,
 )
 from modelstore.layout import (
@@ -78,6 +85,13 @@ from modelstore.registry.reports import (
 )
 from modelstore.store import Store, check_version, plan_source
 from modelstore.store.hashing import new_buffer
+from modelstore.store.shared import (
+    LOCAL_TREE,
+    STORE_URL_ENV,
+    BlobStore,
+    open_store,
+    upload_missing,
+)
 
 if TYPE_CHECKING:
     from modelstore.registry import archive as registry_archive
@@ -115,6 +129,9 @@ class TagChange:
 
 
 _SHOWN = 20  # how many names / versions an error message lists
+_STORE_KEY = "model_store"
+"""The ``catalog_info`` key recording the store a catalog belongs to (``LOCAL_TREE``: one home's
+own tree)."""
 
 
 class Registry:
@@ -127,6 +144,7 @@ class Registry:
         *,
         read_only: bool = False,
         create: bool = True,
+        store_url: str | None = None,
     ) -> None:
         """``create=False``: a registry that does not exist yet is RegistryNotFoundError instead
         of being created (for commands that act on existing versions). ``read_only``: for
@@ -134,7 +152,8 @@ class Registry:
         schema; a SQLite catalog is opened read-only (so a read-only home can be read), and a
         missing catalog is RegistryNotFoundError. Either way, a catalog that is missing, empty
         or without schema while the tree holds versions is CatalogLostError: it is never
-        silently replaced by a new empty one."""
+        silently replaced by a new empty one. ``store_url`` (default ``MODELSTORE_STORE_URL``):
+        the shared model store; this home's tree is then its cache."""
         self.home = (Path(home).expanduser() if home is not None else default_home()).absolute()
         self.layout = StoreLayout(self.home)
         self._store = Store(self.layout)
@@ -161,6 +180,39 @@ class Registry:
             refuse_new=self._refuse_new,
         )
         self._models_prefix = f"{self.layout.models_dir}{os.sep}"
+        try:
+            self._blobs = self._bind_store(store_url or os.environ.get(STORE_URL_ENV) or None)
+        except BaseException:
+            self._catalog.close()
+            raise
+
+    def _bind_store(self, url: str | None) -> BlobStore | None:
+        """Open the shared store (None: this home's own tree) and check that the catalog belongs
+        to it. A catalog records its store on its first writing open; a read-only open of a
+        catalog that records none yet checks nothing."""
+        blobs = open_store(url) if url is not None else None
+        mine = LOCAL_TREE if blobs is None else blobs.url
+        recorded = self._catalog.info().get(_STORE_KEY)
+        if recorded is None and not self.read_only:
+            self._catalog.set_info_default(_STORE_KEY, mine)
+            recorded = self._catalog.info().get(_STORE_KEY)
+        if recorded is not None and recorded != mine:
+            shown = "its own home's tree" if recorded == LOCAL_TREE else f"the store {recorded}"
+            here = "no MODELSTORE_STORE_URL" if blobs is None else f"the store {mine}"
+            raise StoreMismatchError(
+                f"the catalog {_shown_url(self.db_url)} belongs to {shown}, but this home is "
+                f"configured with {here}; nothing was changed (set MODELSTORE_STORE_URL to "
+                "the catalog's store, or use another catalog)",
+                catalog=_shown_url(self.db_url),
+                store=mine,
+                catalog_store=recorded,
+            )
+        return blobs
+
+    @property
+    def store_url(self) -> str | None:
+        """The shared model store's URL, or None when versions live in this home's own tree."""
+        return None if self._blobs is None else self._blobs.url
 
     def _refuse_new(self) -> None:
         """Called where a new catalog would be created: raises unless that is harmless."""
@@ -271,6 +323,12 @@ class Registry:
         with self._store.token_lock(token):
             staged = self._store.stage(plan, token, progress)
             try:  # until the number is taken, a failure or Ctrl-C just drops the staged copy
+                if self._blobs is not None:  # every byte is in the store before the row exists
+                    root = self._store.staging_path(token)
+                    upload_missing(
+                        self._blobs,
+                        [(os.path.join(root, *f.relpath.split("/")), f.sha256) for f in staged],
+                    )
                 new = NewVersion(
                     name=name,
                     entry=plan.entry,
@@ -447,7 +505,23 @@ class Registry:
         if found is None:
             validate_name(name)
             raise self._not_found(name, version)
-        return Path(f"{self._models_prefix}{name}{os.sep}{found[0]}{os.sep}{found[1]}")
+        path = Path(f"{self._models_prefix}{name}{os.sep}{found[0]}{os.sep}{found[1]}")
+        return path if self._blobs is None else self._cached(name, found[0], path)
+
+    def _cached(self, name: str, version: int, path: Path) -> Path:
+        """With a shared store: ``path`` (the entry in this home's tree), materialised from the
+        store first if this home has not cached the version yet."""
+        if self._blobs is None or os.path.lexists(path):
+            return path
+        from modelstore.store.cache import materialise
+
+        record = self._catalog.get(name, version)
+        if record is None:  # deleted since it was located
+            raise self._not_found(name, version)
+        files = [(f.relpath, f.size, f.sha256) for f in self._catalog.files(record.id)]
+        return materialise(
+            self._store, self._blobs, name, version, record.entry, record.kind, files
+        )
 
     # --- metadata ----------------------------------------------------------------------------
 
@@ -722,7 +796,8 @@ class Registry:
         found = self._catalog.locate_alias(ref.name, ref.alias)
         if found is None:
             raise self._alias_not_found(ref.name, ref.alias)
-        return Path(f"{self._models_prefix}{ref.name}{os.sep}{found[0]}{os.sep}{found[1]}")
+        path = Path(f"{self._models_prefix}{ref.name}{os.sep}{found[0]}{os.sep}{found[1]}")
+        return self._cached(ref.name, found[0], path)
 
     def _alias_not_found(self, name: str, alias: str) -> ModelNotFoundError:
         if not self._catalog.versions(name):
@@ -739,9 +814,19 @@ class Registry:
 
     # --- integrity ---------------------------------------------------------------------------
 
-    def verify(self, name: str | None = None, version: int | None = None) -> VerifyReport:
+    def verify(
+        self, name: str | None = None, version: int | None = None, *, store: bool = False
+    ) -> VerifyReport:
         """Re-hash stored files against their manifest: missing, changed and extra files, and any
-        second item in a version folder (which breaks Azure ML's ``get_model_path``)."""
+        second item in a version folder (which breaks Azure ML's ``get_model_path``). With a
+        shared store, this home's tree is a cache: a version not cached here is reported with
+        ``cached=False`` and nothing to check. ``store=True``: check the shared store's blobs
+        instead (missing and changed files), whether this home cached the version or not."""
+        if store and self._blobs is None:
+            raise InvalidArgumentError(
+                "verify: this home has no shared model store to check (MODELSTORE_STORE_URL "
+                "is not set); verify without store=True checks the home's tree"
+            )
         if version is not None and name is None:
             raise InvalidArgumentError(
                 "verify: a version needs a model name (name=..., version=...)"
@@ -766,9 +851,10 @@ class Registry:
         manifests = self._catalog.manifests(r.id for r in records)
         buffer = new_buffer()
         checks: builtins.list[VersionCheck] = []
+        checker = self._check_blobs if store else self._check
         for record in records:
-            check = self._check(record, manifests.get(record.id, []), buffer)
-            confirmed = check if check.ok else self._confirm_damage(record, check, buffer)
+            check = checker(record, manifests.get(record.id, []), buffer)
+            confirmed = check if check.ok else self._confirm_damage(record, check, buffer, checker)
             if confirmed is not None:
                 checks.append(confirmed)
         if name is not None and not checks:  # every version asked for was deleted meanwhile
@@ -776,7 +862,13 @@ class Registry:
         return VerifyReport(versions=checks)
 
     def _confirm_damage(
-        self, record: VersionRecord, check: VersionCheck, buffer: bytearray
+        self,
+        record: VersionRecord,
+        check: VersionCheck,
+        buffer: bytearray,
+        checker: Callable[
+            [VersionRecord, builtins.list[FileRecord] | None, bytearray], VersionCheck
+        ],
     ) -> VersionCheck | None:
         """A version found damaged may just have been deleted by another process while it was
         checked (its folder renamed out of the tree): that is not damage. The catalog marks a
@@ -787,8 +879,27 @@ class Registry:
         if current is None or current.id != record.id:
             return None
         if current.token != record.token:
-            return self._check(current, None, buffer)
+            return checker(current, None, buffer)
         return check
+
+    def _check_blobs(
+        self,
+        record: VersionRecord,
+        files: builtins.list[FileRecord] | None,
+        buffer: bytearray,
+    ) -> VersionCheck:
+        """``_check`` of the shared store's copy: each file's blob present and matching."""
+        assert self._blobs is not None  # verify(store=True) refuses a home without a store
+        if files is None:
+            files = self._catalog.files(record.id)
+        problems = {f.relpath: self._blobs.check(f.sha256, f.size, buffer) for f in files}
+        return VersionCheck(
+            name=record.name,
+            version=record.version,
+            id=f"{record.name}:{record.version}",
+            missing=sorted(r for r, problem in problems.items() if problem == "missing"),
+            changed=sorted(r for r, problem in problems.items() if problem == "changed"),
+        )
 
     def _check(
         self,
@@ -798,8 +909,12 @@ class Registry:
     ) -> VersionCheck:
         if files is None:
             files = self._catalog.files(record.id)
+        folder = os.fspath(self.layout.version_dir(record.name, record.version))
+        subject = f"{record.name}:{record.version}"
+        if self._blobs is not None and not os.path.lexists(folder):
+            return VersionCheck(name=record.name, version=record.version, id=subject, cached=False)
         tree = check_version(
-            os.fspath(self.layout.version_dir(record.name, record.version)),
+            folder,
             record.entry,
             {f.relpath: (f.size, f.sha256) for f in files},
             buffer=buffer,
@@ -807,7 +922,7 @@ class Registry:
         return VersionCheck(
             name=record.name,
             version=record.version,
-            id=f"{record.name}:{record.version}",
+            id=subject,
             missing=tree.missing,
             changed=tree.changed,
             extra=tree.extra,
@@ -826,12 +941,24 @@ class Registry:
         from modelstore.registry.doctor import Doctor
 
         self._catalog.check_integrity()
-        return Doctor(self._catalog, self._store, self._check, self._adopt).run(repair, foreign)
+        doctor = Doctor(
+            self._catalog, self._store, self._check, self._adopt, shared=self._blobs is not None
+        )
+        return doctor.run(repair, foreign)
 
     def _adopt(self, name: str, folder: str) -> None:
+        """Record a folder of the tree as it is; with a shared store its bytes are uploaded
+        first, so every home can materialise the adopted version."""
         from modelstore.registry.rebuild import version_from_tree
 
-        self._catalog.adopt(version_from_tree(self.layout, name, folder), int(folder))
+        new = version_from_tree(self.layout, name, folder)
+        if self._blobs is not None:
+            root = self.layout.version_dir(name, int(folder))
+            upload_missing(
+                self._blobs,
+                [(os.path.join(root, *f.relpath.split("/")), f.sha256) for f in new.files],
+            )
+        self._catalog.adopt(new, int(folder))
 
     @classmethod
     def plan_rebuild_catalog(
@@ -913,8 +1040,15 @@ class Registry:
         """What importing an archive or an ``azureml-models`` folder would add, skip and refuse;
         nothing is written. ``with_aliases``: also set the aliases the archive records for its
         versions where this registry has none of that name; one pointing at another version
-        here refuses the import (an import never moves an alias)."""
+        here refuses the import (an import never moves an alias). Not yet with a shared store
+        (the imported bytes would reach this home's cache only): InvalidArgumentError."""
         from modelstore.registry.archive import plan_import
+
+        if self._blobs is not None:
+            raise InvalidArgumentError(
+                f"import into a registry with a shared model store ({self._blobs.url}) is not "
+                "supported yet; import into a home without MODELSTORE_STORE_URL"
+            )
 
         return plan_import(
             self._catalog,
@@ -1019,8 +1153,9 @@ class Registry:
                 parsed, malformed = None, exc
             if parsed is not None and self._catalog.versions(parsed.name):
                 model = self.get(parsed.target, parsed.version)
+                entry_path = self._cached(model.name, model.version, model.path)
                 return source_class(
-                    name=model.name, version=model.version, entry_path=model.path, registered=True
+                    name=model.name, version=model.version, entry_path=entry_path, registered=True
                 )
         if not isinstance(ref, str | os.PathLike):
             raise BadArgumentTypeError(
@@ -1242,3 +1377,13 @@ def _listing(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_SHOWN])
     more = len(items) - _SHOWN
     return f"{shown} and {more} more" if more > 0 else shown
+
+
+def _shown_url(url: str) -> str:
+    """A catalog URL as an error may show it: without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: shown as given
+        return url

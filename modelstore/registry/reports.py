@@ -66,6 +66,11 @@ class VersionCheck(BaseModel):
         default_factory=list,
         description="items beside the entry in the version folder (Azure ML allows only one)",
     )
+    cached: bool = Field(
+        default=True,
+        description="False: a version of the shared store this home has not cached yet (nothing "
+        "of it to check in the home; verify(store=True) checks its blobs)",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -131,6 +136,7 @@ FindingKind = Literal[
     "staging_leftover",
     "trash_leftover",
     "stale_lock",
+    "other_home_work",
 ]
 
 

@@ -84,6 +84,11 @@ class Store:
             self._ensure_dir(self.layout.locks_dir)
         return locks.hold(path)
 
+    def version_lock(self, name: str, version: int) -> contextlib.AbstractContextManager[None]:
+        """Serialises materialising ``<name>/<version>`` into this home's cache."""
+        digest = hashlib.sha256(f"{name}/{version}".encode()).hexdigest()[:24]
+        return locks.hold(self._lock_path(f"version-{digest}"))
+
     @contextlib.contextmanager
     def catalog_lock(self) -> Iterator[None]:
         """Serialises the first creation / migration of the catalog. Lazy: the locks folder is

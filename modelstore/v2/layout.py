@@ -128,8 +128,11 @@ def _registered_source(reference: AssetReference, registry: Registry | None) -> 
         raise ModelNotFoundError(
             f"model {reference.text}: {exc} (registry {registry.home})"
         ) from None
-    return ModelSource(
-        name=found.name, version=found.version, entry_path=found.path, registered=True
+    return ModelSource(  # path(): materialised into the home's cache from a shared store
+        name=found.name,
+        version=found.version,
+        entry_path=registry.path(found.name, found.version),
+        registered=True,
     )
 
 

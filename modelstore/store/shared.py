@@ -1,0 +1,173 @@
+"""The shared model store: model bytes stored once by content, for every home of a registry.
+
+``MODELSTORE_STORE_URL`` names it. A blob is one file's bytes, named by their sha256 (which the
+catalog already keeps in each version's manifest), so registering the same bytes twice stores
+nothing new, and what a version needs to be rebuilt in any home is its manifest (relpath, size,
+sha256 of each file) plus these blobs. Each home's ``azureml-models`` tree is then a cache of
+the store (see ``modelstore.store.cache``). Knows nothing of the catalog.
+
+``az://CONTAINER[/PREFIX]`` is Azure Blob Storage (``modelstore.store.azure``);
+``file:///shared/path`` is a shared POSIX folder: ``<root>/sha256/<aa>/<digest>``, each blob
+written under a temporary name in ``<root>/tmp``, fsync'd and renamed into place, so a blob that
+exists is complete. Two writers of the same blob both rename complete, identical files: the
+last rename wins and nothing is lost. Blobs are never removed by modelstore (no garbage
+collection yet: a version deleted from the catalog keeps its blobs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from modelstore.errors import InvalidArgumentError, StorageError
+from modelstore.layout import STORE_URL_ENV
+from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
+from modelstore.store.hashing import copy_and_hash, hash_file, new_buffer
+
+__all__ = [
+    "LOCAL_TREE",
+    "STORE_URL_ENV",
+    "BlobStore",
+    "FileBlobStore",
+    "open_store",
+    "upload_missing",
+]
+
+LOCAL_TREE = "local"
+"""What a catalog records as its store when its versions live in one home's own tree."""
+
+
+class BlobStore(Protocol):
+    """Where model bytes live for every home, by sha256."""
+
+    url: str
+    """The store's canonical URL: what the catalog records it belongs to."""
+
+    def has(self, sha256: str) -> bool: ...
+
+    def put(self, source: str, sha256: str, buffer: bytearray) -> bool:
+        """Store the file ``source`` (whose bytes hash to ``sha256``) unless the blob exists;
+        True if bytes were written. A source whose bytes do not match is refused."""
+        ...
+
+    def fetch(self, sha256: str, target: str, buffer: bytearray) -> tuple[int, str]:
+        """Copy the blob to the new file ``target`` (fsync'd); (size, sha256 of the bytes
+        copied), for the caller to compare with the manifest. FileNotFoundError if missing."""
+        ...
+
+    def check(self, sha256: str, size: int, buffer: bytearray) -> str | None:
+        """None if the blob is present and its bytes match; else "missing" or "changed"."""
+        ...
+
+
+class FileBlobStore:
+    """A store in a (shared) POSIX folder; see the module docstring."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.url = f"file://{self.root}"
+
+    def blob_path(self, sha256: str) -> str:
+        _check_digest(sha256)
+        return os.path.join(self.root, "sha256", sha256[:2], sha256)
+
+    def has(self, sha256: str) -> bool:
+        return os.path.isfile(self.blob_path(sha256))
+
+    def put(self, source: str, sha256: str, buffer: bytearray) -> bool:
+        target = self.blob_path(sha256)
+        if os.path.isfile(target):
+            return False
+        try:
+            temporary_dir = os.path.join(self.root, "tmp")
+            os.makedirs(temporary_dir, exist_ok=True)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            temporary = os.path.join(temporary_dir, f"{os.getpid()}-{uuid.uuid4().hex}")
+            try:
+                _size, copied = copy_and_hash(source, temporary, buffer)
+                if copied != sha256:
+                    raise StorageError(
+                        f"{source} changed while it was being stored (sha256 {copied}, not "
+                        f"{sha256}); register it again once it is complete",
+                        path=source,
+                    )
+                os.chmod(temporary, READ_ONLY_FILE)
+                os.rename(temporary, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+            fsync_dir(os.path.dirname(target))
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write to the model store {self.url} ({exc.strerror or exc}); check "
+                "that the folder exists and is writable (nothing was registered)",
+                path=self.root,
+            ) from exc
+        return True
+
+    def fetch(self, sha256: str, target: str, buffer: bytearray) -> tuple[int, str]:
+        return copy_and_hash(self.blob_path(sha256), target, buffer)
+
+    def check(self, sha256: str, size: int, buffer: bytearray) -> str | None:
+        path = self.blob_path(sha256)
+        try:
+            if os.path.getsize(path) != size:
+                return "changed"
+            return None if hash_file(path, buffer)[1] == sha256 else "changed"
+        except FileNotFoundError:
+            return "missing"
+        except OSError:
+            return "changed"
+
+
+def open_store(url: str) -> BlobStore:
+    """The store a ``MODELSTORE_STORE_URL`` names; one-line InvalidArgumentError otherwise."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            raise InvalidArgumentError(
+                f"{STORE_URL_ENV}={url!r} is not a file URL of an absolute folder; write it "
+                "as file:///shared/path"
+            )
+        root = os.path.normpath(unquote(parsed.path))
+        if not os.path.isdir(root):
+            raise StorageError(
+                f"the model store folder {root} ({STORE_URL_ENV}) does not exist; create it "
+                "(shared by every home of the registry) or fix the URL",
+                path=root,
+            )
+        return FileBlobStore(root)
+    if parsed.scheme == "az":
+        if not parsed.netloc or parsed.query or parsed.fragment:
+            raise InvalidArgumentError(
+                f"{STORE_URL_ENV}={url!r} is not an Azure Blob store URL; write it as "
+                "az://CONTAINER or az://CONTAINER/PREFIX"
+            )
+        from modelstore.store.azure import open_azure_store
+
+        return open_azure_store(parsed.netloc, unquote(parsed.path))
+    raise InvalidArgumentError(
+        f"{STORE_URL_ENV}={url!r} is not a supported store: use file:///shared/path or "
+        "az://CONTAINER[/PREFIX]"
+    )
+
+
+def upload_missing(store: BlobStore, files: list[tuple[str, str]]) -> int:
+    """Upload each (local path, sha256) not yet in ``store``; the number of blobs written."""
+    buffer = new_buffer()
+    written = 0
+    seen: set[str] = set()
+    for path, sha256 in files:
+        if sha256 in seen or store.has(sha256):
+            continue
+        seen.add(sha256)
+        written += store.put(path, sha256, buffer)
+    return written
+
+
+def _check_digest(sha256: str) -> None:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")

@@ -1,0 +1,102 @@
+"""A throwaway Azurite (Microsoft's Azure Blob Storage emulator) for the tests: ``azurite-blob``
+on a free loopback port, its data in a temporary folder, stopped at the end of the session.
+
+The program comes from npm (``npm install azurite``): on PATH, or named by ``AZURITE_BLOB``.
+Tests that need it are marked ``azurite``: without it they skip on a developer machine and fail
+in CI (``CI`` set), where ``.ci/run`` installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import NoReturn
+
+import pytest
+from pg import free_port
+
+ACCOUNT = "devstoreaccount1"
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+"""Azurite's fixed development account and key (public, the emulator's own)."""
+
+
+@dataclass
+class Azurite:
+    process: subprocess.Popen[bytes]
+    port: int
+    folder: str
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def azurite_program() -> str | None:
+    return os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob")
+
+
+def start_azurite(program: str) -> Azurite:
+    """Start on a free port and wait until it accepts connections (what a client needs)."""
+    folder = tempfile.mkdtemp(prefix="modelstore-azurite-")
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            program, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", folder,
+            "--skipApiVersionCheck", "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    with open(os.path.join(folder, "pid"), "w") as pidfile:  # .ci/run stops leftovers by it
+        pidfile.write(str(process.pid))
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            error = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            raise RuntimeError(f"azurite-blob exited with {process.returncode}: {error}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return Azurite(process, port, folder)
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise
+            time.sleep(0.05)
+
+
+def missing_azurite() -> NoReturn:
+    message = "Azurite is not installed (no azurite-blob on PATH); npm install -g azurite"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def session_azurite() -> Iterator[Azurite | None]:
+    program = azurite_program()
+    if program is None:
+        yield None
+        return
+    server = start_azurite(program)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,390 @@
+"""A registry shared by several homes: one catalog, one model store (``MODELSTORE_STORE_URL``),
+each home a cache materialised on first use. The catalog here is a SQLite file outside the homes
+(what matters is that it is one catalog); the PostgreSQL test runs the same protocol with real
+processes on a server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from registry_helpers import child_command, make_file, make_model_dir, tree_files
+
+from modelstore import Registry
+from modelstore.catalog import PENDING
+from modelstore.errors import IntegrityError, InvalidArgumentError, StoreMismatchError
+from modelstore.store.shared import STORE_URL_ENV
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A shared store folder and a shared catalog, set in the environment as a team would."""
+    root = tmp_path / "store"
+    root.mkdir()
+    monkeypatch.setenv(STORE_URL_ENV, f"file://{root}")
+    monkeypatch.setenv("MODELSTORE_DB_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    return root
+
+
+def blobs(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "sha256").glob("*/*"))
+
+
+def test_a_version_registered_in_one_home_is_materialised_in_another_on_first_path(
+    store: Path, tmp_path: Path
+) -> None:
+    source = make_model_dir(tmp_path / "model_dir")
+    with Registry(tmp_path / "a") as a:
+        registered = a.register(source, "m")
+    assert len(blobs(store)) == 3  # a.txt, c.txt, sub/b.txt
+    b_home = tmp_path / "b"
+    with Registry(b_home) as b:
+        assert not (b_home / "azureml-models").exists()  # nothing cached before first use
+        path = b.path("m", 1)
+        assert path == b_home / "azureml-models" / "m" / "1" / "model_dir"
+        assert tree_files(path) == ["a.txt", "c.txt", "sub/b.txt"]
+        assert (path / "sub" / "b.txt").read_bytes() == b"b"
+        assert (path / "a.txt").stat().st_mode & 0o777 == 0o444
+        assert os.listdir(path.parent) == ["model_dir"]  # one entry: an Azure ML app root
+        assert b.path("m") == path  # cached: the same folder, not copied again
+        assert b.verify().ok
+        assert b.get("m", 1).sha256 == registered.sha256
+
+
+def test_registering_the_same_bytes_twice_stores_no_new_blob(store: Path, tmp_path: Path) -> None:
+    source = make_file(tmp_path / "model.pkl", b"weights")
+    with Registry(tmp_path / "a") as a:
+        a.register(source, "m")
+        [blob] = blobs(store)
+        written = (store / "sha256" / blob[:2] / blob).stat()
+        a.register(source, "m")
+        a.register(source, "other")
+    assert blobs(store) == [blob]
+    assert (store / "sha256" / blob[:2] / blob).stat().st_mtime_ns == written.st_mtime_ns
+
+
+def test_a_corrupted_blob_is_refused_on_materialisation_and_nothing_appears_in_the_cache(
+    store: Path, tmp_path: Path
+) -> None:
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+    [digest] = blobs(store)
+    blob = store / "sha256" / digest[:2] / digest
+    blob.chmod(0o644)
+    blob.write_bytes(b"weightz")
+    b_home = tmp_path / "b"
+    with Registry(b_home) as b:
+        with pytest.raises(IntegrityError, match="does not match the catalog") as caught:
+            b.path("m", 1)
+        assert "\n" not in str(caught.value)
+        assert not (b_home / "azureml-models" / "m").exists()
+        assert os.listdir(b_home / ".modelstore" / "staging") == []
+        report = b.verify(store=True)
+        assert [(c.id, c.changed) for c in report.versions] == [("m:1", ["model.pkl"])]
+
+
+def test_a_blob_missing_from_the_store_is_one_line_and_nothing_is_cached(
+    store: Path, tmp_path: Path
+) -> None:
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+    [digest] = blobs(store)
+    (store / "sha256" / digest[:2] / digest).unlink()
+    with Registry(tmp_path / "b") as b:
+        with pytest.raises(Exception, match="is missing from the model store") as caught:
+            b.path("m", 1)
+        assert "\n" not in str(caught.value)
+        assert not (tmp_path / "b" / "azureml-models" / "m").exists()
+        assert [c.missing for c in b.verify(store=True).versions] == [["model.pkl"]]
+
+
+def test_deploy_and_an_alias_in_another_home_materialise_the_version(
+    store: Path, tmp_path: Path
+) -> None:
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl", b"one"), "m")
+        a.register(make_file(tmp_path / "model.pkl", b"two"), "m")
+        a.set_alias("m:1", "prod")
+    with Registry(tmp_path / "b") as b:
+        deployment = b.deploy(["m:2"], tmp_path / "app")
+        deployed = Path(deployment.env["AZUREML_MODEL_DIR"]) / "model.pkl"  # one model
+        assert deployed.read_bytes() == b"two"
+        assert b.path("m@prod").read_bytes() == b"one"
+
+
+def test_get_model_path_outside_a_deployment_materialises_from_the_shared_store(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.resolve import get_model_path
+
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+    for variable in ("AML_APP_ROOT", "AZUREML_MODEL_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("MODELSTORE_HOME", os.fspath(tmp_path / "b"))
+    monkeypatch.chdir(tmp_path)
+    found = get_model_path("m", 1)
+    assert found == f"{tmp_path / 'b'}/azureml-models/m/1/model.pkl"
+    assert Path(found).read_bytes() == b"weights"
+
+
+def test_verify_counts_versions_not_cached_and_checks_the_store_on_request(
+    store: Path, tmp_path: Path
+) -> None:
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl", b"one"), "m")
+        a.register(make_file(tmp_path / "model.pkl", b"two"), "m")
+    with Registry(tmp_path / "b") as b:
+        b.path("m", 2)
+        report = b.verify()
+        assert [(c.id, c.cached, c.ok) for c in report.versions] == [
+            ("m:2", True, True),
+            ("m:1", False, True),
+        ]
+        assert all(c.cached and c.ok for c in b.verify(store=True).versions)
+
+
+def test_verify_of_the_store_without_a_store_is_refused(tmp_path: Path) -> None:
+    with (
+        Registry(tmp_path / "home") as registry,
+        pytest.raises(InvalidArgumentError, match="no shared model store"),
+    ):
+        registry.verify(store=True)
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "message"),
+    [
+        (
+            "store",
+            "other",
+            "belongs to the store file://.*/store, but this home is configured "
+            "with the store file://.*/other",
+        ),
+        ("store", None, "belongs to the store .* configured with no MODELSTORE_STORE_URL"),
+        (
+            None,
+            "store",
+            "belongs to its own home's tree, but this home is configured with the store",
+        ),
+    ],
+)
+def test_a_home_configured_with_another_store_than_the_catalogs_is_refused(
+    tmp_path: Path, first: str | None, then: str | None, message: str
+) -> None:
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    for folder in ("store", "other"):
+        (tmp_path / folder).mkdir()
+
+    def url(folder: str | None) -> str | None:
+        return None if folder is None else f"file://{tmp_path / folder}"
+
+    with Registry(tmp_path / "a", catalog, store_url=url(first)) as a:
+        a.register(make_file(tmp_path / "model.pkl"), "m")
+    before = (tmp_path / "catalog.db").read_bytes()
+    with pytest.raises(StoreMismatchError, match=message) as caught:
+        Registry(tmp_path / "b", catalog, store_url=url(then))
+    assert "\n" not in str(caught.value)
+    assert (caught.value.store, caught.value.catalog_store) == (
+        url(then) or "local",
+        url(first) or "local",
+    )
+    assert (tmp_path / "catalog.db").read_bytes() == before
+
+
+def test_doctor_in_one_home_leaves_a_registration_under_way_in_another_alone(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Home B's doctor cannot see home A's token lock: before the catalog owned work in
+    progress, it rolled A's pending row back and A's registration then failed."""
+    a = Registry(tmp_path / "a")
+    b = Registry(tmp_path / "b")
+    reports = []
+    publish = a._store.publish
+
+    def publish_while_b_repairs(*args: object) -> Path:
+        reports.append(b.doctor(repair=True))
+        return publish(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(a._store, "publish", publish_while_b_repairs)
+    registered = a.register(make_file(tmp_path / "model.pkl"), "m")
+    [finding] = reports[0].findings
+    assert (finding.kind, finding.subject, finding.repaired) == ("other_home_work", "m:1", False)
+    assert registered.version == 1 and b.path("m", 1).read_bytes() == b"model-bytes"
+    a.close()
+    b.close()
+
+
+def test_doctor_in_a_home_that_cached_nothing_drops_no_row_and_no_blob(
+    store: Path, tmp_path: Path
+) -> None:
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl", b"one"), "m")
+        a.register(make_file(tmp_path / "model.pkl", b"two"), "m")
+    with Registry(tmp_path / "b") as b:
+        assert b.doctor(repair=True).findings == []
+        assert b.versions("m") == [1, 2]
+    assert len(blobs(store)) == 2
+
+
+def test_doctor_rolls_back_its_own_homes_interrupted_registration(
+    store: Path, tmp_path: Path
+) -> None:
+    """A pending row whose token lock file is in this home (its process died) is this home's."""
+    home = tmp_path / "a"
+    child = subprocess.run(
+        child_command(
+            "die_after", str(home), str(make_model_dir(tmp_path / "m")), "catalog", "reserve"
+        ),
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
+    assert child.returncode != 0
+    with Registry(tmp_path / "b") as b:
+        [finding] = b.doctor(repair=True).findings
+        assert finding.kind == "other_home_work"
+    with Registry(home) as a:
+        assert [r.state for r in a._catalog.rows()] == [PENDING]
+        kinds = {f.kind for f in a.doctor(repair=True).findings}
+        assert "unfinished_registration" in kinds
+        assert a._catalog.rows() == []
+
+
+def test_several_processes_of_one_home_materialise_a_version_once(
+    store: Path, tmp_path: Path
+) -> None:
+    with Registry(tmp_path / "a") as a:
+        a.register(make_model_dir(tmp_path / "model_dir"), "m")
+    home, log, flag = tmp_path / "b", tmp_path / "fetches.log", tmp_path / "go"
+    command = child_command("path_counting_fetches", str(home), "m", "1", str(log), str(flag))
+    children = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    flag.touch()
+    outputs = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        assert (child.returncode, err) == (0, ""), err
+        outputs.append(out.strip())
+    entry = home / "azureml-models" / "m" / "1" / "model_dir"
+    assert outputs == [str(entry)] * 6
+    assert len(log.read_text().splitlines()) == 3  # each of the 3 files fetched by one process
+    assert tree_files(entry) == ["a.txt", "c.txt", "sub/b.txt"]
+    assert os.listdir(home / ".modelstore" / "staging") == []
+
+
+def test_import_into_a_registry_with_a_shared_store_is_refused(store: Path, tmp_path: Path) -> None:
+    with (
+        Registry(tmp_path / "a") as a,
+        pytest.raises(InvalidArgumentError, match="not supported yet"),
+    ):
+        a.plan_import(tmp_path)
+
+
+def test_the_cli_verify_store_checks_the_blobs(store: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelstore.cli import main
+
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl", b"one"), "m")
+    home = ["--home", str(tmp_path / "b")]
+    result = CliRunner().invoke(main, [*home, "verify"])
+    assert (
+        result.stdout
+        == "OK: 0 versions verified, every file matches (1 not cached in this home).\n"
+    )
+    result = CliRunner().invoke(main, [*home, "verify", "--store"])
+    assert result.stdout == "OK: 1 version verified in the shared store, every file matches.\n"
+    assert json.loads(CliRunner().invoke(main, [*home, "verify", "--json"]).stdout)["ok"]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """2 homes x 4 processes x 25 registrations of one name: versions 1..200 exactly, one
+    blob for the one content, and every version readable, deployable and verifiable from the
+    home that did not register it."""
+    root = tmp_path / "store"
+    root.mkdir()
+    env = {**os.environ, "MODELSTORE_DB_URL": pg_url, STORE_URL_ENV: f"file://{root}"}
+    source = make_file(tmp_path / "model.pkl", b"m" * 4096)
+    flag = tmp_path / "go"
+    homes = [tmp_path / "a", tmp_path / "b"]
+    commands = [
+        (home, child_command("register_many", str(home), str(source), "m", "25", str(flag)))
+        for home in homes
+        for _ in range(4)
+    ]
+    children = [
+        (
+            home,
+            subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+            ),
+        )
+        for home, command in commands
+    ]
+    flag.touch()
+    by_home: dict[Path, list[int]] = {home: [] for home in homes}
+    for home, child in children:
+        out, err = child.communicate(timeout=240)
+        assert (child.returncode, err) == (0, ""), err
+        by_home[home] += json.loads(out)
+    assert sorted(by_home[homes[0]] + by_home[homes[1]]) == list(range(1, 201))
+    assert len(blobs(root)) == 1
+    store_url = f"file://{root}"
+    for home, other in (homes, reversed(homes)):
+        with Registry(other, pg_url, store_url=store_url) as reader:
+            for version in by_home[home][:3]:
+                assert reader.path("m", version).read_bytes() == b"m" * 4096
+                assert reader.verify("m", version).ok
+            deployed = reader.deploy([f"m:{by_home[home][0]}"], tmp_path / f"app-{other.name}")
+            assert (Path(deployed.env["AZUREML_MODEL_DIR"]) / "model.pkl").is_file()
+            assert reader.doctor().findings == []
+
+
+def test_a_home_that_cannot_hold_a_cache_is_one_line(store: Path, tmp_path: Path) -> None:
+    from modelstore.errors import StorageError
+
+    with Registry(tmp_path / "a") as a:
+        a.register(make_file(tmp_path / "model.pkl"), "m")
+    home = tmp_path / "b"
+    home.mkdir()
+    (home / ".modelstore").write_text("not a folder")  # its locks and staging cannot be made
+    with Registry(home, read_only=True) as b:
+        with pytest.raises(StorageError, match=r"cannot cache m:1 in .*/b \(") as caught:
+            b.path("m", 1)
+        assert "\n" not in str(caught.value)
+        assert not (home / "azureml-models" / "m").exists()
+
+
+def test_the_cli_doctor_lists_other_homes_work_and_exits_0(store: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelstore.cli import main
+
+    source = make_model_dir(tmp_path / "m")
+    subprocess.run(
+        child_command("die_after", str(tmp_path / "a"), str(source), "catalog", "reserve"),
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "b"), "doctor", "--repair"])
+    assert (result.exit_code, result.stdout.splitlines()) == (
+        0,
+        [
+            "[found] m:1: a registration under way (or interrupted) in another home of the "
+            "shared catalog -> leave it: only the doctor of the home that started it may "
+            "finish or roll it back",
+            "1 operation of other homes (listed above) left to the home that started it: only "
+            "its doctor finishes or rolls it back.",
+        ],
+    )

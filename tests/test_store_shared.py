@@ -1,0 +1,86 @@
+"""The shared model store: blobs by sha256 in a (shared) POSIX folder."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from modelstore.errors import InvalidArgumentError, StorageError
+from modelstore.store.hashing import new_buffer
+from modelstore.store.shared import FileBlobStore, open_store, upload_missing
+
+
+def _file(path: Path, data: bytes) -> tuple[str, str]:
+    path.write_bytes(data)
+    return os.fspath(path), hashlib.sha256(data).hexdigest()
+
+
+def test_a_blob_is_stored_under_its_sha256_read_only_and_complete(tmp_path: Path) -> None:
+    store = FileBlobStore(os.fspath(tmp_path / "store"))
+    source, digest = _file(tmp_path / "m.bin", b"weights")
+    assert store.put(source, digest, new_buffer()) is True
+    blob = tmp_path / "store" / "sha256" / digest[:2] / digest
+    assert blob.read_bytes() == b"weights"
+    assert blob.stat().st_mode & 0o777 == 0o444
+    assert os.listdir(tmp_path / "store" / "tmp") == []  # no temporary file is left
+    assert store.has(digest)
+
+
+def test_storing_bytes_the_store_already_holds_writes_nothing(tmp_path: Path) -> None:
+    store = FileBlobStore(os.fspath(tmp_path / "store"))
+    first, digest = _file(tmp_path / "a.bin", b"same")
+    second, _ = _file(tmp_path / "b.bin", b"same")
+    assert upload_missing(store, [(first, digest)]) == 1
+    blob = Path(store.blob_path(digest))
+    before = blob.stat()
+    assert upload_missing(store, [(second, digest), (first, digest)]) == 0
+    assert (blob.stat().st_ino, blob.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+def test_a_source_whose_bytes_are_not_the_given_sha256_is_refused_and_leaves_no_blob(
+    tmp_path: Path,
+) -> None:
+    store = FileBlobStore(os.fspath(tmp_path / "store"))
+    source, _ = _file(tmp_path / "m.bin", b"changed since it was hashed")
+    wrong = hashlib.sha256(b"what was hashed").hexdigest()
+    with pytest.raises(StorageError, match="changed while it was being stored"):
+        store.put(source, wrong, new_buffer())
+    assert not store.has(wrong)
+    assert os.listdir(tmp_path / "store" / "tmp") == []
+
+
+def test_check_tells_a_missing_blob_from_a_changed_one(tmp_path: Path) -> None:
+    store = FileBlobStore(os.fspath(tmp_path / "store"))
+    source, digest = _file(tmp_path / "m.bin", b"weights")
+    store.put(source, digest, new_buffer())
+    assert store.check(digest, 7, new_buffer()) is None
+    blob = Path(store.blob_path(digest))
+    blob.chmod(0o644)
+    blob.write_bytes(b"weightz")  # same size, other bytes
+    assert store.check(digest, 7, new_buffer()) == "changed"
+    assert store.check(hashlib.sha256(b"x").hexdigest(), 1, new_buffer()) == "missing"
+
+
+def test_a_file_url_opens_a_store_in_that_folder(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/")
+    assert store.url == f"file://{tmp_path}"  # canonical: what the catalog records
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "message"),
+    [
+        ("file://relative/path", InvalidArgumentError, "not a file URL of an absolute folder"),
+        ("s3://bucket", InvalidArgumentError, "use file:///shared/path or az://CONTAINER"),
+        ("az:///prefix-without-container", InvalidArgumentError, "az://CONTAINER/PREFIX"),
+        ("file:///no/such/folder", StorageError, "does not exist"),
+    ],
+)
+def test_a_store_url_that_names_no_usable_store_is_one_line(
+    url: str, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message) as caught:
+        open_store(url)
+    assert "\n" not in str(caught.value)
