@@ -324,6 +324,22 @@ def _azureml_installed() -> bool:
     return importlib.util.find_spec("azureml") is not None
 
 
+def _importable(site: Path) -> Iterator[Path]:
+    """``site`` first on sys.path with every azureml module forgotten, for the fixture's
+    lifetime; sys.path and the azureml modules as they were afterwards."""
+    saved = {name: sys.modules.get(name) for name in list(sys.modules) if "azureml" in name}
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, str(site))
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        for name in [name for name in sys.modules if "azureml" in name]:
+            del sys.modules[name]
+        sys.modules.update({k: v for k, v in saved.items() if v is not None})
+
+
 @pytest.fixture
 def installed_contrib_services(tmp_path: Path) -> Iterator[Path]:
     """A stand-in azureml-contrib-services on sys.path; sys.modules restored afterwards."""
@@ -338,17 +354,7 @@ def installed_contrib_services(tmp_path: Path) -> Iterator[Path]:
         "    global _rawHttpRequested\n    _rawHttpRequested = True\n    return f\n"
     )
     (package / "aml_response.py").write_text("REAL = True\n")
-    saved = {name: sys.modules.get(name) for name in list(sys.modules) if "azureml" in name}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, str(site))
-    try:
-        yield site
-    finally:
-        sys.path.remove(str(site))
-        for name in [name for name in sys.modules if "azureml" in name]:
-            del sys.modules[name]
-        sys.modules.update({k: v for k, v in saved.items() if v is not None})
+    yield from _importable(site)
 
 
 def test_an_installed_azureml_package_is_never_shadowed(
@@ -481,17 +487,7 @@ def installed_azureml_core(tmp_path: Path) -> Iterator[Path]:
         "    def get_model_path(model_name, version=None, _workspace=None):\n"
         "        return 'real:' + model_name\n"
     )
-    saved = {name: sys.modules.get(name) for name in list(sys.modules) if "azureml" in name}
-    for name in saved:
-        del sys.modules[name]
-    sys.path.insert(0, str(site))
-    try:
-        yield site
-    finally:
-        sys.path.remove(str(site))
-        for name in [name for name in sys.modules if "azureml" in name]:
-            del sys.modules[name]
-        sys.modules.update({k: v for k, v in saved.items() if v is not None})
+    yield from _importable(site)
 
 
 def test_an_installed_azureml_core_is_never_shadowed(
