@@ -9,6 +9,7 @@ import pytest
 from v2_helpers import copy_gallery
 
 from modelstore.errors import SpecError
+from modelstore.layout import ALIAS_RULE_TEXT
 from modelstore.v2 import (
     AssetReference,
     EnvironmentSpec,
@@ -71,6 +72,8 @@ def test_settings_the_file_gives_override_only_their_own_defaults(gallery: Path)
             AssetReference(text="", name="sklearn-regression", version=3),
         ),
         ("azureml:m@latest", AssetReference(text="", name="m", label="latest")),
+        ("azureml:m@champion", AssetReference(text="", name="m", label="champion")),
+        ("azureml:m@Prod_2-b", AssetReference(text="", name="m", label="Prod_2-b")),
         (
             "azureml:/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices"
             "/workspaces/w/models/m/versions/2",
@@ -84,9 +87,13 @@ def test_settings_the_file_gives_override_only_their_own_defaults(gallery: Path)
             "azureml://registries/r/models/m/labels/latest",
             AssetReference(text="", name="m", label="latest"),
         ),
+        (
+            "azureml://registries/r/models/m/labels/champion",
+            AssetReference(text="", name="m", label="champion"),
+        ),
     ],
 )
-def test_a_model_reference_is_parsed_into_name_and_version_or_latest(
+def test_a_model_reference_is_parsed_into_name_and_version_or_label(
     gallery: Path, text: str, expected: AssetReference
 ) -> None:
     spec = load(gallery, MINIMAL.format(model=text))
@@ -94,40 +101,56 @@ def test_a_model_reference_is_parsed_into_name_and_version_or_latest(
     assert spec.model == expected.model_copy(update={"text": text})
 
 
+EXPECTED = "expected azureml:NAME:VERSION (an integer), azureml:NAME@latest or azureml:NAME@ALIAS"
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
         (
             "m:1",
-            "'m:1' is not a model reference; expected azureml:NAME:VERSION (an integer) or "
-            "azureml:NAME@latest, or an inline path:",
+            f"'m:1' is not a model reference; {EXPECTED}, or an inline path:",
         ),
         (
             "azureml:m",
-            "'azureml:m' has no version; expected azureml:NAME:VERSION (an integer) or "
-            "azureml:NAME@latest",
+            f"'azureml:m' has no version; {EXPECTED}",
         ),
         (
             "azureml:m:0",
-            "'azureml:m:0' has the version '0'; expected azureml:NAME:VERSION (an "
-            "integer) or azureml:NAME@latest",
+            f"'azureml:m:0' has the version '0'; {EXPECTED}",
         ),
         (
             "azureml:m:1.5",
-            "'azureml:m:1.5' has the version '1.5'; expected azureml:NAME:VERSION "
-            "(an integer) or azureml:NAME@latest",
+            f"'azureml:m:1.5' has the version '1.5'; {EXPECTED}",
         ),
-        ("azureml:m@prod", "'azureml:m@prod' uses the label 'prod'; only @latest exists locally"),
+        (
+            "azureml:m@1st",
+            "'azureml:m@1st': invalid alias '1st': " + ALIAS_RULE_TEXT + "; choose one such as "
+            "'champion'",
+        ),
+        (
+            "azureml:m@bad.label",
+            "'azureml:m@bad.label': invalid alias 'bad.label': " + ALIAS_RULE_TEXT + "; choose "
+            "one such as 'champion'",
+        ),
+        (
+            "azureml:m@",
+            "'azureml:m@': invalid alias '': " + ALIAS_RULE_TEXT + "; choose one such as "
+            "'champion'",
+        ),
+        (
+            "azureml:m@Latest",
+            "'azureml:m@Latest': the alias 'Latest' is reserved: NAME:latest always means the "
+            "highest version; choose another alias such as 'champion'",
+        ),
         (
             "azureml:m:1:2",
-            "'azureml:m:1:2' is not a valid model reference; expected "
-            "azureml:NAME:VERSION (an integer) or azureml:NAME@latest",
+            f"'azureml:m:1:2' is not a valid model reference; {EXPECTED}",
         ),
         (
             "azureml://registries/r/environments/e/versions/1",
             "'azureml://registries/r/"
-            "environments/e/versions/1' names an environment, not a model; expected "
-            "azureml:NAME:VERSION (an integer) or azureml:NAME@latest",
+            f"environments/e/versions/1' names an environment, not a model; {EXPECTED}",
         ),
     ],
 )

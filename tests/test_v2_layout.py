@@ -10,7 +10,7 @@ import pytest
 from v2_helpers import copy_gallery
 
 from modelstore import Registry
-from modelstore.errors import DeploymentRefusedError, ModelNotFoundError
+from modelstore.errors import AliasNotFoundError, DeploymentRefusedError, ModelNotFoundError
 from modelstore.v2 import load_deployment_spec
 from modelstore.v2.layout import (
     V2_PREFIX,
@@ -107,6 +107,44 @@ def test_at_latest_resolves_to_the_highest_registered_version(
     spec = load_deployment_spec(_write(gallery, "d.yml", text))
     with temporary_v2_deployment(spec, registry, parent=tmp_path) as deployment:
         assert deployment.env["AZUREML_MODEL_DIR"].endswith("/sklearn-regression/2")
+
+
+def test_an_alias_label_resolves_to_the_version_the_alias_points_at(
+    gallery: Path, tmp_path: Path
+) -> None:
+    registry = Registry(tmp_path / "home")
+    registry.register(gallery / "model", name="sklearn-regression")
+    registry.register(gallery / "model", name="sklearn-regression")
+    registry.set_alias("sklearn-regression:1", "champion")
+    text = (gallery / "green-deployment.yml").read_text().replace(":1\n", "@champion\n")
+    spec = load_deployment_spec(_write(gallery, "d.yml", text))
+    with temporary_v2_deployment(spec, registry, parent=tmp_path) as deployment:
+        assert deployment.env["AZUREML_MODEL_DIR"].endswith("/sklearn-regression/1")
+        assert deployment.model is not None and deployment.model.version == 1
+
+
+def test_an_unknown_alias_is_refused_in_one_line_before_anything_is_written(
+    gallery: Path, tmp_path: Path
+) -> None:
+    registry = Registry(tmp_path / "home")
+    registry.register(gallery / "model", name="sklearn-regression")
+    registry.set_alias("sklearn-regression:1", "champion")
+    text = (gallery / "green-deployment.yml").read_text().replace(":1\n", "@gold\n")
+    spec = load_deployment_spec(_write(gallery, "d.yml", text))
+    parent = tmp_path / "parent"
+    parent.mkdir()
+    with (
+        pytest.raises(AliasNotFoundError) as refused,
+        temporary_v2_deployment(spec, registry, parent=parent),
+    ):
+        pass
+    assert (refused.value.name, refused.value.alias) == ("sklearn-regression", "gold")
+    assert str(refused.value) == (
+        "model azureml:sklearn-regression@gold: model 'sklearn-regression' has no alias 'gold'; "
+        f"its aliases are champion (registry {registry.home}); set one with "
+        "Registry.set_alias('sklearn-regression:VERSION', 'gold')"
+    )
+    assert _leftovers(parent) == []
 
 
 def test_an_unknown_registered_model_is_refused_before_anything_is_written(

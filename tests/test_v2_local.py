@@ -259,6 +259,28 @@ def test_score_f_resolves_a_registered_model(
     )
 
 
+def test_score_f_with_an_unknown_alias_is_one_line_exit_1_and_leaves_nothing(
+    gallery: Path, tmp_path: Path, temp_parent: Path
+) -> None:
+    home = tmp_path / "h"
+    registered = CliRunner().invoke(
+        main, ["--home", str(home), "register", "-f", str(gallery / "model.yml")]
+    )
+    assert registered.exit_code == 0, registered.stderr
+    deployment = _edit(
+        gallery / "green-deployment.yml", "sklearn-regression:1", "sklearn-regression@gold"
+    )
+    result = _score("-f", str(deployment), "--data", ROWS, home=home)
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith(
+        "Error: model azureml:sklearn-regression@gold: model 'sklearn-regression' has no alias "
+        "'gold'; it has no alias (registry "
+    )
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+    assert os.listdir(temp_parent) == []
+
+
 @pytest.mark.parametrize(
     ("args", "start"),
     [

@@ -78,6 +78,22 @@ def _gallery_samples() -> list[Sample]:
             True,
         ),
         Sample(
+            "alias-label",
+            "deployment",
+            _from("green-deployment.yml", "sklearn-regression:1", "sklearn-regression@champion"),
+            True,
+            True,
+        ),
+        Sample(
+            "label-breaking-the-alias-rule",
+            "deployment",
+            _from("green-deployment.yml", "sklearn-regression:1", "sklearn-regression@1st"),
+            False,
+            True,
+            "a label is resolved as a local alias, and an alias starts with a letter",
+            key="model",
+        ),
+        Sample(
             "cloud-only-keys",
             "deployment",
             _from(blue, "instance_count: 1\n", "instance_count: 3\n")
@@ -182,7 +198,7 @@ def _gallery_samples() -> list[Sample]:
             _from("green-deployment.yml", "sklearn-regression:1", "sklearn-regression"),
             False,
             True,
-            "a reference modelstore cannot resolve: neither a version nor @latest",
+            "a reference modelstore cannot resolve: neither a version nor a label",
             key="model",
         ),
         Sample(

@@ -15,6 +15,9 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
+from modelstore.errors import InvalidAliasError
+from modelstore.layout import validate_alias
+
 # A cloud location (azureml://datastores/..., https://..., wasbs://...) or an asset id: readable
 # only in Azure. Two or more scheme letters, so a Windows drive (C:\\...) is still local.
 _REMOTE = re.compile(r"^(azureml:|[A-Za-z][A-Za-z0-9+.-]+://|runs:/)")
@@ -91,7 +94,7 @@ class AssetReference(BaseModel):
     """A parsed ``azureml:`` reference to a registered asset.
 
     ``version`` is set for ``azureml:NAME:VERSION`` (and for ARM ids / registry URIs ending in
-    ``/versions/N``), ``label`` is ``"latest"`` for ``azureml:NAME@latest``.
+    ``/versions/N``), ``label`` for ``azureml:NAME@LABEL``: ``"latest"`` or a registry alias.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -106,9 +109,12 @@ def parse_model_reference(value: str) -> AssetReference:
     """Parse an ``azureml:`` model reference, refusing what the local registry cannot resolve.
 
     Azure's client accepts any text after ``azureml:`` and lets the service refuse it later;
-    modelstore resolves references itself, so it wants an integer version or ``@latest`` here.
+    modelstore resolves references itself, so it wants an integer version, ``@latest`` or a label
+    that can be a registry alias here (an Azure label is what an alias is locally).
     """
-    expected = "expected azureml:NAME:VERSION (an integer) or azureml:NAME@latest"
+    expected = (
+        "expected azureml:NAME:VERSION (an integer), azureml:NAME@latest or azureml:NAME@ALIAS"
+    )
     short = _SHORT_REF.match(value)
     long = _LONG_REF.match(value)
     if long is not None and long.group("kind") != "models":
@@ -123,8 +129,11 @@ def parse_model_reference(value: str) -> AssetReference:
         raise ValueError(f"{value!r} has no version; {expected}")
     if label is not None:
         if label != "latest":
-            raise ValueError(f"{value!r} uses the label {label!r}; only @latest exists locally")
-        return AssetReference(text=value, name=name, label="latest")
+            try:
+                validate_alias(label)
+            except InvalidAliasError as exc:
+                raise ValueError(f"{value!r}: {exc}") from None
+        return AssetReference(text=value, name=name, label=label)
     if not version or not version.isdigit() or int(version) < 1:
         raise ValueError(f"{value!r} has the version {version!r}; {expected}")
     return AssetReference(text=value, name=name, version=int(version))

@@ -8,10 +8,11 @@ one a managed online deployment gives its scoring script (``AML_APP_ROOT`` at th
 YAML's ``environment_variables`` on top. docs/azureml-v2.md records those values and their
 sources.
 
-A registered model (``azureml:NAME:VERSION``, ``azureml:NAME@latest``) is resolved in the local
-registry through its REF (``NAME:VERSION``, ``NAME:latest``), so what REFs can name a v2 file
-can name too. An inline ``path:`` model is anonymous, as in Azure: it gets a 64-hex-character
-name derived from its content and version 1.
+A registered model (``azureml:NAME:VERSION``, ``azureml:NAME@latest``, ``azureml:NAME@ALIAS``) is
+resolved in the local registry through its REF (``NAME:VERSION``, ``NAME@latest``,
+``NAME@ALIAS``), so what REFs can name a v2 file can name too: an Azure label is an alias here.
+An inline ``path:`` model is anonymous, as in Azure: it gets a 64-hex-character name derived
+from its content and version 1.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, Field
 
 from modelstore.deployment import DeployedModel, ModelSource, temporary
-from modelstore.errors import DeploymentRefusedError, ModelNotFoundError
+from modelstore.errors import AliasNotFoundError, DeploymentRefusedError, ModelNotFoundError
 from modelstore.layout import APP_ROOT_ENV, MODEL_DIR_ENV, MODELS_DIRNAME, models_root
 from modelstore.refs import LATEST, parse_ref
 from modelstore.v2.common import AssetReference
@@ -115,7 +116,10 @@ def _inline_source(model: InlineModelSpec) -> ModelSource:
 
 def _registered_source(reference: AssetReference, registry: Registry | None) -> ModelSource:
     # Through the registry's REF syntax, so every way a REF can name a version applies here.
-    text = f"{reference.name}:{LATEST if reference.version is None else reference.version}"
+    if reference.label is not None:
+        text = f"{reference.name}@{reference.label}"
+    else:
+        text = f"{reference.name}:{LATEST if reference.version is None else reference.version}"
     if registry is None:
         raise ModelNotFoundError(
             f"model {reference.text} names a registered model, but no registry was given; "
@@ -123,7 +127,15 @@ def _registered_source(reference: AssetReference, registry: Registry | None) -> 
         )
     ref = parse_ref(text)
     try:
-        found = registry.get(ref.name, ref.version)
+        found = registry.get(ref.target, ref.version)
+    except AliasNotFoundError as exc:  # keeps its class, fields and advice for the front ends
+        raise AliasNotFoundError(
+            f"model {reference.text}: {exc.message} (registry {registry.home})",
+            hint=exc.hint,
+            remedy=exc.remedy,
+            name=exc.name or reference.name,
+            alias=exc.alias,
+        ) from None
     except ModelNotFoundError as exc:
         raise ModelNotFoundError(
             f"model {reference.text}: {exc} (registry {registry.home})"
