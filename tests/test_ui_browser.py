@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_serve_http import clean_environment, running, write_script
+from test_serve_http import clean_environment, running, stop, write_script
+from test_v2_endpoint import FILES, ROWS, _start, system_tmp, trained  # noqa: F401 (fixtures)
 from werkzeug.serving import make_server
 
 from modelstore.registry import Registry
@@ -120,3 +121,35 @@ def test_the_browser_resolves_no_host_but_loopback(browser: Any) -> None:
             context.new_page().goto("https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
     finally:
         context.close()
+
+
+def test_docs_page_behind_a_v2_endpoint_sends_to_the_picked_deployment_with_the_typed_key(
+    page: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    gallery: Path = request.getfixturevalue("trained")  # fixtures/v2, trained and registered
+    emptied: Path = request.getfixturevalue("system_tmp")
+    env = clean_environment(gallery.parent / "home", {"TMPDIR": str(emptied)})
+    process, url = _start(["--auth", *(f"-f{f}" for f in FILES)], gallery, env, tmp_path / "l")
+    try:
+        stdout = (tmp_path / "l" / "stdout.txt").read_text().splitlines()
+        key = next(line.split(": ", 1)[1] for line in stdout if line.startswith("Key ("))
+        page.goto(url + "/docs")
+        picker = page.locator("select#deployment")
+        picker.wait_for(timeout=30_000)
+        assert picker.locator("option").all_inner_texts() == ["by traffic", "blue", "green"]
+        assert key not in page.content()
+        page.fill("input#key", key)
+        page.locator("input#key").press("Enter")
+        picker.select_option("green")
+        operation = page.locator(".opblock-post", has_text="/score").first
+        operation.wait_for(timeout=30_000)
+        operation.locator(".opblock-summary").click()
+        page.locator("textarea.body-param__text").first.fill(ROWS)
+        page.locator("button.execute").first.click()
+        body = page.locator(".responses-wrapper .live-responses-table .highlight-code").first
+        body.wait_for(timeout=30_000)
+        text = body.inner_text()
+        page.screenshot(path=str(tmp_path / "endpoint-docs-page.png"), full_page=True)
+    finally:
+        stop(process)
+    assert '"deployment": "green"' in text, text

@@ -19,12 +19,16 @@ import requests
 from click.testing import CliRunner
 from test_serve_http import URL_LINE, clean_environment, stop
 from v2_helpers import GALLERY, copy_gallery
+from werkzeug.test import Client
 
 from modelstore.cli import main
 from modelstore.cli.serve_commands import parse_traffic
 from modelstore.errors import InvalidArgumentError
 from modelstore.registry import Registry
+from modelstore.serving import docs_page
 from modelstore.v2.endpoint import (
+    DEPLOYMENT_HEADER,
+    ENDPOINT_DOCS_PATH,
     Route,
     Router,
     check_traffic,
@@ -97,6 +101,25 @@ def test_the_router_splits_by_traffic_within_bounds_and_the_header_wins() -> Non
     assert Router(routes, {"blue": 0, "green": 0}).choose(None) is None
     first, second = (Router(routes, {"blue": 90, "green": 10}, seed=11) for _ in range(2))
     assert [first.choose(None) for _ in range(100)] == [second.choose(None) for _ in range(100)]
+
+
+def test_the_router_tells_the_docs_page_its_deployments_without_a_key() -> None:
+    routes = [Route("blue", "127.0.0.1", 1), Route("green", "127.0.0.1", 2)]
+    client = Client(Router(routes, {"blue": 100}, keys=["secret"]))
+    told = client.get(ENDPOINT_DOCS_PATH)
+    assert told.status_code == 200
+    assert told.json == {"deployments": ["blue", "green"], "auth": True}
+    assert "secret" not in told.text
+    assert ENDPOINT_DOCS_PATH == docs_page.ENDPOINT_DOCS_PATH
+    # Only the page's own paths skip the key; everything else still needs it.
+    for path in ("/docsx", "/docs/other", "/swagger.json", "/score"):
+        assert client.get(path).status_code == 401, path
+    assert client.post(ENDPOINT_DOCS_PATH).status_code == 401
+    without_auth = Client(Router(routes, {}))
+    assert without_auth.get(ENDPOINT_DOCS_PATH).json == {
+        "deployments": ["blue", "green"],
+        "auth": False,
+    }
 
 
 # --- modelstore serve with an endpoint: real processes over loopback --------------------------
@@ -180,6 +203,17 @@ def test_serve_endpoint_routes_by_traffic_header_and_key_and_leaves_nothing(
         assert "no deployment named 'red'" in unknown.json()["message"]
         assert session.get(url + "/", timeout=30).status_code == 200
         assert session.get(url + "/swagger.json", timeout=30).json()["swagger"] == "2.0"
+
+        # The try-it page opens without a key, offers the deployments and embeds no key.
+        told = requests.get(url + "/docs/endpoint.json", timeout=30)
+        assert told.json() == {"deployments": ["blue", "green"], "auth": True}
+        docs = requests.get(url + "/docs", timeout=30)
+        assert docs.status_code == 200 and docs.headers[DEPLOYMENT_HEADER] == "blue"
+        assert "azureml-model-deployment" in docs.text and "/docs/endpoint.json" in docs.text
+        assert not any(key in docs.text for key in keys)
+        picked = requests.get(url + "/docs", headers={DEPLOYMENT_HEADER: "green"}, timeout=30)
+        assert picked.status_code == 200 and picked.headers[DEPLOYMENT_HEADER] == "green"
+        assert requests.get(url + "/swagger.json", timeout=30).status_code == 401
     finally:
         stop(process)
     assert process.returncode == 0, (tmp_path / "l" / "stderr.txt").read_text()

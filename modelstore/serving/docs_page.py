@@ -4,6 +4,8 @@ azmlinfsrv has no such page (README, "Differences from Azure ML"); ``--no-docs``
 The Swagger UI files come from the ``flask-swagger-ui`` package (the ``ui`` extra), served from
 where pip installed them, so the page works offline and no file is copied into this repository.
 Without the extra, ``/docs`` answers one line saying how to install it.
+Behind a v2 endpoint (``modelstore serve -f endpoint.yml -f blue.yml ...``) the page also shows
+a deployment picker and, with ``--auth``, a key field (see ``ENDPOINT_DOCS_PATH``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,11 @@ from werkzeug.exceptions import NotFound
 from modelstore.serving.swagger import SwaggerDocuments
 
 DOCS_PATH = "/docs"
+ENDPOINT_DOCS_PATH = f"{DOCS_PATH}/endpoint.json"
+"""Answered by a v2 endpoint's router only (``modelstore.v2.endpoint.Router``): the deployment
+names the page offers in its picker, and whether a key is needed. The page sends the picked
+name as ``azureml-model-deployment`` and the typed key as ``Authorization: Bearer``, on the
+``/swagger.json`` fetch and on every "Try it out" request; no key is ever written into the page."""
 ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
 MISSING_ASSETS = (
     "Error: /docs needs the Swagger UI files; install them with: pip install 'modelstore[ui]'"
@@ -46,28 +53,51 @@ _PAGE = """<!DOCTYPE html>
 <link rel="stylesheet" href="{css}">
 </head>
 <body>
+<div id="endpoint" hidden style="font-family: sans-serif; padding: 8px 20px">
+<label>Deployment <select id="deployment"><option value="">by traffic</option></select></label>
+<label id="key-field" hidden>Key <input id="key" type="password" autocomplete="off"
+  placeholder="modelstore serve --auth prints it"></label>
+</div>
 <div id="swagger-ui"></div>
 <script src="{bundle}"></script>
 <script src="{preset}"></script>
 <script>
 const config = {config};
-window.ui = SwaggerUIBundle({{
-  urls: config.urls,
-  "urls.primaryName": config.urls[0].name,
-  dom_id: "#swagger-ui",
-  deepLinking: true,
-  tryItOutEnabled: true,
-  presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-  layout: "StandaloneLayout",
-  requestInterceptor: (request) => {{
-    // azmlinfsrv's Swagger 2 document says https; this server is the page's own origin.
-    const https = "https://" + window.location.host + "/";
-    if (window.location.protocol === "http:" && request.url.startsWith(https)) {{
-      request.url = window.location.origin + "/" + request.url.slice(https.length);
-    }}
-    return request;
-  }},
-}});
+const picker = document.getElementById("deployment");
+const key = document.getElementById("key");
+function build() {{
+  window.ui = SwaggerUIBundle({{
+    urls: config.urls,
+    "urls.primaryName": config.urls[0].name,
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    tryItOutEnabled: true,
+    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+    layout: "StandaloneLayout",
+    requestInterceptor: (request) => {{
+      // azmlinfsrv's Swagger 2 document says https; this server is the page's own origin.
+      const https = "https://" + window.location.host + "/";
+      if (window.location.protocol === "http:" && request.url.startsWith(https)) {{
+        request.url = window.location.origin + "/" + request.url.slice(https.length);
+      }}
+      // Behind a v2 endpoint's router: the picked deployment and the key the user typed.
+      request.headers = request.headers || {{}};
+      if (picker.value) request.headers["azureml-model-deployment"] = picker.value;
+      if (key.value) request.headers["Authorization"] = "Bearer " + key.value;
+      return request;
+    }},
+  }});
+}}
+// Only a v2 endpoint's router answers this; a single server's 404 leaves the picker hidden.
+fetch(config.endpoint).then((answer) => answer.ok ? answer.json() : null).then((endpoint) => {{
+  if (endpoint && Array.isArray(endpoint.deployments)) {{
+    for (const name of endpoint.deployments) picker.add(new Option(name, name));
+    document.getElementById("key-field").hidden = !endpoint.auth;
+    document.getElementById("endpoint").hidden = false;
+  }}
+}}).catch(() => null).finally(build);
+picker.addEventListener("change", build);
+key.addEventListener("change", build);
 </script>
 </body>
 </html>
@@ -93,7 +123,8 @@ def register_docs(app: flask.Flask, swagger: SwaggerDocuments, title: str) -> No
                 {"name": VERSION_LABELS[version], "url": f"{swagger_url}?version={version}"}
                 for version in versions
             ]
-            or [{"name": "swagger.json", "url": swagger_url}]
+            or [{"name": "swagger.json", "url": swagger_url}],
+            "endpoint": flask.request.script_root + ENDPOINT_DOCS_PATH,
         }
 
         def asset(name: str) -> str:

@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 """Azure's request header choosing a deployment whatever the traffic split; Azure also sends
 it back on the answer, naming the deployment that answered."""
+DOCS_PREFIX = "/docs"
+ENDPOINT_DOCS_PATH = "/docs/endpoint.json"
+"""What the router tells the try-it page (``modelstore.serving.docs_page``): the deployment
+names for its picker and whether the endpoint wants a key."""
 SEED_ENV = "MODELSTORE_ROUTER_SEED"
 """An integer seeding the router's random traffic split (tests; a reproducible run)."""
 SETTINGS_ENV = "MODELSTORE_V2_SETTINGS"
@@ -157,6 +161,11 @@ class Router:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") == "GET" and (
+            path in (DOCS_PREFIX, ENDPOINT_DOCS_PATH) or path.startswith(f"{DOCS_PREFIX}/assets/")
+        ):
+            return self._docs(path, environ, start_response)
         if self.keys:
             given = environ.get("HTTP_AUTHORIZATION", "")
             scheme, _, key = given.partition(" ")
@@ -182,6 +191,25 @@ class Router:
                     "specific header to route."
                 )
             return _json(start_response, "404 Not Found", message)
+        return self._forward(name, environ, start_response)
+
+    def _docs(
+        self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        """The try-it page needs no key: it holds none, and a browser cannot send one to open it.
+        ``/docs/endpoint.json`` gives the page the deployment names for its picker; the page and
+        its assets come from the picked deployment (else the first), as every deployment serves
+        the same files. The page's own requests then carry the header and the key the user chose.
+        """
+        if path == ENDPOINT_DOCS_PATH:
+            body = json.dumps({"deployments": list(self.routes), "auth": bool(self.keys)}).encode()
+            start_response(
+                "200 OK",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        header = (environ.get("HTTP_AZUREML_MODEL_DEPLOYMENT") or "").strip()
+        name = header if header in self.routes else next(iter(self.routes))
         return self._forward(name, environ, start_response)
 
     def _forward(
