@@ -88,6 +88,16 @@ class LoadResult:
     errors: int
 
 
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user stops the server; killed if it has not exited 30 s later."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -125,12 +135,7 @@ def started(
             time.sleep(0.005)
         yield port, time.perf_counter() - began, process.pid
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 

@@ -23,7 +23,6 @@ import json
 import os
 import selectors
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from serve import BODY, FROM_SOURCE, REPO, SCRIPT, free_port, python_load, wrk_load
+from serve import BODY, FROM_SOURCE, REPO, SCRIPT, free_port, python_load, stop, wrk_load
 
 SLOW_REQUEST_LINE = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
 START_LIMIT_S = 60.0
@@ -64,12 +63,7 @@ def server(source: Path | None, workdir: Path) -> Iterator[int]:
             time.sleep(0.05)
         yield port
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 
