@@ -640,19 +640,25 @@ def test_init_failure_exits_3_with_the_reason_on_the_last_line(workdir: Path) ->
     assert "Traceback" in result.stderr  # the details are logged above the summary
 
 
+def serve_on_a_taken_port(script: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """``serve`` of ``script`` on a port already taken: if serve bound before checking the
+    script, the port would be the error (exit 1) instead of the script's."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        return run_to_exit(
+            ["--entry-script", script, "--port", port],
+            cwd=workdir,
+            env=clean_environment(workdir),
+        )
+
+
 def test_a_script_with_a_syntax_error_exits_3_with_one_line_before_binding(
     workdir: Path,
 ) -> None:
     script = write_script(workdir / "syntax", "def init(:\n    pass\n")
-    with socket.socket() as taken:  # a taken port: it would be the error if serve bound first
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        result = run_to_exit(
-            ["--entry-script", str(script), "--port", port],
-            cwd=workdir,
-            env=clean_environment(workdir),
-        )
+    result = serve_on_a_taken_port(str(script), workdir)
 
     assert result.returncode == 3
     assert result.stderr.splitlines() == [
@@ -663,15 +669,7 @@ def test_a_script_with_a_syntax_error_exits_3_with_one_line_before_binding(
 
 
 def test_a_missing_entry_script_exits_3_with_one_line_before_binding(workdir: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = str(taken.getsockname()[1])
-        result = run_to_exit(
-            ["--entry-script", "missing.py", "--port", port],
-            cwd=workdir,
-            env=clean_environment(workdir),
-        )
+    result = serve_on_a_taken_port("missing.py", workdir)
 
     assert result.returncode == 3
     assert result.stderr.splitlines() == [

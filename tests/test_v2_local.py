@@ -242,14 +242,17 @@ def test_score_f_answers_with_the_deployments_model(
     assert os.listdir(temp_parent) == []
 
 
+def _registered(home: Path, model_yml: Path) -> Path:
+    """``home`` holding what ``modelstore register -f MODEL.yml`` registers."""
+    registered = CliRunner().invoke(main, ["--home", str(home), "register", "-f", str(model_yml)])
+    assert registered.exit_code == 0, registered.stderr
+    return home
+
+
 def test_score_f_resolves_a_registered_model(
     trained: Path, tmp_path: Path, temp_parent: Path
 ) -> None:
-    home = tmp_path / "h"
-    registered = CliRunner().invoke(
-        main, ["--home", str(home), "register", "-f", str(trained / "model.yml")]
-    )
-    assert registered.exit_code == 0, registered.stderr
+    home = _registered(tmp_path / "h", trained / "model.yml")
     result = _score("-f", str(trained / "green-deployment.yml"), "--data", ROWS, home=home)
     assert result.exit_code == 0, result.stderr
     assert '"deployment": "green"' in result.stdout
@@ -262,11 +265,7 @@ def test_score_f_resolves_a_registered_model(
 def test_score_f_with_an_unknown_alias_is_one_line_exit_1_and_leaves_nothing(
     gallery: Path, tmp_path: Path, temp_parent: Path
 ) -> None:
-    home = tmp_path / "h"
-    registered = CliRunner().invoke(
-        main, ["--home", str(home), "register", "-f", str(gallery / "model.yml")]
-    )
-    assert registered.exit_code == 0, registered.stderr
+    home = _registered(tmp_path / "h", gallery / "model.yml")
     deployment = _edit(
         gallery / "green-deployment.yml", "sklearn-regression:1", "sklearn-regression@gold"
     )
