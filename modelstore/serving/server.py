@@ -726,6 +726,8 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
             if deadline > now:
                 break
             del self._reading[conn]
+            if self._arrived_meanwhile(conn):
+                continue
             if conn.received:
                 message = self._late_request_message()
                 self._refuse(conn, "408 Request Timeout", message, conn.received)
@@ -736,6 +738,23 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
             if deadline > now:
                 break
             self._close_now(conn)
+
+    def _arrived_meanwhile(self, conn: Any) -> bool:
+        """Whether bytes the socket holds at expiry complete the request; it is then served,
+        not refused. The poller does not look while the main thread serves another request
+        (a large body may take up to the read timeout), so a request that arrived whole in
+        the meantime is still waiting in the socket when its deadline is checked."""
+        data = _recv_now(conn)
+        if not data:  # nothing more (None), or the client closed its side (b"")
+            return False
+        buffered = bytes(conn.received) + data
+        if _request_verdict(buffered, PREBUFFER_LIMIT)[0] is _Next.WAIT:
+            conn.received = bytearray(buffered)  # still not whole: refused with all it sent
+            return False
+        # A body still to be read by the worker gets a fresh read deadline from now.
+        self._reading[conn] = time.monotonic() + self._read_timeout_s
+        self._consider(conn, buffered)
+        return True
 
     def _late_request_message(self) -> str:
         return (
