@@ -103,6 +103,39 @@ def test_an_alias_resolves_everywhere_a_name_is_accepted(registry: Registry) -> 
     assert [v.version for v in registry.plan_delete("m@champion", force=True).versions] == [2]
 
 
+def test_metadata_updates_through_an_alias_change_the_version_it_points_at(
+    registry: Registry,
+) -> None:
+    registry.set_alias("m:2", "champion")
+    change = registry.change_tags("m@champion", None, add={"stage": "prod"})
+    assert (change.version.version, change.previous) == (2, {})
+    registry.update_tags("m@champion", None, remove=["stage"])
+    registry.add_properties("m@champion", None, {"owner": "ds-team"})
+    registry.set_description("m@latest", None, "the newest")
+    assert registry.get("m", 2).properties == {"owner": "ds-team"}
+    assert registry.get("m", 2).tags == {}
+    assert registry.get("m", 3).description == "the newest"
+    assert sorted((v.version, v.properties) for v in registry.list("m") if v.version != 2) == [
+        (1, {}),
+        (3, {}),
+    ]
+
+
+def test_metadata_updates_through_an_unknown_alias_or_with_a_version_too_change_nothing(
+    registry: Registry,
+) -> None:
+    registry.set_alias("m:1", "champion")
+    before = [(v.version, v.tags, v.properties, v.description) for v in registry.list("m")]
+    with pytest.raises(AliasNotFoundError):
+        registry.change_tags("m@prod", None, add={"a": "b"})
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        registry.set_description("m@champion", 2, "x")
+    with pytest.raises(AliasNotFoundError):
+        registry.add_properties("m@prod", None, {"a": "b"})
+    after = [(v.version, v.tags, v.properties, v.description) for v in registry.list("m")]
+    assert after == before
+
+
 def test_deploying_an_alias_lays_out_the_version_it_points_at(
     registry: Registry, tmp_path: Path
 ) -> None:

@@ -256,7 +256,7 @@ def test_an_interrupted_export_leaves_no_file_under_the_target_name(
     assert sorted(os.listdir(tmp_path)) == ["model.pkl", "model_dir", "src-home"]
 
 
-def test_a_killed_export_never_leaves_a_file_under_the_target_name(tmp_path: Path) -> None:
+def test_a_killed_export_leaves_no_file_at_all(tmp_path: Path) -> None:
     with Registry(tmp_path / "home") as registry:
         for content in (b"one", b"two"):
             registry.register(make_file(tmp_path / "w.bin", content), "m")
@@ -269,9 +269,55 @@ def test_a_killed_export_never_leaves_a_file_under_the_target_name(tmp_path: Pat
         timeout=60,
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
-    assert not (tmp_path / "m.tar").exists()
-    (partial,) = [p.name for p in tmp_path.iterdir() if p.name.startswith("m.tar")]
-    assert partial.startswith("m.tar.tmp-")
+    assert sorted(os.listdir(tmp_path)) == ["home", "w.bin"]
+
+
+def test_without_unnamed_files_export_writes_a_named_temporary_and_renames_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.registry import archive as registry_archive
+
+    monkeypatch.setattr(registry_archive, "_open_unnamed", lambda folder: None)
+    real = registry_archive._add_file
+    seen: list[list[str]] = []
+
+    def watching(*args: Any) -> None:
+        seen.append(sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out.tar")))
+        real(*args)
+
+    monkeypatch.setattr(registry_archive, "_add_file", watching)
+    with source_registry(tmp_path) as registry:
+        registry.export(["file_model:1"], tmp_path / "out.tar")
+        digest = registry.get("file_model", 1).sha256
+    ((partial,),) = seen
+    assert partial.startswith("out.tar.tmp-")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out")) == ["out.tar"]
+    with Registry(tmp_path / "other") as other:
+        other.import_(tmp_path / "out.tar")
+        assert other.get("file_model", 1).sha256 == digest
+
+
+def test_a_file_created_under_the_target_name_during_export_is_kept_and_export_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.registry import archive as registry_archive
+
+    real = registry_archive._add_file
+
+    def someone_else_writes_the_target(*args: Any) -> None:
+        (tmp_path / "out.tar").write_bytes(b"theirs")
+        real(*args)
+
+    monkeypatch.setattr(registry_archive, "_add_file", someone_else_writes_the_target)
+    with (
+        source_registry(tmp_path) as registry,
+        pytest.raises(
+            InvalidArgumentError, match="created by someone else while the archive was written"
+        ),
+    ):
+        registry.export(["file_model:1"], tmp_path / "out.tar")
+    assert (tmp_path / "out.tar").read_bytes() == b"theirs"
+    assert sorted(os.listdir(tmp_path)) == ["model.pkl", "model_dir", "out.tar", "src-home"]
 
 
 def test_export_refuses_a_damaged_version_and_writes_nothing(tmp_path: Path) -> None:

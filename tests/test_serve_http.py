@@ -21,7 +21,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -972,7 +972,9 @@ def test_a_413_for_a_declared_oversized_body_says_connection_close_and_closes(
 
 
 CALL_LOG_SCRIPT = """
+    import json
     import os
+    import time
 
     def init():
         pass
@@ -980,6 +982,12 @@ CALL_LOG_SCRIPT = """
     def run(data):
         with open(os.environ["CALL_LOG"], "a") as log:
             log.write("run\\n")
+        if data.startswith('{"hold": '):  # keep the worker busy until the test says
+            hold = json.loads(data)["hold"]
+            open(hold + ".entered", "w").close()
+            deadline = time.monotonic() + 30
+            while not os.path.exists(hold) and time.monotonic() < deadline:
+                time.sleep(0.01)
         return {"length": len(data)}
 """
 QUICK_READ_TIMEOUT_S = "0.5"
@@ -1095,6 +1103,60 @@ def test_a_connection_that_sends_nothing_is_closed_after_the_read_timeout_withou
 ) -> None:
     with socket.create_connection(address(quick_server), timeout=10) as sock:
         assert sock.recv(65536) == b""
+
+
+def unread_by_server(server: Server, client: socket.socket) -> int | None:
+    """Bytes ``client`` sent that the server has not read yet: the receive queue of the
+    server's end of the connection, from /proc/net/tcp (None: no such connection listed)."""
+    server_port = address(server)[1]
+    client_port = client.getsockname()[1]
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, queues = fields[1], fields[2], fields[4]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == (
+            client_port
+        ):
+            return int(queues.split(":")[1], 16)
+    return None
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        time.sleep(0.005)
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux's /proc/net/tcp")
+def test_a_request_completed_while_the_worker_was_busy_is_served_after_its_deadline(
+    quick_server: Server, tmp_path: Path
+) -> None:
+    """The poller does not look at sockets while the worker runs a request. A request whose
+    last bytes arrived meanwhile is whole in its socket when its read deadline is checked: it
+    must be served, not answered 408 (seen once under load as a dropped GET)."""
+    hold = tmp_path / "hold"
+    body = json.dumps({"hold": str(hold)}).encode()
+    with (
+        socket.create_connection(address(quick_server), timeout=30) as waiting,
+        socket.create_connection(address(quick_server), timeout=30) as busy,
+    ):
+        waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n")
+        wait_until(lambda: unread_by_server(quick_server, waiting) == 0, "the server read it")
+        busy.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        wait_until(Path(f"{hold}.entered").exists, "run() was entered")
+        waiting.sendall(b"\r\n")  # the request is whole now, while the worker is busy
+        # The behaviour is about a read deadline passing while the worker is busy: wait it out.
+        time.sleep(2 * float(QUICK_READ_TIMEOUT_S))
+        hold.touch()
+        busy_answer = busy.recv(65536)
+        status, _headers, answer = read_answer(waiting)
+
+    assert busy_answer.startswith(b"HTTP/1.1 200")
+    assert status == "HTTP/1.1 200 OK"
+    assert answer == b"Healthy"
 
 
 def test_a_read_timeout_that_is_not_above_zero_is_refused_before_starting(workdir: Path) -> None:

@@ -25,7 +25,7 @@ from modelstore.cli import OneLineErrorCommand, state
 from modelstore.cli.completion_commands import complete_name, complete_ref
 from modelstore.errors import IntegrityError, InvalidArgumentError, ModelstoreError, UsageError
 from modelstore.layout import validate_name
-from modelstore.refs import ModelRef, parse_ref
+from modelstore.refs import parse_ref
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -281,15 +281,6 @@ def show_update(version: ModelVersion, summary: str, as_json: bool) -> None:
         click.echo(summary)
 
 
-def pinned(registry: Registry, model_ref: ModelRef) -> tuple[str, int | None]:
-    """(name, version) for a metadata update: the REF's own, or the version an alias points at
-    (the update itself then runs in one transaction on that version)."""
-    if model_ref.alias is None:
-        return model_ref.name, model_ref.version
-    version = registry.get(model_ref.target).version
-    return model_ref.name, version
-
-
 def open_registry(*, read_only: bool = False, create: bool = False) -> Registry:
     return state(click.get_current_context()).registry(read_only=read_only, create=create)
 
@@ -495,7 +486,7 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     model_ref = parse_ref(ref)
     add = parse_pairs(pairs, "tag")
     registry = open_registry()
-    change = registry.change_tags(*pinned(registry, model_ref), add=add)
+    change = registry.change_tags(model_ref.target, model_ref.version, add=add)
     after, previous = change.version, change.previous
     for key, value in add.items():
         if key in previous and previous[key] != value:
@@ -515,7 +506,7 @@ def untag(ref: str, keys: tuple[str, ...], as_json: bool) -> None:
     """
     model_ref = parse_ref(ref)
     registry = open_registry()
-    change = registry.change_tags(*pinned(registry, model_ref), remove=list(keys))
+    change = registry.change_tags(model_ref.target, model_ref.version, remove=list(keys))
     after = change.version
     for key in keys:
         if key not in change.previous:
@@ -538,7 +529,7 @@ def property_(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     model_ref = parse_ref(ref)
     properties = parse_pairs(pairs, "property")
     registry = open_registry()
-    after = registry.add_properties(*pinned(registry, model_ref), properties)
+    after = registry.add_properties(model_ref.target, model_ref.version, properties)
     show_update(after, f"Added properties to {after.id}: {format_pairs(after.properties)}", as_json)
 
 
@@ -550,7 +541,7 @@ def describe(ref: str, text: str, as_json: bool) -> None:
     """Set the description of a version."""
     model_ref = parse_ref(ref)
     registry = open_registry()
-    after = registry.set_description(*pinned(registry, model_ref), text)
+    after = registry.set_description(model_ref.target, model_ref.version, text)
     show_update(after, f"Described {after.id}: {after.description}", as_json)
 
 

@@ -180,8 +180,11 @@ def export(
     path: str | os.PathLike[str],
 ) -> ExportReport:
     """Write ``versions`` (name, number; resolved from REFs by ``Registry.export``) to one
-    archive at ``path``. It is written as ``<path>.tmp-<token>`` and renamed once complete and
-    fsync'd, so an interrupted export never leaves a partial file under the target name. Every
+    archive at ``path``. It is written to an unnamed file in the target's folder (Linux
+    ``O_TMPFILE``) and linked under its name once complete and fsync'd, so an export killed
+    midway leaves nothing at all, and one that finishes never replaces a file created meanwhile.
+    Where unnamed files are not available it is written as ``<path>.tmp-<token>`` and renamed,
+    which a SIGKILL can leave behind (never under the target name). Every
     file is hashed as it is written and compared with its recorded sha256: a damaged version is
     refused, not exported."""
     target = os.fspath(path)
@@ -227,11 +230,12 @@ def export(
         {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": entries}, indent=1
     ).encode()
     temporary = f"{target}.tmp-{store.new_token()}"
+    unnamed = _open_unnamed(folder)
     files = 0
     buffers = [bytearray(BUFFER_SIZE) for _ in range(_HashingReader._SLOTS)]
     try:
         with (
-            open(temporary, "xb") as raw,
+            open(temporary, "xb") if unnamed is None else open(unnamed, "wb") as raw,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelstore-hash") as pool,
         ):
             with (
@@ -249,11 +253,20 @@ def export(
                         files += 1
             raw.flush()
             os.fsync(raw.fileno())
-        os.rename(temporary, target)
+            if unnamed is not None:
+                _link_unnamed(raw.fileno(), target)
+        if unnamed is None:
+            os.rename(temporary, target)
         fsync_dir(folder)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
+        if unnamed is None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        if isinstance(exc, FileExistsError) and exc.filename == target:
+            raise InvalidArgumentError(
+                f"{target} was created by someone else while the archive was written; choose "
+                "another file name or remove it first (nothing was written)"
+            ) from exc
         if isinstance(exc, OSError):
             raise StorageError(
                 f"cannot write {target} ({exc.strerror or exc}); check the disk and the "
@@ -266,6 +279,34 @@ def export(
         files=files,
         bytes=sum(r.size for r in present),
     )
+
+
+def _open_unnamed(folder: str) -> int | None:
+    """A file descriptor for a new file in ``folder`` that has no name yet, so a process killed
+    while writing it leaves nothing behind; None where the system or file system has none."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(folder, flag | os.O_WRONLY, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None  # a file system without unnamed files (e.g. some network mounts)
+        raise
+
+
+def _link_unnamed(fd: int, target: str) -> None:
+    """Give the unnamed file ``fd`` its name; FileExistsError (filename ``target``) if a file
+    appeared there meanwhile, which ``rename`` would have silently replaced."""
+    # linkat(AT_SYMLINK_FOLLOW) through /proc: Python calls plain link() (which would link the
+    # /proc symlink itself) unless a dir_fd is given, hence the descriptor of /proc/self/fd.
+    proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.link(str(fd), target, src_dir_fd=proc, follow_symlinks=True)
+    except FileExistsError as exc:
+        raise FileExistsError(exc.errno, exc.strerror, target) from None
+    finally:
+        os.close(proc)
 
 
 @contextlib.contextmanager

@@ -534,7 +534,8 @@ class Registry:
     ) -> ModelVersion:
         """Merge ``add`` (overwriting), then drop the ``remove`` keys (absent keys are fine).
         ``version`` None: the latest version (as for every metadata update, chosen in the same
-        catalog transaction as the change)."""
+        catalog transaction as the change). ``name`` may be ``NAME@ALIAS``, as for every
+        metadata update."""
         return self.change_tags(name, version, add, remove).version
 
     def change_tags(
@@ -546,6 +547,7 @@ class Registry:
     ) -> TagChange:
         """``update_tags``, also returning the tags the version had just before the change (read
         in the same transaction), to report what was replaced or was not there."""
+        name, version = self._pin(name, version)
         validate_name(name)
         _check_version(version, name, allow_none=True)
         additions = _str_map(add, "Tags")
@@ -562,6 +564,7 @@ class Registry:
         """Add new properties; an existing key given another value refuses the whole call
         (Azure ML refuses any existing key; its current value again is accepted here).
         ``version`` None: the latest version."""
+        name, version = self._pin(name, version)
         validate_name(name)
         _check_version(version, name, allow_none=True)
         record = self._catalog.add_properties(name, version, _str_map(properties, "Properties"))
@@ -573,6 +576,7 @@ class Registry:
         self, name: str, version: int | None, description: str | None
     ) -> ModelVersion:
         """``version`` None: the latest version."""
+        name, version = self._pin(name, version)
         validate_name(name)
         _check_version(version, name, allow_none=True)
         _optional_str(description, "description")
@@ -770,6 +774,14 @@ class Registry:
             return plan
         done = self.delete_planned(plan)
         return done.model_copy(update={"kept": plan.kept})
+
+    def _pin(self, name: str, version: int | None) -> tuple[str, int | None]:
+        """A metadata update's target: ``NAME@ALIAS`` becomes the version the alias points at
+        when the call begins (the update then runs in one transaction on that version, so an
+        alias moved meanwhile never splits one change across two versions)."""
+        if type(name) is str and "@" in name:
+            return self._resolve_alias(name, version)
+        return name, version
 
     def _resolve_alias(self, target: str, version: int | None) -> tuple[str, int]:
         """``NAME@ALIAS`` -> (name, the version the alias points at)."""
