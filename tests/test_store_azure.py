@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from azurite import Azurite, azurite_program, missing_azurite, start_azurite
-from registry_helpers import make_file, make_model_dir, tree_files
+from registry_helpers import child_command, make_file, make_model_dir, tree_files, wait_for
 
 from modelstore import Registry
 from modelstore.errors import IntegrityError, StorageError
@@ -116,3 +118,73 @@ def test_a_store_that_went_away_fails_the_registration_and_takes_no_number(
             assert os.listdir(tmp_path / "a" / ".modelstore" / "staging") == []
     finally:
         server.stop()
+
+
+def test_azurite_killed_during_a_multi_block_upload_leaves_no_version_and_a_retry_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Azurite SIGKILLed between the blocks of a real CLI registration's upload (the
+    child pauses before its second block; see registry_helpers.register_pausing_mid_upload):
+    one line and exit 1, no version, nothing for verify or doctor to find; once Azurite is back
+    on the same data, the same registration works."""
+    from azure.storage.blob import BlobServiceClient
+
+    program = azurite_program()
+    if program is None:
+        missing_azurite()
+    first = start_azurite(program)
+    BlobServiceClient.from_connection_string(first.connection_string).create_container("models")
+    first.stop(keep_data=True)  # the container saved, as a long-lived storage account has it
+    server: Azurite = start_azurite(program, first.folder, first.port)
+    restarted: Azurite | None = None
+    try:
+        catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.connection_string)
+        env = os.environ | {"MODELSTORE_DB_URL": catalog, "MODELSTORE_STORE_URL": "az://models"}
+        data = os.urandom(3 << 20 | 123)  # four 1 MB blocks
+        source = make_file(tmp_path / "model.bin", data)
+        home = tmp_path / "a"
+        paused, go = tmp_path / "paused", tmp_path / "go"
+        register = ["--home", os.fspath(home), "register", os.fspath(source), "--name", "m"]
+        child = subprocess.Popen(
+            child_command("register_pausing_mid_upload", os.fspath(paused), os.fspath(go))
+            + register,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        wait_for(os.fspath(paused))
+        server.kill()  # one block is in Azurite, uncommitted; the others never will be
+        go.touch()
+        out, err = child.communicate(timeout=120)
+        lines = err.decode().splitlines()
+        assert (child.returncode, out, len(lines)) == (1, b"", 1), err
+        assert lines[0].startswith(
+            "Error: the model store az://models failed while uploading a blob ("
+        )
+
+        restarted = start_azurite(program, server.folder, server.port)
+        container = BlobServiceClient.from_connection_string(
+            server.connection_string
+        ).get_container_client("models")
+        assert list(container.list_blobs()) == []  # uncommitted blocks are no blob
+        with Registry(home, catalog, store_url="az://models") as a:
+            assert a._catalog.rows() == []  # no version, not even pending
+            assert a.verify().ok and a.verify(store=True).ok
+            assert a.doctor().findings == []
+        assert os.listdir(home / ".modelstore" / "staging") == []
+
+        again = subprocess.run(
+            [sys.executable, "-m", "modelstore", *register], env=env, capture_output=True
+        )
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.decode().startswith("Registered m:1 ")
+        digest = hashlib.sha256(data).hexdigest()
+        assert container.download_blob(f"sha256/{digest[:2]}/{digest}").readall() == data
+        with Registry(tmp_path / "b", catalog, store_url="az://models") as b:
+            assert b.path("m", 1).read_bytes() == data
+            assert b.verify(store=True).ok
+    finally:
+        server.stop()
+        if restarted is not None:
+            restarted.stop()

@@ -23,6 +23,11 @@ _T = TypeVar("_T")
 _RETRY_TOTAL, _INITIAL_BACKOFF, _INCREMENT_BASE = 2, 1, 2
 """Two retries, about 3 s then 5 s apart: a store that is down is reported in seconds, not after
 the SDK's default of about a minute (15 s, 18 s, 24 s)."""
+_MAX_SINGLE_PUT, _BLOCK_SIZE = 64 << 20, 4 << 20
+"""The SDK's defaults, named: a blob up to 64 MB is one request; a larger one is sent in 4 MB
+blocks, each retried on its own, and exists only once the final commit of the block list
+succeeds (blocks of an upload that stopped midway stay uncommitted: invisible, and discarded
+by the service after a week)."""
 
 
 class AzureBlobStore:
@@ -47,6 +52,8 @@ class AzureBlobStore:
                     increment_base=_INCREMENT_BASE,
                     retry_total=_RETRY_TOTAL,
                 ),
+                max_single_put_size=_MAX_SINGLE_PUT,
+                max_block_size=_BLOCK_SIZE,
             )
         except ValueError as exc:
             raise StorageError(
