@@ -15,7 +15,12 @@ from registry_helpers import child_command, make_file, make_model_dir, tree_file
 
 from modelstore import Registry
 from modelstore.catalog import PENDING
-from modelstore.errors import IntegrityError, InvalidArgumentError, StoreMismatchError
+from modelstore.errors import (
+    IntegrityError,
+    InvalidArgumentError,
+    StorageError,
+    StoreMismatchError,
+)
 from modelstore.store.shared import STORE_URL_ENV
 
 
@@ -386,12 +391,50 @@ def test_several_processes_of_one_home_materialise_a_version_once(
     assert os.listdir(home / ".modelstore" / "staging") == []
 
 
-def test_import_into_a_registry_with_a_shared_store_is_refused(store: Path, tmp_path: Path) -> None:
-    with (
-        Registry(tmp_path / "a") as a,
-        pytest.raises(InvalidArgumentError, match="not supported yet"),
-    ):
-        a.plan_import(tmp_path)
+def _archive(tmp_path: Path) -> Path:
+    """m:1 (a folder) and m:2 (a file), exported from a registry of its own (no store)."""
+    archive = tmp_path / "m.tar"
+    plain = f"sqlite:///{tmp_path / 'plain.db'}"
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(STORE_URL_ENV)
+        with Registry(tmp_path / "plain", plain) as elsewhere:
+            elsewhere.register(make_model_dir(tmp_path / "model_dir"), "m", tags={"k": "v"})
+            elsewhere.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+            elsewhere.export(["m:1", "m:2"], archive)
+    return archive
+
+
+def test_an_archive_imported_in_one_home_is_uploaded_and_materialised_in_another(
+    store: Path, tmp_path: Path
+) -> None:
+    archive = _archive(tmp_path)
+    with Registry(tmp_path / "a") as a:
+        plan = a.import_(archive)
+        assert [(v.name, v.version) for v in plan.add] == [("m", 1), ("m", 2)]
+        assert a.verify().ok  # cached here at once
+    assert len(blobs(store)) == 4  # a.txt, c.txt, sub/b.txt, model.pkl
+    with Registry(tmp_path / "b") as b:
+        assert tree_files(b.path("m", 1)) == ["a.txt", "c.txt", "sub/b.txt"]
+        assert b.path("m", 2).read_bytes() == b"weights"
+        assert b.get("m", 1).tags == {"k": "v"}
+        assert b.verify(store=True).ok
+
+
+def test_an_import_whose_upload_fails_imports_nothing_and_takes_no_number(
+    store: Path, tmp_path: Path
+) -> None:
+    archive = _archive(tmp_path)
+    (store / "tmp").write_bytes(b"")  # where the store writes a blob first is not a folder
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        with pytest.raises(StorageError, match="cannot write to the model store") as caught:
+            a.import_(archive)
+        assert "\n" not in str(caught.value)
+        assert a._catalog.rows() == [] and a.list() == []
+        assert os.listdir(home / ".modelstore" / "staging") == []
+        assert not (home / "azureml-models" / "m").exists()
+        (store / "tmp").unlink()
+        assert [v.version for v in a.import_(archive).add] == [1, 2]  # no number was spent
 
 
 def test_the_cli_verify_store_checks_the_blobs(store: Path, tmp_path: Path) -> None:

@@ -1070,15 +1070,9 @@ class Registry:
         """What importing an archive or an ``azureml-models`` folder would add, skip and refuse;
         nothing is written. ``with_aliases``: also set the aliases the archive records for its
         versions where this registry has none of that name; one pointing at another version
-        here refuses the import (an import never moves an alias). Not yet with a shared store
-        (the imported bytes would reach this home's cache only): InvalidArgumentError."""
+        here refuses the import (an import never moves an alias). With a shared store, the
+        imported bytes are uploaded before any number is taken (see ``import_planned``)."""
         from modelstore.registry.archive import plan_import
-
-        if self._blobs is not None:
-            raise InvalidArgumentError(
-                f"import into a registry with a shared model store ({self._blobs.url}) is not "
-                "supported yet; import into a home without MODELSTORE_STORE_URL"
-            )
 
         return plan_import(
             self._catalog,
@@ -1094,10 +1088,15 @@ class Registry:
         progress: Callable[[int, int], None] | None = None,
     ) -> registry_archive.ImportPlan:
         """Carry out an import plan, all or nothing: ImportConflictError if it has conflicts,
-        ArchiveError if any file does not match the manifest (nothing is then visible)."""
+        ArchiveError if any file does not match the manifest (nothing is then visible). With a
+        shared store, every blob the store lacks is uploaded from the staged copies before
+        the numbers are taken, as for ``register``; this home caches the imported versions
+        at once, the others on first use."""
         from modelstore.registry.archive import import_planned
 
-        return import_planned(self._catalog, self._store, plan, progress, _who())
+        blobs = self._blobs
+        upload = None if blobs is None else lambda files: upload_missing(blobs, files)
+        return import_planned(self._catalog, self._store, plan, progress, _who(), upload)
 
     def import_(
         self,
