@@ -39,7 +39,15 @@ class Azurite:
             f"BlobEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
         )
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a power cut would stop it; its data folder is kept, for
+        ``start_azurite(program, folder, port)`` to start it again on what it had persisted."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self, *, keep_data: bool = False) -> None:
+        """SIGTERM: Azurite saves its metadata (it does so only every few seconds otherwise,
+        so what it did just before a SIGKILL may be forgotten)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -47,17 +55,19 @@ class Azurite:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def azurite_program() -> str | None:
     return os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob")
 
 
-def start_azurite(program: str) -> Azurite:
-    """Start on a free port and wait until it accepts connections (what a client needs)."""
-    folder = tempfile.mkdtemp(prefix="modelstore-azurite-")
-    port = free_port()
+def start_azurite(program: str, folder: str | None = None, port: int | None = None) -> Azurite:
+    """Start on a free port and wait until it accepts connections (what a client needs).
+    ``folder`` and ``port``: restart a killed one on its data, at the same address."""
+    folder = folder or tempfile.mkdtemp(prefix="modelstore-azurite-")
+    port = port or free_port()
     process = subprocess.Popen(
         [
             program, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", folder,

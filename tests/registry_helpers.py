@@ -227,3 +227,34 @@ def path_counting_fetches(home: str, name: str, version: str, log: str, start_fl
     wait_for(start_flag)
     with Registry(home, read_only=True) as registry:
         print(registry.path(name, int(version)))
+
+
+def register_pausing_mid_upload(paused_flag: str, go_flag: str, *cli_args: str) -> None:
+    """Child: the real CLI (``modelstore *cli_args``, a ``register`` with an ``az://`` store),
+    with 1 MB blocks so a few MB make a multi-block blob, and no retries (the SDK's retries are
+    not what is tested). Before sending its second block, it writes ``paused_flag`` and waits
+    for ``go_flag``: the parent kills Azurite meanwhile, mid-upload."""
+    from urllib.parse import parse_qs, urlparse
+
+    from azure.core.pipeline.transport import RequestsTransport
+
+    from modelstore.cli import main
+    from modelstore.store import azure
+
+    azure._MAX_SINGLE_PUT = azure._BLOCK_SIZE = 1 << 20
+    azure._RETRY_TOTAL = 0
+    real_send = RequestsTransport.send
+    blocks = 0
+
+    def send(self: RequestsTransport, request: object, **kwargs: object) -> object:
+        nonlocal blocks
+        query = parse_qs(urlparse(request.url).query)  # type: ignore[attr-defined]
+        if query.get("comp") == ["block"]:
+            blocks += 1
+            if blocks == 2:
+                Path(paused_flag).touch()
+                wait_for(go_flag)
+        return real_send(self, request, **kwargs)
+
+    RequestsTransport.send = send
+    main(list(cli_args))

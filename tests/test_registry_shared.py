@@ -15,7 +15,12 @@ from registry_helpers import child_command, make_file, make_model_dir, tree_file
 
 from modelstore import Registry
 from modelstore.catalog import PENDING
-from modelstore.errors import IntegrityError, InvalidArgumentError, StoreMismatchError
+from modelstore.errors import (
+    IntegrityError,
+    InvalidArgumentError,
+    StorageError,
+    StoreMismatchError,
+)
 from modelstore.store.shared import STORE_URL_ENV
 
 
@@ -64,6 +69,114 @@ def test_registering_the_same_bytes_twice_stores_no_new_blob(store: Path, tmp_pa
         a.register(source, "other")
     assert blobs(store) == [blob]
     assert (store / "sha256" / blob[:2] / blob).stat().st_mtime_ns == written.st_mtime_ns
+
+
+def _entry_file(home: Path, name: str, version: int, entry: str) -> Path:
+    return home / "azureml-models" / name / str(version) / entry
+
+
+def test_reregistering_cached_bytes_links_the_cached_file_and_uploads_nothing(
+    store: Path, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path / "model.pkl", b"weights" * 1000)
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        a.register(source, "m")
+        [blob] = blobs(store)
+        written = (store / "sha256" / blob[:2] / blob).stat().st_mtime_ns
+        a.register(source, "m")
+        first, second = (_entry_file(home, "m", v, "model.pkl").stat() for v in (1, 2))
+        assert (first.st_ino, first.st_nlink) == (second.st_ino, 2)  # one file, two names
+        assert second.st_mode & 0o777 == 0o444
+        assert a.verify().ok
+        a.delete("m", 1)  # deleting either version unlinks one name; the other keeps the bytes
+        assert _entry_file(home, "m", 2, "model.pkl").read_bytes() == b"weights" * 1000
+        assert a.verify().ok
+    assert blobs(store) == [blob]
+    assert (store / "sha256" / blob[:2] / blob).stat().st_mtime_ns == written
+
+
+def test_a_cached_file_written_since_it_was_stored_is_copied_not_linked(
+    store: Path, tmp_path: Path
+) -> None:
+    source = make_file(tmp_path / "model.pkl", b"weights")
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        a.register(source, "m")
+        cached = _entry_file(home, "m", 1, "model.pkl")
+        cached.chmod(0o644)
+        cached.write_bytes(b"weights")  # the same bytes, but written since: not vouched for
+        cached.chmod(0o444)
+        a.register(source, "m")
+        copy = _entry_file(home, "m", 2, "model.pkl")
+        assert copy.stat().st_ino != cached.stat().st_ino
+        assert copy.read_bytes() == b"weights"
+        cached.chmod(0o644)
+        cached.write_bytes(b"damaged")
+        a.register(source, "m")  # never linked to a damaged file
+        assert _entry_file(home, "m", 3, "model.pkl").read_bytes() == b"weights"
+        assert [c.id for c in a.verify().versions if not c.ok] == ["m:1"]
+
+
+def test_bytes_of_a_cached_size_but_other_content_are_copied_uploaded_and_counted_once(
+    store: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        a.register(make_file(tmp_path / "v1" / "model.pkl", b"weights-1"), "m")
+        seen: list[tuple[int, int]] = []
+        a.register(
+            make_file(tmp_path / "v2" / "model.pkl", b"weights-2"),
+            "m",
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        assert _entry_file(home, "m", 2, "model.pkl").stat().st_nlink == 1
+        assert seen[-1] == (9, 9) and all(done <= total for done, total in seen)
+    assert len(blobs(store)) == 2
+    with Registry(tmp_path / "b") as b:
+        assert b.path("m", 2).read_bytes() == b"weights-2"
+
+
+def test_without_a_shared_store_every_version_keeps_its_own_copy(tmp_path: Path) -> None:
+    source = make_file(tmp_path / "model.pkl", b"weights")
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        a.register(source, "m")
+        a.register(source, "m")
+    assert _entry_file(home, "m", 1, "model.pkl").stat().st_nlink == 1
+    assert _entry_file(home, "m", 2, "model.pkl").stat().st_nlink == 1
+
+
+def test_without_extended_attributes_nothing_is_vouched_for_and_versions_are_copied(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(os, "setxattr")  # as on a file system or platform without them
+    source = make_file(tmp_path / "model.pkl", b"weights")
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        a.register(source, "m")
+        a.register(source, "m")
+        assert a.verify().ok
+    assert _entry_file(home, "m", 2, "model.pkl").stat().st_nlink == 1
+
+
+def test_materialising_links_bytes_an_earlier_cached_version_holds_instead_of_downloading(
+    store: Path, tmp_path: Path
+) -> None:
+    source = make_model_dir(tmp_path / "model_dir")
+    with Registry(tmp_path / "a") as a:
+        a.register(source, "m")
+        (source / "a.txt").write_bytes(b"new a")  # v2: one file changed, two the same
+        a.register(source, "m")
+    with Registry(tmp_path / "b") as b:
+        first = b.path("m", 1)
+        changed = {f.sha256 for f in b.files("m", 2) if f.path == "model_dir/a.txt"}
+        for digest in set(blobs(store)) - changed:  # only a link can bring these files in now
+            (store / "sha256" / digest[:2] / digest).unlink()
+        second = b.path("m", 2)
+        assert (second / "sub" / "b.txt").stat().st_ino == (first / "sub" / "b.txt").stat().st_ino
+        assert (second / "a.txt").read_bytes() == b"new a"
+        assert b.verify().ok
 
 
 def test_a_corrupted_blob_is_refused_on_materialisation_and_nothing_appears_in_the_cache(
@@ -278,12 +391,50 @@ def test_several_processes_of_one_home_materialise_a_version_once(
     assert os.listdir(home / ".modelstore" / "staging") == []
 
 
-def test_import_into_a_registry_with_a_shared_store_is_refused(store: Path, tmp_path: Path) -> None:
-    with (
-        Registry(tmp_path / "a") as a,
-        pytest.raises(InvalidArgumentError, match="not supported yet"),
-    ):
-        a.plan_import(tmp_path)
+def _archive(tmp_path: Path) -> Path:
+    """m:1 (a folder) and m:2 (a file), exported from a registry of its own (no store)."""
+    archive = tmp_path / "m.tar"
+    plain = f"sqlite:///{tmp_path / 'plain.db'}"
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv(STORE_URL_ENV)
+        with Registry(tmp_path / "plain", plain) as elsewhere:
+            elsewhere.register(make_model_dir(tmp_path / "model_dir"), "m", tags={"k": "v"})
+            elsewhere.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+            elsewhere.export(["m:1", "m:2"], archive)
+    return archive
+
+
+def test_an_archive_imported_in_one_home_is_uploaded_and_materialised_in_another(
+    store: Path, tmp_path: Path
+) -> None:
+    archive = _archive(tmp_path)
+    with Registry(tmp_path / "a") as a:
+        plan = a.import_(archive)
+        assert [(v.name, v.version) for v in plan.add] == [("m", 1), ("m", 2)]
+        assert a.verify().ok  # cached here at once
+    assert len(blobs(store)) == 4  # a.txt, c.txt, sub/b.txt, model.pkl
+    with Registry(tmp_path / "b") as b:
+        assert tree_files(b.path("m", 1)) == ["a.txt", "c.txt", "sub/b.txt"]
+        assert b.path("m", 2).read_bytes() == b"weights"
+        assert b.get("m", 1).tags == {"k": "v"}
+        assert b.verify(store=True).ok
+
+
+def test_an_import_whose_upload_fails_imports_nothing_and_takes_no_number(
+    store: Path, tmp_path: Path
+) -> None:
+    archive = _archive(tmp_path)
+    (store / "tmp").write_bytes(b"")  # where the store writes a blob first is not a folder
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        with pytest.raises(StorageError, match="cannot write to the model store") as caught:
+            a.import_(archive)
+        assert "\n" not in str(caught.value)
+        assert a._catalog.rows() == [] and a.list() == []
+        assert os.listdir(home / ".modelstore" / "staging") == []
+        assert not (home / "azureml-models" / "m").exists()
+        (store / "tmp").unlink()
+        assert [v.version for v in a.import_(archive).add] == [1, 2]  # no number was spent
 
 
 def test_the_cli_verify_store_checks_the_blobs(store: Path, tmp_path: Path) -> None:

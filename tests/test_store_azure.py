@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from azurite import Azurite, azurite_program, missing_azurite, start_azurite
-from registry_helpers import make_file, make_model_dir, tree_files
+from azurite import ACCOUNT, KEY, Azurite, azurite_program, missing_azurite, start_azurite
+from registry_helpers import child_command, make_file, make_model_dir, tree_files, wait_for
 
 from modelstore import Registry
 from modelstore.errors import IntegrityError, StorageError
@@ -48,15 +50,159 @@ def test_a_blob_is_uploaded_once_under_its_sha256(az_store_url: str, tmp_path: P
         store.fetch(other, os.fspath(tmp_path / "none"), new_buffer())
 
 
-def test_a_missing_container_or_connection_string_is_one_line(
+def test_a_missing_container_or_no_credentials_at_all_is_one_line(
     az_store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(StorageError, match="the container 'no-such-container' does not exist"):
         open_store("az://no-such-container")
     monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
-    with pytest.raises(StorageError, match="needs AZURE_STORAGE_CONNECTION_STRING") as caught:
+    with pytest.raises(StorageError) as caught:
         open_store(az_store_url)
-    assert "\n" not in str(caught.value)
+    assert str(caught.value) == (
+        "an az:// model store needs credentials: set AZURE_STORAGE_CONNECTION_STRING, or "
+        "AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN (and "
+        "AZURE_STORAGE_SERVICE_ENDPOINT for an endpoint other than "
+        "https://ACCOUNT.blob.core.windows.net); Microsoft Entra ID sign-in "
+        "(DefaultAzureCredential) is not supported yet"
+    )
+
+
+@pytest.fixture
+def account_only(
+    azurite_server: Azurite, az_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The az:// URL of a new container, with no connection string in the environment: only
+    Azurite's blob endpoint (AZURE_STORAGE_SERVICE_ENDPOINT), for a test to add credentials."""
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+    endpoint = f"http://127.0.0.1:{azurite_server.port}/{ACCOUNT}"
+    monkeypatch.setenv("AZURE_STORAGE_SERVICE_ENDPOINT", endpoint)
+    return az_store_url
+
+
+def _share_a_version(url: str, tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with Registry(tmp_path / "a", catalog, store_url=url) as a:
+        a.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+    with Registry(tmp_path / "b", catalog, store_url=url) as b:
+        assert b.path("m", 1).read_bytes() == b"weights"
+        assert b.verify(store=True).ok
+
+
+@pytest.mark.parametrize(
+    ("account_env", "key_env"),
+    [
+        ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY"),  # the az CLI's names
+        ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT_KEY"),  # adlfs'
+    ],
+)
+def test_an_account_name_and_key_reach_the_store(
+    account_only: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    account_env: str,
+    key_env: str,
+) -> None:
+    monkeypatch.setenv(account_env, ACCOUNT)
+    monkeypatch.setenv(key_env, KEY)
+    _share_a_version(account_only, tmp_path)
+
+
+def _sas(container: str, **permissions: bool) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(
+        ACCOUNT,
+        container,
+        account_key=KEY,
+        permission=ContainerSasPermissions(**permissions),
+        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+    )
+
+
+def test_a_sas_token_for_the_container_reaches_the_store(
+    account_only: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = account_only.removeprefix("az://").split("/")[0]
+    sas = _sas(container, read=True, write=True, create=True)
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", f"?{sas}")  # as the portal shows it
+    _share_a_version(account_only, tmp_path)
+
+
+def test_a_read_only_sas_token_fails_the_registration_in_one_line_without_its_secret(
+    account_only: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container = account_only.removeprefix("az://").split("/")[0]
+    sas = _sas(container, read=True)
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", sas)
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with Registry(tmp_path / "a", catalog, store_url=account_only) as a:
+        with pytest.raises(StorageError, match="failed while uploading a blob") as caught:
+            a.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+        assert a._catalog.rows() == []  # no number taken
+    message = str(caught.value)
+    assert "\n" not in message and "AZURE_STORAGE_SAS_TOKEN and the container" in message
+    signature = dict(part.split("=", 1) for part in sas.split("&"))["sig"]
+    assert signature not in message
+
+
+def test_the_connection_string_comes_first_then_the_key_then_the_sas_token(
+    account_only: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, azurite_server: Azurite
+) -> None:
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    monkeypatch.setenv("AZURE_STORAGE_SAS_TOKEN", "sv=2021-08-06&sig=not-a-signature")
+    _share_a_version(account_only, tmp_path / "key")  # the key, not the bad token
+    monkeypatch.setenv("AZURE_STORAGE_KEY", "bm90IHRoZSBrZXk=")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite_server.connection_string)
+    _share_a_version(account_only, tmp_path / "connection-string")  # not the bad key
+
+
+def test_a_wrong_key_is_one_line_that_names_the_variables_not_the_key(
+    account_only: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = "bm90IHRoZSBrZXkgYXQgYWxs"
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_KEY", wrong)
+    with pytest.raises(StorageError, match="failed while opening") as caught:
+        open_store(account_only)
+    message = str(caught.value)
+    assert "\n" not in message and wrong not in message
+    assert "check the network, AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY and the container" in (
+        message
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"AZURE_STORAGE_KEY": "a2V5", "AZURE_STORAGE_ACCOUNT_KEY": "b3RoZXI="},
+            "AZURE_STORAGE_KEY and AZURE_STORAGE_ACCOUNT_KEY are both set, to different values; "
+            "unset one of them (they are two spellings of the same setting)",
+        ),
+        (
+            {"AZURE_STORAGE_KEY": "a2V5"},
+            "AZURE_STORAGE_KEY is set but not the storage account's name; set "
+            "AZURE_STORAGE_ACCOUNT too (a shared key signs requests with the account's name)",
+        ),
+        (
+            {"AZURE_STORAGE_SAS_TOKEN": "sv=1&sig=secret"},
+            "AZURE_STORAGE_SAS_TOKEN is set but not which account it is for; set "
+            "AZURE_STORAGE_ACCOUNT (or AZURE_STORAGE_SERVICE_ENDPOINT, the blob endpoint URL)",
+        ),
+    ],
+)
+def test_incomplete_or_contradictory_azure_variables_are_one_line_without_secrets(
+    env: dict[str, str], expected: str
+) -> None:
+    from modelstore.store.azure import credentials_from_environment
+
+    with pytest.raises(StorageError) as caught:
+        credentials_from_environment(env)
+    assert str(caught.value) == expected
 
 
 def test_two_homes_share_versions_through_azure_blob_storage(
@@ -116,3 +262,86 @@ def test_a_store_that_went_away_fails_the_registration_and_takes_no_number(
             assert os.listdir(tmp_path / "a" / ".modelstore" / "staging") == []
     finally:
         server.stop()
+
+
+def test_azurite_killed_during_a_multi_block_upload_leaves_no_version_and_a_retry_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real Azurite SIGKILLed between the blocks of a real CLI registration's upload (the
+    child pauses before its second block; see registry_helpers.register_pausing_mid_upload):
+    one line and exit 1, no version, nothing for verify or doctor to find; once Azurite is back
+    on the same data, the same registration works."""
+    from azure.storage.blob import BlobServiceClient
+
+    program = azurite_program()
+    if program is None:
+        missing_azurite()
+    first = start_azurite(program)
+    BlobServiceClient.from_connection_string(first.connection_string).create_container("models")
+    first.stop(keep_data=True)  # the container saved, as a long-lived storage account has it
+    server: Azurite = start_azurite(program, first.folder, first.port)
+    restarted: Azurite | None = None
+    try:
+        catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.connection_string)
+        env = os.environ | {"MODELSTORE_DB_URL": catalog, "MODELSTORE_STORE_URL": "az://models"}
+        data = os.urandom(3 << 20 | 123)  # four 1 MB blocks
+        source = make_file(tmp_path / "model.bin", data)
+        home = tmp_path / "a"
+        paused, go = tmp_path / "paused", tmp_path / "go"
+        register = ["--home", os.fspath(home), "register", os.fspath(source), "--name", "m"]
+        child = subprocess.Popen(
+            child_command("register_pausing_mid_upload", os.fspath(paused), os.fspath(go))
+            + register,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        wait_for(os.fspath(paused))
+        server.kill()  # one block is in Azurite, uncommitted; the others never will be
+        go.touch()
+        out, err = child.communicate(timeout=120)
+        lines = err.decode().splitlines()
+        assert (child.returncode, out, len(lines)) == (1, b"", 1), err
+        assert lines[0].startswith(
+            "Error: the model store az://models failed while uploading a blob ("
+        )
+
+        restarted = start_azurite(program, server.folder, server.port)
+        container = BlobServiceClient.from_connection_string(
+            server.connection_string
+        ).get_container_client("models")
+        assert list(container.list_blobs()) == []  # uncommitted blocks are no blob
+        with Registry(home, catalog, store_url="az://models") as a:
+            assert a._catalog.rows() == []  # no version, not even pending
+            assert a.verify().ok and a.verify(store=True).ok
+            assert a.doctor().findings == []
+        assert os.listdir(home / ".modelstore" / "staging") == []
+
+        again = subprocess.run(
+            [sys.executable, "-m", "modelstore", *register], env=env, capture_output=True
+        )
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.decode().startswith("Registered m:1 ")
+        digest = hashlib.sha256(data).hexdigest()
+        assert container.download_blob(f"sha256/{digest[:2]}/{digest}").readall() == data
+        with Registry(tmp_path / "b", catalog, store_url="az://models") as b:
+            assert b.path("m", 1).read_bytes() == data
+            assert b.verify(store=True).ok
+    finally:
+        server.stop()
+        if restarted is not None:
+            restarted.stop()
+
+
+def test_sdk_errors_are_shown_without_signatures_keys_or_the_secrets_in_use() -> None:
+    from modelstore.store.azure import _masked
+
+    text = (
+        "Max retries exceeded with url: /models?restype=container&sv=2021&sig=abc%2F&se=1; "
+        "AccountKey=a2V5;BlobEndpoint=x; my-token-value"
+    )
+    assert _masked(text, ("my-token-value",)) == (
+        "Max retries exceeded with url: /models?restype=container&sv=2021&sig=***&se=1; "
+        "AccountKey=***;BlobEndpoint=x; ***"
+    )

@@ -108,6 +108,28 @@ def test_a_real_size_large_file_takes_the_threaded_path_and_matches_hashlib(
     assert stored == data
 
 
+@pytest.mark.parametrize("length", [0, 8191, 300 * 1024 + 5])
+def test_hashing_a_source_reads_it_once_writes_nothing_and_matches_hashlib(
+    tmp_path: Path, length: int
+) -> None:
+    data = b"".join(index.to_bytes(4, "big") * 2048 for index in range(length // 8192 + 1))
+    source = tmp_path / "source.bin"
+    source.write_bytes(data[:length])
+    chunks: list[int] = []
+
+    size, sha256 = hashing.hash_source(os.fspath(source), bytearray(8192), chunks.append)
+
+    assert (size, sha256) == (length, sha256_of(data[:length]))
+    assert sum(chunks) == length and all(chunk <= 8192 for chunk in chunks)
+    assert os.listdir(tmp_path) == ["source.bin"]
+
+
+def test_hashing_a_missing_source_names_it(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as caught:
+        hashing.hash_source(os.fspath(tmp_path / "gone.bin"), bytearray(8192))
+    assert caught.value.filename == os.fspath(tmp_path / "gone.bin")
+
+
 def test_a_copy_never_overwrites_an_existing_target(tmp_path: Path) -> None:
     source, target = tmp_path / "source.bin", tmp_path / "target.bin"
     source.write_bytes(b"new")

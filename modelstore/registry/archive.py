@@ -863,10 +863,13 @@ def import_planned(
     plan: ImportPlan,
     progress: Callable[[int, int], None] | None = None,
     by: str = "",
+    upload: Callable[[list[tuple[str, str]]], object] | None = None,
 ) -> ImportPlan:
     """Carry out a plan: stage and check every version, then publish them all or none. The
     plan's aliases are set in the transaction that makes the versions visible (``by``: who,
-    for the alias history)."""
+    for the alias history). ``upload`` (a registry with a shared store) gets every staged
+    file's (path, sha256) once all are checked, and must have stored them before any number
+    is taken: a failure there imports nothing."""
     refuse_conflicts(plan)
     if not plan.add:
         if plan.aliases:
@@ -887,6 +890,14 @@ def import_planned(
                     )
                     for v, token in zip(plan.add, tokens, strict=True)
                 ]
+            if upload is not None:
+                upload(
+                    [
+                        (_staged_path(store.staging_path(token), file), file.sha256)
+                        for files, token in zip(staged, tokens, strict=True)
+                        for file in files
+                    ]
+                )
             news = [
                 (_new_version(version, files, token), version.version)
                 for version, files, token in zip(plan.add, staged, tokens, strict=True)

@@ -85,6 +85,7 @@ from modelstore.registry.reports import (
 )
 from modelstore.store import Store, check_version, plan_source
 from modelstore.store.hashing import new_buffer
+from modelstore.store.links import CachedFiles, SourceLinker
 from modelstore.store.shared import (
     LOCAL_TREE,
     STORE_URL_ENV,
@@ -129,6 +130,10 @@ class TagChange:
 
 
 _SHOWN = 20  # how many names / versions an error message lists
+_LINKABLE_VERSIONS = 8
+"""How many of a name's newest versions a new version may hard-link cached files from (with a
+shared store; see ``modelstore.store.links``): re-registered bytes are usually a recent
+version's, and looking further would cost a larger manifest query on every registration."""
 _STORE_KEY = "model_store"
 """The ``catalog_info`` key recording the store a catalog belongs to (``LOCAL_TREE``: one home's
 own tree)."""
@@ -321,13 +326,20 @@ class Registry:
 
         token = self._store.new_token()
         with self._store.token_lock(token):
-            staged = self._store.stage(plan, token, progress)
+            linker = None
+            if self._blobs is not None:  # bytes this home caches already are linked, not copied
+                linker = SourceLinker(self._blobs, self._cached_files(name))
+            staged = self._store.stage(plan, token, progress, link=linker, vouch=linker is not None)
             try:  # until the number is taken, a failure or Ctrl-C just drops the staged copy
-                if self._blobs is not None:  # every byte is in the store before the row exists
-                    root = self._store.staging_path(token)
-                    upload_missing(
+                if self._blobs is not None and linker is not None:
+                    root = self._store.staging_path(token)  # every byte is in the store
+                    upload_missing(  # before the row exists
                         self._blobs,
-                        [(os.path.join(root, *f.relpath.split("/")), f.sha256) for f in staged],
+                        [
+                            (os.path.join(root, *f.relpath.split("/")), f.sha256)
+                            for f in staged
+                            if f.relpath not in linker.linked  # linked: its blob is there
+                        ],
                     )
                 new = NewVersion(
                     name=name,
@@ -519,8 +531,26 @@ class Registry:
         if record is None:  # deleted since it was located
             raise self._not_found(name, version)
         files = [(f.relpath, f.size, f.sha256) for f in self._catalog.files(record.id)]
+        cached = self._cached_files(name, but=version)
         return materialise(
-            self._store, self._blobs, name, version, record.entry, record.kind, files
+            self._store, self._blobs, name, version, record.entry, record.kind, files, cached
+        )
+
+    def _cached_files(self, name: str, but: int | None = None) -> CachedFiles:
+        """The files of ``name``'s newest versions, where this home caches them: what a new
+        version of the name (re-registered, or materialised) may link to rather than copy. A
+        version not cached here is listed too; its files just are not found."""
+        records = [r for r in self._catalog.ready_versions(name) if r.version != but]
+        records = records[:_LINKABLE_VERSIONS]
+        manifests = self._catalog.manifests(r.id for r in records) if records else {}
+        return CachedFiles(
+            (
+                os.path.join(self.layout.version_dir(r.name, r.version), *f.relpath.split("/")),
+                f.size,
+                f.sha256,
+            )
+            for r in records
+            for f in manifests.get(r.id, [])
         )
 
     # --- metadata ----------------------------------------------------------------------------
@@ -1052,15 +1082,9 @@ class Registry:
         """What importing an archive or an ``azureml-models`` folder would add, skip and refuse;
         nothing is written. ``with_aliases``: also set the aliases the archive records for its
         versions where this registry has none of that name; one pointing at another version
-        here refuses the import (an import never moves an alias). Not yet with a shared store
-        (the imported bytes would reach this home's cache only): InvalidArgumentError."""
+        here refuses the import (an import never moves an alias). With a shared store, the
+        imported bytes are uploaded before any number is taken (see ``import_planned``)."""
         from modelstore.registry.archive import plan_import
-
-        if self._blobs is not None:
-            raise InvalidArgumentError(
-                f"import into a registry with a shared model store ({self._blobs.url}) is not "
-                "supported yet; import into a home without MODELSTORE_STORE_URL"
-            )
 
         return plan_import(
             self._catalog,
@@ -1076,10 +1100,15 @@ class Registry:
         progress: Callable[[int, int], None] | None = None,
     ) -> registry_archive.ImportPlan:
         """Carry out an import plan, all or nothing: ImportConflictError if it has conflicts,
-        ArchiveError if any file does not match the manifest (nothing is then visible)."""
+        ArchiveError if any file does not match the manifest (nothing is then visible). With a
+        shared store, every blob the store lacks is uploaded from the staged copies before
+        the numbers are taken, as for ``register``; this home caches the imported versions
+        at once, the others on first use."""
         from modelstore.registry.archive import import_planned
 
-        return import_planned(self._catalog, self._store, plan, progress, _who())
+        blobs = self._blobs
+        upload = None if blobs is None else lambda files: upload_missing(blobs, files)
+        return import_planned(self._catalog, self._store, plan, progress, _who(), upload)
 
     def import_(
         self,

@@ -3,7 +3,8 @@
 The same layout as the POSIX store (``[PREFIX/]sha256/<aa>/<digest>``, see
 ``modelstore.store.shared``), through ``azure-storage-blob`` (the ``team`` extra): Microsoft's
 own client, kept in step with the service, and the one its emulator Azurite is tested against.
-Credentials come from ``AZURE_STORAGE_CONNECTION_STRING``. An upload is committed by the service
+Credentials come from the environment variables the az CLI and adlfs read (see
+``credentials_from_environment``). An upload is committed by the service
 only once complete (a single put, or the final commit of its blocks), so a blob that exists is
 whole; an upload that fails midway leaves no blob and the registration fails before its number
 is taken. Every service or network failure is one StorageError line.
@@ -13,22 +14,120 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
-from typing import TypeVar
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from modelstore.errors import StorageError
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
+ACCOUNT_ENVS = ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME")  # az CLI, adlfs
+KEY_ENVS = ("AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY")  # az CLI, adlfs
+SAS_TOKEN_ENV = "AZURE_STORAGE_SAS_TOKEN"
+ENDPOINT_ENV = "AZURE_STORAGE_SERVICE_ENDPOINT"  # az CLI's --blob-endpoint
+_NOTHING_CONFIGURED = (
+    f"an az:// model store needs credentials: set {CONNECTION_STRING_ENV}, or "
+    f"{ACCOUNT_ENVS[0]} with {KEY_ENVS[0]} or {SAS_TOKEN_ENV} (and {ENDPOINT_ENV} for an "
+    "endpoint other than https://ACCOUNT.blob.core.windows.net); Microsoft Entra ID sign-in "
+    "(DefaultAzureCredential) is not supported yet"
+)
 _T = TypeVar("_T")
 _RETRY_TOTAL, _INITIAL_BACKOFF, _INCREMENT_BASE = 2, 1, 2
 """Two retries, about 3 s then 5 s apart: a store that is down is reported in seconds, not after
 the SDK's default of about a minute (15 s, 18 s, 24 s)."""
+_MAX_SINGLE_PUT, _BLOCK_SIZE = 64 << 20, 4 << 20
+"""The SDK's defaults, named: a blob up to 64 MB is one request; a larger one is sent in 4 MB
+blocks, each retried on its own, and exists only once the final commit of the block list
+succeeds (blocks of an upload that stopped midway stay uncommitted: invisible, and discarded
+by the service after a week)."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How to reach the storage account: a connection string, or an account URL and a
+    credential (a shared key or a SAS token). ``source`` names the variables it came from,
+    for messages; a secret is never part of one."""
+
+    source: str
+    connection_string: str | None = None
+    account_url: str | None = None
+    credential: Any = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+
+def credentials_from_environment(env: Mapping[str, str] | None = None) -> Credentials:
+    """The first of these that is set, as the az CLI and adlfs read them:
+
+    1. ``AZURE_STORAGE_CONNECTION_STRING``: used alone (the others are then ignored);
+    2. an account (``AZURE_STORAGE_ACCOUNT``, or adlfs' ``AZURE_STORAGE_ACCOUNT_NAME``) with its
+       key (``AZURE_STORAGE_KEY``, or adlfs' ``AZURE_STORAGE_ACCOUNT_KEY``);
+    3. a SAS token (``AZURE_STORAGE_SAS_TOKEN``, with or without its leading ``?``) for the
+       account.
+
+    The blob endpoint is ``AZURE_STORAGE_SERVICE_ENDPOINT`` if set (a sovereign cloud, a
+    private endpoint, Azurite), else ``https://ACCOUNT.blob.core.windows.net``. Two spellings of
+    one setting with different values are refused rather than one picked silently."""
+    env = os.environ if env is None else env
+    connection_string = env.get(CONNECTION_STRING_ENV)
+    if connection_string:
+        return Credentials(
+            CONNECTION_STRING_ENV,
+            connection_string=connection_string,
+            secrets=(connection_string,),
+        )
+    account_env, account = _one_of(env, ACCOUNT_ENVS)
+    key_env, key = _one_of(env, KEY_ENVS)
+    sas = env.get(SAS_TOKEN_ENV, "").lstrip("?")
+    endpoint = env.get(ENDPOINT_ENV, "").rstrip("/")
+    if not endpoint and account:
+        endpoint = f"https://{account}.blob.core.windows.net"
+    if key:
+        if not account:
+            raise StorageError(
+                f"{key_env} is set but not the storage account's name; set {ACCOUNT_ENVS[0]} "
+                "too (a shared key signs requests with the account's name)"
+            )
+        return Credentials(
+            f"{account_env} and {key_env}",
+            account_url=endpoint,
+            credential={"account_name": account, "account_key": key},
+            secrets=(key,),
+        )
+    if sas:
+        if not endpoint:
+            raise StorageError(
+                f"{SAS_TOKEN_ENV} is set but not which account it is for; set {ACCOUNT_ENVS[0]} "
+                f"(or {ENDPOINT_ENV}, the blob endpoint URL)"
+            )
+        return Credentials(SAS_TOKEN_ENV, account_url=endpoint, credential=sas, secrets=(sas,))
+    raise StorageError(_NOTHING_CONFIGURED)
+
+
+def _one_of(env: Mapping[str, str], names: tuple[str, ...]) -> tuple[str, str]:
+    """(variable, value) of the first of ``names`` that is set; both set must agree."""
+    found = [(name, env[name]) for name in names if env.get(name)]
+    if len({value for _name, value in found}) > 1:
+        raise StorageError(
+            f"{found[0][0]} and {found[1][0]} are both set, to different values; unset one "
+            "of them (they are two spellings of the same setting)"
+        )
+    return found[0] if found else (names[0], "")
+
+
+def _masked(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` (an SDK error) without any secret: request URLs carry a SAS token's
+    signature, and some errors quote what they were given."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return re.sub(r"(?i)\b(sig|AccountKey|SharedAccessSignature)=[^&;\s'\"]*", r"\1=***", text)
 
 
 class AzureBlobStore:
     """A store in one container (under an optional prefix) of an Azure storage account."""
 
-    def __init__(self, container: str, prefix: str, connection_string: str) -> None:
+    def __init__(self, container: str, prefix: str, credentials: Credentials) -> None:
         try:
             from azure.storage.blob import BlobServiceClient, ExponentialRetry
         except ImportError:
@@ -39,29 +138,59 @@ class AzureBlobStore:
         self.container = container
         self.prefix = prefix.strip("/")
         self.url = f"az://{container}" + (f"/{self.prefix}" if self.prefix else "")
+        self._credentials = credentials
+        options: dict[str, Any] = {
+            "retry_policy": ExponentialRetry(
+                initial_backoff=_INITIAL_BACKOFF,
+                increment_base=_INCREMENT_BASE,
+                retry_total=_RETRY_TOTAL,
+            ),
+            "max_single_put_size": _MAX_SINGLE_PUT,
+            "max_block_size": _BLOCK_SIZE,
+        }
         try:
-            service = BlobServiceClient.from_connection_string(
-                connection_string,
-                retry_policy=ExponentialRetry(
-                    initial_backoff=_INITIAL_BACKOFF,
-                    increment_base=_INCREMENT_BASE,
-                    retry_total=_RETRY_TOTAL,
-                ),
-            )
+            if credentials.connection_string is not None:
+                service = BlobServiceClient.from_connection_string(
+                    credentials.connection_string, **options
+                )
+            else:
+                assert credentials.account_url is not None
+                service = BlobServiceClient(
+                    credentials.account_url, credential=credentials.credential, **options
+                )
         except ValueError as exc:
+            what = (
+                "a valid connection string; copy it from the storage account's access keys"
+                if credentials.connection_string is not None
+                else f"usable ({ENDPOINT_ENV} must be an http(s) URL)"
+            )
             raise StorageError(
-                f"{CONNECTION_STRING_ENV} is not a valid connection string ({exc}); copy it "
-                "from the storage account's access keys"
+                f"{credentials.source} is not {what} ({_masked(str(exc), credentials.secrets)})"
             ) from None
         self._client = service.get_container_client(container)
-        exists = self._call("opening", lambda: bool(self._client.exists()))
-        if not exists:
+        if not self._container_exists():
             raise StorageError(
                 f"the container {container!r} does not exist in the storage account of "
-                f"{CONNECTION_STRING_ENV}; create it (az storage container create -n "
+                f"{credentials.source}; create it (az storage container create -n "
                 f"{container}) or fix MODELSTORE_STORE_URL",
                 path=self.url,
             )
+
+    def _container_exists(self) -> bool:
+        """Asked through a blob (the properties of one that is never written): a SAS token for
+        the container may read blobs, but not the container's own properties."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        probe = self._client.get_blob_client(self._name("0" * 64))
+
+        def look() -> bool:
+            try:
+                probe.get_blob_properties()
+            except ResourceNotFoundError as exc:
+                return getattr(exc, "error_code", None) != "ContainerNotFound"
+            return True
+
+        return self._call("opening", look)
 
     def _name(self, sha256: str) -> str:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -76,9 +205,10 @@ class AzureBlobStore:
             return action()
         except AzureError as exc:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            detail = _masked(detail, self._credentials.secrets)
             raise StorageError(
                 f"the model store {self.url} failed while {doing} ({detail}); check the "
-                f"network, {CONNECTION_STRING_ENV} and the container, then retry",
+                f"network, {self._credentials.source} and the container, then retry",
                 path=self.url,
             ) from None
 
@@ -150,10 +280,4 @@ class AzureBlobStore:
 
 
 def open_azure_store(container: str, prefix: str) -> AzureBlobStore:
-    connection_string = os.environ.get(CONNECTION_STRING_ENV)
-    if not connection_string:
-        raise StorageError(
-            f"an az:// model store needs {CONNECTION_STRING_ENV} (the storage account's "
-            "connection string); set it (other Azure identity variables are not supported yet)"
-        )
-    return AzureBlobStore(container, prefix, connection_string)
+    return AzureBlobStore(container, prefix, credentials_from_environment())

@@ -9,6 +9,10 @@ is refused with nothing visible in the tree. Several processes of one home askin
 version at once are serialised by a per-version lock: the first one copies, the others find the
 folder there. The staging token is held like a registration's, so ``doctor`` leaves a live
 materialisation alone and cleans up the staging copy of a killed one.
+
+A file whose bytes another version cached in this home already holds is hard-linked to that
+file instead of being downloaded, when that file is vouched for (``modelstore.store.links``
+says when that is safe); every copied file is stamped so that later versions may link to it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from modelstore.errors import IntegrityError, StorageError
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
 from modelstore.store.hashing import new_buffer
+from modelstore.store.links import CachedFiles, stamp
 from modelstore.store.shared import BlobStore
 from modelstore.store.tree import Store
 
@@ -32,14 +37,16 @@ def materialise(
     entry: str,
     kind: str,
     files: Sequence[tuple[str, int, str]],
+    cached: CachedFiles | None = None,
 ) -> Path:
     """The entry of ``name:version`` in this home, copied from ``blobs`` if not cached yet.
-    ``files``: the manifest, (relpath, size, sha256) with entry-prefixed relpaths."""
+    ``files``: the manifest, (relpath, size, sha256) with entry-prefixed relpaths. ``cached``:
+    files of other versions cached here, linked to rather than downloaded again."""
     path = store.layout.entry_path(name, version, entry)
     if os.path.lexists(path):
         return path
     try:
-        return _materialise(store, blobs, name, version, entry, kind, files)
+        return _materialise(store, blobs, name, version, entry, kind, files, cached)
     except OSError as exc:  # the home itself: its locks or staging could not be written
         raise StorageError(
             f"cannot cache {name}:{version} in {store.layout.home} ({exc.strerror or exc}); "
@@ -56,6 +63,7 @@ def _materialise(
     entry: str,
     kind: str,
     files: Sequence[tuple[str, int, str]],
+    cached: CachedFiles | None,
 ) -> Path:
     path = store.layout.entry_path(name, version, entry)
     with store.version_lock(name, version):
@@ -65,7 +73,7 @@ def _materialise(
         with store.token_lock(token):
             root = store.staging_path(token)
             try:
-                _copy_blobs(blobs, root, entry, kind, files, f"{name}:{version}")
+                _copy_blobs(blobs, root, entry, kind, files, f"{name}:{version}", cached)
             except BaseException:
                 store.discard(token)
                 raise
@@ -79,6 +87,7 @@ def _copy_blobs(
     kind: str,
     files: Sequence[tuple[str, int, str]],
     subject: str,
+    cached: CachedFiles | None,
 ) -> None:
     buffer = new_buffer()
     root.mkdir(parents=True)
@@ -92,6 +101,8 @@ def _copy_blobs(
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
+        if cached is not None and cached.link_to(target, size, sha256):
+            continue  # a vouched-for, read-only file of these bytes: nothing to download
         try:
             copied_size, copied = blobs.fetch(sha256, target, buffer)
         except FileNotFoundError:
@@ -108,6 +119,7 @@ def _copy_blobs(
                 hint="check the store with Registry.verify(store=True)",
                 remedy="verify_store",
             )
+        stamp(target, size, sha256)
         os.chmod(target, READ_ONLY_FILE)
     for folder in made - {os.fspath(root)}:
         fsync_dir(folder)

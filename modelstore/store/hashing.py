@@ -44,7 +44,7 @@ def copy_and_hash(
 
 def _copy_simple(
     reader: FileIO,
-    writer: FileIO,
+    writer: FileIO | None,
     digest: Any,
     view: memoryview,
     on_bytes: Callable[[int], None] | None,
@@ -56,7 +56,8 @@ def _copy_simple(
             return total
         chunk = view[:count]
         digest.update(chunk)
-        _write_all(writer, chunk)
+        if writer is not None:
+            _write_all(writer, chunk)
         total += count
         if on_bytes is not None:
             on_bytes(count)
@@ -131,6 +132,20 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         return
     with contextlib.suppress(OSError, ValueError):
         advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
+
+def hash_source(
+    path: str, buffer: bytearray, on_bytes: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """(size, sha256 hex) of a file about to be registered, reading it once and writing
+    nothing. On this thread: with nothing to write, a second thread could only overlap the
+    reads (a memory copy from the page cache), and on a loaded machine its hand-offs cost more
+    than that (measured with bench/shared_store.py). A failed read names ``path`` (see
+    ``_read_into``)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as reader:
+        total = _copy_simple(reader, None, digest, memoryview(buffer), on_bytes)
+    return total, digest.hexdigest()
 
 
 def hash_file(path: str, buffer: bytearray | None = None) -> tuple[int, str]:

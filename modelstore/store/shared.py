@@ -157,13 +157,15 @@ def open_store(url: str) -> BlobStore:
 
 def upload_missing(store: BlobStore, files: list[tuple[str, str]]) -> int:
     """Upload each (local path, sha256) not yet in ``store``; the number of blobs written."""
-    buffer = new_buffer()
+    buffer: bytearray | None = None  # 4 MB: allocated only if something is uploaded
     written = 0
     seen: set[str] = set()
     for path, sha256 in files:
         if sha256 in seen or store.has(sha256):
             continue
         seen.add(sha256)
+        if buffer is None:
+            buffer = new_buffer()
         written += store.put(path, sha256, buffer)
     return written
 

@@ -32,13 +32,21 @@ from modelstore.layout import StoreLayout
 from modelstore.store import locks
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir, make_dirs_read_only, remove_tree
 from modelstore.store.hashing import copy_and_hash, new_buffer
-from modelstore.store.sources import SourcePlan
+from modelstore.store.links import stamp
+from modelstore.store.sources import SourceFile, SourcePlan
 
 _WRAPPER_SUFFIX = ".name"
 _LOCK_SUFFIX = ".lock"
 _TOKEN_LOCK_PREFIX = "token-"
 _LOCK_CREATION_GRACE = 60.0  # seconds; see token_lock_abandoned
 _IMPORT_MARK = "import-"
+
+LinkStep = Callable[
+    [SourceFile, str, Callable[[int], None] | None, bytearray], tuple[int, str] | None
+]
+"""Stage a source file without copying it: (size, sha256) if it did (see ``links``), else
+None. It may report bytes it read to the progress callback it is given, and read through the
+buffer it is lent."""
 
 
 def is_import_token(token: str | None) -> bool:
@@ -164,10 +172,15 @@ class Store:
         plan: SourcePlan,
         token: str,
         progress: Callable[[int, int], None] | None = None,
+        *,
+        link: LinkStep | None = None,
+        vouch: bool = False,
     ) -> list[StagedFile]:
         """Copy the plan's files into ``staging/<token>/<entry>``, hashing the bytes written,
         fsync'd and read-only. On any failure the staging folder is removed before raising.
-        ``staging/<token>`` is the future version folder: it will hold only the entry."""
+        ``staging/<token>`` is the future version folder: it will hold only the entry.
+        ``link`` is tried first for each file (a shared store's home links bytes it already
+        holds); ``vouch`` stamps each copy with its sha256 so it may be linked to later."""
         root = self.staging_path(token)
         total = plan.total_size
         done = 0
@@ -191,11 +204,22 @@ class Store:
                     os.makedirs(parent, exist_ok=True)
                     made_dirs.add(parent)
                 try:
-                    size, sha256 = copy_and_hash(source.source, target, self._buffer, advance)
+                    reported = done
+                    linked = None
+                    if link is not None:
+                        linked = link(source, target, advance, self._buffer)
+                    if linked is not None:
+                        staged.append(StagedFile(source.relpath, *linked))
+                        continue  # a link to a read-only file whose data are already durable
+                    size, sha256 = copy_and_hash(  # bytes already hashed count once
+                        source.source, target, self._buffer, advance if done == reported else None
+                    )
                 except OSError as exc:
                     if exc.filename == source.source:  # the user's model, not the store, failed
                         raise InvalidModelPathError(_unreadable(source.source, exc)) from None
                     raise
+                if vouch:
+                    stamp(target, size, sha256)
                 os.chmod(target, READ_ONLY_FILE)
                 staged.append(StagedFile(source.relpath, size, sha256))
             if progress is not None and total == 0:
