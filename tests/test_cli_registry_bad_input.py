@@ -96,6 +96,35 @@ def test_register_refuses_a_missing_path(home: Path, tmp_path: Path) -> None:
     assert_refused(home, ["register", str(tmp_path / "nope.pkl"), "--name", "m"], 2, "nope.pkl")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["register", "{tmp}/nope.pkl", "--name", "m"], id="register-missing-path"),
+        pytest.param(
+            ["register", "{tmp}/model.pkl", "--name", "m", "--framework-version", "1.0"],
+            id="register-framework-version-alone",
+        ),
+        pytest.param(
+            ["register", "{tmp}/model.pkl", "--name", "m", "--child-path", "nope"],
+            id="register-missing-child-path",
+        ),
+        pytest.param(["import", "{tmp}/nope.tar"], id="import-missing-archive"),
+    ],
+)
+def test_bad_input_to_a_home_that_does_not_exist_yet_creates_nothing(
+    tmp_path: Path, args: list[str]
+) -> None:
+    (tmp_path / "model.pkl").write_bytes(b"model")
+    new_home = tmp_path / "new-home"
+    result = run(new_home, *[arg.format(tmp=tmp_path) for arg in args])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.startswith("Error: ")
+    assert not new_home.exists()
+    listing = run(new_home, "list")
+    assert listing.exit_code == 1 and "no modelstore registry" in listing.stderr
+
+
 def test_register_refuses_a_fifo(home: Path, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -56,6 +56,9 @@ def import_(
     (<name>/<version>/<entry>, as Model.download or `modelstore deploy --copy` leave it),
     keeping every version's name and number. All or nothing: any conflict refuses the whole
     import, and every file is checked before a version becomes visible."""
+    from modelstore.registry import Registry
+
+    Registry.check_import_source(source)  # a missing archive creates no registry
     registry = state(ctx).registry()
     plan = registry.import_planned(
         registry.plan_import(source, skip_existing=skip_existing, with_aliases=with_aliases)

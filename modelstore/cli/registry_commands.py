@@ -347,22 +347,20 @@ def register(
             f"Missing {missing} (or -f MODEL.yml instead of PATH and --name); see "
             f"'{click.get_current_context().command_path} --help'"
         )
-    validate_name(name)
-    tag_pairs = parse_pairs(tags, "--tag")
-    property_pairs = parse_pairs(properties, "--property")
+    arguments: dict[str, Any] = {
+        "tags": parse_pairs(tags, "--tag") or None,
+        "properties": parse_pairs(properties, "--property") or None,
+        "description": description,
+        "framework": framework,
+        "framework_version": framework_version,
+        "child_paths": list(child_paths) or None,
+    }
+    from modelstore.registry import Registry
+
+    Registry.check_registration(path, name, **arguments)  # bad input creates no registry
     registry = open_registry(create=True)
     with copy_progress(f"Copying {Path(path).name}") as progress:
-        version = registry.register(
-            path,
-            name,
-            tags=tag_pairs or None,
-            properties=property_pairs or None,
-            description=description,
-            framework=framework,
-            framework_version=framework_version,
-            child_paths=list(child_paths) or None,
-            progress=progress,
-        )
+        version = registry.register(path, name, progress=progress, **arguments)
     report_registered(version, as_json)
 
 

@@ -443,6 +443,26 @@ def _damaged(name: str, version: int, relpath: str) -> IntegrityError:
 # --- plan ------------------------------------------------------------------------------------
 
 
+def check_import_source(source: str | os.PathLike[str]) -> str:
+    """``plan_import``'s checks that need no registry (the source exists and is a file or a
+    folder), so a command can refuse a bad source before it opens, or creates, a registry."""
+    shown = os.fspath(source)
+    if not shown:
+        raise InvalidArgumentError("the archive path is empty; give an archive file or folder")
+    if os.path.isdir(shown) or os.path.isfile(shown):
+        return shown
+    if os.path.lexists(shown):
+        raise ArchiveError(
+            f"{shown!r} is neither a regular file nor a folder; give a modelstore archive or "
+            "an azureml-models folder",
+            path=shown,
+        )
+    raise ArchiveError(
+        f"{shown!r} does not exist; give a modelstore archive or an azureml-models folder",
+        path=shown,
+    )
+
+
 def plan_import(
     catalog: Catalog,
     store: Store,
@@ -455,9 +475,7 @@ def plan_import(
     into new, skipped and conflicting ones. Writes nothing. ``with_aliases``: the archive's
     aliases are to be set too; one the registry has pointing at another version is a
     conflict (aliases are never moved by an import)."""
-    shown = os.fspath(source)
-    if not shown:
-        raise InvalidArgumentError("the archive path is empty; give an archive file or folder")
+    shown = check_import_source(source)
     try:
         if os.path.isdir(shown):
             versions = _folder_versions(shown)
@@ -468,17 +486,9 @@ def plan_import(
             compression = _sniff(shown)
             versions, manifest_size = _archive_versions(shown, compression)
             kind = "archive"
-        elif os.path.lexists(shown):
-            raise ArchiveError(
-                f"{shown!r} is neither a regular file nor a folder; give a modelstore archive or "
-                "an azureml-models folder",
-                path=shown,
-            )
         else:
-            raise ArchiveError(
-                f"{shown!r} does not exist; give a modelstore archive or an azureml-models folder",
-                path=shown,
-            )
+            check_import_source(shown)  # gone or replaced since it was checked
+            raise AssertionError("unreachable")
     except OSError as exc:
         raise ArchiveError(
             f"cannot read {exc.filename or shown} ({exc.strerror or exc}); check its "

@@ -83,7 +83,7 @@ from modelstore.registry.reports import (
     VerifyReport,
     VersionCheck,
 )
-from modelstore.store import Store, check_version, plan_source
+from modelstore.store import SourcePlan, Store, check_version, plan_source
 from modelstore.store.hashing import new_buffer
 from modelstore.store.links import CachedFiles, SourceLinker
 from modelstore.store.shared import (
@@ -303,21 +303,7 @@ class Registry:
         number (as a v2 ``model.yml`` may): it is taken if free, else VersionTakenError and the
         store is unchanged (see ``Catalog.reserve_exact``).
         """
-        validate_name(name)
-        if version is not None:
-            _check_version(version, name)
-        if framework_version is not None and not framework:
-            raise InvalidArgumentError(
-                "Model framework version cannot be provided without a valid framework; "
-                "give the framework too (e.g. framework='ScikitLearn')"
-            )
-        _optional_str(framework, "framework")
-        _optional_str(framework_version, "framework_version")
-        _optional_str(description, "description")
-        if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
-            raise BadArgumentTypeError(
-                f"path must be a str or os.PathLike, not {type(path).__name__}"
-            )
+        _check_arguments(path, name, description, framework, framework_version, version)
         children = _str_list(child_paths, "child_paths")
         self._refuse_store_internals(path, children)
         plan = plan_source(path, children)
@@ -369,6 +355,28 @@ class Registry:
                 raise
             self._catalog.set_state(record.id, READY, expected=PENDING)
         return self._model(record)
+
+    @staticmethod
+    def check_registration(
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
+        description: str | None = None,
+        framework: str | None = None,
+        framework_version: str | None = None,
+        child_paths: Sequence[str] | None = None,
+        version: int | None = None,
+    ) -> SourcePlan:
+        """Every check of ``register`` that needs no registry, in Azure ML's order, raising
+        what ``register`` would; the source's plan when all pass. Run before a registry is
+        opened (as the CLI does), a bad argument never creates a home that did not exist."""
+        _check_arguments(path, name, description, framework, framework_version, version)
+        plan = plan_source(path, _str_list(child_paths, "child_paths"))
+        _str_map(tags, "Tags")
+        _str_map(properties, "Properties")
+        return plan
 
     def register_spec(
         self,
@@ -1072,6 +1080,14 @@ class Registry:
             versions.append((model.name, model.version))
         return export(self._catalog, self._store, versions, path)
 
+    @staticmethod
+    def check_import_source(source: str | os.PathLike[str]) -> None:
+        """``plan_import``'s checks that need no registry: run before a registry is opened (as
+        the CLI does), a missing archive never creates a home that did not exist."""
+        from modelstore.registry.archive import check_import_source
+
+        check_import_source(source)
+
     def plan_import(
         self,
         source: str | os.PathLike[str],
@@ -1327,6 +1343,30 @@ def _make_home(home: Path) -> None:
             remedy="choose_writable_home",
             path=str(home),
         ) from None
+
+
+def _check_arguments(
+    path: object,
+    name: str,
+    description: str | None,
+    framework: str | None,
+    framework_version: str | None,
+    version: int | None,
+) -> None:
+    """``register``'s checks before the source is looked at, in Azure ML's order."""
+    validate_name(name)
+    if version is not None:
+        _check_version(version, name)
+    if framework_version is not None and not framework:
+        raise InvalidArgumentError(
+            "Model framework version cannot be provided without a valid framework; "
+            "give the framework too (e.g. framework='ScikitLearn')"
+        )
+    _optional_str(framework, "framework")
+    _optional_str(framework_version, "framework_version")
+    _optional_str(description, "description")
+    if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
+        raise BadArgumentTypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
 
 
 def _check_version(version: object, name: object, *, allow_none: bool = False) -> None:
