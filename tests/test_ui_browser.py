@@ -176,6 +176,8 @@ def test_docs_page_uploads_a_file_in_a_form_field_to_a_rawhttp_script(
         headers = operation.locator(".modelstore-file-headers").inner_text()
         body = operation.locator(".modelstore-file-body").inner_text()
         page.screenshot(path=str(tmp_path / "docs-rawhttp-upload.png"), full_page=True)
+        panel = operation.locator(".modelstore-send-file")
+        panel.screenshot(path=str(tmp_path / "docs-send-file.png"))  # docs/ui-docs-send-file.png
     assert status == "200 OK"
     assert "content-type: application/json" in headers.splitlines(), headers
     assert "x-ms-server-version: azmlinfsrv/1.5.1" in headers.splitlines(), headers
