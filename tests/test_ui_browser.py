@@ -194,7 +194,7 @@ def test_docs_page_sends_a_file_as_the_whole_body_and_shows_an_image_answer(
     env = clean_environment(tmp_path / "home")
     with running(["--entry-script", str(script)], tmp_path / "srv", cwd=tmp_path, env=env) as srv:
         operation = open_score(page, srv.url)
-        _send_file(page, operation, "image/png", "")
+        _send_file(page, operation, "image/png; source=typed", "")
         image = operation.locator("img.modelstore-file-image")
         image.wait_for(timeout=30_000)
         page.wait_for_function(
@@ -203,7 +203,7 @@ def test_docs_page_sends_a_file_as_the_whole_body_and_shows_an_image_answer(
         size = image.evaluate("(img) => [img.naturalWidth, img.naturalHeight]")
         headers = operation.locator(".modelstore-file-headers").inner_text()
         page.screenshot(path=str(tmp_path / "docs-rawhttp-image.png"), full_page=True)
-    assert "content-type: image/png" in headers.splitlines(), headers
+    assert "content-type: image/png; source=typed" in headers.splitlines(), headers
     with Image.open(PICTURE) as picture:
         assert size == list(picture.size)
 

@@ -19,7 +19,6 @@ import flask
 from markupsafe import escape
 from werkzeug.exceptions import NotFound
 
-from modelstore.serving.app import serving_state
 from modelstore.serving.loader import InputMode
 from modelstore.serving.swagger import SwaggerDocuments
 
@@ -95,8 +94,10 @@ def _script_json(value: object) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def register_docs(app: flask.Flask, swagger: SwaggerDocuments, title: str) -> None:
-    """Add ``GET /docs`` and its asset route to ``app``."""
+def register_docs(
+    app: flask.Flask, swagger: SwaggerDocuments, title: str, input_mode: InputMode
+) -> None:
+    """Add ``GET /docs``, its asset route and ``SCRIPT_DOCS_PATH`` to ``app``."""
     blueprint = flask.Blueprint("docs", __name__)
     versions = [version for version in VERSION_LABELS if version in swagger.supported]
 
@@ -139,8 +140,7 @@ def register_docs(app: flask.Flask, swagger: SwaggerDocuments, title: str) -> No
         return flask.send_from_directory(folder, name, max_age=3600)
 
     def script() -> flask.Response:
-        mode: InputMode = serving_state().script.mode
-        return flask.jsonify({"input_mode": mode.value})
+        return flask.jsonify({"input_mode": input_mode.value})
 
     blueprint.add_url_rule(DOCS_PATH, "page", page, methods=["GET"])
     blueprint.add_url_rule(SCRIPT_DOCS_PATH, "script", script, methods=["GET"])
