@@ -209,8 +209,13 @@ def test_serve_endpoint_routes_by_traffic_header_and_key_and_leaves_nothing(
         assert told.json() == {"deployments": ["blue", "green"], "auth": True}
         docs = requests.get(url + "/docs", timeout=30)
         assert docs.status_code == 200 and docs.headers[DEPLOYMENT_HEADER] == "blue"
-        assert "azureml-model-deployment" in docs.text and "/docs/endpoint.json" in docs.text
+        assert "/docs/endpoint.json" in docs.text
         assert not any(key in docs.text for key in keys)
+        code = requests.get(url + "/docs/assets/" + docs_page.PAGE_SCRIPT, timeout=30)
+        assert code.status_code == 200 and "azureml-model-deployment" in code.text
+        assert requests.get(url + docs_page.SCRIPT_DOCS_PATH, timeout=30).status_code == 401
+        mode = session.get(url + docs_page.SCRIPT_DOCS_PATH, timeout=30)  # with the key
+        assert mode.json() == {"input_mode": "JSON string"}
         picked = requests.get(url + "/docs", headers={DEPLOYMENT_HEADER: "green"}, timeout=30)
         assert picked.status_code == 200 and picked.headers[DEPLOYMENT_HEADER] == "green"
         assert requests.get(url + "/swagger.json", timeout=30).status_code == 401

@@ -533,7 +533,7 @@ def create_app(settings: ServingSettings, *, run_init: bool = True) -> flask.Fla
     if settings.docs_page:
         from modelstore.serving.docs_page import register_docs
 
-        register_docs(app, swagger, settings.service_name)
+        register_docs(app, swagger, settings.service_name, script.mode)
     app.before_request(path.before_request)
     app.after_request(path.after_request)
     app.use_direct_score(path)

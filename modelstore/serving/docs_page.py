@@ -6,6 +6,8 @@ where pip installed them, so the page works offline and no file is copied into t
 Without the extra, ``/docs`` answers one line saying how to install it.
 Behind a v2 endpoint (``modelstore serve -f endpoint.yml -f blue.yml ...``) the page also shows
 a deployment picker and, with ``--auth``, a key field (see ``ENDPOINT_DOCS_PATH``).
+For a ``@rawhttp`` script the ``/score`` operation also has a "Send a file" form (see
+``SCRIPT_DOCS_PATH``), added by a Swagger UI plugin in the page's own script.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import flask
 from markupsafe import escape
 from werkzeug.exceptions import NotFound
 
+from modelstore.serving.loader import InputMode
 from modelstore.serving.swagger import SwaggerDocuments
 
 DOCS_PATH = "/docs"
@@ -25,7 +28,15 @@ ENDPOINT_DOCS_PATH = f"{DOCS_PATH}/endpoint.json"
 names the page offers in its picker, and whether a key is needed. The page sends the picked
 name as ``azureml-model-deployment`` and the typed key as ``Authorization: Bearer``, on the
 ``/swagger.json`` fetch and on every "Try it out" request; no key is ever written into the page."""
+SCRIPT_DOCS_PATH = f"{DOCS_PATH}/script.json"
+"""modelstore's own: ``{"input_mode": "raw request"}`` (or ``"object"``, ``"JSON string"``).
+The page offers "Send a file" only for a ``@rawhttp`` script, whose ``/swagger.json`` (kept
+as azmlinfsrv writes it) describes a JSON body all the same. Not under ``/docs/assets/``, so
+behind a v2 endpoint it needs the key and goes to the picked deployment, like ``/score``."""
 ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js")
+PAGE_SCRIPT = "modelstore-docs.js"
+"""The page's own code, shipped in ``modelstore/serving/static``: no CDN, no build step."""
+STATIC = Path(__file__).parent / "static"
 MISSING_ASSETS = (
     "Error: /docs needs the Swagger UI files; install them with: pip install 'modelstore[ui]'"
 )
@@ -59,49 +70,23 @@ _PAGE = """<!DOCTYPE html>
   placeholder="modelstore serve --auth prints it"></label>
 </div>
 <div id="swagger-ui"></div>
+<script id="docs-config" type="application/json">{config}</script>
 <script src="{bundle}"></script>
 <script src="{preset}"></script>
-<script>
-const config = {config};
-const picker = document.getElementById("deployment");
-const key = document.getElementById("key");
-function build() {{
-  window.ui = SwaggerUIBundle({{
-    urls: config.urls,
-    "urls.primaryName": config.urls[0].name,
-    dom_id: "#swagger-ui",
-    deepLinking: true,
-    tryItOutEnabled: true,
-    presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
-    layout: "StandaloneLayout",
-    requestInterceptor: (request) => {{
-      // azmlinfsrv's Swagger 2 document says https; this server is the page's own origin.
-      const https = "https://" + window.location.host + "/";
-      if (window.location.protocol === "http:" && request.url.startsWith(https)) {{
-        request.url = window.location.origin + "/" + request.url.slice(https.length);
-      }}
-      // Behind a v2 endpoint's router: the picked deployment and the key the user typed.
-      request.headers = request.headers || {{}};
-      if (picker.value) request.headers["azureml-model-deployment"] = picker.value;
-      if (key.value) request.headers["Authorization"] = "Bearer " + key.value;
-      return request;
-    }},
-  }});
-}}
-// Only a v2 endpoint's router answers this; a single server's 404 leaves the picker hidden.
-fetch(config.endpoint).then((answer) => answer.ok ? answer.json() : null).then((endpoint) => {{
-  if (endpoint && Array.isArray(endpoint.deployments)) {{
-    for (const name of endpoint.deployments) picker.add(new Option(name, name));
-    document.getElementById("key-field").hidden = !endpoint.auth;
-    document.getElementById("endpoint").hidden = false;
-  }}
-}}).catch(() => null).finally(build);
-picker.addEventListener("change", build);
-key.addEventListener("change", build);
-</script>
+<script src="{page_script}"></script>
 </body>
 </html>
 """
+"""No inline script (the page's code is ``static/modelstore-docs.js``): the config is a JSON
+data block, which a browser never runs, so the page keeps to ``POLICY``."""
+POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'self'"
+)
+"""The page's Content-Security-Policy: it loads and calls nothing but its own server, so an
+injected script (a hostile title, say) could neither run inline nor send anything elsewhere.
+Swagger UI sets element styles and draws its icons as ``data:`` images; a ``@rawhttp`` image
+answer is shown from a ``blob:`` URL."""
 
 
 def _script_json(value: object) -> str:
@@ -109,8 +94,10 @@ def _script_json(value: object) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def register_docs(app: flask.Flask, swagger: SwaggerDocuments, title: str) -> None:
-    """Add ``GET /docs`` and its asset route to ``app``."""
+def register_docs(
+    app: flask.Flask, swagger: SwaggerDocuments, title: str, input_mode: InputMode
+) -> None:
+    """Add ``GET /docs``, its asset route and ``SCRIPT_DOCS_PATH`` to ``app``."""
     blueprint = flask.Blueprint("docs", __name__)
     versions = [version for version in VERSION_LABELS if version in swagger.supported]
 
@@ -125,6 +112,8 @@ def register_docs(app: flask.Flask, swagger: SwaggerDocuments, title: str) -> No
             ]
             or [{"name": "swagger.json", "url": swagger_url}],
             "endpoint": flask.request.script_root + ENDPOINT_DOCS_PATH,
+            "script": flask.url_for("docs.script"),
+            "score": flask.url_for("main.score"),
         }
 
         def asset(name: str) -> str:
@@ -135,16 +124,25 @@ def register_docs(app: flask.Flask, swagger: SwaggerDocuments, title: str) -> No
             css=asset("swagger-ui.css"),
             bundle=asset("swagger-ui-bundle.js"),
             preset=asset("swagger-ui-standalone-preset.js"),
+            page_script=asset(PAGE_SCRIPT),
             config=_script_json(config),
         )
-        return flask.Response(html, 200, mimetype="text/html")
+        response = flask.Response(html, 200, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = POLICY
+        return response
 
     def asset(name: str) -> flask.Response:
+        if name == PAGE_SCRIPT:
+            return flask.send_from_directory(STATIC, name, max_age=0)
         folder = swagger_ui_dist()
         if folder is None or name not in ASSETS:
             raise NotFound()
         return flask.send_from_directory(folder, name, max_age=3600)
 
+    def script() -> flask.Response:
+        return flask.jsonify({"input_mode": input_mode.value})
+
     blueprint.add_url_rule(DOCS_PATH, "page", page, methods=["GET"])
+    blueprint.add_url_rule(SCRIPT_DOCS_PATH, "script", script, methods=["GET"])
     blueprint.add_url_rule(f"{DOCS_PATH}/assets/<name>", "asset", asset, methods=["GET"])
     app.register_blueprint(blueprint)
