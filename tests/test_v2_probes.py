@@ -207,8 +207,8 @@ def test_serve_f_with_azure_probe_timing_names_the_liveness_probe_that_ran_out(
     assert result.returncode == 3, result.stderr
     last = result.stderr.splitlines()[-1]
     assert last.startswith(
-        "Error: deployment blue did not become ready: its liveness probe failed 1 times in a "
-        "row (GET / first after 1 s, then every 10 s, timeout 1 s), the last: no answer within "
+        "Error: deployment blue did not become ready: its liveness probe failed once (GET / "
+        "first after 1 s, then every 10 s, timeout 1 s), the last: no answer within "
         "1 s; Azure restarts such a container and the deployment fails with ResourceNotReady"
     ), last
     assert "listening" not in result.stdout

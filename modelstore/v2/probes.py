@@ -249,7 +249,8 @@ def _error(spec: OnlineDeploymentSpec, failure: _Failure, timing: ProbeTiming) -
     settings = spec.readiness_probe if failure.probe == "readiness" else spec.liveness_probe
     key = f"{failure.probe}_probe"
     if timing == "azure":
-        what = f"failed {failure.failures} times in a row ({_describe(settings)})"
+        times = "once" if failure.failures == 1 else f"{failure.failures} times in a row"
+        what = f"failed {times} ({_describe(settings)})"
     else:
         what = (
             f"had no success within {budget_s(settings):g} s, when Azure's probes "
