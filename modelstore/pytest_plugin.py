@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,8 @@ import pytest
 if TYPE_CHECKING:
     from modelstore.deployment import Deployment
     from modelstore.registry import Registry
-    from modelstore.testing import ScoringClient
+    from modelstore.testing import EndpointClient, ScoringClient
+    from modelstore.v2.probes import ProbeTiming
 
 REAL_REGISTRY = "model_registry"
 FAKE_REGISTRY = "fake_model_registry"
@@ -486,6 +487,50 @@ class _ScoringClients:
         )
         return ScoringClient(self._load(script, lambda: create_app(serving), fake=fs is not None))
 
+    def from_endpoint(
+        self,
+        endpoint_yml: str | os.PathLike[str],
+        *deployment_ymls: str | os.PathLike[str],
+        traffic: Mapping[str, int] | None = None,
+        auth: bool = False,
+        seed: int | None = None,
+        probe_timing: ProbeTiming = "fast",
+        **settings: Any,
+    ) -> EndpointClient:
+        """A client for an Azure ML v2 endpoint and its deployments, started as ``modelstore
+        serve -f endpoint.yml -f blue.yml ...`` starts them: each deployment in its own server
+        process (its own environment, working directory and ``init()``, as each is its own
+        container), ready once its readiness probe passed. Requests go through the endpoint's
+        router in this process (``traffic``, else the YAML's; the ``azureml-model-deployment``
+        header; with ``auth``, ``Authorization: Bearer`` one of ``client.keys``); ``seed``
+        makes the traffic split reproducible. Real processes read the real disk, so pyfakefs
+        is refused. Everything stops, and the app roots are removed, after the test."""
+        from modelstore.errors import DeploymentRefusedError
+        from modelstore.testing import EndpointClient
+        from modelstore.v2.endpoint import local_endpoint
+
+        if _uses_fake_filesystem(self._request):
+            raise DeploymentRefusedError(
+                "scoring_client.from_endpoint starts a server process per deployment, and "
+                "processes cannot see pyfakefs's files; use tmp_path and model_registry "
+                "instead of fs / fake_model_registry in this test"
+            )
+        files = [self._find_yaml(f, None) for f in (endpoint_yml, *deployment_ymls)]
+        stack = contextlib.ExitStack()
+        self._request.addfinalizer(stack.close)
+        endpoint = stack.enter_context(
+            local_endpoint(
+                files,
+                self._deployments.choose_registry,
+                traffic=traffic,
+                auth=auth,
+                seed=seed,
+                probe_timing=probe_timing,
+                **settings,
+            )
+        )
+        return EndpointClient(endpoint)
+
     def _find_yaml(self, given: str | os.PathLike[str], fs: Any) -> Path:
         """The YAML in the current directory or next to the test file; on pyfakefs, one found
         only on the real disk brings its folder (code, model) into the fake one, read-only."""
@@ -682,6 +727,11 @@ def scoring_client(
     ``scoring_client.from_deployment("blue-deployment.yml", **settings)`` does the same for an
     Azure ML v2 deployment YAML: model, code folder and environment as the cloud lays them out
     (the registry is the test's, for ``azureml:`` models), removed after the test.
+
+    ``scoring_client.from_endpoint("endpoint.yml", "blue.yml", "green.yml", traffic=...,
+    auth=..., seed=...)`` starts a v2 endpoint: each deployment in its own server process, the
+    requests routed by traffic and the ``azureml-model-deployment`` header as Azure routes them
+    (the answer names the deployment in that header); stopped after the test.
     """
     clients = _ScoringClients(request, monkeypatch, azureml_deployment)
     try:

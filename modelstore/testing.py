@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import flask
     from werkzeug.datastructures import Headers
-    from werkzeug.test import TestResponse
+    from werkzeug.test import Client, TestResponse
 
     from modelstore.deployment import Deployment
+    from modelstore.v2.endpoint import LocalEndpoint
+    from modelstore.v2.probes import ProbeTiming
 
 __all__ = [
     "DeploymentFactory",
+    "EndpointClient",
     "ScoringClient",
     "ScoringClientFactory",
     "ScoringResponse",
@@ -71,15 +74,10 @@ class ScoringResponse:
         return f"<ScoringResponse [{self.status_code}] {self.content[:80]!r}>"
 
 
-class ScoringClient:
-    """Calls one loaded entry script through the scoring app (``init()`` has already run)."""
+class _Requests:
+    """The ``requests``-like calls, sent through a Werkzeug test client of some WSGI app."""
 
-    def __init__(self, app: flask.Flask) -> None:
-        self.app = app
-        """The Flask app ``modelstore serve`` would run for this script."""
-        self._client = app.test_client(
-            use_cookies=False
-        )  # Set-Cookie values reach the test as sent
+    _client: Client
 
     def post(
         self,
@@ -154,6 +152,46 @@ class ScoringClient:
             response.close()
 
 
+class ScoringClient(_Requests):
+    """Calls one loaded entry script through the scoring app (``init()`` has already run)."""
+
+    def __init__(self, app: flask.Flask) -> None:
+        self.app = app
+        """The Flask app ``modelstore serve`` would run for this script."""
+        self._client = app.test_client(
+            use_cookies=False
+        )  # Set-Cookie values reach the test as sent
+
+
+class EndpointClient(_Requests):
+    """Calls a local v2 endpoint: each request goes through the endpoint's router in this
+    process (the traffic split, the ``azureml-model-deployment`` header, the keys), then over
+    loopback to the chosen deployment's own server process, whose answer comes back with the
+    ``azureml-model-deployment`` header naming it."""
+
+    def __init__(self, endpoint: LocalEndpoint) -> None:
+        from werkzeug.test import Client
+
+        from modelstore.v2.endpoint import Router, routes_of
+
+        self.endpoint = endpoint
+        """The running endpoint: ``url`` (its router process, for a real HTTP client),
+        ``urls`` (each deployment's server), ``traffic``, ``keys``."""
+        self.router = Router(
+            routes_of(endpoint.urls), endpoint.traffic, keys=endpoint.keys, seed=endpoint.seed
+        )
+        self._client = Client(self.router, use_cookies=False)
+
+    @property
+    def url(self) -> str:
+        return self.endpoint.url
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The primary and secondary key with ``auth=True``, else empty."""
+        return self.endpoint.keys
+
+
 class DeploymentFactory(Protocol):
     """The ``azureml_deployment`` fixture: ``azureml_deployment("my_model:1", "other:2")``."""
 
@@ -176,6 +214,20 @@ class ScoringClientFactory(Protocol):
     ) -> ScoringClient:
         """``scoring_client.from_deployment("blue-deployment.yml")``: an Azure ML v2
         deployment YAML laid out and started as the cloud starts it."""
+        ...
+
+    def from_endpoint(
+        self,
+        endpoint_yml: str | os.PathLike[str],
+        *deployment_ymls: str | os.PathLike[str],
+        traffic: Mapping[str, int] | None = None,
+        auth: bool = False,
+        seed: int | None = None,
+        probe_timing: ProbeTiming = "fast",
+        **settings: Any,
+    ) -> EndpointClient:
+        """``scoring_client.from_endpoint("endpoint.yml", "blue.yml", "green.yml")``: an Azure
+        ML v2 endpoint with its deployments, each in its own server process."""
         ...
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -418,3 +419,58 @@ def test_a_test_registry_never_uses_the_shells_shared_model_store(
     result.assert_outcomes(passed=1)
     assert os.listdir(team_store) == []
     assert os.environ["MODELSTORE_STORE_URL"] == f"file://{team_store}"
+
+
+def test_from_endpoint_leaves_no_process_or_app_root_after_the_test(
+    pytester: pytest.Pytester, outer_environment: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_tmp = pytester.path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(system_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # the inner run reads TMPDIR afresh
+    pids = pytester.path / "pids.txt"
+    write(
+        pytester.path / "src" / "score.py",
+        f"""
+        import os
+
+        def init():
+            with open({str(pids)!r}, "a") as handle:
+                handle.write(f"{{os.getpid()}}\\n")
+
+        def run(data):
+            return os.environ["COLOR"]
+        """,
+    )
+    write(pytester.path / "endpoint.yml", "name: e\ntraffic:\n  blue: 100\n")
+    for color in ("blue", "green"):
+        write(
+            pytester.path / f"{color}.yml",
+            f"""
+            name: {color}
+            endpoint_name: e
+            instance_type: Standard_DS3_v2
+            code_configuration:
+              code: src
+              scoring_script: score.py
+            environment_variables:
+              COLOR: {color}
+            """,
+        )
+    pytester.makepyfile(
+        test_user="""
+        def test_green_by_header(scoring_client):
+            client = scoring_client.from_endpoint("endpoint.yml", "blue.yml", "green.yml")
+            answer = client.post(json={}, headers={"azureml-model-deployment": "green"})
+            assert answer.json() == "green"
+            assert client.post(json={}).json() == "blue"
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    started = [int(line) for line in pids.read_text().split()]
+    assert len(started) == 2
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert os.listdir(system_tmp) == []

@@ -375,3 +375,80 @@ def test_from_deployment_refuses_a_second_deployment_in_one_test(
     scoring_client.from_deployment(spec)
     with pytest.raises(DeploymentRefusedError, match="a test gets one deployment"):
         scoring_client.from_deployment(spec)
+
+
+# --- from_endpoint: a v2 endpoint with several deployments ---------------------------------------
+
+ENDPOINT_SCRIPT = """
+import os
+
+def init():
+    pass
+
+def run(data):
+    return {"color": os.environ["COLOR"], "pid": os.getpid(), "cwd": os.getcwd()}
+"""
+
+
+def _endpoint_project(root: Path, traffic: str = "blue: 100\n  green: 0") -> list[Path]:
+    """endpoint.yml and two deployments of one script, told apart by ``COLOR``."""
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "score.py").write_text(ENDPOINT_SCRIPT)
+    (root / "endpoint.yml").write_text(f"name: e\nauth_mode: key\ntraffic:\n  {traffic}\n")
+    files = [root / "endpoint.yml"]
+    for color in ("blue", "green"):
+        deployment = V2_DEPLOYMENT.replace("name: blue", f"name: {color}")
+        deployment = deployment.replace("COLOR: blue", f"COLOR: {color}")
+        deployment = deployment.replace("model:\n  path: weights\n", "")
+        (root / f"{color}.yml").write_text(deployment)
+        files.append(root / f"{color}.yml")
+    return files
+
+
+def test_from_endpoint_routes_by_header_and_traffic_to_each_deployments_own_process(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    client = scoring_client.from_endpoint(*_endpoint_project(tmp_path / "p"))
+    blue = client.post(json={})
+    assert blue.status_code == 200
+    assert blue.headers["azureml-model-deployment"] == "blue"  # traffic: blue 100
+    green = client.post(json={}, headers={"azureml-model-deployment": "green"})
+    assert green.headers["azureml-model-deployment"] == "green"
+    assert green.json()["color"] == "green" and blue.json()["color"] == "blue"
+    pids = {blue.json()["pid"], green.json()["pid"], os.getpid()}
+    assert len(pids) == 3  # one process per deployment, neither of them the test's
+    assert green.json()["cwd"].endswith("/src") and green.json()["cwd"] != os.getcwd()
+    unknown = client.post(json={}, headers={"azureml-model-deployment": "red"})
+    assert unknown.status_code == 404
+    assert client.get("/").text == "Healthy"
+
+
+def test_from_endpoint_traffic_and_seed_make_the_split_reproducible(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    files = _endpoint_project(tmp_path / "p")
+    client = scoring_client.from_endpoint(*files, traffic={"blue": 50, "green": 50}, seed=7)
+    chosen = [client.post(json={}).headers["azureml-model-deployment"] for _ in range(40)]
+    assert set(chosen) == {"blue", "green"}
+    again = scoring_client.from_endpoint(*files, traffic={"blue": 50, "green": 50}, seed=7)
+    assert [again.post(json={}).headers["azureml-model-deployment"] for _ in range(40)] == chosen
+
+
+def test_from_endpoint_with_auth_answers_401_without_one_of_its_keys(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    client = scoring_client.from_endpoint(*_endpoint_project(tmp_path / "p"), auth=True)
+    assert client.post(json={}).status_code == 401
+    assert len(client.keys) == 2
+    keyed = client.post(json={}, headers={"Authorization": f"Bearer {client.keys[1]}"})
+    assert keyed.status_code == 200
+
+
+def test_from_endpoint_refuses_the_fake_filesystem(
+    fs: Any, scoring_client: ScoringClientFactory
+) -> None:
+    from modelstore.errors import DeploymentRefusedError
+
+    files = _endpoint_project(Path("/project"))
+    with pytest.raises(DeploymentRefusedError, match="processes cannot see pyfakefs's files"):
+        scoring_client.from_endpoint(*files)

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from modelstore.deployment import Deployment
+    from modelstore.serving.server import BoundListener
     from modelstore.serving.settings import ServingSettings
     from modelstore.v2.local import LocalDeployment
+    from modelstore.v2.probes import ProbeTiming
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -307,6 +309,15 @@ def resolve_settings(
     help="With -f endpoint.yml: require a key as auth_mode: key does (two keys printed at "
     "start; 'Authorization: Bearer KEY'); without it no key is needed locally.",
 )
+@click.option(
+    "--probe-timing",
+    type=click.Choice(["fast", "azure"]),
+    default="fast",
+    show_default=True,
+    help="With -f: how the deployment's readiness_probe/liveness_probe gate its start. fast: "
+    "ready as soon as init() has run, failing when Azure's probes would; azure: the probes' "
+    "schedule as Azure runs it (first after initial_delay, then every period).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -329,6 +340,7 @@ def serve(
     check_env: bool,
     traffic: str | None,
     auth: bool,
+    probe_timing: ProbeTiming,
 ) -> None:
     """Serve the entry script like the Azure ML inference server: GET /, GET /swagger.json and
     GET|POST /score, with N worker processes that each run init() before serving. GET /docs
@@ -355,7 +367,7 @@ def serve(
             cors_origins=cors_origins, scoring_timeout_ms=scoring_timeout_ms,
             max_body_mib=max_body_mib, numpy_json=numpy_json, validation_400=validation_400,
             split_header_values=not no_header_split, workers=workers,
-            read_timeout_s=read_timeout_s,
+            read_timeout_s=read_timeout_s, probe_timing=probe_timing,
         ))  # fmt: skip
     if traffic is not None or auth:
         raise UsageError("--traffic and --auth are for an endpoint: add -f endpoint.yml")
@@ -367,7 +379,7 @@ def serve(
             split_header_values=not no_header_split, workers=workers,
             read_timeout_s=read_timeout_s, docs_page=False if no_docs else None,
         ) as local:  # fmt: skip
-            code = run_server(local.settings, host, port, reload)
+            code = serve_deployment(local, host, port, reload, probe_timing)
         ctx.exit(code)
     assert entry_script is not None
     with deployed_models(ctx, refs, "modelstore-serve-") as deployment:
@@ -379,6 +391,26 @@ def serve(
         check_entry_script(settings.entry_script)  # before the port is bound
         code = run_server(settings, host, port, reload)
     ctx.exit(code)
+
+
+def serve_deployment(
+    local: LocalDeployment, host: str, port: int, reload: bool, timing: ProbeTiming
+) -> int:
+    """-f DEPLOYMENT.yml: the server, announced once the deployment's readiness probe succeeded
+    (with --reload, a development loop, once a worker has run init(), as without -f)."""
+    from modelstore.serving.server import bind_listener
+    from modelstore.v2.probes import serve_when_ready
+
+    if reload:
+        return run_server(local.settings, host, port, reload)
+    listener = bind_listener(host, port)
+    return serve_when_ready(
+        local.spec,
+        listener,
+        local.settings.workers,
+        lambda: run_server(local.settings, host, port, False, listener, announce=False),
+        timing=timing,
+    )
 
 
 def is_endpoint(files: Sequence[Path]) -> bool:
@@ -463,7 +495,14 @@ def parse_traffic(text: str) -> dict[str, int]:
     return traffic
 
 
-def run_server(settings: ServingSettings, host: str, port: int, reload: bool) -> int:
+def run_server(
+    settings: ServingSettings,
+    host: str,
+    port: int,
+    reload: bool,
+    listener: BoundListener | None = None,
+    announce: bool = True,
+) -> int:
     from modelstore.serving import app as app_module  # imported before the fork: workers share it
     from modelstore.serving import logs
 
@@ -498,8 +537,9 @@ def run_server(settings: ServingSettings, host: str, port: int, reload: bool) ->
         reload=reload,
         reload_paths=files_next_to(script) if reload else (),
         error_headers=server_version_headers(settings),
+        announce=announce,
     )
-    return serve_forever(load_app, options)
+    return serve_forever(load_app, options, listener)
 
 
 def files_next_to(script: Path) -> tuple[Path, ...]:

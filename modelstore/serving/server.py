@@ -114,6 +114,9 @@ class ServerOptions:
     """Headers added to the JSON answers this module gives for requests gunicorn rejects
     before the app sees them (414/431), e.g. ``x-ms-server-version``."""
     log_level: str = "info"
+    announce: bool = True
+    """Print the ``listening on`` line once a worker has run ``init()``; False when the caller
+    announces the server itself (a v2 deployment, once its readiness probe succeeded)."""
 
 
 @dataclass(frozen=True)
@@ -221,13 +224,20 @@ def _announce_listening(
     is answered. A script whose ``init()`` fails never gets here, and the line never appears.
     Written to the stdout descriptor: the worker's ``print`` goes to the azmlinfsrv logger.
     """
+    if not options.announce:
+        return
     try:
         os.close(os.open(ready_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
         return
+    announce_listening(listener, options.workers)
+
+
+def announce_listening(listener: BoundListener, workers: int) -> None:
+    """The line saying the server answers, on the stdout descriptor."""
     line = (
         f"modelstore serve: listening on {listener.url} "
-        f"(score at {listener.url}/score, {options.workers} worker(s)); press Ctrl-C to stop\n"
+        f"(score at {listener.url}/score, {workers} worker(s)); press Ctrl-C to stop\n"
     )
     with contextlib.suppress(OSError):  # stdout closed by the user's shell: keep serving
         os.write(sys.__stdout__.fileno() if sys.__stdout__ else 1, line.encode())

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from modelstore.errors import EntryScriptError, InvalidArgumentError
 from modelstore.v2.endpoint_spec import OnlineEndpointSpec
 from modelstore.v2.load import load_endpoint_spec
 from modelstore.v2.local import LocalDeployment, is_endpoint_file, local_deployment
+from modelstore.v2.probes import ProbeFailedError, ProbeTiming, wait_until_ready
 
 if TYPE_CHECKING:
     from modelstore.registry import Registry
@@ -51,6 +53,8 @@ SETTINGS_ENV = "MODELSTORE_V2_SETTINGS"
 """How a deployment process receives its resolved ServingSettings (JSON)."""
 ROUTER_ENV = "MODELSTORE_V2_ROUTER"
 """How the router process receives its routes, traffic, keys and listening socket (JSON)."""
+LISTENER_ENV = "MODELSTORE_V2_LISTENER"
+"""How a deployment process receives the socket bound for it: ``[fd, host, port]`` (JSON)."""
 ROUTER_NAME = "router"
 _LISTENING = re.compile(r"^modelstore serve: listening on (http://\S+) ")
 _HOP_BY_HOP = frozenset(
@@ -300,6 +304,10 @@ class _Process:
     name: str
     popen: subprocess.Popen[bytes]
     url: str | None = None
+    port: int | None = None
+    """A deployment's port, bound by this process before the deployment starts (it is probed
+    while init() runs)."""
+    started_at: float = 0.0
     error: str | None = None
     settled: threading.Event = field(default_factory=threading.Event)
     readers: list[threading.Thread] = field(default_factory=list)
@@ -326,16 +334,76 @@ def _pump(process: _Process, stream: IO[bytes], sink: IO[str], watch_ready: bool
 
 
 def _start(local: LocalDeployment, log: IO[str]) -> _Process:
-    env = {**local.env, SETTINGS_ENV: local.settings.model_dump_json()}
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "modelstore.v2.deployment_process"],
-        cwd=local.deployment.working_dir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    return _watch(local.spec.name, popen, log)
+    """The deployment's server process on a loopback port bound here first, so its probes
+    can be sent while its init() runs (a request then waits, as in the container)."""
+    from modelstore.serving.server import bind_listener
+
+    listener = bind_listener("127.0.0.1", 0)
+    env = {
+        **local.env,
+        SETTINGS_ENV: local.settings.model_dump_json(),
+        LISTENER_ENV: json.dumps([listener.fd, listener.host, listener.port]),
+    }
+    try:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "modelstore.v2.deployment_process"],
+            cwd=local.deployment.working_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=(listener.fd,),
+        )
+    finally:
+        os.close(listener.fd)  # the process has its copy: once it dies, probes are refused
+    process = _watch(local.spec.name, popen, log)
+    process.port = listener.port
+    process.started_at = time.monotonic()
+    return process
+
+
+def _wait_ready(
+    processes: Sequence[_Process],
+    locals_: Mapping[str, LocalDeployment],
+    timing: ProbeTiming,
+) -> None:
+    """Probe every deployment until each is ready, as Azure probes each container; every one
+    that died or failed its probes is named, with its reason, in one EntryScriptError."""
+    reasons: dict[str, str] = {}
+
+    def wait(process: _Process) -> None:
+        assert process.port is not None
+        try:
+            ready = wait_until_ready(
+                locals_[process.name].spec,
+                "127.0.0.1",
+                process.port,
+                started_at=process.started_at,
+                timing=timing,
+                alive=lambda: process.popen.poll() is None,
+            )
+        except ProbeFailedError as exc:
+            reasons[process.name] = str(exc).removeprefix(f"deployment {process.name} ")
+            return
+        if not ready:
+            process.popen.wait()
+            for thread in process.readers:
+                thread.join(timeout=5)
+            reasons[process.name] = (
+                process.error or f"exited with code {process.popen.returncode} before listening"
+            )
+
+    threads = [threading.Thread(target=wait, args=(p,), daemon=True) for p in processes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if reasons:
+        raise EntryScriptError(
+            "; ".join(
+                f"deployment {p.name}: {reasons[p.name]}" for p in processes if p.name in reasons
+            )
+        )
 
 
 def _start_router(config: dict[str, Any], fd: int, log: IO[str]) -> _Process:
@@ -436,11 +504,13 @@ def local_endpoint(
     workers: int | None = None,
     seed: int | None = None,
     log: IO[str] | None = None,
+    probe_timing: ProbeTiming = "fast",
     **overrides: Any,
 ) -> Iterator[LocalEndpoint]:
     """Load the endpoint YAML and its deployments' YAMLs in ``files``, start every deployment
     in its own server process and the router on ``host:port``, and yield once all deployments
-    have run ``init()`` and the router listens.
+    have run ``init()``, passed their readiness probes (``probe_timing``: see
+    :mod:`modelstore.v2.probes`), and the router listens.
 
     ``traffic`` (e.g. from ``--traffic``) replaces the endpoint's ``traffic:``. Every refusal
     (a bad file, a traffic rule Azure would refuse, ``auth`` with a mode other than ``key``, a
@@ -510,10 +580,8 @@ def local_endpoint(
         try:
             for local in locals_.values():
                 processes.append(_start(local, sink))
-            for process in processes:
-                process.settled.wait()
-            _raise_failures(processes)
-            urls = {p.name: str(p.url) for p in processes}
+            _wait_ready(processes, locals_, probe_timing)
+            urls = {p.name: f"http://127.0.0.1:{p.port}" for p in processes}
             config = {
                 "routes": urls,
                 "traffic": split,
