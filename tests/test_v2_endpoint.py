@@ -122,6 +122,59 @@ def test_the_router_tells_the_docs_page_its_deployments_without_a_key() -> None:
     }
 
 
+def _canned_deployment(answers: list[bytes]) -> tuple[Route, list[bytes]]:
+    """A loopback server answering each request it reads (head and body) with the next of
+    ``answers``, on one kept-alive connection; the requests it read, as received."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection, listener:
+            buffered = b""
+            for answer in answers:
+                while b"\r\n\r\n" not in buffered:
+                    buffered += connection.recv(65536)
+                head, _, rest = buffered.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(rest) < length:
+                    rest += connection.recv(65536)
+                received.append(head + b"\r\n\r\n" + rest[:length])
+                buffered = rest[length:]
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return Route("blue", "127.0.0.1", listener.getsockname()[1]), received
+
+
+def test_the_router_relays_chunked_interim_and_close_delimited_answers_whole() -> None:
+    route, received = _canned_deployment(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 CREATED\r\nTransfer-Encoding: chunked"
+            b"\r\nX-Model: a\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 404 NOT FOUND\r\nContent-Type: text/plain\r\n\r\nto the close",
+        ]
+    )
+    client = Client(Router([route], {"blue": 100}, keys=["k"]))
+    auth = {"Authorization": "Bearer k", "Expect": "100-continue", "X-Ms-Client-Request-Id": "c1"}
+    first = client.post("/score?x=1", data=ROWS, headers={**JSON, **auth})
+    assert (first.status_code, first.data) == (201, b"hello world")
+    assert first.headers["X-Model"] == "a" and first.headers[DEPLOYMENT_HEADER] == "blue"
+    assert "Transfer-Encoding" not in first.headers
+    assert client.get("/", headers=auth).data == b"abc"
+    last = client.get("/x", headers=auth)
+    assert (last.status_code, last.data) == (404, b"to the close")
+    head = received[0].decode("latin-1")
+    assert head.startswith("POST /score?x=1 HTTP/1.1\r\n") and head.endswith(ROWS)
+    assert "X-Ms-Client-Request-Id: c1\r\n" in head and "Content-Type: application/json" in head
+    # The endpoint's key and the client's Expect stay at the router.
+    assert "Bearer" not in head and "100-continue" not in head
+
+
 # --- modelstore serve with an endpoint: real processes over loopback --------------------------
 
 
