@@ -12,13 +12,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
 from test_serve_http import URL_LINE, clean_environment, stop
-from v2_helpers import GALLERY, copy_gallery
+from v2_helpers import GALLERY, copy_gallery, gated_deployment, wait_entered
 from werkzeug.test import Client
 
 from modelstore.cli import main
@@ -380,3 +381,40 @@ def test_local_endpoint_refuses_aml_token_auth_before_starting(
     ):
         pass
     assert os.listdir(endpoint_tmp) == []
+
+
+def test_the_endpoint_answers_429_past_twice_max_concurrent_requests_at_a_deployment(
+    tmp_path: Path, endpoint_tmp: Path
+) -> None:
+    """The router is Azure's front end: with max_concurrent_requests_per_instance 1, blue
+    admits two requests (both in run() on its two workers); a third is refused at once by the
+    router, while green, with its own limit, still answers."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    folder = tmp_path / "endpoint"
+    blue = gated_deployment(folder, "blue", workers=2, max_concurrent=1, gate=gate)
+    green_gate = tmp_path / "green-gate"
+    green_gate.mkdir()
+    (green_gate / "release").touch()
+    green = gated_deployment(folder, "green", workers=1, max_concurrent=1, gate=green_gate)
+    (folder / "endpoint.yml").write_text("name: gate\nauth_mode: key\ntraffic:\n  blue: 100\n")
+    with (
+        (tmp_path / "endpoint.log").open("w") as sink,
+        local_endpoint([folder / "endpoint.yml", blue, green], log=sink) as endpoint,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        url = endpoint.url + "/score"
+        held = []
+        for count in (1, 2):
+            held.append(pool.submit(requests.post, url, json={"n": count}, timeout=60))
+            wait_entered(gate, count)
+        refused = requests.post(url, json={}, headers={"x-request-id": "over-1"}, timeout=30)
+        assert refused.status_code == 429
+        assert refused.json()["message"].startswith("Too many pending requests: deployment blue")
+        assert refused.headers[DEPLOYMENT_HEADER] == "blue"
+        assert refused.headers["x-request-id"] == "over-1"
+        other = requests.post(url, json={}, headers={DEPLOYMENT_HEADER: "green"}, timeout=30)
+        assert other.status_code == 200 and other.json() == {"deployment": "green"}
+        (gate / "release").touch()
+        assert [future.result().status_code for future in held] == [200, 200]
+        assert requests.post(url, json={}, timeout=30).json() == {"deployment": "blue"}

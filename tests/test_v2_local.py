@@ -10,12 +10,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from test_serve_http import clean_environment, running, stop
-from v2_helpers import GALLERY, copy_gallery
+from v2_helpers import GALLERY, copy_gallery, gated_deployment, wait_entered
 
 from modelstore.cli import main
 from modelstore.errors import InvalidArgumentError
@@ -415,3 +416,36 @@ def test_serve_f_whose_init_fails_exits_3_and_leaves_no_app_root(
     assert result.stderr.splitlines()[-1].startswith("Error: init() of ")
     assert "raised RuntimeError: boom" in result.stderr.splitlines()[-1]
     assert os.listdir(system_tmp) == []
+
+
+@pytest.mark.parametrize(("workers", "max_concurrent"), [(3, 1), (5, 2)])
+def test_serve_f_answers_429_past_twice_max_concurrent_requests_in_flight_across_workers(
+    tmp_path: Path, workers: int, max_concurrent: int
+) -> None:
+    """Azure's front end admits 2 x max_concurrent_requests_per_instance requests per
+    instance; one more is refused with 429 at once, whichever worker takes it."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    yml = gated_deployment(
+        tmp_path / "d", "blue", workers=workers, max_concurrent=max_concurrent, gate=gate
+    )
+    env = clean_environment(tmp_path / "home")
+    admitted = 2 * max_concurrent
+    with (
+        running(["-f", str(yml)], tmp_path / "logs", cwd=tmp_path, env=env) as server,
+        ThreadPoolExecutor(admitted) as pool,
+    ):
+        held = []
+        for count in range(1, admitted + 1):  # one at a time: each on a free worker
+            held.append(pool.submit(server.post, "/score", json={"n": count}))
+            wait_entered(gate, count)
+        refused = server.post("/score", json={"n": 0}, headers={"x-request-id": "over-1"})
+        assert refused.status_code == 429, server.log()
+        assert refused.json()["message"].startswith("Too many pending requests: ")
+        assert f"2 x {max_concurrent}" in refused.json()["message"]
+        assert refused.headers["x-request-id"] == "over-1"
+        assert refused.headers["x-ms-request-id"] == "over-1"
+        assert len([p for p in gate.iterdir() if p.name.startswith("entered-")]) == admitted
+        (gate / "release").touch()
+        assert [future.result().status_code for future in held] == [200] * admitted
+        assert server.post("/score", json={"n": 1}).json() == {"deployment": "blue"}

@@ -498,6 +498,7 @@ def run_server(settings: ServingSettings, host: str, port: int, reload: bool) ->
         reload=reload,
         reload_paths=files_next_to(script) if reload else (),
         error_headers=server_version_headers(settings),
+        max_concurrent_requests=settings.max_concurrent_requests_per_instance,
     )
     return serve_forever(load_app, options)
 

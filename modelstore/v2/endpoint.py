@@ -33,6 +33,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from modelstore.errors import EntryScriptError, InvalidArgumentError
+from modelstore.serving.limits import (
+    InFlightGauge,
+    pending_limit,
+    too_many_message,
+    too_many_response,
+)
 from modelstore.v2.endpoint_spec import OnlineEndpointSpec
 from modelstore.v2.load import load_endpoint_spec
 from modelstore.v2.local import LocalDeployment, is_endpoint_file, local_deployment
@@ -151,8 +157,18 @@ class Router:
         keys: Sequence[str] = (),
         seed: int | None = None,
         timeout_s: float = 600.0,
+        max_concurrent: Mapping[str, int] | None = None,
+        gauge: InFlightGauge | None = None,
     ) -> None:
         self.routes = {route.name: route for route in routes}
+        self.max_concurrent = dict(max_concurrent or {})
+        """Each deployment's ``max_concurrent_requests_per_instance``: past twice that many
+        requests in flight at it (across the router's workers, counted in ``gauge``), a
+        request is answered 429 without being forwarded."""
+        self._gauge = gauge if gauge is not None or not self.max_concurrent else InFlightGauge(1)
+        self._tags = {name: index for index, name in enumerate(self.routes, start=1)}
+        if self._gauge is not None:
+            self._gauge.claim()
         self.traffic = {name: weight for name, weight in traffic.items() if weight > 0}
         self.keys = frozenset(keys)
         self.timeout_s = timeout_s
@@ -201,7 +217,18 @@ class Router:
                     "specific header to route."
                 )
             return _json(start_response, "404 Not Found", message)
-        return self._forward(name, environ, start_response)
+        max_concurrent = self.max_concurrent.get(name)
+        if max_concurrent is None or self._gauge is None:
+            return self._forward(name, environ, start_response)
+        limit = pending_limit(max_concurrent)
+        if not self._gauge.enter(self._tags[name], limit):
+            message = too_many_message(name, limit, max_concurrent)
+            extra = [(DEPLOYMENT_HEADER, name)]
+            return too_many_response(start_response, environ, message, extra)
+        try:
+            return self._forward(name, environ, start_response)
+        finally:
+            self._gauge.leave()
 
     def _docs(
         self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -537,6 +564,21 @@ class LocalEndpoint:
         return self.router_process.wait()
 
 
+MAX_ROUTER_WORKERS = 32
+
+
+def router_workers(deployments: Iterable[LocalDeployment]) -> int:
+    """Enough router workers that one is free for a request over a deployment's limit, which
+    is answered 429 at once rather than waiting for a worker: a worker forwards one request at
+    a time, and at most ``2 * max_concurrent_requests_per_instance`` are in flight at each
+    deployment. Capped at :data:`MAX_ROUTER_WORKERS` (beyond, requests wait in the router)."""
+    admitted = sum(
+        pending_limit(local.spec.request_settings.max_concurrent_requests_per_instance)
+        for local in deployments
+    )
+    return max(2, min(admitted + 1, MAX_ROUTER_WORKERS))
+
+
 def routes_of(urls: Mapping[str, str]) -> list[Route]:
     routes = []
     for name, url in urls.items():
@@ -636,6 +678,10 @@ def local_endpoint(
                 process.settled.wait()
             _raise_failures(processes)
             urls = {p.name: str(p.url) for p in processes}
+            max_concurrent = {
+                name: local.spec.request_settings.max_concurrent_requests_per_instance
+                for name, local in locals_.items()
+            }
             config = {
                 "routes": urls,
                 "traffic": split,
@@ -644,7 +690,8 @@ def local_endpoint(
                 "fd": listener.fd,
                 "host": listener.host,
                 "port": listener.port,
-                "workers": max(2, sum(local.workers for local in locals_.values())),
+                "max_concurrent": max_concurrent,
+                "workers": router_workers(locals_.values()),
             }
             router = _start_router(config, listener.fd, sink)
             processes.append(router)

@@ -14,14 +14,24 @@ from modelstore.errors import ModelstoreError
 
 
 def main() -> int:
+    from modelstore.serving.limits import InFlightGauge
     from modelstore.serving.server import BoundListener, ServerOptions, serve
     from modelstore.v2.endpoint import ROUTER_ENV, Router, routes_of
 
     config = json.loads(os.environ.pop(ROUTER_ENV))
     routes = routes_of(config["routes"])
+    # Made before gunicorn forks: every router worker counts into the same slots.
+    gauge = InFlightGauge(slots=2 * config["workers"] + 2)
 
     def app() -> Router:
-        return Router(routes, config["traffic"], keys=config["keys"], seed=config["seed"])
+        return Router(
+            routes,
+            config["traffic"],
+            keys=config["keys"],
+            seed=config["seed"],
+            max_concurrent=config["max_concurrent"],
+            gauge=gauge,
+        )
 
     listener = BoundListener(fd=config["fd"], host=config["host"], port=config["port"])
     options = ServerOptions(host=listener.host, port=listener.port, workers=config["workers"])
