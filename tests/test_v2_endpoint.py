@@ -5,6 +5,7 @@ green.yml`` and ``local_endpoint`` as real processes over loopback."""
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -274,6 +275,31 @@ def test_serve_endpoint_routes_by_traffic_header_and_key_and_leaves_nothing(
     assert os.listdir(system_tmp) == []
 
 
+def test_serve_endpoint_with_aml_token_auth_prints_a_token_that_opens_it(
+    trained: Path, tmp_path: Path, system_tmp: Path
+) -> None:
+    gallery = tmp_path / "v2"
+    shutil.copytree(trained, gallery)
+    yml = gallery / "endpoint.yml"
+    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    env = clean_environment(trained.parent / "home", {"TMPDIR": str(system_tmp)})
+    process, url = _start(["--auth", *(f"-f{f}" for f in FILES)], gallery, env, tmp_path / "l")
+    try:
+        stdout = (tmp_path / "l" / "stdout.txt").read_text().splitlines()
+        assert not any(line.startswith("Key (") for line in stdout)
+        (token,) = [line.split(": ", 1)[1] for line in stdout if line.startswith("Token (aml_")]
+        (expiry,) = [line for line in stdout if line.startswith("Token expires ")]
+        assert re.fullmatch(
+            r"Token expires \S+Z \(refresh after \S+Z\); a new one needs a restart", expiry
+        )
+        assert requests.post(url + "/score", data=ROWS, headers=JSON, timeout=30).status_code == 401
+        opened = {**JSON, "Authorization": f"Bearer {token}"}
+        assert requests.post(url + "/score", data=ROWS, headers=opened, timeout=30).ok
+    finally:
+        stop(process)
+    assert process.returncode == 0, (tmp_path / "l" / "stderr.txt").read_text()
+
+
 def test_serve_endpoint_with_a_bad_traffic_option_is_one_line_exit_2(
     trained: Path, tmp_path: Path, system_tmp: Path
 ) -> None:
@@ -368,19 +394,75 @@ def test_local_endpoint_serves_with_a_traffic_override_and_no_key(
     assert "[blue]" in log.read_text() and "[green]" in log.read_text()
 
 
-def test_local_endpoint_refuses_aml_token_auth_before_starting(
+def test_local_endpoint_refuses_aad_token_auth_before_starting(
+    trained: Path, tmp_path: Path, endpoint_tmp: Path
+) -> None:
+    gallery = tmp_path / "v2"
+    shutil.copytree(trained, gallery)
+    yml = gallery / "endpoint.yml"
+    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aad_token"))
+    with (
+        pytest.raises(
+            InvalidArgumentError,
+            match="auth_mode aad_token is not emulated \\(Microsoft Entra tokens",
+        ),
+        local_endpoint([gallery / f for f in FILES], auth=True),
+    ):
+        pass
+    assert os.listdir(endpoint_tmp) == []
+
+
+def test_an_aml_token_endpoint_takes_its_token_from_python_and_refuses_others(
     trained: Path, tmp_path: Path, endpoint_tmp: Path
 ) -> None:
     gallery = tmp_path / "v2"
     shutil.copytree(trained, gallery)
     yml = gallery / "endpoint.yml"
     yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    began = int(time.time())
     with (
-        pytest.raises(InvalidArgumentError, match="auth_mode aml_token is not emulated yet"),
-        local_endpoint([gallery / f for f in FILES], auth=True),
+        (tmp_path / "endpoint.log").open("w") as sink,
+        local_endpoint(
+            [gallery / f for f in FILES],
+            lambda: Registry(trained.parent / "home"),
+            auth=True,
+            log=sink,
+            token_lifetime_s=600,
+        ) as endpoint,
     ):
-        pass
+        token = endpoint.token
+        assert token is not None and endpoint.keys == ()
+        assert set(token.credentials()) == {
+            "accessToken", "expiryTimeUtc", "refreshAfterTimeUtc", "tokenType"
+        }  # fmt: skip
+        assert began + 600 <= token.expiry_time_utc <= int(time.time()) + 600
+        assert token.refresh_after_time_utc < token.expiry_time_utc
+        url = endpoint.url + "/score"
+        missing = requests.post(url, data=ROWS, headers=JSON, timeout=30)
+        assert missing.status_code == 401 and "aml_token" in missing.json()["message"]
+        wrong = {**JSON, "Authorization": "Bearer " + token.access_token[:-1]}
+        assert requests.post(url, data=ROWS, headers=wrong, timeout=30).status_code == 401
+        right = {**JSON, "Authorization": f"{token.token_type} {token.access_token}"}
+        assert requests.post(url, data=ROWS, headers=right, timeout=30).status_code == 200
     assert os.listdir(endpoint_tmp) == []
+
+
+def test_the_router_takes_an_unexpired_token_only_on_a_token_endpoint() -> None:
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
+    route, _ = _canned_deployment(answers)
+    now = time.time()
+    tokens = {"fresh": now + 600, "old": now - 1}
+    by_token = Client(Router([route], {"blue": 100}, tokens=tokens))
+    assert by_token.get("/", headers={"Authorization": "Bearer fresh"}).data == b"ok"
+    expired = by_token.get("/", headers={"Authorization": "Bearer old"})
+    assert expired.status_code == 401
+    assert expired.get_json()["message"].startswith("The aml_token expired at ")
+    assert by_token.get("/").status_code == 401
+    assert by_token.get(ENDPOINT_DOCS_PATH).get_json()["auth"] is True
+    # A key endpoint takes no token, and a token endpoint no key.
+    by_key = Client(Router([route], {"blue": 100}, keys=["k"]))
+    assert by_key.get("/", headers={"Authorization": "Bearer fresh"}).status_code == 401
+    assert by_token.get("/", headers={"Authorization": "Bearer k"}).status_code == 401
 
 
 def test_the_endpoint_answers_429_past_twice_max_concurrent_requests_at_a_deployment(

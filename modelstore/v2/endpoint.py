@@ -27,8 +27,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -129,6 +131,47 @@ def check_traffic(traffic: Mapping[str, int], deployments: Sequence[str], source
         )
 
 
+# --- credentials ---------------------------------------------------------------------------------
+
+AML_TOKEN_LIFETIME_S = 24 * 3600
+"""How long an emulated ``aml_token`` is accepted. Azure documents that its tokens expire,
+not after how long; this is modelstore's choice (``local_endpoint(token_lifetime_s=...)``)."""
+
+
+@dataclass(frozen=True)
+class EndpointToken:
+    """An ``aml_token`` endpoint's credential, with the fields of what ``az ml online-endpoint
+    get-credentials`` returns for one (the REST API's ``EndpointAuthToken``): the times are
+    seconds since the epoch, UTC."""
+
+    access_token: str
+    expiry_time_utc: int
+    refresh_after_time_utc: int
+    token_type: str = "Bearer"
+
+    @classmethod
+    def new(cls, lifetime_s: int = AML_TOKEN_LIFETIME_S, now: float | None = None) -> EndpointToken:
+        issued = int(time.time() if now is None else now)
+        return cls(
+            access_token=secrets.token_urlsafe(48),
+            expiry_time_utc=issued + lifetime_s,
+            refresh_after_time_utc=issued + lifetime_s // 2,
+        )
+
+    def credentials(self) -> dict[str, Any]:
+        """The JSON document ``get-credentials`` prints, key for key."""
+        return {
+            "accessToken": self.access_token,
+            "expiryTimeUtc": self.expiry_time_utc,
+            "refreshAfterTimeUtc": self.refresh_after_time_utc,
+            "tokenType": self.token_type,
+        }
+
+
+def utc_text(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # --- the router ---------------------------------------------------------------------------------
 
 
@@ -144,9 +187,12 @@ class Router:
 
     A request goes to the deployment its ``azureml-model-deployment`` header names (404 for a
     name the endpoint does not have), else to one drawn by the traffic weights (404 when no
-    deployment takes traffic, as Azure). With ``keys``, ``Authorization: Bearer KEY`` must carry
-    one of them (401 otherwise). Everything else, ``GET /`` and ``/swagger.json`` included, is
-    forwarded as is to the chosen deployment, whose answer comes back with the header naming it.
+    deployment takes traffic, as Azure). With ``keys`` (``auth_mode: key``), ``Authorization:
+    Bearer KEY`` must carry one of them; with ``tokens`` (``auth_mode: aml_token``: each token
+    with its expiry, seconds since the epoch) a token not yet expired; 401 otherwise, so a key
+    never opens a token endpoint nor a token a key endpoint. Everything else, ``GET /`` and
+    ``/swagger.json`` included, is forwarded as is to the chosen deployment, whose answer comes
+    back with the header naming it.
     """
 
     def __init__(
@@ -159,8 +205,10 @@ class Router:
         timeout_s: float = 600.0,
         max_concurrent: Mapping[str, int] | None = None,
         gauge: InFlightGauge | None = None,
+        tokens: Mapping[str, float] | None = None,
     ) -> None:
         self.routes = {route.name: route for route in routes}
+        self.tokens = dict(tokens or {})
         self.max_concurrent = dict(max_concurrent or {})
         """Each deployment's ``max_concurrent_requests_per_instance``: past twice that many
         requests in flight at it (across the router's workers, counted in ``gauge``), a
@@ -192,15 +240,11 @@ class Router:
             path in (DOCS_PREFIX, ENDPOINT_DOCS_PATH) or path.startswith(f"{DOCS_PREFIX}/assets/")
         ):
             return self._docs(path, environ, start_response)
-        if self.keys:
-            given = environ.get("HTTP_AUTHORIZATION", "")
-            scheme, _, key = given.partition(" ")
-            if scheme.lower() != "bearer" or key.strip() not in self.keys:
+        if self.keys or self.tokens:
+            refused = self._refusal(environ.get("HTTP_AUTHORIZATION", ""))
+            if refused is not None:
                 return _json(
-                    start_response,
-                    "401 Unauthorized",
-                    "Authorization: Bearer KEY is required with one of the endpoint's keys",
-                    [("WWW-Authenticate", "Bearer")],
+                    start_response, "401 Unauthorized", refused, [("WWW-Authenticate", "Bearer")]
                 )
         header = environ.get("HTTP_AZUREML_MODEL_DEPLOYMENT")
         name = self.choose(header.strip() if header is not None else None)
@@ -230,6 +274,27 @@ class Router:
         finally:
             self._gauge.leave()
 
+    def _refusal(self, authorization: str) -> str | None:
+        """Why ``authorization`` does not open this endpoint, or None when it does."""
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip() if scheme.lower() == "bearer" else ""
+        if self.keys:
+            if credential in self.keys:
+                return None
+            return "Authorization: Bearer KEY is required with one of the endpoint's keys"
+        expiry = self.tokens.get(credential)
+        if expiry is None:
+            return (
+                "Authorization: Bearer TOKEN is required with the endpoint's aml_token "
+                "(auth_mode aml_token takes no key)"
+            )
+        if time.time() >= expiry:
+            return (
+                f"The aml_token expired at {utc_text(expiry)}; get a new one (restart the "
+                "endpoint locally)"
+            )
+        return None
+
     def _docs(
         self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
@@ -239,7 +304,8 @@ class Router:
         the same files. The page's own requests then carry the header and the key the user chose.
         """
         if path == ENDPOINT_DOCS_PATH:
-            body = json.dumps({"deployments": list(self.routes), "auth": bool(self.keys)}).encode()
+            auth = bool(self.keys or self.tokens)
+            body = json.dumps({"deployments": list(self.routes), "auth": auth}).encode()
             start_response(
                 "200 OK",
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
@@ -549,10 +615,12 @@ class LocalEndpoint:
     """Each deployment's own server, on loopback."""
     traffic: dict[str, int]
     keys: tuple[str, ...]
-    """The primary and secondary key with ``auth``, else empty (no key needed)."""
+    """The primary and secondary key with ``auth`` and ``auth_mode: key``, else empty."""
     notes: list[str]
     seed: int | None = None
     router_process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    token: EndpointToken | None = field(default=None, repr=False)
+    """With ``auth`` and ``auth_mode: aml_token``: the token a request must carry."""
 
     @property
     def name(self) -> str:
@@ -600,6 +668,7 @@ def local_endpoint(
     workers: int | None = None,
     seed: int | None = None,
     log: IO[str] | None = None,
+    token_lifetime_s: int = AML_TOKEN_LIFETIME_S,
     **overrides: Any,
 ) -> Iterator[LocalEndpoint]:
     """Load the endpoint YAML and its deployments' YAMLs in ``files``, start every deployment
@@ -607,12 +676,14 @@ def local_endpoint(
     have run ``init()`` and the router listens.
 
     ``traffic`` (e.g. from ``--traffic``) replaces the endpoint's ``traffic:``. Every refusal
-    (a bad file, a traffic rule Azure would refuse, ``auth`` with a mode other than ``key``, a
-    taken port) comes before anything starts. If a deployment cannot start, the others are
+    (a bad file, a traffic rule Azure would refuse, ``auth`` with ``aad_token``, a taken
+    port) comes before anything starts. If a deployment cannot start, the others are
     stopped and :class:`EntryScriptError` names each one that failed, with its reason. The
     processes are stopped and the app roots removed on exit. ``log`` receives the processes'
     output, each line marked ``[name]`` (default: stderr). ``seed`` (default:
-    ``$MODELSTORE_ROUTER_SEED``) makes the traffic split reproducible.
+    ``$MODELSTORE_ROUTER_SEED``) makes the traffic split reproducible. With ``auth``, an
+    ``auth_mode: key`` endpoint gets two keys (``.keys``), an ``aml_token`` one a token valid
+    for ``token_lifetime_s`` (``.token``).
     """
     from modelstore.serving.server import bind_listener
     from modelstore.v2.load import load_deployment_spec
@@ -639,10 +710,11 @@ def local_endpoint(
     else:
         check_traffic(endpoint.traffic, names, f"{endpoint_file}: traffic")
         split = dict(endpoint.traffic)
-    if auth and endpoint.auth_mode != "key":
+    if auth and endpoint.auth_mode == "aad_token":
         raise InvalidArgumentError(
-            f"{endpoint_file}: auth_mode {endpoint.auth_mode} is not emulated yet, only key; "
-            "pass auth=False, or set auth_mode: key"
+            f"{endpoint_file}: auth_mode aad_token is not emulated (Microsoft Entra tokens "
+            "come from Entra ID, which cannot be stood in for here); set auth_mode: key or "
+            "aml_token, or pass auth=False"
         )
     if seed is None and os.environ.get(SEED_ENV, "").strip():
         text = os.environ[SEED_ENV].strip()
@@ -652,7 +724,9 @@ def local_endpoint(
     notes: list[str] = []
     if endpoint.mirror_traffic:
         notes.append("Warning: mirror_traffic is not emulated: no request is copied")
-    keys = (secrets.token_urlsafe(32), secrets.token_urlsafe(32)) if auth else ()
+    with_keys = auth and endpoint.auth_mode == "key"
+    keys = (secrets.token_urlsafe(32), secrets.token_urlsafe(32)) if with_keys else ()
+    token = EndpointToken.new(token_lifetime_s) if auth and not with_keys else None
     with contextlib.ExitStack() as stack:
         locals_: dict[str, LocalDeployment] = {}
         for path in deployment_files:
@@ -686,6 +760,7 @@ def local_endpoint(
                 "routes": urls,
                 "traffic": split,
                 "keys": list(keys),
+                "tokens": {token.access_token: token.expiry_time_utc} if token else {},
                 "seed": seed,
                 "fd": listener.fd,
                 "host": listener.host,
@@ -709,6 +784,7 @@ def local_endpoint(
                 notes=notes,
                 seed=seed,
                 router_process=router.popen,
+                token=token,
             )
         finally:
             if listener_open:

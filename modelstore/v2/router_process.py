@@ -1,8 +1,8 @@
 """The front end of a local v2 endpoint, in its own process: ``python -m
 modelstore.v2.router_process``, started by :func:`modelstore.v2.endpoint.local_endpoint` once
-every deployment listens. Its routes, traffic, keys and the socket the endpoint bound on the
-user's port come in ``$MODELSTORE_V2_ROUTER``; it serves :class:`modelstore.v2.endpoint.Router`
-under the same gunicorn worker as the deployments."""
+every deployment listens. Its routes, traffic, keys or token and the socket the endpoint bound
+on the user's port come in ``$MODELSTORE_V2_ROUTER``; it serves
+:class:`modelstore.v2.endpoint.Router` under the same gunicorn worker as the deployments."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def main() -> int:
             seed=config["seed"],
             max_concurrent=config["max_concurrent"],
             gauge=gauge,
+            tokens=config["tokens"],
         )
 
     listener = BoundListener(fd=config["fd"], host=config["host"], port=config["port"])
