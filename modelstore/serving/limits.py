@@ -53,14 +53,17 @@ class InFlightGauge:
         self._slot: int | None = None
 
     def claim(self) -> None:
-        """Take a slot for this process: a free one, or one whose process is gone (its request
-        ended with it)."""
+        """Take a slot for this process, first freeing every slot whose process is gone (a
+        worker killed mid-request: its request ended with it)."""
         pid = os.getpid()
         with self._lock:
             for index, owner in enumerate(self._pids):
-                if owner in (0, pid) or not _alive(owner):
-                    self._pids[index] = pid
+                if owner == pid or (owner != 0 and not _alive(owner)):
+                    self._pids[index] = 0
                     self._tags[index] = 0
+            for index, owner in enumerate(self._pids):
+                if owner == 0:
+                    self._pids[index] = pid
                     self._slot = index
                     return
         raise RuntimeError("no free in-flight slot: more server processes than slots")
