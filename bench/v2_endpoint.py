@@ -10,7 +10,10 @@ alternate between three loads with the same keep-alive clients:
   same server answers: the difference is the router's cost;
 * ``routed_traffic``: the endpoint's router with its 90/10 split over both deployments.
 
-The issue's target is ``routed_blue`` within 15% of ``direct`` (ratio >= 0.85).
+The issue's target is ``routed_blue`` within 15% of ``direct`` (ratio >= 0.85). Both
+deployments' ``max_concurrent_requests_per_instance`` is 2 in the copy, so that the router
+admits the four clients (it answers 429 past twice that many requests in flight at a
+deployment, as Azure does); with ``--connections`` above 4, raise it further.
 
     python bench/v2_endpoint.py [--rounds 3] [--seconds 5] [--connections 4]
 """
@@ -86,6 +89,14 @@ def main() -> None:
         shutil.copytree(REPO / "fixtures" / "v2", gallery, ignore=shutil.ignore_patterns("model"))
         runpy.run_path(str(REPO / "fixtures" / "make_models.py"))["write_regression_model"](
             gallery / "model"
+        )
+        # A deployment admits 2 x max_concurrent_requests_per_instance requests at once (429
+        # past that, as in Azure): 2 lets all four clients in, even if all go to green.
+        blue = gallery / "blue-deployment.yml"
+        blue.write_text(blue.read_text().replace("_per_instance: 1", "_per_instance: 2"))
+        green = gallery / "green-deployment.yml"
+        green.write_text(
+            green.read_text() + "request_settings:\n  max_concurrent_requests_per_instance: 2\n"
         )
         home = Path(scratch) / "home"
         subprocess.run(

@@ -5,6 +5,7 @@ green.yml`` and ``local_endpoint`` as real processes over loopback."""
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -12,13 +13,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
 from test_serve_http import URL_LINE, clean_environment, stop
-from v2_helpers import GALLERY, copy_gallery
+from v2_helpers import GALLERY, copy_gallery, gated_deployment, wait_entered
 from werkzeug.test import Client
 
 from modelstore.cli import main
@@ -120,6 +122,59 @@ def test_the_router_tells_the_docs_page_its_deployments_without_a_key() -> None:
         "deployments": ["blue", "green"],
         "auth": False,
     }
+
+
+def _canned_deployment(answers: list[bytes]) -> tuple[Route, list[bytes]]:
+    """A loopback server answering each request it reads (head and body) with the next of
+    ``answers``, on one kept-alive connection; the requests it read, as received."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection, listener:
+            buffered = b""
+            for answer in answers:
+                while b"\r\n\r\n" not in buffered:
+                    buffered += connection.recv(65536)
+                head, _, rest = buffered.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                while len(rest) < length:
+                    rest += connection.recv(65536)
+                received.append(head + b"\r\n\r\n" + rest[:length])
+                buffered = rest[length:]
+                connection.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return Route("blue", "127.0.0.1", listener.getsockname()[1]), received
+
+
+def test_the_router_relays_chunked_interim_and_close_delimited_answers_whole() -> None:
+    route, received = _canned_deployment(
+        [
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 CREATED\r\nTransfer-Encoding: chunked"
+            b"\r\nX-Model: a\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: t\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 404 NOT FOUND\r\nContent-Type: text/plain\r\n\r\nto the close",
+        ]
+    )
+    client = Client(Router([route], {"blue": 100}, keys=["k"]))
+    auth = {"Authorization": "Bearer k", "Expect": "100-continue", "X-Ms-Client-Request-Id": "c1"}
+    first = client.post("/score?x=1", data=ROWS, headers={**JSON, **auth})
+    assert (first.status_code, first.data) == (201, b"hello world")
+    assert first.headers["X-Model"] == "a" and first.headers[DEPLOYMENT_HEADER] == "blue"
+    assert "Transfer-Encoding" not in first.headers
+    assert client.get("/", headers=auth).data == b"abc"
+    last = client.get("/x", headers=auth)
+    assert (last.status_code, last.data) == (404, b"to the close")
+    head = received[0].decode("latin-1")
+    assert head.startswith("POST /score?x=1 HTTP/1.1\r\n") and head.endswith(ROWS)
+    assert "X-Ms-Client-Request-Id: c1\r\n" in head and "Content-Type: application/json" in head
+    # The endpoint's key and the client's Expect stay at the router.
+    assert "Bearer" not in head and "100-continue" not in head
 
 
 # --- modelstore serve with an endpoint: real processes over loopback --------------------------
@@ -225,6 +280,31 @@ def test_serve_endpoint_routes_by_traffic_header_and_key_and_leaves_nothing(
     assert os.listdir(system_tmp) == []
 
 
+def test_serve_endpoint_with_aml_token_auth_prints_a_token_that_opens_it(
+    trained: Path, tmp_path: Path, system_tmp: Path
+) -> None:
+    gallery = tmp_path / "v2"
+    shutil.copytree(trained, gallery)
+    yml = gallery / "endpoint.yml"
+    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    env = clean_environment(trained.parent / "home", {"TMPDIR": str(system_tmp)})
+    process, url = _start(["--auth", *(f"-f{f}" for f in FILES)], gallery, env, tmp_path / "l")
+    try:
+        stdout = (tmp_path / "l" / "stdout.txt").read_text().splitlines()
+        assert not any(line.startswith("Key (") for line in stdout)
+        (token,) = [line.split(": ", 1)[1] for line in stdout if line.startswith("Token (aml_")]
+        (expiry,) = [line for line in stdout if line.startswith("Token expires ")]
+        assert re.fullmatch(
+            r"Token expires \S+Z \(refresh after \S+Z\); a new one needs a restart", expiry
+        )
+        assert requests.post(url + "/score", data=ROWS, headers=JSON, timeout=30).status_code == 401
+        opened = {**JSON, "Authorization": f"Bearer {token}"}
+        assert requests.post(url + "/score", data=ROWS, headers=opened, timeout=30).ok
+    finally:
+        stop(process)
+    assert process.returncode == 0, (tmp_path / "l" / "stderr.txt").read_text()
+
+
 def test_serve_endpoint_with_a_bad_traffic_option_is_one_line_exit_2(
     trained: Path, tmp_path: Path, system_tmp: Path
 ) -> None:
@@ -319,16 +399,109 @@ def test_local_endpoint_serves_with_a_traffic_override_and_no_key(
     assert "[blue]" in log.read_text() and "[green]" in log.read_text()
 
 
-def test_local_endpoint_refuses_aml_token_auth_before_starting(
+def test_local_endpoint_refuses_aad_token_auth_before_starting(
+    trained: Path, tmp_path: Path, endpoint_tmp: Path
+) -> None:
+    gallery = tmp_path / "v2"
+    shutil.copytree(trained, gallery)
+    yml = gallery / "endpoint.yml"
+    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aad_token"))
+    with (
+        pytest.raises(
+            InvalidArgumentError,
+            match="auth_mode aad_token is not emulated \\(Microsoft Entra tokens",
+        ),
+        local_endpoint([gallery / f for f in FILES], auth=True),
+    ):
+        pass
+    assert os.listdir(endpoint_tmp) == []
+
+
+def test_an_aml_token_endpoint_takes_its_token_from_python_and_refuses_others(
     trained: Path, tmp_path: Path, endpoint_tmp: Path
 ) -> None:
     gallery = tmp_path / "v2"
     shutil.copytree(trained, gallery)
     yml = gallery / "endpoint.yml"
     yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    began = int(time.time())
     with (
-        pytest.raises(InvalidArgumentError, match="auth_mode aml_token is not emulated yet"),
-        local_endpoint([gallery / f for f in FILES], auth=True),
+        (tmp_path / "endpoint.log").open("w") as sink,
+        local_endpoint(
+            [gallery / f for f in FILES],
+            lambda: Registry(trained.parent / "home"),
+            auth=True,
+            log=sink,
+            token_lifetime_s=600,
+        ) as endpoint,
     ):
-        pass
+        token = endpoint.token
+        assert token is not None and endpoint.keys == ()
+        assert set(token.credentials()) == {
+            "accessToken", "expiryTimeUtc", "refreshAfterTimeUtc", "tokenType"
+        }  # fmt: skip
+        assert began + 600 <= token.expiry_time_utc <= int(time.time()) + 600
+        assert token.refresh_after_time_utc < token.expiry_time_utc
+        url = endpoint.url + "/score"
+        missing = requests.post(url, data=ROWS, headers=JSON, timeout=30)
+        assert missing.status_code == 401 and "aml_token" in missing.json()["message"]
+        wrong = {**JSON, "Authorization": "Bearer " + token.access_token[:-1]}
+        assert requests.post(url, data=ROWS, headers=wrong, timeout=30).status_code == 401
+        right = {**JSON, "Authorization": f"{token.token_type} {token.access_token}"}
+        assert requests.post(url, data=ROWS, headers=right, timeout=30).status_code == 200
     assert os.listdir(endpoint_tmp) == []
+
+
+def test_the_router_takes_an_unexpired_token_only_on_a_token_endpoint() -> None:
+    answers = [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]
+    route, _ = _canned_deployment(answers)
+    now = time.time()
+    tokens = {"fresh": now + 600, "old": now - 1}
+    by_token = Client(Router([route], {"blue": 100}, tokens=tokens))
+    assert by_token.get("/", headers={"Authorization": "Bearer fresh"}).data == b"ok"
+    expired = by_token.get("/", headers={"Authorization": "Bearer old"})
+    assert expired.status_code == 401
+    assert expired.get_json()["message"].startswith("The aml_token expired at ")
+    assert by_token.get("/").status_code == 401
+    assert by_token.get(ENDPOINT_DOCS_PATH).get_json()["auth"] is True
+    # A key endpoint takes no token, and a token endpoint no key.
+    by_key = Client(Router([route], {"blue": 100}, keys=["k"]))
+    assert by_key.get("/", headers={"Authorization": "Bearer fresh"}).status_code == 401
+    assert by_token.get("/", headers={"Authorization": "Bearer k"}).status_code == 401
+
+
+def test_the_endpoint_answers_429_past_twice_max_concurrent_requests_at_a_deployment(
+    tmp_path: Path, endpoint_tmp: Path
+) -> None:
+    """The router is Azure's front end: with max_concurrent_requests_per_instance 1, blue
+    admits two requests (both in run() on its two workers); a third is refused at once by the
+    router, while green, with its own limit, still answers."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    folder = tmp_path / "endpoint"
+    blue = gated_deployment(folder, "blue", workers=2, max_concurrent=1, gate=gate)
+    green_gate = tmp_path / "green-gate"
+    green_gate.mkdir()
+    (green_gate / "release").touch()
+    green = gated_deployment(folder, "green", workers=1, max_concurrent=1, gate=green_gate)
+    (folder / "endpoint.yml").write_text("name: gate\nauth_mode: key\ntraffic:\n  blue: 100\n")
+    with (
+        (tmp_path / "endpoint.log").open("w") as sink,
+        local_endpoint([folder / "endpoint.yml", blue, green], log=sink) as endpoint,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        url = endpoint.url + "/score"
+        held = []
+        for count in (1, 2):
+            held.append(pool.submit(requests.post, url, json={"n": count}, timeout=60))
+            wait_entered(gate, count)
+        refused = requests.post(url, json={}, headers={"x-request-id": "over-1"}, timeout=30)
+        assert refused.status_code == 429
+        assert refused.json()["message"].startswith("Too many pending requests: deployment blue")
+        assert refused.headers[DEPLOYMENT_HEADER] == "blue"
+        assert refused.headers["x-request-id"] == "over-1"
+        other = requests.post(url, json={}, headers={DEPLOYMENT_HEADER: "green"}, timeout=30)
+        assert other.status_code == 200 and other.json() == {"deployment": "green"}
+        (gate / "release").touch()
+        assert [future.result().status_code for future in held] == [200, 200]
+        assert requests.post(url, json={}, timeout=30).json() == {"deployment": "blue"}

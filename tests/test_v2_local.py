@@ -10,15 +10,18 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from test_serve_http import clean_environment, running, stop
-from v2_helpers import GALLERY, copy_gallery
+from v2_helpers import GALLERY, copy_gallery, gated_deployment, wait_entered
 
 from modelstore.cli import main
 from modelstore.errors import InvalidArgumentError
+from modelstore.serving.limits import InFlightGauge
 from modelstore.testing import ScoringClientFactory
 from modelstore.v2 import load_deployment_spec
 from modelstore.v2.local import (
@@ -415,3 +418,74 @@ def test_serve_f_whose_init_fails_exits_3_and_leaves_no_app_root(
     assert result.stderr.splitlines()[-1].startswith("Error: init() of ")
     assert "raised RuntimeError: boom" in result.stderr.splitlines()[-1]
     assert os.listdir(system_tmp) == []
+
+
+@pytest.mark.parametrize(("workers", "max_concurrent"), [(3, 1), (5, 2)])
+def test_serve_f_answers_429_past_twice_max_concurrent_requests_in_flight_across_workers(
+    tmp_path: Path, workers: int, max_concurrent: int
+) -> None:
+    """Azure's front end admits 2 x max_concurrent_requests_per_instance requests per
+    instance; one more is refused with 429 at once, whichever worker takes it."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    yml = gated_deployment(
+        tmp_path / "d", "blue", workers=workers, max_concurrent=max_concurrent, gate=gate
+    )
+    env = clean_environment(tmp_path / "home")
+    admitted = 2 * max_concurrent
+    with (
+        running(["-f", str(yml)], tmp_path / "logs", cwd=tmp_path, env=env) as server,
+        ThreadPoolExecutor(admitted) as pool,
+    ):
+        held = []
+        for count in range(1, admitted + 1):  # one at a time: each on a free worker
+            held.append(pool.submit(server.post, "/score", json={"n": count}))
+            wait_entered(gate, count)
+        refused = server.post("/score", json={"n": 0}, headers={"x-request-id": "over-1"})
+        assert refused.status_code == 429, server.log()
+        assert refused.json()["message"].startswith("Too many pending requests: ")
+        assert f"2 x {max_concurrent}" in refused.json()["message"]
+        assert refused.headers["x-request-id"] == "over-1"
+        assert refused.headers["x-ms-request-id"] == "over-1"
+        assert len([p for p in gate.iterdir() if p.name.startswith("entered-")]) == admitted
+        (gate / "release").touch()
+        assert [future.result().status_code for future in held] == [200] * admitted
+        assert server.post("/score", json={"n": 1}).json() == {"deployment": "blue"}
+
+
+def test_a_worker_that_died_mid_request_leaves_its_in_flight_slot_to_the_next() -> None:
+    """A gunicorn worker killed while it held a request must not hold the count up forever:
+    the next process to claim a slot (its replacement) frees every dead one's, not only the
+    first it finds."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    gauge = InFlightGauge(slots=4)
+    claimed, leave = context.Event(), context.Event()
+    idle = context.Process(target=_claim_and_wait, args=(gauge, claimed, leave))
+    idle.start()
+    assert claimed.wait(30)  # the idle worker holds the first slot
+    busy = context.Process(target=_enter_and_die, args=(gauge,))
+    busy.start()
+    busy.join()  # died in the middle of its request
+    leave.set()
+    idle.join()  # and the idle one is gone too, before its slot
+    assert gauge.count(1) == 1
+    gauge.claim()  # a replacement worker
+    assert gauge.count(1) == 0
+    assert gauge.enter(1, 1) and gauge.count(1) == 1
+
+
+def _claim_and_wait(gauge: object, claimed: Any, leave: Any) -> None:
+    assert isinstance(gauge, InFlightGauge)
+    gauge.claim()
+    claimed.set()
+    leave.wait(30)
+    os._exit(0)
+
+
+def _enter_and_die(gauge: object) -> None:
+    assert isinstance(gauge, InFlightGauge)
+    gauge.claim()
+    assert gauge.enter(1, 2)
+    os._exit(0)  # gone with its request in flight, as a SIGKILLed worker

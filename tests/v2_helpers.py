@@ -499,3 +499,55 @@ def write_samples(root: Path) -> dict[str, Path]:
         path.write_text(sample.text, encoding="utf-8")
         paths[f"{sample.kind}-{sample.name}"] = path
     return paths
+
+
+GATED_SCRIPT = """\
+import os
+import pathlib
+import time
+import uuid
+
+GATE = pathlib.Path(os.environ["GATE_DIR"])
+
+
+def init():
+    pass
+
+
+def run(data):
+    (GATE / f"entered-{uuid.uuid4().hex}").touch()
+    while not (GATE / "release").exists():
+        time.sleep(0.005)
+    return {"deployment": os.environ["DEPLOYMENT_NAME"]}
+"""
+
+
+def gated_deployment(
+    folder: Path, name: str, *, workers: int, max_concurrent: int, gate: Path
+) -> Path:
+    """A deployment YAML (no model) whose ``run()`` marks its entry with a file
+    ``gate/entered-*`` and then blocks until ``gate/release`` exists."""
+    code = folder / f"code-{name}"
+    code.mkdir(parents=True)
+    (code / "score.py").write_text(GATED_SCRIPT)
+    yml = folder / f"{name}-deployment.yml"
+    yml.write_text(
+        f"name: {name}\nendpoint_name: gate\n"
+        "instance_type: Standard_DS3_v2\ninstance_count: 1\n"
+        f"code_configuration:\n  code: {code.name}\n  scoring_script: score.py\n"
+        f"environment_variables:\n  WORKER_COUNT: {workers}\n  GATE_DIR: {gate}\n"
+        f"  DEPLOYMENT_NAME: {name}\n"
+        "request_settings:\n  request_timeout_ms: 120000\n"
+        f"  max_concurrent_requests_per_instance: {max_concurrent}\n"
+    )
+    return yml
+
+
+def wait_entered(gate: Path, count: int, timeout_s: float = 60) -> None:
+    """Until ``count`` requests have entered ``run()`` behind ``gate``."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while len([p for p in gate.iterdir() if p.name.startswith("entered-")]) < count:
+        assert time.monotonic() < deadline, f"{count} requests never entered run()"
+        time.sleep(0.01)

@@ -306,8 +306,9 @@ def resolve_settings(
 @click.option(
     "--auth",
     is_flag=True,
-    help="With -f endpoint.yml: require a key as auth_mode: key does (two keys printed at "
-    "start; 'Authorization: Bearer KEY'); without it no key is needed locally.",
+    help="With -f endpoint.yml: require the endpoint's auth_mode: key (two keys printed at "
+    "start) or aml_token (one token printed with its expiry), sent as 'Authorization: Bearer "
+    "KEY'; without it no key is needed locally.",
 )
 @click.option(
     "--probe-timing",
@@ -434,7 +435,7 @@ def serve_endpoint(
     """-f endpoint.yml -f DEPLOYMENT.yml...: the endpoint until Ctrl-C / SIGTERM (exit 0)."""
     import signal
 
-    from modelstore.v2.endpoint import local_endpoint
+    from modelstore.v2.endpoint import local_endpoint, utc_text
 
     if reload:
         raise UsageError("--reload serves one deployment; drop --reload or give one -f file")
@@ -464,6 +465,13 @@ def serve_endpoint(
                 click.echo(note, err=True)
             for which, key in zip(("primary", "secondary"), endpoint.keys, strict=False):
                 click.echo(f"Key ({which}): {key}")
+            if endpoint.token is not None:
+                token = endpoint.token
+                click.echo(f"Token (aml_token): {token.access_token}")
+                click.echo(
+                    f"Token expires {utc_text(token.expiry_time_utc)} (refresh after "
+                    f"{utc_text(token.refresh_after_time_utc)}); a new one needs a restart"
+                )
             shares = ", ".join(f"{name} {endpoint.traffic.get(name, 0)}%" for name in endpoint.urls)
             click.echo(
                 f"modelstore serve: endpoint {endpoint.name} listening on {endpoint.url} "
@@ -538,6 +546,7 @@ def run_server(
         reload_paths=files_next_to(script) if reload else (),
         error_headers=server_version_headers(settings),
         announce=announce,
+        max_concurrent_requests=settings.max_concurrent_requests_per_instance,
     )
     return serve_forever(load_app, options, listener)
 

@@ -117,6 +117,10 @@ class ServerOptions:
     announce: bool = True
     """Print the ``listening on`` line once a worker has run ``init()``; False when the caller
     announces the server itself (a v2 deployment, once its readiness probe succeeded)."""
+    max_concurrent_requests: int | None = None
+    """A v2 deployment's ``request_settings.max_concurrent_requests_per_instance``: past twice
+    this many requests in flight across the workers, a request gets 429 at once
+    (:mod:`modelstore.serving.limits`)."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ def serve(
     """
     if listener is None:
         listener = bind_listener(options.host, options.port)
+    if options.max_concurrent_requests is not None:
+        app_factory = _limited(app_factory, options)
     master_pid = os.getpid()
     # Not a TemporaryDirectory: workers are forks leaving through SystemExit, and each would
     # delete the folder on its way out (and with it the reason a failed worker wrote there).
@@ -212,6 +218,17 @@ def serve(
     finally:
         if os.getpid() == master_pid:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _limited(app_factory: Callable[[], WsgiApp], options: ServerOptions) -> Callable[[], WsgiApp]:
+    """``app_factory`` behind the in-flight limit, whose shared count is made here, in the
+    master, so that every worker forked from it shares it."""
+    from modelstore.serving.limits import InFlightGauge, InFlightLimit
+
+    assert options.max_concurrent_requests is not None
+    gauge = InFlightGauge(slots=2 * options.workers + 2)  # replaced workers take dead slots
+    limit = options.max_concurrent_requests
+    return lambda: InFlightLimit(app_factory(), gauge, limit, options.error_headers)
 
 
 def _announce_listening(

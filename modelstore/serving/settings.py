@@ -92,6 +92,9 @@ class ServingSettings(BaseModel):
     request_timeout_ms: int | None = Field(default=None, gt=0)
     """A v2 deployment's ``request_settings.request_timeout_ms``: the endpoint's front end, not
     the container, answers 408 once a request has taken this long (``frontend_timeout``)."""
+    max_concurrent_requests_per_instance: int | None = Field(default=None, gt=0)
+    """A v2 deployment's ``request_settings.max_concurrent_requests_per_instance``: the front
+    end answers 429 past twice this many requests in flight (``modelstore.serving.limits``)."""
     max_body_bytes: int | None = Field(default=DEFAULT_MAX_BODY_BYTES, gt=0)
     service_name: str = "ML service"
     service_version: str = "1.0"

@@ -9,29 +9,38 @@ exit. In front of them, :class:`Router` plays the endpoint: the traffic split, t
 ``azureml-model-deployment`` header and, with ``auth``, the keys of ``auth_mode: key``. It is
 a plain WSGI app run in its own process (``modelstore.v2.router_process``) under the same
 gunicorn worker as the deployments, forwarding over one kept-alive connection per deployment
-and router worker.
+and router worker: each request in one write, each answer read by a small HTTP/1.1 reader
+(``_Upstream``) rather than ``http.client``, which cost the router about half its CPU per
+request (``bench/v2_endpoint.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import random
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from modelstore.errors import EntryScriptError, InvalidArgumentError
+from modelstore.serving.limits import (
+    InFlightGauge,
+    pending_limit,
+    too_many_message,
+    too_many_response,
+)
 from modelstore.v2.endpoint_spec import OnlineEndpointSpec
 from modelstore.v2.load import load_endpoint_spec
 from modelstore.v2.local import LocalDeployment, is_endpoint_file, local_deployment
@@ -57,6 +66,8 @@ LISTENER_ENV = "MODELSTORE_V2_LISTENER"
 """How a deployment process receives the socket bound for it: ``[fd, host, port]`` (JSON)."""
 ROUTER_NAME = "router"
 _LISTENING = re.compile(r"^modelstore serve: listening on (http://\S+) ")
+_RECV_SIZE = 65536
+_MAX_UPSTREAM_HEAD = 1024 * 1024
 _HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -70,6 +81,12 @@ _HOP_BY_HOP = frozenset(
         "content-length",
     }
 )
+_NOT_FORWARDED = _HOP_BY_HOP | {
+    "authorization",  # the endpoint's key, not the container's business
+    "host",  # the deployment's own address replaces it
+    "expect",  # the router has read the whole body already
+    "content-type",  # CONTENT_TYPE, below
+}
 
 
 # --- which file is which, and the traffic ------------------------------------------------------
@@ -117,6 +134,47 @@ def check_traffic(traffic: Mapping[str, int], deployments: Sequence[str], source
         )
 
 
+# --- credentials ---------------------------------------------------------------------------------
+
+AML_TOKEN_LIFETIME_S = 24 * 3600
+"""How long an emulated ``aml_token`` is accepted. Azure documents that its tokens expire,
+not after how long; this is modelstore's choice (``local_endpoint(token_lifetime_s=...)``)."""
+
+
+@dataclass(frozen=True)
+class EndpointToken:
+    """An ``aml_token`` endpoint's credential, with the fields of what ``az ml online-endpoint
+    get-credentials`` returns for one (the REST API's ``EndpointAuthToken``): the times are
+    seconds since the epoch, UTC."""
+
+    access_token: str
+    expiry_time_utc: int
+    refresh_after_time_utc: int
+    token_type: str = "Bearer"
+
+    @classmethod
+    def new(cls, lifetime_s: int = AML_TOKEN_LIFETIME_S, now: float | None = None) -> EndpointToken:
+        issued = int(time.time() if now is None else now)
+        return cls(
+            access_token=secrets.token_urlsafe(48),
+            expiry_time_utc=issued + lifetime_s,
+            refresh_after_time_utc=issued + lifetime_s // 2,
+        )
+
+    def credentials(self) -> dict[str, Any]:
+        """The JSON document ``get-credentials`` prints, key for key."""
+        return {
+            "accessToken": self.access_token,
+            "expiryTimeUtc": self.expiry_time_utc,
+            "refreshAfterTimeUtc": self.refresh_after_time_utc,
+            "tokenType": self.token_type,
+        }
+
+
+def utc_text(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 # --- the router ---------------------------------------------------------------------------------
 
 
@@ -132,9 +190,12 @@ class Router:
 
     A request goes to the deployment its ``azureml-model-deployment`` header names (404 for a
     name the endpoint does not have), else to one drawn by the traffic weights (404 when no
-    deployment takes traffic, as Azure). With ``keys``, ``Authorization: Bearer KEY`` must carry
-    one of them (401 otherwise). Everything else, ``GET /`` and ``/swagger.json`` included, is
-    forwarded as is to the chosen deployment, whose answer comes back with the header naming it.
+    deployment takes traffic, as Azure). With ``keys`` (``auth_mode: key``), ``Authorization:
+    Bearer KEY`` must carry one of them; with ``tokens`` (``auth_mode: aml_token``: each token
+    with its expiry, seconds since the epoch) a token not yet expired; 401 otherwise, so a key
+    never opens a token endpoint nor a token a key endpoint. Everything else, ``GET /`` and
+    ``/swagger.json`` included, is forwarded as is to the chosen deployment, whose answer comes
+    back with the header naming it.
     """
 
     def __init__(
@@ -145,13 +206,25 @@ class Router:
         keys: Sequence[str] = (),
         seed: int | None = None,
         timeout_s: float = 600.0,
+        max_concurrent: Mapping[str, int] | None = None,
+        gauge: InFlightGauge | None = None,
+        tokens: Mapping[str, float] | None = None,
     ) -> None:
         self.routes = {route.name: route for route in routes}
+        self.tokens = dict(tokens or {})
+        self.max_concurrent = dict(max_concurrent or {})
+        """Each deployment's ``max_concurrent_requests_per_instance``: past twice that many
+        requests in flight at it (across the router's workers, counted in ``gauge``), a
+        request is answered 429 without being forwarded."""
+        self._gauge = gauge if gauge is not None or not self.max_concurrent else InFlightGauge(1)
+        self._tags = {name: index for index, name in enumerate(self.routes, start=1)}
+        if self._gauge is not None:
+            self._gauge.claim()
         self.traffic = {name: weight for name, weight in traffic.items() if weight > 0}
         self.keys = frozenset(keys)
         self.timeout_s = timeout_s
         self._random = random.Random(seed)
-        self._connections: dict[str, http.client.HTTPConnection] = {}
+        self._connections: dict[str, _Upstream] = {}
 
     def choose(self, header: str | None) -> str | None:
         """The deployment a request goes to, or None when there is none to route to."""
@@ -170,15 +243,11 @@ class Router:
             path in (DOCS_PREFIX, ENDPOINT_DOCS_PATH) or path.startswith(f"{DOCS_PREFIX}/assets/")
         ):
             return self._docs(path, environ, start_response)
-        if self.keys:
-            given = environ.get("HTTP_AUTHORIZATION", "")
-            scheme, _, key = given.partition(" ")
-            if scheme.lower() != "bearer" or key.strip() not in self.keys:
+        if self.keys or self.tokens:
+            refused = self._refusal(environ.get("HTTP_AUTHORIZATION", ""))
+            if refused is not None:
                 return _json(
-                    start_response,
-                    "401 Unauthorized",
-                    "Authorization: Bearer KEY is required with one of the endpoint's keys",
-                    [("WWW-Authenticate", "Bearer")],
+                    start_response, "401 Unauthorized", refused, [("WWW-Authenticate", "Bearer")]
                 )
         header = environ.get("HTTP_AZUREML_MODEL_DEPLOYMENT")
         name = self.choose(header.strip() if header is not None else None)
@@ -195,7 +264,39 @@ class Router:
                     "specific header to route."
                 )
             return _json(start_response, "404 Not Found", message)
-        return self._forward(name, environ, start_response)
+        max_concurrent = self.max_concurrent.get(name)
+        if max_concurrent is None or self._gauge is None:
+            return self._forward(name, environ, start_response)
+        limit = pending_limit(max_concurrent)
+        if not self._gauge.enter(self._tags[name], limit):
+            message = too_many_message(name, limit, max_concurrent)
+            extra = [(DEPLOYMENT_HEADER, name)]
+            return too_many_response(start_response, environ, message, extra)
+        try:
+            return self._forward(name, environ, start_response)
+        finally:
+            self._gauge.leave()
+
+    def _refusal(self, authorization: str) -> str | None:
+        """Why ``authorization`` does not open this endpoint, or None when it does."""
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip() if scheme.lower() == "bearer" else ""
+        if self.keys:
+            if credential in self.keys:
+                return None
+            return "Authorization: Bearer KEY is required with one of the endpoint's keys"
+        expiry = self.tokens.get(credential)
+        if expiry is None:
+            return (
+                "Authorization: Bearer TOKEN is required with the endpoint's aml_token "
+                "(auth_mode aml_token takes no key)"
+            )
+        if time.time() >= expiry:
+            return (
+                f"The aml_token expired at {utc_text(expiry)}; get a new one (restart the "
+                "endpoint locally)"
+            )
+        return None
 
     def _docs(
         self, path: str, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -206,7 +307,8 @@ class Router:
         the same files. The page's own requests then carry the header and the key the user chose.
         """
         if path == ENDPOINT_DOCS_PATH:
-            body = json.dumps({"deployments": list(self.routes), "auth": bool(self.keys)}).encode()
+            auth = bool(self.keys or self.tokens)
+            body = json.dumps({"deployments": list(self.routes), "auth": auth}).encode()
             start_response(
                 "200 OK",
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
@@ -227,19 +329,21 @@ class Router:
             environ.get("PATH_INFO", "/")
             + (f"?{environ['QUERY_STRING']}" if environ.get("QUERY_STRING") else "")
         )
-        headers = {
-            key[5:].replace("_", "-").title(): value
-            for key, value in environ.items()
-            if key.startswith("HTTP_") and key[5:].lower().replace("_", "-") not in _HOP_BY_HOP
-        }
-        headers.pop("Authorization", None)  # the endpoint's key, not the container's business
-        headers.pop("Host", None)
+        method = environ["REQUEST_METHOD"]
+        route = self.routes[name]
+        # The request as one buffer, sent in one write: a head and a body sent apart cost the
+        # deployment's poller a wake-up (and a partial parse) each.
+        lines = [f"{method} {path} HTTP/1.1\r\nHost: {route.host}:{route.port}\r\n"]
+        for key, value in environ.items():
+            if key.startswith("HTTP_"):
+                header = key[5:].replace("_", "-")
+                if header.lower() not in _NOT_FORWARDED:
+                    lines.append(f"{header.title()}: {value}\r\n")
         if environ.get("CONTENT_TYPE"):
-            headers["Content-Type"] = environ["CONTENT_TYPE"]
-        headers["Content-Length"] = str(len(body))
-        status, reason, answer_headers, payload = self._send(
-            name, environ["REQUEST_METHOD"], path, body, headers
-        )
+            lines.append(f"Content-Type: {environ['CONTENT_TYPE']}\r\n")
+        lines.append(f"Content-Length: {len(body)}\r\n\r\n")
+        request = "".join(lines).encode("latin-1") + body
+        status, reason, answer_headers, payload = self._send(name, request, method == "HEAD")
         if status is None:
             return _json(
                 start_response,
@@ -253,33 +357,143 @@ class Router:
         return [payload]
 
     def _send(
-        self, name: str, method: str, path: str, body: bytes, headers: dict[str, str]
+        self, name: str, request: bytes, head: bool
     ) -> tuple[int | None, str, list[tuple[str, str]], bytes]:
         """One exchange over the kept-alive connection to ``name``; a connection the deployment
         closed meanwhile (its keep-alive ran out) is reopened once."""
         for attempt in (1, 2):
-            connection = self._connections.get(name)
-            if connection is None:
-                route = self.routes[name]
-                connection = http.client.HTTPConnection(
-                    route.host, route.port, timeout=self.timeout_s
-                )
-                self._connections[name] = connection
+            upstream = self._connections.get(name)
             try:
-                connection.request(method, path, body=body, headers=headers)
-                response = connection.getresponse()
-                payload = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                connection.close()
+                if upstream is None:
+                    route = self.routes[name]
+                    upstream = _Upstream(route.host, route.port, self.timeout_s)
+                    self._connections[name] = upstream
+                answer = upstream.exchange(request, head)
+            except (OSError, _UpstreamError) as exc:
+                if upstream is not None:
+                    upstream.close()
                 self._connections.pop(name, None)
                 if attempt == 2 or isinstance(exc, TimeoutError):
                     return None, str(exc) or type(exc).__name__, [], b""
                 continue
-            if response.will_close:
-                connection.close()
+            if answer.will_close:
+                upstream.close()
                 self._connections.pop(name, None)
-            return response.status, response.reason, response.getheaders(), payload
+            return answer.status, answer.reason, answer.headers, answer.body
         raise AssertionError("unreachable")
+
+
+class _UpstreamError(Exception):
+    """A deployment's answer that is not HTTP/1.1 as its server writes it (or ended early)."""
+
+
+@dataclass
+class _Answer:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    will_close: bool
+
+
+class _Upstream:
+    """One kept-alive HTTP/1.1 connection from the router to a deployment's server.
+
+    Not ``http.client``: its response goes through ``email.feedparser`` and its request is two
+    writes (head, then body), which together cost the router about as much CPU per request as
+    everything else it does. The peer is always modelstore's own server, so this reads the
+    three framings it may answer with (``Content-Length``, chunked, or up to the close) and
+    skips interim ``1xx`` answers, nothing more.
+    """
+
+    def __init__(self, host: str, port: int, timeout_s: float) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = bytearray()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+    def _fill(self) -> None:
+        data = self.sock.recv(_RECV_SIZE)
+        if not data:
+            raise _UpstreamError("the deployment closed the connection")
+        self.buffer += data
+
+    def _take(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._fill()
+        taken = bytes(self.buffer[:size])
+        del self.buffer[:size]
+        return taken
+
+    def _line(self) -> bytes:
+        while (end := self.buffer.find(b"\r\n")) < 0:
+            if len(self.buffer) > _MAX_UPSTREAM_HEAD:
+                raise _UpstreamError("a line of the deployment's answer has no end")
+            self._fill()
+        return self._take(end + 2)[:-2]
+
+    def exchange(self, request: bytes, head: bool) -> _Answer:
+        self.buffer.clear()
+        self.sock.sendall(request)
+        while True:
+            while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+                if len(self.buffer) > _MAX_UPSTREAM_HEAD:
+                    raise _UpstreamError("the deployment's answer head is too large")
+                self._fill()
+            lines = self._take(end + 4)[:-4].decode("latin-1").split("\r\n")
+            version, _, rest = lines[0].partition(" ")
+            code, _, reason = rest.partition(" ")
+            if not version.startswith("HTTP/1.") or not code.isdigit():
+                raise _UpstreamError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+            status = int(code)
+            if 100 <= status < 200:
+                continue  # an interim answer (100 Continue): the real one follows
+            headers = []
+            length: int | None = None
+            chunked = False
+            close = version == "HTTP/1.0"
+            for line in lines[1:]:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                headers.append((key, value))
+                lowered = key.lower()
+                if lowered == "content-length" and value.isdigit():
+                    length = int(value)
+                elif lowered == "transfer-encoding":
+                    chunked = value.lower() == "chunked"
+                elif lowered == "connection":
+                    tokens = {token.strip() for token in value.lower().split(",")}
+                    close = "close" in tokens or (close and "keep-alive" not in tokens)
+            if head or status in (204, 304):
+                body = b""
+            elif chunked:
+                body = self._chunked()
+            elif length is not None:
+                body = self._take(length)
+            else:  # no framing: the body runs up to the close
+                with contextlib.suppress(_UpstreamError):
+                    while True:
+                        self._fill()
+                body, close = bytes(self.buffer), True
+                self.buffer.clear()
+            return _Answer(status, reason, headers, body, close)
+
+    def _chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size_text = self._line().split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise _UpstreamError(f"invalid chunk size {size_text[:20]!r}") from None
+            if size == 0:
+                while self._line():  # trailers, up to the empty line
+                    pass
+                return b"".join(parts)
+            parts.append(self._take(size + 2)[:-2])
 
 
 def _json(
@@ -468,10 +682,12 @@ class LocalEndpoint:
     """Each deployment's own server, on loopback."""
     traffic: dict[str, int]
     keys: tuple[str, ...]
-    """The primary and secondary key with ``auth``, else empty (no key needed)."""
+    """The primary and secondary key with ``auth`` and ``auth_mode: key``, else empty."""
     notes: list[str]
     seed: int | None = None
     router_process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    token: EndpointToken | None = field(default=None, repr=False)
+    """With ``auth`` and ``auth_mode: aml_token``: the token a request must carry."""
 
     @property
     def name(self) -> str:
@@ -481,6 +697,21 @@ class LocalEndpoint:
         """Block until the router process ends (on its own: a crash); its exit code."""
         assert self.router_process is not None
         return self.router_process.wait()
+
+
+MAX_ROUTER_WORKERS = 32
+
+
+def router_workers(deployments: Iterable[LocalDeployment]) -> int:
+    """Enough router workers that one is free for a request over a deployment's limit, which
+    is answered 429 at once rather than waiting for a worker: a worker forwards one request at
+    a time, and at most ``2 * max_concurrent_requests_per_instance`` are in flight at each
+    deployment. Capped at :data:`MAX_ROUTER_WORKERS` (beyond, requests wait in the router)."""
+    admitted = sum(
+        pending_limit(local.spec.request_settings.max_concurrent_requests_per_instance)
+        for local in deployments
+    )
+    return max(2, min(admitted + 1, MAX_ROUTER_WORKERS))
 
 
 def routes_of(urls: Mapping[str, str]) -> list[Route]:
@@ -505,6 +736,7 @@ def local_endpoint(
     seed: int | None = None,
     log: IO[str] | None = None,
     probe_timing: ProbeTiming = "fast",
+    token_lifetime_s: int = AML_TOKEN_LIFETIME_S,
     **overrides: Any,
 ) -> Iterator[LocalEndpoint]:
     """Load the endpoint YAML and its deployments' YAMLs in ``files``, start every deployment
@@ -513,12 +745,14 @@ def local_endpoint(
     :mod:`modelstore.v2.probes`), and the router listens.
 
     ``traffic`` (e.g. from ``--traffic``) replaces the endpoint's ``traffic:``. Every refusal
-    (a bad file, a traffic rule Azure would refuse, ``auth`` with a mode other than ``key``, a
-    taken port) comes before anything starts. If a deployment cannot start, the others are
+    (a bad file, a traffic rule Azure would refuse, ``auth`` with ``aad_token``, a taken
+    port) comes before anything starts. If a deployment cannot start, the others are
     stopped and :class:`EntryScriptError` names each one that failed, with its reason. The
     processes are stopped and the app roots removed on exit. ``log`` receives the processes'
     output, each line marked ``[name]`` (default: stderr). ``seed`` (default:
-    ``$MODELSTORE_ROUTER_SEED``) makes the traffic split reproducible.
+    ``$MODELSTORE_ROUTER_SEED``) makes the traffic split reproducible. With ``auth``, an
+    ``auth_mode: key`` endpoint gets two keys (``.keys``), an ``aml_token`` one a token valid
+    for ``token_lifetime_s`` (``.token``).
     """
     from modelstore.serving.server import bind_listener
     from modelstore.v2.load import load_deployment_spec
@@ -545,10 +779,11 @@ def local_endpoint(
     else:
         check_traffic(endpoint.traffic, names, f"{endpoint_file}: traffic")
         split = dict(endpoint.traffic)
-    if auth and endpoint.auth_mode != "key":
+    if auth and endpoint.auth_mode == "aad_token":
         raise InvalidArgumentError(
-            f"{endpoint_file}: auth_mode {endpoint.auth_mode} is not emulated yet, only key; "
-            "pass auth=False, or set auth_mode: key"
+            f"{endpoint_file}: auth_mode aad_token is not emulated (Microsoft Entra tokens "
+            "come from Entra ID, which cannot be stood in for here); set auth_mode: key or "
+            "aml_token, or pass auth=False"
         )
     if seed is None and os.environ.get(SEED_ENV, "").strip():
         text = os.environ[SEED_ENV].strip()
@@ -558,7 +793,9 @@ def local_endpoint(
     notes: list[str] = []
     if endpoint.mirror_traffic:
         notes.append("Warning: mirror_traffic is not emulated: no request is copied")
-    keys = (secrets.token_urlsafe(32), secrets.token_urlsafe(32)) if auth else ()
+    with_keys = auth and endpoint.auth_mode == "key"
+    keys = (secrets.token_urlsafe(32), secrets.token_urlsafe(32)) if with_keys else ()
+    token = EndpointToken.new(token_lifetime_s) if auth and not with_keys else None
     with contextlib.ExitStack() as stack:
         locals_: dict[str, LocalDeployment] = {}
         for path in deployment_files:
@@ -582,15 +819,21 @@ def local_endpoint(
                 processes.append(_start(local, sink))
             _wait_ready(processes, locals_, probe_timing)
             urls = {p.name: f"http://127.0.0.1:{p.port}" for p in processes}
+            max_concurrent = {
+                name: local.spec.request_settings.max_concurrent_requests_per_instance
+                for name, local in locals_.items()
+            }
             config = {
                 "routes": urls,
                 "traffic": split,
                 "keys": list(keys),
+                "tokens": {token.access_token: token.expiry_time_utc} if token else {},
                 "seed": seed,
                 "fd": listener.fd,
                 "host": listener.host,
                 "port": listener.port,
-                "workers": max(2, sum(local.workers for local in locals_.values())),
+                "max_concurrent": max_concurrent,
+                "workers": router_workers(locals_.values()),
             }
             router = _start_router(config, listener.fd, sink)
             processes.append(router)
@@ -608,6 +851,7 @@ def local_endpoint(
                 notes=notes,
                 seed=seed,
                 router_process=router.popen,
+                token=token,
             )
         finally:
             if listener_open:

@@ -289,6 +289,9 @@ def local_deployment(
             **overrides,
             "workers": count,
             "request_timeout_ms": spec.request_settings.request_timeout_ms,
+            "max_concurrent_requests_per_instance": (
+                spec.request_settings.max_concurrent_requests_per_instance
+            ),
         }
         settings = ServingSettings.resolve(base, deployment.working_dir, flags, deployment.env)
         yield LocalDeployment(
