@@ -1159,6 +1159,52 @@ def test_a_request_completed_while_the_worker_was_busy_is_served_after_its_deadl
     assert answer == b"Healthy"
 
 
+def test_ctrl_c_while_init_runs_stops_the_server_with_exit_0_and_no_error(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the group; gunicorn then raises SystemExit
+    in the worker, here inside init(). That is the server stopping, not init() failing."""
+    script = write_script(
+        tmp_path / "slow",
+        """
+        import os, time
+
+        def init():
+            open(os.environ["ENTERED"], "w").close()
+            time.sleep(60)
+
+        def run(data):
+            return data
+        """,
+    )
+    entered, scratch = tmp_path / "entered", tmp_path / "tmp"
+    scratch.mkdir()
+    env = clean_environment(tmp_path / "home", {"ENTERED": str(entered), "TMPDIR": str(scratch)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelstore", "serve", "--port", "0", "--entry-script", str(script)],
+        cwd=script.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not entered.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "init() never ran"
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    assert process.returncode == 0, output
+    assert "Error:" not in output and "Traceback" not in output, output
+    assert "init function was interrupted: the server is stopping" in output
+    assert list(scratch.iterdir()) == []
+
+
 def test_a_read_timeout_that_is_not_above_zero_is_refused_before_starting(workdir: Path) -> None:
     script = write_script(workdir / "bad-read-timeout", CALL_LOG_SCRIPT)
     env = clean_environment(workdir / "home")

@@ -53,6 +53,7 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from modelstore.errors import EntryScriptError, ModelstoreError
+from modelstore.serving import stopping
 from modelstore.serving.app import BodyReadTimedOut, MalformedBody
 from modelstore.serving.logs import LOG_FORMAT, SERVER_LOGGER
 from modelstore.serving.settings import DEFAULT_READ_TIMEOUT_S
@@ -550,6 +551,16 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
     poller: selectors.BaseSelector
     keepalived_conns: deque[Any]
     nr_conns: int
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """Ctrl-C / SIGQUIT: gunicorn raises ``SystemExit(0)`` wherever the worker is, perhaps
+        inside ``init()``; say first that this is the server stopping."""
+        stopping.request()
+        super().handle_quit(sig, frame)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        stopping.request()
+        super().handle_exit(sig, frame)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
