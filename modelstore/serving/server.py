@@ -53,7 +53,7 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from modelstore.errors import EntryScriptError, ModelstoreError
-from modelstore.serving import stopping
+from modelstore.serving import lifeline, stopping
 from modelstore.serving.app import BodyReadTimedOut, MalformedBody
 from modelstore.serving.logs import LOG_FORMAT, SERVER_LOGGER
 from modelstore.serving.settings import DEFAULT_READ_TIMEOUT_S
@@ -299,6 +299,7 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
             # gunicorn's control socket is one fixed path per user: two servers would clash.
             "control_socket_disable": True,
             "post_worker_init": self._on_worker_ready,
+            "post_fork": _worker_dies_with_master,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
@@ -316,6 +317,12 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
                 return _not_started_app(str(exc), self.options.error_headers)
             self._failure_file.write_text(str(exc), encoding="utf-8")
             sys.exit(WORKER_BOOT_ERROR)
+
+
+def _worker_dies_with_master(server: Any, worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: a worker stops (as on Ctrl-C) when its master is killed
+    outright, even inside a long ``init()`` (see ``modelstore.serving.lifeline``)."""
+    lifeline.die_with_parent(server.pid)
 
 
 def _not_started_app(reason: str, extra_headers: Sequence[tuple[str, str]]) -> WsgiApp:

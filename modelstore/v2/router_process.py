@@ -14,9 +14,11 @@ from modelstore.errors import ModelstoreError
 
 
 def main() -> int:
+    from modelstore.serving.lifeline import die_with_starter
     from modelstore.serving.server import BoundListener, ServerOptions, serve
     from modelstore.v2.endpoint import ROUTER_ENV, Router, routes_of
 
+    die_with_starter()
     config = json.loads(os.environ.pop(ROUTER_ENV))
     routes = routes_of(config["routes"])
 
