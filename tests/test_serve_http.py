@@ -7,6 +7,7 @@ scripts (``fixtures/scripts``) are served as users would serve them.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import http.client
 import importlib.util
@@ -1157,6 +1158,104 @@ def test_a_request_completed_while_the_worker_was_busy_is_served_after_its_deadl
     assert busy_answer.startswith(b"HTTP/1.1 200")
     assert status == "HTTP/1.1 200 OK"
     assert answer == b"Healthy"
+
+
+def test_ctrl_c_while_init_runs_stops_the_server_with_exit_0_and_no_error(tmp_path: Path) -> None:
+    """A terminal's Ctrl-C reaches every process of the group; gunicorn then raises SystemExit
+    in the worker, here inside init(). That is the server stopping, not init() failing."""
+    script = write_script(
+        tmp_path / "slow",
+        """
+        import os, time
+
+        def init():
+            open(os.environ["ENTERED"], "w").close()
+            time.sleep(60)
+
+        def run(data):
+            return data
+        """,
+    )
+    entered, scratch = tmp_path / "entered", tmp_path / "tmp"
+    scratch.mkdir()
+    env = clean_environment(tmp_path / "home", {"ENTERED": str(entered), "TMPDIR": str(scratch)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelstore", "serve", "--port", "0", "--entry-script", str(script)],
+        cwd=script.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not entered.exists():
+            assert process.poll() is None and time.monotonic() < deadline, "init() never ran"
+            time.sleep(0.02)
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    assert process.returncode == 0, output
+    assert "Error:" not in output and "Traceback" not in output, output
+    assert "init function was interrupted: the server is stopping" in output
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_worker_inside_init_stops_when_its_server_is_killed_outright(tmp_path: Path) -> None:
+    """kill -9 of ``modelstore serve`` (the gunicorn master) runs no clean-up: the worker, busy
+    in a long init(), must still go rather than hold the port and the model."""
+    script = write_script(
+        tmp_path / "slow",
+        """
+        import os, time
+
+        def init():
+            with open(os.environ["ENTERED"], "w") as out:
+                out.write(str(os.getpid()))
+            time.sleep(60)
+
+        def run(data):
+            return data
+        """,
+    )
+    entered = tmp_path / "entered"
+    env = clean_environment(tmp_path / "home", {"ENTERED": str(entered)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "modelstore", "serve", "--port", "0", "--entry-script", str(script)],
+        cwd=script.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not entered.exists() or not entered.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, "init() never ran"
+            time.sleep(0.02)
+        worker = int(entered.read_text())
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 20
+        while Path(f"/proc/{worker}").exists() and _state(worker) != "Z":
+            assert time.monotonic() < deadline, "the worker outlived its killed server"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str:
+    """A process's state letter (Z: a zombie, gone but not yet reaped by init)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
 
 
 def test_a_read_timeout_that_is_not_above_zero_is_refused_before_starting(workdir: Path) -> None:

@@ -4,10 +4,12 @@ green.yml`` and ``local_endpoint`` as real processes over loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -505,3 +507,59 @@ def test_the_endpoint_answers_429_past_twice_max_concurrent_requests_at_a_deploy
         (gate / "release").touch()
         assert [future.result().status_code for future in held] == [200, 200]
         assert requests.post(url, json={}, timeout=30).json() == {"deployment": "blue"}
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every living process below ``pid``, from /proc (zombies count as gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_an_endpoint_killed_outright_takes_its_deployments_and_router_with_it(
+    trained: Path, tmp_path: Path, system_tmp: Path
+) -> None:
+    env = clean_environment(trained.parent / "home", {"TMPDIR": str(system_tmp)})
+    process, _url = _start([f"-f{f}" for f in FILES], trained, env, tmp_path / "l")
+    started = _descendants(process.pid)
+    try:
+        assert len(started) >= 3  # blue, green and the router (and their workers)
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 30
+        while left := _alive(started):
+            assert time.monotonic() < deadline, f"still running: {sorted(left)}"
+            time.sleep(0.05)
+    finally:
+        stop(process)
+        for pid in _alive(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (not zombies), whoever their parent is now."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive

@@ -21,6 +21,7 @@ import flask
 from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, RequestTimeout
 
 from modelstore.errors import EntryScriptError
+from modelstore.serving import stopping
 from modelstore.serving.diagnose import explain_init_failure
 from modelstore.serving.invoke import (
     InputRejected,
@@ -501,6 +502,9 @@ def invoke_init(script: EntryScript) -> None:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
+        if stopping.requested():  # Ctrl-C while init() ran: the server stops, nothing failed
+            logger.info("User's init function was interrupted: the server is stopping")
+            raise SystemExit(0) from None
         logger.error("User's init function failed")
         logger.error("Encountered Exception %s", traceback.format_exc())
         log_model_dir_tree(logger, os.environ.get("AZUREML_MODEL_DIR"))

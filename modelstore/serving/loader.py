@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modelstore.errors import EntryScriptError
+from modelstore.serving import stopping
 from modelstore.serving.logs import SCRIPT_LOGGER, SERVER_LOGGER, make_print_to_logger
 from modelstore.serving.settings import ServingSettings
 from modelstore.serving.shims import (
@@ -196,6 +197,8 @@ def _execute(path: Path, source: bytes) -> types.ModuleType:
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
+        if stopping.requested():  # Ctrl-C while the script imported: stopping, not failing
+            raise SystemExit(0) from None
         server_logger.error(traceback.format_exc())
         raise EntryScriptError(
             f"entry script {path} failed while importing: {type(exc).__name__}: {exc}"

@@ -53,6 +53,7 @@ from gunicorn.http.unreader import SocketUnreader
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from modelstore.errors import EntryScriptError, ModelstoreError
+from modelstore.serving import lifeline, stopping
 from modelstore.serving.app import BodyReadTimedOut, MalformedBody
 from modelstore.serving.logs import LOG_FORMAT, SERVER_LOGGER
 from modelstore.serving.settings import DEFAULT_READ_TIMEOUT_S
@@ -315,6 +316,7 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
             # gunicorn's control socket is one fixed path per user: two servers would clash.
             "control_socket_disable": True,
             "post_worker_init": self._on_worker_ready,
+            "post_fork": _worker_dies_with_master,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
@@ -332,6 +334,12 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
                 return _not_started_app(str(exc), self.options.error_headers)
             self._failure_file.write_text(str(exc), encoding="utf-8")
             sys.exit(WORKER_BOOT_ERROR)
+
+
+def _worker_dies_with_master(server: Any, worker: Any) -> None:
+    """gunicorn's ``post_fork`` hook: a worker stops (as on Ctrl-C) when its master is killed
+    outright, even inside a long ``init()`` (see ``modelstore.serving.lifeline``)."""
+    lifeline.die_with_parent(server.pid)
 
 
 def _not_started_app(reason: str, extra_headers: Sequence[tuple[str, str]]) -> WsgiApp:
@@ -567,6 +575,16 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
     poller: selectors.BaseSelector
     keepalived_conns: deque[Any]
     nr_conns: int
+
+    def handle_quit(self, sig: int, frame: Any) -> None:
+        """Ctrl-C / SIGQUIT: gunicorn raises ``SystemExit(0)`` wherever the worker is, perhaps
+        inside ``init()``; say first that this is the server stopping."""
+        stopping.request()
+        super().handle_quit(sig, frame)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        stopping.request()
+        super().handle_exit(sig, frame)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -17,10 +17,12 @@ from modelstore.errors import ModelstoreError
 
 def main() -> int:
     from modelstore.cli.serve_commands import run_server
+    from modelstore.serving.lifeline import die_with_starter
     from modelstore.serving.server import BoundListener
     from modelstore.serving.settings import ServingSettings
     from modelstore.v2.endpoint import LISTENER_ENV, SETTINGS_ENV
 
+    die_with_starter()
     settings = ServingSettings.model_validate_json(os.environ.pop(SETTINGS_ENV))
     fd, host, port = json.loads(os.environ.pop(LISTENER_ENV))
     listener = BoundListener(fd=fd, host=host, port=port)

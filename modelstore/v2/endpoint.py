@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from modelstore.errors import EntryScriptError, InvalidArgumentError
+from modelstore.serving.lifeline import PARENT_ENV
 from modelstore.serving.limits import (
     InFlightGauge,
     pending_limit,
@@ -557,6 +558,7 @@ def _start(local: LocalDeployment, log: IO[str]) -> _Process:
         **local.env,
         SETTINGS_ENV: local.settings.model_dump_json(),
         LISTENER_ENV: json.dumps([listener.fd, listener.host, listener.port]),
+        PARENT_ENV: str(os.getpid()),  # it stops if the endpoint is killed outright
     }
     try:
         popen = subprocess.Popen(
@@ -621,7 +623,7 @@ def _wait_ready(
 
 
 def _start_router(config: dict[str, Any], fd: int, log: IO[str]) -> _Process:
-    env = {**os.environ, ROUTER_ENV: json.dumps(config)}
+    env = {**os.environ, ROUTER_ENV: json.dumps(config), PARENT_ENV: str(os.getpid())}
     popen = subprocess.Popen(
         [sys.executable, "-m", "modelstore.v2.router_process"],
         env=env,

@@ -14,10 +14,12 @@ from modelstore.errors import ModelstoreError
 
 
 def main() -> int:
+    from modelstore.serving.lifeline import die_with_starter
     from modelstore.serving.limits import InFlightGauge
     from modelstore.serving.server import BoundListener, ServerOptions, serve
     from modelstore.v2.endpoint import ROUTER_ENV, Router, routes_of
 
+    die_with_starter()
     config = json.loads(os.environ.pop(ROUTER_ENV))
     routes = routes_of(config["routes"])
     # Made before gunicorn forks: every router worker counts into the same slots.
