@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
 from modelstore.catalog.catalog import alias_in_use
 from modelstore.catalog.engine import is_memory, parse_catalog_url, sqlite_file
+from modelstore.catalog.leases import DELETE, REGISTER, lease_lost, this_process
 from modelstore.catalog.records import AliasMoveRecord, VersionRecord
 from modelstore.deployment import (
     TEMPORARY_PREFIX,
@@ -320,7 +321,7 @@ class Registry:
         property_map = _str_map(properties, "Properties")
 
         token = self._store.new_token()
-        with self._store.token_lock(token):
+        with self._store.token_lock(token), self._lease(token, REGISTER, name):
             staged = self._store.stage(plan, token, progress)
             try:  # until the number is taken, a failure or Ctrl-C just drops the staged copy
                 if self._blobs is not None:  # every byte is in the store before the row exists
@@ -343,9 +344,9 @@ class Registry:
                     framework_version=framework_version,
                 )
                 record = (
-                    self._catalog.reserve(new)
+                    self._catalog.reserve(new, leased=True)
                     if version is None
-                    else self._catalog.reserve_exact(new, version)
+                    else self._catalog.reserve_exact(new, version, leased=True)
                 )
             except BaseException:
                 self._store.discard(token)
@@ -353,10 +354,30 @@ class Registry:
             try:
                 self._store.publish(token, name, record.version, plan.entry)
             except BaseException:
-                self._catalog.forget([record.id])  # the number stays spent
+                self._catalog.forget([record.id], release=token)  # the number stays spent
                 raise
-            self._catalog.set_state(record.id, READY, expected=PENDING)
+            if not self._catalog.set_state(record.id, READY, expected=PENDING, release=token):
+                self._settled_elsewhere(record)
         return self._model(record)
+
+    def _lease(
+        self, token: str, operation: str, name: str
+    ) -> contextlib.AbstractContextManager[None]:
+        """The catalog's lease on an operation, so every home sees it as live work."""
+        return self._catalog.lease(token, operation, name, this_process(str(self.home)))
+
+    def _settled_elsewhere(self, record: VersionRecord) -> None:
+        """A doctor took this registration's lease (its heartbeat had expired: the process
+        was stopped that long) and settled it: finished it (fine: the version is ready, and the
+        folder just published is its cache), or rolled it back, and then the folder just
+        published has no row: it goes again, and the registration fails."""
+        if self._catalog.get(record.name, record.version) is not None:
+            return
+        with contextlib.suppress(OSError):
+            self._store.empty_trash(
+                self._store.unpublish(record.name, [record.version], record.token or "")
+            )
+        raise lease_lost(record.name, record.token or "")
 
     def register_spec(
         self,
@@ -667,7 +688,7 @@ class Registry:
         token = self._store.new_token()
         removed: dict[str, int] = {}
         by = _who()
-        with self._store.token_lock(token):
+        with self._store.token_lock(token), self._lease(token, DELETE, name):
             records = self._catalog.start_delete(
                 name, versions, token, aliases=aliases, by=by, removed=removed
             )
@@ -683,7 +704,7 @@ class Registry:
                 with contextlib.suppress(OSError):  # only if empty: a folder that could not be
                     os.rmdir(self.layout.trash_dir / token)  # put back is left for doctor
                 raise
-            self._catalog.forget(r.id for r in records)
+            self._catalog.forget((r.id for r in records), release=token)
             with contextlib.suppress(OSError):  # a leftover in trash is doctor's; delete is done
                 self._store.empty_trash(trash)
         models = [self._model(r) for r in sorted(records, key=lambda r: -r.version)]
