@@ -117,6 +117,7 @@ class Catalog:
         self._reads = self._engine.execution_options(modelstore_read=True)
         self._heartbeat = Heartbeat(self.renew_leases)
         self._leased: set[str] = set()
+        self._owner: Owner | None = None
 
     def close(self) -> None:
         self._heartbeat.stop()
@@ -212,6 +213,7 @@ class Catalog:
         it already (``release=``). If the block fails, removing it is best effort: a lease
         left behind is a doctor's to drop once its process is gone."""
         self._versions.take_lease(LeaseRecord(token, operation, name, owner, 0))
+        self._owner = owner
         self._leased.add(token)
         self._heartbeat.hold(token)
         try:
@@ -232,9 +234,10 @@ class Catalog:
             connection.execute(delete(_LEASES).where(_LEASES.c.token == token))
 
     def renew_leases(self, tokens: Sequence[str]) -> int:
-        """Heartbeat: the database's clock now on these leases; how many still exist."""
+        """Heartbeat: the database's clock now on these leases of this process; how many still
+        exist. A lease whose owner fields changed is no longer this process's to renew."""
         with self._write() as connection:
-            return renew(connection, list(tokens))
+            return renew(connection, list(tokens), self._owner)
 
     def leases(self) -> tuple[int, dict[str, LeaseRecord]]:
         """The database's clock (seconds since the epoch) and every lease by token, read in one

@@ -92,22 +92,21 @@ _identity: dict[int, tuple[str, str, str]] = {}
 
 
 def owner_gone(lease: LeaseRecord, now: int, here: Owner) -> str | None:
-    """Why the lease's owner is provably gone (one phrase), or None while it may be alive."""
+    """Why the lease's owner is provably gone, as a phrase following "whose" ("process has
+    ended"), or None while it may be alive."""
     owner = lease.owner
     if owner.host == here.host and owner.host_id == here.host_id and owner.host_id:
         if owner.pid == here.pid:
-            return None if owner.started == here.started else "its pid was reused"
+            return None if owner.started == here.started else "pid now runs another process"
         state = _process_state(owner.pid)
-        if state is None:
-            return "its process has ended"
-        if state in ("Z", "X"):
-            return "its process has ended"
+        if state is None or state in ("Z", "X"):  # a zombie has ended too
+            return "process has ended"
         if owner.started and process_start(owner.pid) not in (None, owner.started):
-            return "its pid now belongs to another process"
+            return "pid now runs another process"
         return None
     age = now - lease.heartbeat
     if age > LEASE_EXPIRY_S:
-        return f"no heartbeat for {age} s (leases expire after {LEASE_EXPIRY_S} s)"
+        return f"last heartbeat was {age} s ago (leases expire after {LEASE_EXPIRY_S} s)"
     return None
 
 

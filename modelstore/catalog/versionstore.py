@@ -18,12 +18,12 @@ from dataclasses import fields, replace
 from datetime import timezone
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from modelstore.catalog.errors import catalog_error
-from modelstore.catalog.leases import LeaseRecord, database_now, lease_lost
+from modelstore.catalog.leases import LeaseRecord, Owner, database_now, lease_lost
 from modelstore.catalog.records import NewVersion, VersionRecord
 from modelstore.catalog.tables import ALIASES, FILES, LEASES, NAMES, READY, VERSIONS
 
@@ -197,12 +197,14 @@ def lease_values(lease: LeaseRecord, connection: Connection) -> dict[str, Any]:
     }
 
 
-def renew(connection: Connection, tokens: list[str]) -> int:
-    """Set the heartbeat of these leases to the database's clock; how many still exist."""
+def renew(connection: Connection, tokens: list[str], owner: Owner | None = None) -> int:
+    """Set the heartbeat of these leases (held by ``owner``, when given) to the database's
+    clock; how many still exist."""
+    held: list[ColumnElement[bool]] = [LEASES.c.token.in_(tokens)]
+    if owner is not None:
+        held += [LEASES.c.pid == owner.pid, LEASES.c.host == owner.host]
     result = connection.execute(
-        update(LEASES)
-        .where(LEASES.c.token.in_(tokens))
-        .values(heartbeat=database_now(connection.dialect.name))
+        update(LEASES).where(*held).values(heartbeat=database_now(connection.dialect.name))
     )
     return int(result.rowcount)
 

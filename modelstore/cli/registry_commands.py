@@ -745,7 +745,13 @@ def doctor(
         click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
     elsewhere = [finding for finding in unrepaired if finding.kind == "other_home_work"]
-    unrepaired = [finding for finding in unrepaired if finding.kind != "other_home_work"]
+    live = [finding for finding in unrepaired if finding.kind == "work_in_progress"]
+    unrepaired = [finding for finding in unrepaired if finding not in elsewhere + live]
+    if live and not as_json:  # work under way, not a problem: a note, not a failure
+        click.echo(
+            f"{plural(len(live), 'operation')} under way (listed above) left to "
+            f"{'its process' if len(live) == 1 else 'their processes'}."
+        )
     if elsewhere and not as_json:  # not this home's to repair: a note, not a failure
         click.echo(
             f"{plural(len(elsewhere), 'operation')} of other homes (listed above) left to the "

@@ -963,9 +963,23 @@ class Registry:
 
         self._catalog.check_integrity()
         doctor = Doctor(
-            self._catalog, self._store, self._check, self._adopt, shared=self._blobs is not None
+            self._catalog,
+            self._store,
+            self._check,
+            self._adopt,
+            owner=this_process(str(self.home)),
+            shared=self._blobs is not None,
+            in_store=self._in_store,
         )
         return doctor.run(repair, foreign)
+
+    def _in_store(self, record: VersionRecord) -> bool:
+        """Whether every file of the version is in the shared store (a blob that exists is
+        complete: it is written whole or not at all)."""
+        blobs = self._blobs
+        return blobs is not None and all(
+            blobs.has(f.sha256) for f in self._catalog.files(record.id)
+        )
 
     def _adopt(self, name: str, folder: str) -> None:
         """Record a folder of the tree as it is; with a shared store its bytes are uploaded
