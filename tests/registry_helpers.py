@@ -269,16 +269,18 @@ def register_held(
 
 def doctor_until(home: str, stop_flag: str) -> None:
     """Child: run ``doctor(repair=True)`` over and over until ``stop_flag`` exists; print every
-    finding it repaired (kind and subject) as JSON, and how many runs it made."""
+    finding it repaired (kind and subject) as JSON, how many runs it made and how many
+    operations under way it saw."""
     import json
 
     from modelstore import Registry
 
     repaired: list[tuple[str, str]] = []
-    runs = 0
+    runs = live = 0
     with Registry(home) as registry:
         while not os.path.exists(stop_flag):
             report = registry.doctor(repair=True)
             repaired += [(f.kind, f.subject) for f in report.findings if f.repaired]
+            live += sum(f.kind == "work_in_progress" for f in report.findings)
             runs += 1
-    print(json.dumps({"repaired": repaired, "runs": runs}))
+    print(json.dumps({"repaired": repaired, "runs": runs, "live": live}))

@@ -323,7 +323,7 @@ def test_the_cli_verify_store_checks_the_blobs(store: Path, tmp_path: Path) -> N
 def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
     tmp_path: Path, pg_url: str
 ) -> None:
-    """2 homes x 4 processes x 25 registrations of one name: versions 1..200 exactly, one
+    """2 homes x 4 processes x 50 registrations of one name: versions 1..400 exactly, one
     blob for the one content, and every version readable, deployable and verifiable from the
     home that did not register it."""
     root = tmp_path / "store"
@@ -333,7 +333,7 @@ def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
     flag = tmp_path / "go"
     homes = [tmp_path / "a", tmp_path / "b"]
     commands = [
-        (home, child_command("register_many", str(home), str(source), "m", "25", str(flag)))
+        (home, child_command("register_many", str(home), str(source), "m", "50", str(flag)))
         for home in homes
         for _ in range(4)
     ]
@@ -352,7 +352,7 @@ def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
         out, err = child.communicate(timeout=240)
         assert (child.returncode, err) == (0, ""), err
         by_home[home] += json.loads(out)
-    assert sorted(by_home[homes[0]] + by_home[homes[1]]) == list(range(1, 201))
+    assert sorted(by_home[homes[0]] + by_home[homes[1]]) == list(range(1, 401))
     assert len(blobs(root)) == 1
     store_url = f"file://{root}"
     for home, other in (homes, reversed(homes)):
@@ -657,3 +657,50 @@ def test_the_cli_doctor_lists_work_under_way_in_another_home_and_exits_0(
         ],
     )
     assert held.finish()[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_doctor_repairing_over_and_over_in_one_home_loses_nothing_another_home_registers(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Home B runs doctor --repair in a loop while 4 processes of home A register 25 versions
+    each: every registration succeeds, versions are exactly 1..100, and B never repairs a
+    thing: it sees A's leases as live work (their pids run on this host) and leaves them."""
+    root = tmp_path / "store"
+    root.mkdir()
+    env = {**os.environ, "MODELSTORE_DB_URL": pg_url, STORE_URL_ENV: f"file://{root}"}
+    source = make_file(tmp_path / "model.pkl", b"m" * 4096)
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+
+    def start(command: list[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+
+    doctor = start(child_command("doctor_until", str(home_b), str(stop)))
+    registrars = [
+        start(child_command("register_many", str(home_a), str(source), "m", "25", str(go)))
+        for _ in range(4)
+    ]
+    go.touch()
+    versions: list[int] = []
+    for child in registrars:
+        out, err = child.communicate(timeout=240)
+        assert (child.returncode, err) == (0, ""), err
+        versions += json.loads(out)
+    stop.touch()
+    out, err = doctor.communicate(timeout=120)
+    assert (doctor.returncode, err) == (0, ""), err
+    loop = json.loads(out)
+    assert loop["runs"] > 1 and loop["live"] > 0 and loop["repaired"] == []
+    assert sorted(versions) == list(range(1, 101))
+    store_url = f"file://{root}"
+    with Registry(home_b, pg_url, store_url=store_url) as b:
+        assert b.versions("m") == list(range(1, 101))
+        assert b.doctor().findings == []
+        assert b.path("m", 100).read_bytes() == b"m" * 4096
+    with Registry(home_a, pg_url, store_url=store_url) as a:
+        assert a.doctor().findings == [] and a.verify().ok
+    assert _lease_rows(pg_url) == []
