@@ -179,7 +179,7 @@ class Heartbeat:
     def hold(self, token: str) -> None:
         with self._lock:
             self._tokens.add(token)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # none yet, or forked
                 self._thread = threading.Thread(
                     target=self._run, name="modelstore-lease-heartbeat", daemon=True
                 )
