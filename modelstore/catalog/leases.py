@@ -160,7 +160,7 @@ def database_now(dialect: str) -> ColumnElement[int]:
     if dialect == "sqlite":
         return cast(func.strftime("%s", "now"), Integer)
     if dialect == "postgresql":
-        return cast(func.floor(func.extract("epoch", func.clock_timestamp())), BigInteger)
+        return cast(func.floor(func.date_part("epoch", func.clock_timestamp())), BigInteger)
     return literal(int(time.time()), BigInteger)  # another database: this machine's clock
 
 
