@@ -704,3 +704,34 @@ def test_doctor_repairing_over_and_over_in_one_home_loses_nothing_another_home_r
     with Registry(home_a, pg_url, store_url=store_url) as a:
         assert a.doctor().findings == [] and a.verify().ok
     assert _lease_rows(pg_url) == []
+
+
+def test_a_deletion_killed_in_one_home_is_finished_by_the_other_homes_doctor(
+    team: str, tmp_path: Path
+) -> None:
+    """Rows only: the folder still in home A's cache is A's (reported there, never deleted)."""
+    source = make_file(tmp_path / "model.pkl")
+    with Registry(tmp_path / "a") as a:
+        a.register(source, "m")
+        a.register(source, "m")
+    child = subprocess.run(
+        child_command("die_after", str(tmp_path / "a"), str(source), "catalog", "start_delete"),
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    assert child.returncode != 0
+    with Registry(tmp_path / "b") as b:
+        [finding] = b.doctor(repair=True).findings
+        assert (finding.kind, finding.subject, finding.repaired) == (
+            "unfinished_deletion",
+            "m:1",
+            True,
+        )
+        assert finding.action == "finish deleting it (a copy cached in that home is its doctor's)"
+        assert "whose process has ended, was interrupted" in finding.detail
+        assert b.versions("m") == [2] and b.doctor().findings == []
+    assert _lease_rows(team) == []
+    with Registry(tmp_path / "a") as a:
+        kinds = sorted(f.kind for f in a.doctor(repair=True).findings)
+        assert kinds == ["orphan_folder", "stale_lock"]
+        assert (tmp_path / "a" / "azureml-models" / "m" / "1" / "model.pkl").is_file()
