@@ -249,6 +249,11 @@ class Catalog:
             rows = connection.execute(select(_LEASES)).mappings().all()
         return now, {r["token"]: _lease(r) for r in rows}
 
+    def has_lease(self, token: str) -> bool:
+        with self._read() as connection:
+            found = connection.execute(select(_LEASES.c.token).where(_LEASES.c.token == token))
+            return found.first() is not None
+
     def settle(self, record: VersionRecord, lease: LeaseRecord, state: str | None) -> bool:
         """Settle the work of a lease whose owner is gone: the row of ``record`` moves to
         ``state`` (None: it is removed, with its manifest) and the lease goes, in one

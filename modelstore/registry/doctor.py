@@ -189,7 +189,8 @@ class Doctor:
         if lease is not None:
             gone = owner_gone(lease, self.now, self.owner)
             if gone is None:
-                self._live(f"{row.name}:{row.version}", f"a {doing}", lease)
+                if self.catalog.unchanged(row):  # else it ended since the snapshot
+                    self._live(f"{row.name}:{row.version}", f"a {doing}", lease)
                 return True
             if self._elsewhere(row):
                 self._settle(row, lease, gone)
@@ -251,6 +252,8 @@ class Doctor:
         for token, lease in sorted(self.leases.items()):
             if token in tokens or self.store.token_in_use(token):
                 continue
+            if not self.catalog.has_lease(token):
+                continue  # its operation ended since the snapshot
             doing = "registration" if lease.operation == REGISTER else "deletion"
             gone = owner_gone(lease, self.now, self.owner)
             if gone is None:
