@@ -710,8 +710,8 @@ def doctor(
     Finds what killed registrations and deletions left behind; --repair cleans it up. Items in
     the tree the catalog does not know are never deleted: they are listed, and adopted or moved
     aside only with --adopt-foreign / --move-aside-foreign. Exits 1 when something was found
-    and not repaired. With a shared catalog and store, work of other homes is listed and left
-    to them (exit 0).
+    and not repaired. Work under way (its process alive, on any home sharing the catalog) is
+    listed and left alone (exit 0); work whose process is gone is settled from any home.
     """
     if rebuild_catalog:
         if repair or adopt_foreign or move_aside_foreign:
