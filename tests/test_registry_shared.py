@@ -242,11 +242,12 @@ def _drop_leases(db_url: str) -> None:
     engine.dispose()
 
 
-def test_doctor_rolls_back_its_own_homes_interrupted_registration_that_has_no_lease(
+def test_doctor_completes_its_own_homes_interrupted_registration_that_has_no_lease(
     store: Path, tmp_path: Path
 ) -> None:
     """A pending row without a lease (written by a release before leases) is settled only by
-    the home holding a trace of its token (its lock file, staging or trash)."""
+    the home holding a trace of its token (its lock file, staging or trash); every file is in
+    the store, so it completes it, as a doctor of any home does with a leased one."""
     home = tmp_path / "a"
     child = subprocess.run(
         child_command(
@@ -265,7 +266,8 @@ def test_doctor_rolls_back_its_own_homes_interrupted_registration_that_has_no_le
         assert [r.state for r in a._catalog.rows()] == [PENDING]
         kinds = {f.kind for f in a.doctor(repair=True).findings}
         assert "unfinished_registration" in kinds
-        assert a._catalog.rows() == []
+        assert a.versions("m") == [1] and a.verify("m", 1).ok
+        assert a.doctor().findings == []
 
 
 def test_several_processes_of_one_home_materialise_a_version_once(
@@ -735,3 +737,23 @@ def test_a_deletion_killed_in_one_home_is_finished_by_the_other_homes_doctor(
         kinds = sorted(f.kind for f in a.doctor(repair=True).findings)
         assert kinds == ["orphan_folder", "stale_lock"]
         assert (tmp_path / "a" / "azureml-models" / "m" / "1" / "model.pkl").is_file()
+
+
+def test_a_homes_own_doctor_completes_its_killed_registration_whose_files_are_all_stored(
+    team: str, tmp_path: Path
+) -> None:
+    """The same outcome as from another home: which doctor runs first does not decide whether
+    the version is kept."""
+    held = Held(tmp_path, tmp_path / "a", "publish")
+    held.kill()
+    with Registry(tmp_path / "a") as a:
+        findings = a.doctor(repair=True).findings
+        assert [(f.kind, f.detail, f.repaired) for f in findings] == [
+            (
+                "unfinished_registration",
+                "registration was interrupted once every file was in the store",
+                True,
+            )
+        ]
+        assert a.path("m", 1).read_bytes() == b"model-bytes" and a.doctor().findings == []
+    assert _lease_rows(team) == []

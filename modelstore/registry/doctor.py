@@ -301,6 +301,25 @@ class Doctor:
                 finish,
             )
             return
+        in_store = self.in_store
+        if self.shared and not is_import_token(row.token) and in_store and in_store(row):
+            # complete, as another home's doctor would (see _settle)
+
+            def finish_from_store() -> None:
+                if os.path.lexists(folder):  # not a complete copy: cached again on use
+                    self._unpublish(row.name, [str(row.version)])
+                self.catalog.set_row_state(row, READY)
+                if row.token is not None:
+                    self.store.discard(row.token)
+
+            self._found(
+                "unfinished_registration",
+                subject,
+                "registration was interrupted once every file was in the store",
+                "complete it (the version becomes visible)",
+                finish_from_store,
+            )
+            return
 
         def roll_back() -> None:
             if os.path.lexists(folder):
