@@ -364,6 +364,17 @@ class CatalogConnectionError(CatalogError):
         self.reason = reason
 
 
+class LeaseLostError(CatalogError):
+    """A registration or deletion found its lease gone from the catalog: a doctor judged its
+    process gone (its heartbeat had expired) and settled its work. ``name``: the model;
+    ``token``: the operation's."""
+
+    def __init__(self, message: str, *, name: str, token: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.token = token
+
+
 class StoreMismatchError(CatalogError):
     """The catalog belongs to another model store than the one this home is configured with
     (``MODELSTORE_STORE_URL``): writing would record versions whose bytes the others cannot

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 
 def make_file(path: Path, content: bytes = b"model-bytes") -> Path:
@@ -258,3 +259,59 @@ def register_pausing_mid_upload(paused_flag: str, go_flag: str, *cli_args: str) 
 
     RequestsTransport.send = send
     main(list(cli_args))
+
+
+def register_held(
+    home: str, source: str, name: str, checkpoint: str, reached: str, go: str
+) -> None:
+    """Child: register ``source`` as ``name``, holding at ``checkpoint`` until ``go`` exists
+    (``reached`` is created on arrival): "upload" is before the bytes go to the shared store and
+    before a number is taken (only the lease is in the catalog); "publish" is after the number
+    is taken (the row pending) and before the folder is renamed into the home. Prints the
+    version, or the error's one line on stderr with exit 1, as the CLI would."""
+    import json
+    import sys
+
+    import modelstore.registry.facade as facade
+    from modelstore import Registry
+    from modelstore.errors import ModelstoreError
+
+    registry = Registry(home)
+
+    def hold(real: Any) -> Any:
+        def held(*args: object, **kwargs: object) -> object:
+            Path(reached).touch()
+            wait_for(go, timeout=120)
+            return real(*args, **kwargs)
+
+        return held
+
+    if checkpoint == "upload":
+        setattr(facade, "upload_missing", hold(facade.upload_missing))  # type: ignore[attr-defined]  # noqa: B010
+    else:
+        registry._store.publish = hold(registry._store.publish)  # type: ignore[method-assign]
+    try:
+        version = registry.register(source, name).version
+    except ModelstoreError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(json.dumps(version))
+
+
+def doctor_until(home: str, stop_flag: str) -> None:
+    """Child: run ``doctor(repair=True)`` over and over until ``stop_flag`` exists; print every
+    finding it repaired (kind and subject) as JSON, how many runs it made and how many
+    operations under way it saw."""
+    import json
+
+    from modelstore import Registry
+
+    repaired: list[tuple[str, str]] = []
+    runs = live = 0
+    with Registry(home) as registry:
+        while not os.path.exists(stop_flag):
+            report = registry.doctor(repair=True)
+            repaired += [(f.kind, f.subject) for f in report.findings if f.repaired]
+            live += sum(f.kind == "work_in_progress" for f in report.findings)
+            runs += 1
+    print(json.dumps({"repaired": repaired, "runs": runs, "live": live}))

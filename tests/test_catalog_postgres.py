@@ -490,7 +490,7 @@ def test_a_search_path_in_the_url_keeps_the_catalog_in_its_own_schema(pg_url: st
         finally:
             catalog.close()
     tables = {"alembic_version", "catalog_info", "model_names", "model_versions", "version_files"}
-    tables |= {"model_aliases", "alias_history"}
+    tables |= {"model_aliases", "alias_history", "leases"}
     for schema in ("registry", "public"):
         listed = _query(
             pg_url,

@@ -103,7 +103,8 @@ def test_sigkill_at_any_moment_never_exposes_a_partial_version(tmp_path: Path) -
 # Each step boundary of register and delete, hit on purpose:
 # (object, method, what doctor finds, the next version of "m" afterwards).
 KILL_POINTS = {
-    "after_staging": ("store", "stage", {"staging_leftover"}, 2),
+    # before a number is taken: its copy, and its lease in the catalog (nothing else there)
+    "after_staging": ("store", "stage", {"staging_leftover", "abandoned_lease"}, 2),
     "after_reserve": ("catalog", "reserve", {"unfinished_registration"}, 3),
     "after_publish": ("store", "publish", {"unfinished_registration"}, 3),
     "after_start_delete": ("catalog", "start_delete", {"unfinished_deletion"}, 2),

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from registry_helpers import child_command, make_file, make_model_dir, tree_files
+from registry_helpers import child_command, make_file, make_model_dir, tree_files, wait_for
 
 from modelstore import Registry
 from modelstore.catalog import PENDING
@@ -308,11 +310,11 @@ def test_a_home_configured_with_another_store_than_the_catalogs_is_refused(
     assert (tmp_path / "catalog.db").read_bytes() == before
 
 
-def test_doctor_in_one_home_leaves_a_registration_under_way_in_another_alone(
+def test_doctor_in_one_home_reports_a_registration_under_way_in_another_as_live(
     store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Home B's doctor cannot see home A's token lock: before the catalog owned work in
-    progress, it rolled A's pending row back and A's registration then failed."""
+    """Home B's doctor cannot see home A's token lock, but it sees A's lease in the catalog
+    (here the same process: its pid is alive); its repair leaves the registration alone."""
     a = Registry(tmp_path / "a")
     b = Registry(tmp_path / "b")
     reports = []
@@ -325,7 +327,7 @@ def test_doctor_in_one_home_leaves_a_registration_under_way_in_another_alone(
     monkeypatch.setattr(a._store, "publish", publish_while_b_repairs)
     registered = a.register(make_file(tmp_path / "model.pkl"), "m")
     [finding] = reports[0].findings
-    assert (finding.kind, finding.subject, finding.repaired) == ("other_home_work", "m:1", False)
+    assert (finding.kind, finding.subject, finding.repaired) == ("work_in_progress", "m:1", False)
     assert registered.version == 1 and b.path("m", 1).read_bytes() == b"model-bytes"
     a.close()
     b.close()
@@ -343,10 +345,22 @@ def test_doctor_in_a_home_that_cached_nothing_drops_no_row_and_no_blob(
     assert len(blobs(store)) == 2
 
 
-def test_doctor_rolls_back_its_own_homes_interrupted_registration(
+def _drop_leases(db_url: str) -> None:
+    """Make the catalog's work in progress look like a release before leases wrote it."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(db_url)
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM leases"))
+    engine.dispose()
+
+
+def test_doctor_completes_its_own_homes_interrupted_registration_that_has_no_lease(
     store: Path, tmp_path: Path
 ) -> None:
-    """A pending row whose token lock file is in this home (its process died) is this home's."""
+    """A pending row without a lease (written by a release before leases) is settled only by
+    the home holding a trace of its token (its lock file, staging or trash); every file is in
+    the store, so it completes it, as a doctor of any home does with a leased one."""
     home = tmp_path / "a"
     child = subprocess.run(
         child_command(
@@ -357,6 +371,7 @@ def test_doctor_rolls_back_its_own_homes_interrupted_registration(
         env=os.environ.copy(),
     )
     assert child.returncode != 0
+    _drop_leases(os.environ["MODELSTORE_DB_URL"])
     with Registry(tmp_path / "b") as b:
         [finding] = b.doctor(repair=True).findings
         assert finding.kind == "other_home_work"
@@ -364,7 +379,8 @@ def test_doctor_rolls_back_its_own_homes_interrupted_registration(
         assert [r.state for r in a._catalog.rows()] == [PENDING]
         kinds = {f.kind for f in a.doctor(repair=True).findings}
         assert "unfinished_registration" in kinds
-        assert a._catalog.rows() == []
+        assert a.versions("m") == [1] and a.verify("m", 1).ok
+        assert a.doctor().findings == []
 
 
 def test_several_processes_of_one_home_materialise_a_version_once(
@@ -460,7 +476,7 @@ def test_the_cli_verify_store_checks_the_blobs(store: Path, tmp_path: Path) -> N
 def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
     tmp_path: Path, pg_url: str
 ) -> None:
-    """2 homes x 4 processes x 25 registrations of one name: versions 1..200 exactly, one
+    """2 homes x 4 processes x 50 registrations of one name: versions 1..400 exactly, one
     blob for the one content, and every version readable, deployable and verifiable from the
     home that did not register it."""
     root = tmp_path / "store"
@@ -470,7 +486,7 @@ def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
     flag = tmp_path / "go"
     homes = [tmp_path / "a", tmp_path / "b"]
     commands = [
-        (home, child_command("register_many", str(home), str(source), "m", "25", str(flag)))
+        (home, child_command("register_many", str(home), str(source), "m", "50", str(flag)))
         for home in homes
         for _ in range(4)
     ]
@@ -489,7 +505,7 @@ def test_two_homes_of_four_processes_share_one_postgresql_catalog_and_one_store(
         out, err = child.communicate(timeout=240)
         assert (child.returncode, err) == (0, ""), err
         by_home[home] += json.loads(out)
-    assert sorted(by_home[homes[0]] + by_home[homes[1]]) == list(range(1, 201))
+    assert sorted(by_home[homes[0]] + by_home[homes[1]]) == list(range(1, 401))
     assert len(blobs(root)) == 1
     store_url = f"file://{root}"
     for home, other in (homes, reversed(homes)):
@@ -517,7 +533,9 @@ def test_a_home_that_cannot_hold_a_cache_is_one_line(store: Path, tmp_path: Path
         assert not (home / "azureml-models" / "m").exists()
 
 
-def test_the_cli_doctor_lists_other_homes_work_and_exits_0(store: Path, tmp_path: Path) -> None:
+def test_the_cli_doctor_lists_other_homes_work_without_a_lease_and_exits_0(
+    store: Path, tmp_path: Path
+) -> None:
     from click.testing import CliRunner
 
     from modelstore.cli import main
@@ -528,6 +546,7 @@ def test_the_cli_doctor_lists_other_homes_work_and_exits_0(store: Path, tmp_path
         capture_output=True,
         env=os.environ.copy(),
     )
+    _drop_leases(os.environ["MODELSTORE_DB_URL"])
     result = CliRunner().invoke(main, ["--home", str(tmp_path / "b"), "doctor", "--repair"])
     assert (result.exit_code, result.stdout.splitlines()) == (
         0,
@@ -539,3 +558,353 @@ def test_the_cli_doctor_lists_other_homes_work_and_exits_0(store: Path, tmp_path
             "its doctor finishes or rolls it back.",
         ],
     )
+
+
+# --- work in progress belongs to the catalog: leases ---------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def team(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A shared store and a shared catalog (a SQLite file, or a PostgreSQL database), set in
+    the environment for this process and its children; the catalog's URL."""
+    root = tmp_path / "store"
+    root.mkdir()
+    url = (
+        f"sqlite:///{tmp_path / 'catalog.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("pg_url")
+    )
+    monkeypatch.setenv(STORE_URL_ENV, f"file://{root}")
+    monkeypatch.setenv("MODELSTORE_DB_URL", url)
+    return url
+
+
+class Held:
+    """A registration in another home's process, held at a checkpoint (see
+    ``registry_helpers.register_held``) until ``go``."""
+
+    def __init__(self, tmp_path: Path, home: Path, checkpoint: str) -> None:
+        self.reached = tmp_path / f"reached-{checkpoint}"
+        self.go = tmp_path / f"go-{checkpoint}"
+        source = make_file(tmp_path / "model.pkl")
+        self.process = subprocess.Popen(
+            child_command(
+                "register_held", str(home), str(source), "m", checkpoint,
+                str(self.reached), str(self.go),
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )  # fmt: skip
+        try:
+            wait_for(str(self.reached), timeout=60)
+        except TimeoutError:
+            self.process.kill()
+            raise AssertionError(self.process.communicate()[1]) from None
+
+    def finish(self) -> tuple[int, str, str]:
+        self.go.touch()
+        out, err = self.process.communicate(timeout=60)
+        return self.process.returncode, out, err
+
+    def kill(self) -> None:
+        self.process.kill()  # SIGKILL
+        self.process.communicate(timeout=60)
+
+
+def _lease_rows(url: str) -> list[dict[str, object]]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return [dict(r) for r in connection.execute(text("SELECT * FROM leases")).mappings()]
+    finally:
+        engine.dispose()
+
+
+def _rewrite_lease(url: str, **values: object) -> None:
+    """Make the lease look like another host's (its fields as that host would write them)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as connection:
+            sets = ", ".join(f"{column} = :{column}" for column in values)
+            connection.execute(text(f"UPDATE leases SET {sets}"), values)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("checkpoint", "subject"), [("publish", "m:1"), ("upload", "m")])
+def test_a_registration_held_in_one_home_is_live_for_another_homes_doctor_and_survives_repair(
+    team: str, tmp_path: Path, checkpoint: str, subject: str
+) -> None:
+    """Held before its number is taken (only its lease is in the catalog) or after (its row
+    pending): home B's doctor names its home and process and its repair changes nothing."""
+    held = Held(tmp_path, tmp_path / "a", checkpoint)
+    with Registry(tmp_path / "b") as b:
+        before = b._catalog.rows()
+        report = b.doctor(repair=True)
+        [finding] = report.findings
+        assert (finding.kind, finding.subject, finding.repaired) == (
+            "work_in_progress",
+            subject,
+            False,
+        )
+        assert finding.detail == (
+            f"a registration{' of m' if checkpoint == 'upload' else ''} under way in home "
+            f"{tmp_path / 'a'} on host {socket.gethostname()} (pid {held.process.pid})"
+        )
+        assert b._catalog.rows() == before and len(_lease_rows(team)) == 1
+    assert held.finish() == (0, "1\n", "")
+    with Registry(tmp_path / "b") as b:
+        assert b.path("m", 1).read_bytes() == b"model-bytes"
+        assert b.doctor().findings == []
+    assert _lease_rows(team) == []
+
+
+def test_a_registration_killed_after_taking_its_number_is_completed_by_the_other_homes_doctor(
+    team: str, tmp_path: Path
+) -> None:
+    """Same host, its pid dead: home B settles it through the catalog. Every byte is in the
+    store, so the version is completed (not rolled back); home A's staging copy is A's."""
+    held = Held(tmp_path, tmp_path / "a", "publish")
+    pid = held.process.pid
+    held.kill()
+    with Registry(tmp_path / "b") as b:
+        [finding] = b.doctor(repair=True).findings
+        assert (finding.kind, finding.subject, finding.repaired) == (
+            "unfinished_registration",
+            "m:1",
+            True,
+        )
+        assert finding.detail == (
+            f"registration in home {tmp_path / 'a'} on host {socket.gethostname()} "
+            f"(pid {pid}), whose process has ended, was interrupted once every file was in the "
+            "store"
+        )
+        assert finding.action == "complete it (the version becomes visible)"
+        assert b.path("m", 1).read_bytes() == b"model-bytes"
+        assert b.verify("m", 1).ok and b.verify(store=True).ok
+        assert b.doctor().findings == []
+    assert _lease_rows(team) == []
+    with Registry(tmp_path / "a") as a:  # its staging copy and lock file: its own doctor's
+        kinds = sorted(f.kind for f in a.doctor(repair=True).findings)
+        assert kinds == ["staging_leftover"]  # with its token's lock file
+        assert a.doctor().findings == []
+        assert a.path("m", 1).read_bytes() == b"model-bytes"
+        assert os.listdir(tmp_path / "a" / ".modelstore" / "staging") == []
+
+
+def test_a_registration_killed_before_taking_a_number_leaves_a_lease_another_home_drops(
+    team: str, tmp_path: Path
+) -> None:
+    held = Held(tmp_path, tmp_path / "a", "upload")
+    pid = held.process.pid
+    held.kill()
+    with Registry(tmp_path / "b") as b:
+        [finding] = b.doctor(repair=True).findings
+        assert (finding.kind, finding.subject, finding.repaired) == ("abandoned_lease", "m", True)
+        assert finding.detail == (
+            f"the lease of a registration of m in home {tmp_path / 'a'} on host "
+            f"{socket.gethostname()} (pid {pid}), whose process has ended, before it wrote "
+            "anything else to the catalog"
+        )
+        assert _lease_rows(team) == []
+        assert b.doctor().findings == []
+        assert b.register(make_file(tmp_path / "other.pkl"), "m").version == 1  # none spent
+    with Registry(tmp_path / "a") as a:
+        kinds = sorted(f.kind for f in a.doctor(repair=True).findings)
+        assert kinds == ["staging_leftover"]
+        assert a.doctor().findings == []
+
+
+def test_a_lease_of_another_host_is_live_until_its_heartbeat_expires_then_completed(
+    team: str, tmp_path: Path
+) -> None:
+    """Another host's pid means nothing here: only the heartbeat tells. The owner, stopped
+    past the expiry, finds its version completed by the doctor and reports it registered."""
+    from modelstore.catalog.leases import LEASE_EXPIRY_S
+
+    held = Held(tmp_path, tmp_path / "a", "publish")
+    [lease] = _lease_rows(team)
+    _rewrite_lease(team, host="build-agent-7", host_id="elsewhere", pid=4242)
+    with Registry(tmp_path / "b") as b:
+        [finding] = b.doctor(repair=True).findings
+        assert (finding.kind, finding.repaired) == ("work_in_progress", False)
+        assert "on host build-agent-7 (pid 4242)" in finding.detail
+        _rewrite_lease(team, heartbeat=int(str(lease["heartbeat"])) - LEASE_EXPIRY_S - 5)
+        [finding] = b.doctor(repair=True).findings
+        assert (finding.kind, finding.subject, finding.repaired) == (
+            "unfinished_registration",
+            "m:1",
+            True,
+        )
+        assert re.fullmatch(
+            rf"registration in home {re.escape(str(tmp_path / 'a'))} on host build-agent-7 "
+            rf"\(pid 4242\), whose last heartbeat was 1[23]\d s ago \(leases expire after "
+            rf"{LEASE_EXPIRY_S} s\), was interrupted once every file was in the store",
+            finding.detail,
+        ), finding.detail
+        assert b.versions("m") == [1]
+    assert held.finish() == (0, "1\n", "")
+    with Registry(tmp_path / "a") as a:
+        assert a.verify("m", 1).ok and a.doctor().findings == []
+
+
+def test_a_lease_expired_before_its_files_were_stored_is_rolled_back_and_its_owner_fails(
+    team: str, tmp_path: Path
+) -> None:
+    """The doctor rolls back (a blob is missing from the store); the owner, resumed, finds its
+    lease gone: one line, exit 1, and the folder it had published is taken out again."""
+    from modelstore.catalog.leases import LEASE_EXPIRY_S
+
+    held = Held(tmp_path, tmp_path / "a", "publish")
+    [lease] = _lease_rows(team)
+    _rewrite_lease(
+        team,
+        host="build-agent-7",
+        host_id="elsewhere",
+        pid=4242,
+        heartbeat=int(str(lease["heartbeat"])) - LEASE_EXPIRY_S - 5,
+    )
+    for blob in (tmp_path / "store" / "sha256").glob("*/*"):
+        blob.unlink()  # as if the store lost it
+    with Registry(tmp_path / "b") as b:
+        [finding] = b.doctor(repair=True).findings
+        assert (finding.kind, finding.action, finding.repaired) == (
+            "unfinished_registration",
+            "roll it back (its version number stays unused)",
+            True,
+        )
+        assert b._catalog.rows() == []
+    code, out, err = held.finish()
+    assert (code, out) == (1, "")
+    assert err == (
+        "Error: the operation on 'm' lost its lease in the catalog: a doctor found no heartbeat "
+        f"from it for {LEASE_EXPIRY_S} s and settled its work; nothing more was written; check "
+        "the model with 'modelstore list m' and run the operation again if needed\n"
+    )
+    assert not (tmp_path / "a" / "azureml-models" / "m").exists()
+    with Registry(tmp_path / "a") as a:
+        assert a.register(make_file(tmp_path / "again.pkl"), "m").version == 2
+
+
+def test_the_cli_doctor_lists_work_under_way_in_another_home_and_exits_0(
+    team: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from modelstore.cli import main
+
+    held = Held(tmp_path, tmp_path / "a", "publish")
+    result = CliRunner().invoke(main, ["--home", str(tmp_path / "b"), "doctor", "--repair"])
+    assert (result.exit_code, result.stdout.splitlines()) == (
+        0,
+        [
+            f"[found] m:1: a registration under way in home {tmp_path / 'a'} on host "
+            f"{socket.gethostname()} (pid {held.process.pid}) -> leave it: its process is alive",
+            "1 operation under way (listed above) left to its process.",
+        ],
+    )
+    assert held.finish()[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_doctor_repairing_over_and_over_in_one_home_loses_nothing_another_home_registers(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Home B runs doctor --repair in a loop while 4 processes of home A register 25 versions
+    each: every registration succeeds, versions are exactly 1..100, and B never repairs a
+    thing: it sees A's leases as live work (their pids run on this host) and leaves them."""
+    root = tmp_path / "store"
+    root.mkdir()
+    env = {**os.environ, "MODELSTORE_DB_URL": pg_url, STORE_URL_ENV: f"file://{root}"}
+    source = make_file(tmp_path / "model.pkl", b"m" * 4096)
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    home_a, home_b = tmp_path / "a", tmp_path / "b"
+
+    def start(command: list[str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
+
+    doctor = start(child_command("doctor_until", str(home_b), str(stop)))
+    registrars = [
+        start(child_command("register_many", str(home_a), str(source), "m", "25", str(go)))
+        for _ in range(4)
+    ]
+    go.touch()
+    versions: list[int] = []
+    for child in registrars:
+        out, err = child.communicate(timeout=240)
+        assert (child.returncode, err) == (0, ""), err
+        versions += json.loads(out)
+    stop.touch()
+    out, err = doctor.communicate(timeout=120)
+    assert (doctor.returncode, err) == (0, ""), err
+    loop = json.loads(out)
+    assert loop["runs"] > 1 and loop["live"] > 0 and loop["repaired"] == []
+    assert sorted(versions) == list(range(1, 101))
+    store_url = f"file://{root}"
+    with Registry(home_b, pg_url, store_url=store_url) as b:
+        assert b.versions("m") == list(range(1, 101))
+        assert b.doctor().findings == []
+        assert b.path("m", 100).read_bytes() == b"m" * 4096
+    with Registry(home_a, pg_url, store_url=store_url) as a:
+        assert a.doctor().findings == [] and a.verify().ok
+    assert _lease_rows(pg_url) == []
+
+
+def test_a_deletion_killed_in_one_home_is_finished_by_the_other_homes_doctor(
+    team: str, tmp_path: Path
+) -> None:
+    """Rows only: the folder still in home A's cache is A's (reported there, never deleted)."""
+    source = make_file(tmp_path / "model.pkl")
+    with Registry(tmp_path / "a") as a:
+        a.register(source, "m")
+        a.register(source, "m")
+    child = subprocess.run(
+        child_command("die_after", str(tmp_path / "a"), str(source), "catalog", "start_delete"),
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    assert child.returncode != 0
+    with Registry(tmp_path / "b") as b:
+        [finding] = b.doctor(repair=True).findings
+        assert (finding.kind, finding.subject, finding.repaired) == (
+            "unfinished_deletion",
+            "m:1",
+            True,
+        )
+        assert finding.action == "finish deleting it (a copy cached in that home is its doctor's)"
+        assert "whose process has ended, was interrupted" in finding.detail
+        assert b.versions("m") == [2] and b.doctor().findings == []
+    assert _lease_rows(team) == []
+    with Registry(tmp_path / "a") as a:
+        kinds = sorted(f.kind for f in a.doctor(repair=True).findings)
+        assert kinds == ["orphan_folder", "stale_lock"]
+        assert (tmp_path / "a" / "azureml-models" / "m" / "1" / "model.pkl").is_file()
+
+
+def test_a_homes_own_doctor_completes_its_killed_registration_whose_files_are_all_stored(
+    team: str, tmp_path: Path
+) -> None:
+    """The same outcome as from another home: which doctor runs first does not decide whether
+    the version is kept."""
+    held = Held(tmp_path, tmp_path / "a", "publish")
+    held.kill()
+    with Registry(tmp_path / "a") as a:
+        findings = a.doctor(repair=True).findings
+        assert [(f.kind, f.detail, f.repaired) for f in findings] == [
+            (
+                "unfinished_registration",
+                "registration was interrupted once every file was in the store",
+                True,
+            )
+        ]
+        assert a.path("m", 1).read_bytes() == b"model-bytes" and a.doctor().findings == []
+    assert _lease_rows(team) == []

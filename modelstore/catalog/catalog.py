@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import fields, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -33,6 +33,7 @@ from modelstore.catalog.errors import (
     one_line,
 )
 from modelstore.catalog.fastpath import SqliteVersionStore, driver_connection
+from modelstore.catalog.leases import Heartbeat, LeaseRecord, Owner, database_now, lease_lost
 from modelstore.catalog.records import (
     AliasMoveRecord,
     AliasRecord,
@@ -45,6 +46,7 @@ from modelstore.catalog.tables import ALIASES as _ALIASES
 from modelstore.catalog.tables import DELETING, PENDING, READY
 from modelstore.catalog.tables import FILES as _FILES
 from modelstore.catalog.tables import INFO as _INFO
+from modelstore.catalog.tables import LEASES as _LEASES
 from modelstore.catalog.tables import NAMES as _NAMES
 from modelstore.catalog.tables import VERSIONS as _VERSIONS
 from modelstore.catalog.versionstore import (
@@ -53,6 +55,7 @@ from modelstore.catalog.versionstore import (
     VersionStore,
     raise_high_water,
     reading,
+    renew,
     row_values,
     writing,
 )
@@ -112,8 +115,12 @@ class Catalog:
         else:
             self._versions = CoreVersionStore(self._engine, db_url)
         self._reads = self._engine.execution_options(modelstore_read=True)
+        self._heartbeat = Heartbeat(self.renew_leases)
+        self._leased: set[str] = set()
+        self._owner: Owner | None = None
 
     def close(self) -> None:
+        self._heartbeat.stop()
         with contextlib.suppress(Exception):
             self._reader_fairy.close()
         self._engine.dispose()
@@ -129,17 +136,23 @@ class Catalog:
 
     # --- registration ------------------------------------------------------------------------
 
-    def reserve(self, new: NewVersion) -> VersionRecord:
+    def reserve(self, new: NewVersion, *, leased: bool = False) -> VersionRecord:
         """Take the next number for ``new.name`` and record the version as pending, in one
-        transaction: the number is spent even if the publish never completes."""
-        return self._versions.reserve(new)
+        transaction: the number is spent even if the publish never completes. ``leased``: the
+        registration holds the lease of ``new.token`` (``lease``); LeaseLostError, nothing
+        written, if a doctor has taken it away."""
+        return self._versions.reserve(new, leased)
 
-    def reserve_exact(self, new: NewVersion, version: int) -> VersionRecord:
+    def reserve_exact(
+        self, new: NewVersion, version: int, *, leased: bool = False
+    ) -> VersionRecord:
         """``reserve`` for a number the caller chose (``version:`` of a v2 model.yml): taken
         and recorded as pending in one transaction, if it is free. Free means above every
         number ``new.name`` has used, so a number is never handed out twice, even after a
         delete; the name's next automatic number follows it. Otherwise VersionTakenError."""
         with self._write() as connection:
+            if leased and not renew(connection, [new.token]):
+                raise lease_lost(new.name, new.token)
             last = connection.execute(
                 select(_NAMES.c.last_version).where(_NAMES.c.name == new.name)
             ).scalar_one_or_none()
@@ -166,19 +179,117 @@ class Catalog:
             row_id = _insert_version(connection, row_values(pending), new)
         return replace(pending, id=row_id)
 
-    def set_state(self, row_id: int, state: str, *, expected: str) -> bool:
+    def set_state(
+        self, row_id: int, state: str, *, expected: str, release: str | None = None
+    ) -> bool:
         """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``
-        (another process finished or removed it meanwhile)."""
-        return self._versions.set_state(row_id, state, expected)
+        (another process finished or removed it meanwhile). ``release``: the token whose lease
+        goes in the same transaction (the operation's last step)."""
+        if release is not None:
+            self._leased.discard(release)
+        return self._versions.set_state(row_id, state, expected, release)
 
-    def forget(self, row_ids: Iterable[int]) -> None:
-        """Remove version rows and their manifests (the name's high-water mark stays)."""
+    def forget(self, row_ids: Iterable[int], *, release: str | None = None) -> None:
+        """Remove version rows and their manifests (the name's high-water mark stays);
+        ``release`` as for ``set_state``."""
         ids = list(row_ids)
-        if not ids:
+        if release is not None:
+            self._leased.discard(release)
+        if not ids and release is None:
             return
         with self._write() as connection:
-            connection.execute(delete(_FILES).where(_FILES.c.version_id.in_(ids)))
-            connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id.in_(ids)))
+            if ids:
+                connection.execute(delete(_FILES).where(_FILES.c.version_id.in_(ids)))
+                connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id.in_(ids)))
+            if release is not None:
+                connection.execute(delete(_LEASES).where(_LEASES.c.token == release))
+
+    # --- leases: work in progress, visible to every home (see ``leases``) --------------------
+
+    @contextlib.contextmanager
+    def lease(self, token: str, operation: str, name: str, owner: Owner) -> Iterator[None]:
+        """Hold the lease of ``token`` while the block runs: recorded on entry, renewed by the
+        heartbeat thread, and removed on the way out unless the operation's last step removed
+        it already (``release=``). If the block fails, removing it is best effort: a lease
+        left behind is a doctor's to drop once its process is gone."""
+        self._versions.take_lease(LeaseRecord(token, operation, name, owner, 0))
+        self._owner = owner
+        self._leased.add(token)
+        self._heartbeat.hold(token)
+        try:
+            yield
+        except BaseException:
+            if token in self._leased:
+                with contextlib.suppress(CatalogError):
+                    self.release_lease(token)
+            raise
+        finally:
+            self._heartbeat.drop(token)
+        if token in self._leased:
+            self.release_lease(token)
+
+    def release_lease(self, token: str) -> None:
+        self._leased.discard(token)
+        with self._write() as connection:
+            connection.execute(delete(_LEASES).where(_LEASES.c.token == token))
+
+    def renew_leases(self, tokens: Sequence[str]) -> int:
+        """Heartbeat: the database's clock now on these leases of this process; how many still
+        exist. A lease whose owner fields changed is no longer this process's to renew."""
+        with self._write() as connection:
+            return renew(connection, list(tokens), self._owner)
+
+    def leases(self) -> tuple[int, dict[str, LeaseRecord]]:
+        """The database's clock (seconds since the epoch) and every lease by token, read in one
+        transaction so the heartbeats' ages are exact."""
+        with self._read() as connection:
+            now = int(
+                connection.execute(select(database_now(connection.dialect.name))).scalar_one()
+            )
+            rows = connection.execute(select(_LEASES)).mappings().all()
+        return now, {r["token"]: _lease(r) for r in rows}
+
+    def has_lease(self, token: str) -> bool:
+        with self._read() as connection:
+            found = connection.execute(select(_LEASES.c.token).where(_LEASES.c.token == token))
+            return found.first() is not None
+
+    def settle(self, record: VersionRecord, lease: LeaseRecord, state: str | None) -> bool:
+        """Settle the work of a lease whose owner is gone: the row of ``record`` moves to
+        ``state`` (None: it is removed, with its manifest) and the lease goes, in one
+        transaction, only if both are still exactly as read (the heartbeat too: a renewal
+        since means the owner lives). False, nothing changed, otherwise."""
+        with self._write() as connection:
+            if not _lock_lease(connection, lease):
+                return False
+            found = connection.execute(
+                select(_VERSIONS.c.id).where(*self._same_row(record)).with_for_update()
+            ).one_or_none()
+            if found is None:
+                return False
+            if state is None:
+                connection.execute(delete(_FILES).where(_FILES.c.version_id == record.id))
+                connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id == record.id))
+            else:
+                connection.execute(
+                    update(_VERSIONS).where(*self._same_row(record)).values(state=state)
+                )
+            connection.execute(delete(_LEASES).where(_LEASES.c.token == lease.token))
+        return True
+
+    def drop_lease(self, lease: LeaseRecord) -> bool:
+        """Remove the lease of an owner that is gone, if it is still exactly as read and no
+        row carries its token (else the row's settling removes it)."""
+        with self._write() as connection:
+            if not _lock_lease(connection, lease):
+                return False
+            rows = connection.execute(
+                select(_VERSIONS.c.id).where(_VERSIONS.c.token == lease.token).limit(1)
+            ).first()
+            if rows is not None:
+                return False
+            connection.execute(delete(_LEASES).where(_LEASES.c.token == lease.token))
+        return True
 
     def start_delete(
         self,
@@ -308,15 +419,19 @@ class Catalog:
         return token is not None and token[0] == record.token
 
     def set_row_state(self, record: VersionRecord, state: str) -> bool:
-        """Move the row of ``record`` from ``record.state`` to ``state`` if it still is that."""
+        """Move the row of ``record`` from ``record.state`` to ``state`` if it still is that;
+        its operation's lease (its owner is gone) goes with it."""
         with self._write() as connection:
             result = connection.execute(
                 update(_VERSIONS).where(*self._same_row(record)).values(state=state)
             )
+            if result.rowcount and record.token is not None:
+                connection.execute(delete(_LEASES).where(_LEASES.c.token == record.token))
         return bool(result.rowcount)
 
     def forget_row(self, record: VersionRecord) -> bool:
-        """Remove the row of ``record`` (and its manifest) if it still is as recorded."""
+        """Remove the row of ``record`` (and its manifest) if it still is as recorded; its
+        operation's lease goes with it."""
         with self._write() as connection:
             found = connection.execute(
                 select(_VERSIONS.c.id).where(*self._same_row(record)).with_for_update()
@@ -325,6 +440,8 @@ class Catalog:
                 return False
             connection.execute(delete(_FILES).where(_FILES.c.version_id == record.id))
             connection.execute(delete(_VERSIONS).where(_VERSIONS.c.id == record.id))
+            if record.token is not None:
+                connection.execute(delete(_LEASES).where(_LEASES.c.token == record.token))
         return True
 
     def files(self, row_id: int) -> list[FileRecord]:
@@ -760,6 +877,26 @@ def alias_in_use(name: str, aliases: Mapping[str, int]) -> AliasInUseError:
         name=name,
         aliases=dict(aliases),
     )
+
+
+def _lease(row: Any) -> LeaseRecord:
+    owner = Owner(row["home"], row["host"], row["host_id"], int(row["pid"]), row["started"])
+    return LeaseRecord(row["token"], row["operation"], row["name"], owner, int(row["heartbeat"]))
+
+
+def _lock_lease(connection: Connection, lease: LeaseRecord) -> bool:
+    """Lock the lease's row if it is still as read (same owner, same heartbeat)."""
+    found = connection.execute(
+        select(_LEASES.c.token)
+        .where(
+            _LEASES.c.token == lease.token,
+            _LEASES.c.pid == lease.owner.pid,
+            _LEASES.c.host == lease.owner.host,
+            _LEASES.c.heartbeat == lease.heartbeat,
+        )
+        .with_for_update()
+    ).first()
+    return found is not None
 
 
 def _utc(value: datetime) -> datetime:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Dialect
 
 from modelstore.catalog.errors import catalog_error
+from modelstore.catalog.leases import LeaseRecord, lease_lost
 from modelstore.catalog.records import NewVersion, VersionRecord
 from modelstore.catalog.tables import READY, VERSIONS
 from modelstore.catalog.versionstore import row_values
@@ -42,6 +43,13 @@ _NEW_NAME = "INSERT INTO model_names (name, last_version) VALUES (?, ?)"
 _BUMP = "UPDATE model_names SET last_version = ? WHERE name = ?"
 _INSERT_FILE = "INSERT INTO version_files (version_id, relpath, size, sha256) VALUES (?, ?, ?, ?)"
 _SET_STATE = "UPDATE model_versions SET state = ? WHERE id = ? AND state = ?"
+_NOW = "CAST(strftime('%s', 'now') AS INTEGER)"  # leases.database_now on SQLite
+_RENEW = f"UPDATE leases SET heartbeat = {_NOW} WHERE token = ?"
+_RELEASE = "DELETE FROM leases WHERE token = ?"
+_TAKE = (
+    "INSERT INTO leases (token, operation, name, home, host, host_id, pid, started, heartbeat) "
+    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NOW})"
+)
 
 _ROW_COLUMNS = [column for column in VERSIONS.columns if column.name != "id"]
 _INSERT_VERSION = (
@@ -85,7 +93,7 @@ class SqliteVersionStore:
             return None
         return int(rows[0][0]), str(rows[0][1])
 
-    def reserve(self, new: NewVersion) -> VersionRecord:
+    def reserve(self, new: NewVersion, leased: bool = False) -> VersionRecord:
         pending = new.pending(0, 0)  # number and id are known inside the transaction
         values = row_values(pending)
         with self._lock:
@@ -93,6 +101,8 @@ class SqliteVersionStore:
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 try:
+                    if leased and not connection.execute(_RENEW, (new.token,)).rowcount:
+                        raise lease_lost(new.name, new.token)
                     last = connection.execute(_LAST, (new.name,)).fetchall()
                     version = int(last[0][0]) + 1 if last else 1
                     if last:
@@ -121,13 +131,33 @@ class SqliteVersionStore:
                 raise catalog_error(exc, "writing to", self._url) from exc
         return replace(pending, id=row_id, version=version)
 
-    def set_state(self, row_id: int, state: str, expected: str) -> bool:
+    def set_state(self, row_id: int, state: str, expected: str, release: str | None = None) -> bool:
         with self._lock:
+            connection = self._connection
             try:
-                cursor = self._connection.execute(_SET_STATE, (state, row_id, expected))
+                if release is None:  # one statement: autocommit is its own transaction
+                    return connection.execute(_SET_STATE, (state, row_id, expected)).rowcount > 0
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    moved = connection.execute(_SET_STATE, (state, row_id, expected)).rowcount
+                    connection.execute(_RELEASE, (release,))
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 raise catalog_error(exc, "writing to", self._url) from exc
-        return cursor.rowcount > 0
+        return moved > 0
+
+    def take_lease(self, lease: LeaseRecord) -> None:
+        owner = lease.owner
+        values = (lease.token, lease.operation, lease.name, owner.home, owner.host)
+        with self._lock:
+            try:
+                self._connection.execute(_TAKE, (*values, owner.host_id, owner.pid, owner.started))
+            except sqlite3.Error as exc:
+                raise catalog_error(exc, "writing to", self._url) from exc
 
 
 def driver_connection(fairy: Any) -> sqlite3.Connection:

@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 
 from modelstore.errors import CatalogError
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest migration shipped with this release (a test checks it against the scripts)."""
 
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005")
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 

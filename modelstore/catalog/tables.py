@@ -127,6 +127,24 @@ class AliasHistoryRow(Base):
     by: Mapped[str] = mapped_column(Text, nullable=False)
 
 
+class LeaseRow(Base):
+    """A registration or deletion under way, and who runs it (see ``modelstore.catalog.leases``):
+    written before the operation's first catalog change, removed with its last one. Its
+    ``token`` is the one its pending or deleting rows carry."""
+
+    __tablename__ = "leases"
+
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(16), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    home: Mapped[str] = mapped_column(Text, nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    host_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(INT64, nullable=False)
+    started: Mapped[str] = mapped_column(String(64), nullable=False)
+    heartbeat: Mapped[int] = mapped_column(INT64, nullable=False)
+
+
 # The same tables as SQLAlchemy Core sees them, for statements built without the ORM.
 VERSIONS = cast(Table, VersionRow.__table__)
 FILES = cast(Table, FileRow.__table__)
@@ -134,3 +152,4 @@ NAMES = cast(Table, ModelName.__table__)
 INFO = cast(Table, CatalogInfo.__table__)
 ALIASES = cast(Table, ModelAlias.__table__)
 ALIAS_HISTORY = cast(Table, AliasHistoryRow.__table__)
+LEASES = cast(Table, LeaseRow.__table__)

@@ -18,13 +18,14 @@ from dataclasses import fields, replace
 from datetime import timezone
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from modelstore.catalog.errors import catalog_error
+from modelstore.catalog.leases import LeaseRecord, Owner, database_now, lease_lost
 from modelstore.catalog.records import NewVersion, VersionRecord
-from modelstore.catalog.tables import ALIASES, FILES, NAMES, READY, VERSIONS
+from modelstore.catalog.tables import ALIASES, FILES, LEASES, NAMES, READY, VERSIONS
 
 
 class VersionStore(Protocol):
@@ -36,14 +37,21 @@ class VersionStore(Protocol):
         """(version, entry) of the ready version ``name@alias`` points at."""
         ...
 
-    def reserve(self, new: NewVersion) -> VersionRecord:
+    def reserve(self, new: NewVersion, leased: bool = False) -> VersionRecord:
         """Take the next number for ``new.name`` and record the version as pending, in one
-        transaction: the number is spent even if the publish never completes."""
+        transaction: the number is spent even if the publish never completes. ``leased``: the
+        registration holds the lease of ``new.token``, renewed in the same transaction, and
+        LeaseLostError (nothing written) if a doctor took it away."""
         ...
 
-    def set_state(self, row_id: int, state: str, expected: str) -> bool:
+    def set_state(self, row_id: int, state: str, expected: str, release: str | None = None) -> bool:
         """Move a row from ``expected`` to ``state``; False if it is no longer in ``expected``
-        (another process finished or removed it meanwhile)."""
+        (another process finished or removed it meanwhile). ``release``: the token whose lease
+        is removed in the same transaction (the operation's last step)."""
+        ...
+
+    def take_lease(self, lease: LeaseRecord) -> None:
+        """Record the lease, its heartbeat the database's clock now."""
         ...
 
 
@@ -116,8 +124,10 @@ class CoreVersionStore:
             return None
         return int(rows[0][0]), str(rows[0][1])
 
-    def reserve(self, new: NewVersion) -> VersionRecord:
+    def reserve(self, new: NewVersion, leased: bool = False) -> VersionRecord:
         with writing(self._engine, self._url) as connection:
+            if leased and not renew(connection, [new.token]):
+                raise lease_lost(new.name, new.token)
             version = self._take_number(connection, new.name)
             pending = new.pending(0, version)  # its id is the row's, known once inserted
             inserted = connection.execute(
@@ -134,14 +144,20 @@ class CoreVersionStore:
             )
         return replace(pending, id=row_id)
 
-    def set_state(self, row_id: int, state: str, expected: str) -> bool:
+    def set_state(self, row_id: int, state: str, expected: str, release: str | None = None) -> bool:
         with writing(self._engine, self._url) as connection:
             result = connection.execute(
                 update(VERSIONS)
                 .where(VERSIONS.c.id == row_id, VERSIONS.c.state == expected)
                 .values(state=state)
             )
+            if release is not None:
+                connection.execute(delete(LEASES).where(LEASES.c.token == release))
         return bool(result.rowcount)
+
+    def take_lease(self, lease: LeaseRecord) -> None:
+        with writing(self._engine, self._url) as connection:
+            connection.execute(insert(LEASES).values(**lease_values(lease, connection)))
 
     def _take_number(self, connection: Connection, name: str) -> int:
         return next_number(connection, name)
@@ -163,6 +179,34 @@ class PostgresVersionStore(CoreVersionStore):
             .returning(NAMES.c.last_version)
         )
         return int(connection.execute(upsert).scalar_one())
+
+
+def lease_values(lease: LeaseRecord, connection: Connection) -> dict[str, Any]:
+    """The lease's row, its heartbeat the database's clock."""
+    owner = lease.owner
+    return {
+        "token": lease.token,
+        "operation": lease.operation,
+        "name": lease.name,
+        "home": owner.home,
+        "host": owner.host,
+        "host_id": owner.host_id,
+        "pid": owner.pid,
+        "started": owner.started,
+        "heartbeat": database_now(connection.dialect.name),
+    }
+
+
+def renew(connection: Connection, tokens: list[str], owner: Owner | None = None) -> int:
+    """Set the heartbeat of these leases (held by ``owner``, when given) to the database's
+    clock; how many still exist."""
+    held: list[ColumnElement[bool]] = [LEASES.c.token.in_(tokens)]
+    if owner is not None:
+        held += [LEASES.c.pid == owner.pid, LEASES.c.host == owner.host]
+    result = connection.execute(
+        update(LEASES).where(*held).values(heartbeat=database_now(connection.dialect.name))
+    )
+    return int(result.rowcount)
 
 
 def next_number(connection: Connection, name: str) -> int:

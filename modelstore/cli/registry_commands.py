@@ -699,8 +699,8 @@ def doctor(
     Finds what killed registrations and deletions left behind; --repair cleans it up. Items in
     the tree the catalog does not know are never deleted: they are listed, and adopted or moved
     aside only with --adopt-foreign / --move-aside-foreign. Exits 1 when something was found
-    and not repaired. With a shared catalog and store, work of other homes is listed and left
-    to them (exit 0).
+    and not repaired. Work under way (its process alive, on any home sharing the catalog) is
+    listed and left alone (exit 0); work whose process is gone is settled from any home.
     """
     if rebuild_catalog:
         if repair or adopt_foreign or move_aside_foreign:
@@ -734,7 +734,13 @@ def doctor(
         click.echo(f"[{status}] {finding.subject}: {finding.detail} -> {action}")
     unrepaired = [finding for finding in report.findings if not finding.repaired]
     elsewhere = [finding for finding in unrepaired if finding.kind == "other_home_work"]
-    unrepaired = [finding for finding in unrepaired if finding.kind != "other_home_work"]
+    live = [finding for finding in unrepaired if finding.kind == "work_in_progress"]
+    unrepaired = [finding for finding in unrepaired if finding not in elsewhere + live]
+    if live and not as_json:  # work under way, not a problem: a note, not a failure
+        click.echo(
+            f"{plural(len(live), 'operation')} under way (listed above) left to "
+            f"{'its process' if len(live) == 1 else 'their processes'}."
+        )
     if elsewhere and not as_json:  # not this home's to repair: a note, not a failure
         click.echo(
             f"{plural(len(elsewhere), 'operation')} of other homes (listed above) left to the "

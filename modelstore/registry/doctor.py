@@ -15,10 +15,20 @@ It reasons from the order ``Registry`` does things in (see ``modelstore.registry
 - staging and trash folders no live process holds: removed (modelstore's own working copies);
 - token lock files no live process holds: removed.
 
-Work of live processes is recognised by its token lock and left alone. The tree is listed before
-the catalog is read, so a version published meanwhile always has its row in the snapshot. Other
-processes keep working while doctor looks, so each finding is confirmed against the current state
-(once no live process holds it) before it is reported: work finished meanwhile is not a leftover.
+Work in progress belongs to the catalog: every registration and deletion holds a lease there
+(``modelstore.catalog.leases``: home, host, pid, process start time, heartbeat). Work whose owner
+is alive is reported as ``work_in_progress`` and left alone; work whose owner is provably gone
+(same host: its process ended; another host: its heartbeat expired) is settled from any home
+sharing the catalog: a registration of another home is completed when every file is in the
+shared model store, else rolled back; a deletion is finished; a lease that never got a row is
+dropped. Only catalog rows are written for another home's work: its staging, trash and cache
+are in that home, left to its own doctor.
+
+Work of live processes of this home is recognised by its token lock and left alone. The tree is
+listed before the catalog is read, so a version published meanwhile always has its row in the
+snapshot. Other processes keep working while doctor looks, so each finding is confirmed against
+the current state (once no live process holds it) before it is reported: work finished meanwhile
+is not a leftover.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelstore.catalog import DELETING, PENDING, READY, Catalog
+from modelstore.catalog.leases import REGISTER, LeaseRecord, Owner, owner_gone, this_process
 from modelstore.catalog.records import VersionRecord
 from modelstore.errors import CatalogError, ModelLayoutError
 from modelstore.registry.reports import (
@@ -57,15 +68,22 @@ class Doctor:
         check: Callable[[VersionRecord], VersionCheck],
         adopt: Callable[[str, str], None],
         *,
+        owner: Owner | None = None,
         shared: bool = False,
+        in_store: Callable[[VersionRecord], bool] | None = None,
     ) -> None:
-        """``shared``: the catalog and the model store are shared by several homes, and this
-        home's tree is only a cache (see ``_elsewhere``)."""
+        """``owner``: this process, as a lease names it. ``shared``: the catalog and the model
+        store are shared by several homes, and this home's tree is only a cache (see
+        ``_elsewhere``); ``in_store``: whether every file of a version is in the shared store."""
         self.catalog = catalog
         self.store = store
         self.check = check
         self.adopt = adopt
         self.shared = shared
+        self.owner = owner or this_process(str(store.layout.home))
+        self.in_store = in_store
+        self.now = 0
+        self.leases: dict[str, LeaseRecord] = {}
         self.findings: list[Finding] = []
         self.notes: list[str] = []
         self.repair = False
@@ -80,6 +98,9 @@ class Doctor:
             trash = self.store.trash_tokens()
             tree = self.store.tree()
             rows = self.catalog.rows()
+            # after the rows: a row's lease was written before it, so it is here unless the
+            # row's operation ended meanwhile (which ``unchanged`` then tells)
+            self.now, self.leases = self.catalog.leases()
             handled_tokens: set[str] = set()
             for row in rows:
                 if row.state == PENDING:
@@ -88,6 +109,7 @@ class Doctor:
                     self._deleting(row, handled_tokens)
                 else:
                     self._ready(row)
+            self._rowless_leases({r.token for r in rows})
             self._tree(tree, {(r.name, str(r.version)) for r in rows})
             for token in staging:
                 if token in handled_tokens or self.store.token_in_use(token):
@@ -159,11 +181,104 @@ class Doctor:
             None,
         )
 
+    def _owned_elsewhere(self, row: VersionRecord, doing: str) -> bool:
+        """Whether the row is work this home must not settle with its own files: work under
+        way (any home), or another home's. Reports it, or settles another home's work whose
+        owner is gone through the catalog alone."""
+        lease = None if row.token is None else self.leases.get(row.token)
+        if lease is not None:
+            gone = owner_gone(lease, self.now, self.owner)
+            if gone is None:
+                if self.catalog.unchanged(row):  # else it ended since the snapshot
+                    self._live(f"{row.name}:{row.version}", f"a {doing}", lease)
+                return True
+            if self._elsewhere(row):
+                self._settle(row, lease, gone)
+                return True
+            return False  # this home's, its process gone: settled here with its files
+        if not self.catalog.unchanged(row):
+            return True  # its operation finished (or was undone) since the snapshot
+        if self._elsewhere(row):  # no lease: written by a release without them
+            self._other_home(row, doing)
+            return True
+        return False
+
+    def _live(self, subject: str, doing: str, lease: LeaseRecord) -> None:
+        self._found(
+            "work_in_progress",
+            subject,
+            f"{doing} under way in {lease.describe()}",
+            "leave it: its process is alive",
+            None,
+        )
+
+    def _settle(self, row: VersionRecord, lease: LeaseRecord, gone: str) -> None:
+        """Another home's pending or deleting row whose owner is gone: only the catalog is
+        written (that home's staging, trash and cache are its own doctor's)."""
+        subject = f"{row.name}:{row.version}"
+        if not self.catalog.unchanged(row):
+            return
+        whose = f"in {lease.describe()}, whose {gone}"
+        state: str | None
+        if row.state == DELETING:
+            detail = f"deletion {whose}, was interrupted"
+            action = "finish deleting it (a copy cached in that home is its doctor's)"
+            state = None
+        elif self.in_store is not None and self.in_store(row):
+            detail = f"registration {whose}, was interrupted once every file was in the store"
+            action = "complete it (the version becomes visible)"
+            state = READY
+        else:
+            detail = f"registration {whose}, was interrupted before its files were stored"
+            action = "roll it back (its version number stays unused)"
+            state = None
+
+        def settle() -> bool:
+            if self.catalog.settle(row, lease, state):
+                return True
+            self.notes.append("it changed meanwhile (its process is alive, or it was settled)")
+            return False
+
+        kind: FindingKind = (
+            "unfinished_deletion" if row.state == DELETING else "unfinished_registration"
+        )
+        self._found(kind, subject, detail, action, settle)
+
+    def _rowless_leases(self, tokens: set[str | None]) -> None:
+        """Leases no row of the snapshot carries: operations that have not taken a number (or
+        flipped a row) yet, or whose process died before. Live ones are reported; a gone one's
+        lease is dropped (nothing of it is in the catalog; a blob it uploaded stays in the store
+        for any version to use; its staging copy is its home's doctor's)."""
+        for token, lease in sorted(self.leases.items()):
+            if token in tokens or self.store.token_in_use(token):
+                continue
+            if not self.catalog.has_lease(token):
+                continue  # its operation ended since the snapshot
+            doing = "registration" if lease.operation == REGISTER else "deletion"
+            gone = owner_gone(lease, self.now, self.owner)
+            if gone is None:
+                self._live(lease.name, f"a {doing} of {lease.name}", lease)
+                continue
+
+            def drop(lease: LeaseRecord = lease) -> bool:
+                if self.catalog.drop_lease(lease):
+                    return True
+                self.notes.append("it changed meanwhile (its process is alive, or it went on)")
+                return False
+
+            self._found(
+                "abandoned_lease",
+                lease.name,
+                f"the lease of a {doing} of {lease.name} in {lease.describe()}, whose "
+                f"{gone}, before it wrote anything else to the catalog",
+                "drop the lease",
+                drop,
+            )
+
     def _pending(self, row: VersionRecord, handled: set[str]) -> None:
         if row.token is not None and self.store.token_in_use(row.token):
             return  # a registration in progress
-        if self._elsewhere(row):
-            self._other_home(row, "registration")
+        if self._owned_elsewhere(row, "registration"):
             return
         if not self.catalog.unchanged(row):
             return  # its registration finished (or was rolled back) since the snapshot
@@ -186,6 +301,25 @@ class Doctor:
                 finish,
             )
             return
+        in_store = self.in_store
+        if self.shared and not is_import_token(row.token) and in_store and in_store(row):
+            # complete, as another home's doctor would (see _settle)
+
+            def finish_from_store() -> None:
+                if os.path.lexists(folder):  # not a complete copy: cached again on use
+                    self._unpublish(row.name, [str(row.version)])
+                self.catalog.set_row_state(row, READY)
+                if row.token is not None:
+                    self.store.discard(row.token)
+
+            self._found(
+                "unfinished_registration",
+                subject,
+                "registration was interrupted once every file was in the store",
+                "complete it (the version becomes visible)",
+                finish_from_store,
+            )
+            return
 
         def roll_back() -> None:
             if os.path.lexists(folder):
@@ -205,8 +339,7 @@ class Doctor:
     def _deleting(self, row: VersionRecord, handled: set[str]) -> None:
         if row.token is not None and self.store.token_in_use(row.token):
             return  # a deletion in progress
-        if self._elsewhere(row):
-            self._other_home(row, "deletion")
+        if self._owned_elsewhere(row, "deletion"):
             return
         if not self.catalog.unchanged(row):
             return  # its deletion finished (or was undone) since the snapshot
@@ -341,7 +474,8 @@ class Doctor:
         if self.repair and fix is not None:
             repaired = fix() is not False
             if not repaired:
-                detail = f"{detail}; not adopted: {self.notes[-1]}"
+                undone = "adopted" if kind in ("orphan_folder", "stray_item") else "repaired"
+                detail = f"{detail}; not {undone}: {self.notes[-1]}"
         self.findings.append(
             Finding(kind=kind, subject=subject, detail=detail, action=action, repaired=repaired)
         )

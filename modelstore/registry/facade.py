@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from modelstore.catalog import DELETING, PENDING, READY, Catalog, FileRecord, NewVersion
 from modelstore.catalog.catalog import alias_in_use
 from modelstore.catalog.engine import is_memory, parse_catalog_url, sqlite_file
+from modelstore.catalog.leases import DELETE, REGISTER, lease_lost, this_process
 from modelstore.catalog.records import AliasMoveRecord, VersionRecord
 from modelstore.deployment import (
     TEMPORARY_PREFIX,
@@ -311,7 +312,7 @@ class Registry:
         property_map = _str_map(properties, "Properties")
 
         token = self._store.new_token()
-        with self._store.token_lock(token):
+        with self._store.token_lock(token), self._lease(token, REGISTER, name):
             linker = None
             if self._blobs is not None:  # bytes this home caches already are linked, not copied
                 linker = SourceLinker(self._blobs, self._cached_files(name))
@@ -341,9 +342,9 @@ class Registry:
                     framework_version=framework_version,
                 )
                 record = (
-                    self._catalog.reserve(new)
+                    self._catalog.reserve(new, leased=True)
                     if version is None
-                    else self._catalog.reserve_exact(new, version)
+                    else self._catalog.reserve_exact(new, version, leased=True)
                 )
             except BaseException:
                 self._store.discard(token)
@@ -351,9 +352,10 @@ class Registry:
             try:
                 self._store.publish(token, name, record.version, plan.entry)
             except BaseException:
-                self._catalog.forget([record.id])  # the number stays spent
+                self._catalog.forget([record.id], release=token)  # the number stays spent
                 raise
-            self._catalog.set_state(record.id, READY, expected=PENDING)
+            if not self._catalog.set_state(record.id, READY, expected=PENDING, release=token):
+                self._settled_elsewhere(record)
         return self._model(record)
 
     @staticmethod
@@ -377,6 +379,25 @@ class Registry:
         _str_map(tags, "Tags")
         _str_map(properties, "Properties")
         return plan
+
+    def _lease(
+        self, token: str, operation: str, name: str
+    ) -> contextlib.AbstractContextManager[None]:
+        """The catalog's lease on an operation, so every home sees it as live work."""
+        return self._catalog.lease(token, operation, name, this_process(str(self.home)))
+
+    def _settled_elsewhere(self, record: VersionRecord) -> None:
+        """A doctor took this registration's lease (its heartbeat had expired: the process
+        was stopped that long) and settled it: finished it (fine: the version is ready, and the
+        folder just published is its cache), or rolled it back, and then the folder just
+        published has no row: it goes again, and the registration fails."""
+        if self._catalog.get(record.name, record.version) is not None:
+            return
+        with contextlib.suppress(OSError):
+            self._store.empty_trash(
+                self._store.unpublish(record.name, [record.version], record.token or "")
+            )
+        raise lease_lost(record.name, record.token or "")
 
     def register_spec(
         self,
@@ -709,7 +730,7 @@ class Registry:
         token = self._store.new_token()
         removed: dict[str, int] = {}
         by = _who()
-        with self._store.token_lock(token):
+        with self._store.token_lock(token), self._lease(token, DELETE, name):
             records = self._catalog.start_delete(
                 name, versions, token, aliases=aliases, by=by, removed=removed
             )
@@ -725,7 +746,7 @@ class Registry:
                 with contextlib.suppress(OSError):  # only if empty: a folder that could not be
                     os.rmdir(self.layout.trash_dir / token)  # put back is left for doctor
                 raise
-            self._catalog.forget(r.id for r in records)
+            self._catalog.forget((r.id for r in records), release=token)
             with contextlib.suppress(OSError):  # a leftover in trash is doctor's; delete is done
                 self._store.empty_trash(trash)
         models = [self._model(r) for r in sorted(records, key=lambda r: -r.version)]
@@ -992,9 +1013,23 @@ class Registry:
 
         self._catalog.check_integrity()
         doctor = Doctor(
-            self._catalog, self._store, self._check, self._adopt, shared=self._blobs is not None
+            self._catalog,
+            self._store,
+            self._check,
+            self._adopt,
+            owner=this_process(str(self.home)),
+            shared=self._blobs is not None,
+            in_store=self._in_store,
         )
         return doctor.run(repair, foreign)
+
+    def _in_store(self, record: VersionRecord) -> bool:
+        """Whether every file of the version is in the shared store (a blob that exists is
+        complete: it is written whole or not at all)."""
+        blobs = self._blobs
+        return blobs is not None and all(
+            blobs.has(f.sha256) for f in self._catalog.files(record.id)
+        )
 
     def _adopt(self, name: str, folder: str) -> None:
         """Record a folder of the tree as it is; with a shared store its bytes are uploaded

@@ -137,6 +137,8 @@ FindingKind = Literal[
     "trash_leftover",
     "stale_lock",
     "other_home_work",
+    "work_in_progress",
+    "abandoned_lease",
 ]
 
 
