@@ -59,6 +59,27 @@ def test_a_version_registered_in_one_home_is_materialised_in_another_on_first_pa
         assert b.get("m", 1).sha256 == registered.sha256
 
 
+def test_lookups_that_need_no_bytes_work_while_the_store_cannot_be_reached(
+    store: Path, tmp_path: Path
+) -> None:
+    """``list``, ``show`` and a cached ``path`` read the catalog and the home only: a store
+    that is unmounted (or an Azure store without credentials) must not stop them, nor make
+    them wait; only what needs the store's bytes then fails, in one line."""
+    with Registry(tmp_path / "a") as a, Registry(tmp_path / "b") as b:
+        a.register(make_file(tmp_path / "one.pkl", b"one"), "m")
+        cached = b.path("m", 1)  # m:1 is cached in home b...
+        a.register(make_file(tmp_path / "two.pkl", b"two"), "m")  # ...m:2 is not
+    store.rename(tmp_path / "unmounted")
+    with Registry(tmp_path / "b", read_only=True) as b:
+        assert [v.version for v in b.list("m")] == [2, 1]
+        assert b.get("m", 2).sha256 and b.store_url == f"file://{store}"
+        assert b.path("m", 1) == cached
+        with pytest.raises(StorageError, match="does not exist"):
+            b.path("m", 2)
+    with pytest.raises(StorageError, match="does not exist"):
+        Registry(tmp_path / "b")  # a writing open reaches the store before any work
+
+
 def test_registering_the_same_bytes_twice_stores_no_new_blob(store: Path, tmp_path: Path) -> None:
     source = make_file(tmp_path / "model.pkl", b"weights")
     with Registry(tmp_path / "a") as a:
