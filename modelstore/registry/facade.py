@@ -54,6 +54,7 @@ from modelstore.errors import (
     ModelNotFoundError,
     ModelstoreError,
     RegistryNotFoundError,
+    SharedHomeError,
     StoreMismatchError,
     VersionOutOfRangeError,
 )
@@ -212,6 +213,8 @@ class Registry:
         if canonical is not None and not self.read_only:
             self._opened_blobs = open_store(canonical)
         mine = LOCAL_TREE if canonical is None else canonical
+        if canonical is not None and not self.read_only:
+            self._store.remember_shared({"catalog": _shown_url(self.db_url), "store": canonical})
         recorded = self._catalog.info().get(_STORE_KEY)
         if recorded is None and not self.read_only:
             self._catalog.set_info_default(_STORE_KEY, mine)
@@ -240,6 +243,7 @@ class Registry:
         database = sqlite_file(parse_catalog_url(self.db_url))
         catalog = database or repr(parse_catalog_url(self.db_url))
         if found:
+            self._refuse_shared_home()
             state = "has no modelstore schema"
             if database is not None and not os.path.exists(database):
                 state = "is missing"
@@ -266,6 +270,11 @@ class Registry:
                 home=str(self.home),
                 catalog=catalog,
             )
+
+    def _refuse_shared_home(self) -> None:
+        """SharedHomeError when this home caches a shared registry other than the catalog it
+        was opened with (typically: MODELSTORE_DB_URL forgotten)."""
+        _refuse_shared_home(self._store, self.home, self.db_url)
 
     @classmethod
     def open_existing(
@@ -1036,6 +1045,7 @@ class Registry:
 
         root = (Path(home).expanduser() if home is not None else default_home()).absolute()
         url, problem = cls._diagnose_catalog(root, db_url)
+        _refuse_shared_home(Store(StoreLayout(root)), root, url)  # a cache is not a registry
         return plan_rebuild(root, url, problem)
 
     @classmethod
@@ -1360,6 +1370,24 @@ def _make_home(home: Path) -> None:
             remedy="choose_writable_home",
             path=str(home),
         ) from None
+
+
+def _refuse_shared_home(store: Store, home: Path, db_url: str) -> None:
+    record = store.shared_record()
+    if record is None or record.get("catalog") == _shown_url(db_url):
+        return
+    catalog, shared = record.get("catalog", "?"), record.get("store", "?")
+    raise SharedHomeError(
+        f"{home} caches the shared registry whose catalog is {catalog} and whose store is "
+        f"{shared}, but it was opened with the catalog {_shown_url(db_url)}; set "
+        f"MODELSTORE_DB_URL to that catalog (with its password) and MODELSTORE_STORE_URL={shared}"
+        ", as on the team's other machines (nothing was changed; if that registry is gone for "
+        "good and this home is to become a registry of its own, delete "
+        f"{store.layout.shared_marker} first)",
+        home=str(home),
+        catalog=catalog,
+        store=shared,
+    )
 
 
 def _check_arguments(
