@@ -292,6 +292,18 @@ class CatalogLostError(CatalogError):
         self.home = home
 
 
+class SharedHomeError(CatalogError):
+    """The home is the cache of a shared registry (it was used with ``MODELSTORE_STORE_URL``)
+    but is opened without that registry's catalog: its version folders are copies of the
+    shared store's, not versions of a lost local catalog, so no rebuild is offered.
+    ``home``; ``catalog`` (password masked) and ``store``: the registry it caches."""
+
+    def __init__(self, message: str, *, home: str, catalog: str, store: str) -> None:
+        super().__init__(message, catalog=catalog)
+        self.home = home
+        self.store = store
+
+
 class CatalogDamagedError(CatalogError):
     """The catalog file is corrupt (SQLite reports a malformed image or no database).
     ``problems``: what SQLite reported."""

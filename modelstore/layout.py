@@ -12,6 +12,7 @@ A registry home is itself a valid Azure ML app root::
         locks/                         # filelock files
         foreign/<stamp>/<name>/<item>  # what `doctor --repair --move-aside-foreign` moved out
         lost-catalogs/<stamp>/         # a catalog `doctor --rebuild-catalog` replaced
+        shared-registry.json           # with a shared store: the catalog and store it caches
 
 A deployment (``modelstore deploy``) lays out ``<app_root>/azureml-models/<name>/<version>/<entry>``
 with the same rules. Nothing else in modelstore spells these names.
@@ -36,6 +37,7 @@ TRASH_DIRNAME = "trash"
 LOCKS_DIRNAME = "locks"
 FOREIGN_DIRNAME = "foreign"
 LOST_CATALOGS_DIRNAME = "lost-catalogs"
+SHARED_MARKER_FILENAME = "shared-registry.json"
 
 HOME_ENV = "MODELSTORE_HOME"
 DB_URL_ENV = "MODELSTORE_DB_URL"
@@ -192,6 +194,12 @@ class StoreLayout:
     @property
     def lost_catalogs_dir(self) -> Path:
         return self.workspace_dir / LOST_CATALOGS_DIRNAME
+
+    @property
+    def shared_marker(self) -> Path:
+        """Written by a home used with a shared store: the catalog (password masked) and store
+        whose cache it is, so the home opened without them is told so, not offered a rebuild."""
+        return self.workspace_dir / SHARED_MARKER_FILENAME
 
     def catalog_side_files(self, catalog: Path) -> list[Path]:
         """The catalog file and the side files SQLite keeps beside it (WAL and its index)."""

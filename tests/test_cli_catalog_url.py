@@ -39,3 +39,38 @@ def test_a_catalog_url_whose_driver_is_missing_names_it_and_hides_the_password(
     assert f"pip install {driver}" in lines[0]
     assert "postgresql+psycopg:// with pip install 'modelstore[team]'" in lines[0]
     assert "s3cret" not in lines[0]
+
+
+@pytest.mark.parametrize(
+    "url, says",
+    [
+        ("postgres://me:s3cret@localhost/db", "(postgres://); write postgresql+psycopg://"),
+        ("nosuchdb://me:s3cret@localhost/db", "(nosuchdb://); write postgresql+psycopg://"),
+    ],
+)
+def test_a_catalog_url_naming_an_unknown_database_says_how_a_supported_one_looks(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    """SQLAlchemy says "Can't load plugin: sqlalchemy.dialects:postgres" for Heroku's
+    spelling of PostgreSQL URLs; the user needs to know what to write instead."""
+    code, lines = run(tmp_path / "home", url, "register", __file__, "--name", "m")
+    assert code == 2
+    assert len(lines) == 1 and says in lines[0]
+    assert "s3cret" not in lines[0]
+    assert not (tmp_path / "home").exists()
+
+
+def test_a_missing_driver_of_another_database_names_its_module_not_a_pip_package(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("sqlalchemy.dialects.mysql")
+    try:
+        __import__("MySQLdb")
+        pytest.skip("MySQLdb is installed here")
+    except ImportError:
+        pass
+    code, lines = run(tmp_path / "home", "mysql://me:s3cret@localhost/db", "list")
+    assert code == 1
+    assert len(lines) == 1 and "provides the Python module 'MySQLdb'" in lines[0]
+    assert "only SQLite and PostgreSQL catalogs are tested" in lines[0]
+    assert "s3cret" not in lines[0]

@@ -424,3 +424,22 @@ def test_delete_without_a_terminal_and_without_yes_refuses_and_says_to_pass_yes(
         "pass --yes to delete"
     ]
     assert snapshot(home) == before
+
+
+def test_ctrl_c_during_a_command_is_one_error_line_and_exit_130(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """click alone would print "Aborted!" and exit 1, the code of a failed operation."""
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Registry, "register", interrupted)
+    before = snapshot(home)
+    result = run(home, "register", str(tmp_path / "model.pkl"), "--name", "m")
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines() == [
+        "Error: interrupted (Ctrl-C); nothing half-done is visible, and 'modelstore doctor' "
+        "reports anything left over"
+    ]
+    assert snapshot(home) == before

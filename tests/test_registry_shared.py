@@ -13,13 +13,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from registry_helpers import child_command, make_file, make_model_dir, tree_files, wait_for
 
 from modelstore import Registry
 from modelstore.catalog import PENDING
+from modelstore.cli import main
 from modelstore.errors import (
     IntegrityError,
     InvalidArgumentError,
+    SharedHomeError,
     StorageError,
     StoreMismatchError,
 )
@@ -59,6 +62,59 @@ def test_a_version_registered_in_one_home_is_materialised_in_another_on_first_pa
         assert b.path("m") == path  # cached: the same folder, not copied again
         assert b.verify().ok
         assert b.get("m", 1).sha256 == registered.sha256
+
+
+def test_lookups_that_need_no_bytes_work_while_the_store_cannot_be_reached(
+    store: Path, tmp_path: Path
+) -> None:
+    """``list``, ``show`` and a cached ``path`` read the catalog and the home only: a store
+    that is unmounted (or an Azure store without credentials) must not stop them, nor make
+    them wait; only what needs the store's bytes then fails, in one line."""
+    with Registry(tmp_path / "a") as a, Registry(tmp_path / "b") as b:
+        a.register(make_file(tmp_path / "one.pkl", b"one"), "m")
+        cached = b.path("m", 1)  # m:1 is cached in home b...
+        a.register(make_file(tmp_path / "two.pkl", b"two"), "m")  # ...m:2 is not
+    store.rename(tmp_path / "unmounted")
+    with Registry(tmp_path / "b", read_only=True) as b:
+        assert [v.version for v in b.list("m")] == [2, 1]
+        assert b.get("m", 2).sha256 and b.store_url == f"file://{store}"
+        assert b.path("m", 1) == cached
+        with pytest.raises(StorageError, match="does not exist"):
+            b.path("m", 2)
+    with pytest.raises(StorageError, match="does not exist"):
+        Registry(tmp_path / "b")  # a writing open reaches the store before any work
+
+
+def test_a_cache_opened_without_its_shared_catalog_says_which_registry_it_caches(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forgetting MODELSTORE_DB_URL on a team machine used to meet "the catalog is missing ...
+    rebuild it", which would have made the cache a private registry of copies."""
+    home = tmp_path / "a"
+    with Registry(home) as a:
+        a.register(make_file(tmp_path / "one.pkl", b"one"), "m")
+    shared_catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.delenv("MODELSTORE_DB_URL")
+    monkeypatch.delenv(STORE_URL_ENV)
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    for read_only in (True, False):
+        with pytest.raises(SharedHomeError) as refused:
+            Registry(home, read_only=read_only)
+        assert (refused.value.catalog, refused.value.store) == (shared_catalog, f"file://{store}")
+        assert "set MODELSTORE_DB_URL to that catalog" in str(refused.value)
+    with pytest.raises(SharedHomeError):
+        Registry.plan_rebuild_catalog(home)
+    result = CliRunner().invoke(main, ["--home", str(home), "list"])
+    assert result.exit_code == 1 and len(result.stderr.splitlines()) == 1
+    assert f"caches the shared registry whose catalog is {shared_catalog}" in result.stderr
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+
+
+def test_a_home_without_a_shared_store_records_no_shared_registry(tmp_path: Path) -> None:
+    with Registry(tmp_path / "own") as own:
+        own.register(make_file(tmp_path / "one.pkl", b"one"), "m")
+        assert own.store_url is None
+    assert not (tmp_path / "own" / ".modelstore" / "shared-registry.json").exists()
 
 
 def test_registering_the_same_bytes_twice_stores_no_new_blob(store: Path, tmp_path: Path) -> None:

@@ -56,6 +56,33 @@ def test_a_misspelled_key_is_named_with_its_line_and_the_likely_intended_key(
     assert isinstance(error, UsageError) and exit_code(error) == 2
 
 
+def test_a_misspelt_required_key_is_named_as_the_typo_not_as_a_missing_key(
+    gallery: Path,
+) -> None:
+    """``scoring_scrip:`` for ``scoring_script:`` is two problems to pydantic (an unknown key,
+    a missing one); the missing one comes first in the file but hides the typo."""
+    path = variant(gallery, "blue-deployment.yml", "scoring_script:", "scoring_scrip:")
+    error = refusal(path)
+    assert error.key == "code_configuration.scoring_scrip"
+    assert error.problem == (
+        "unknown key; did you mean scoring_script? (scoring_script is required)"
+    )
+    model = variant(gallery, "model.yml", "path:", "pth:", name="model-variant.yml")
+    with pytest.raises(SpecError) as refused:
+        load_model_spec(model)
+    assert refused.value.problem == "unknown key; did you mean path? (path is required)"
+
+
+def test_a_missing_required_key_with_an_unrelated_unknown_key_reports_both(
+    gallery: Path,
+) -> None:
+    path = variant(gallery, "model.yml", "path:", "zzz: 1\nqqq:", name="model-variant.yml")
+    with pytest.raises(SpecError) as refused:
+        load_model_spec(path)
+    assert refused.value.problem.startswith("unknown key; expected one of: ")
+    assert refused.value.problem.endswith("(and 2 more problems in this file)")
+
+
 def test_an_unknown_key_without_a_close_match_lists_the_accepted_keys(gallery: Path) -> None:
     path = variant(gallery, "blue-deployment.yml", "  max_concurrent", "  zzz: 1\n  max_concurrent")
     assert refusal(path).problem == (

@@ -23,13 +23,20 @@ from typing import Any
 import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.pool import StaticPool
 
 from modelstore.errors import CatalogError, InvalidArgumentError
 
 BUSY_TIMEOUT_S = 120.0
 """How long a writer waits for another process's transaction before giving up."""
+
+
+_SUPPORTED_URLS = (
+    "write postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE (PostgreSQL, pip install "
+    "'modelstore[team]') or sqlite:////abs/path/registry.db, or unset MODELSTORE_DB_URL to use "
+    "<home>/registry.db"
+)
 
 
 def parse_catalog_url(db_url: str) -> URL:
@@ -130,16 +137,25 @@ def create_catalog_engine(db_url: str | URL, *, read_only: bool = False) -> Engi
     if not is_sqlite(url):
         try:
             return create_engine(url, pool_pre_ping=True)
+        except NoSuchModuleError:  # a database (or driver) name SQLAlchemy does not know
+            raise InvalidArgumentError(
+                f"the catalog URL {url!r} names a database SQLAlchemy does not know "
+                f"({url.drivername}://); {_SUPPORTED_URLS}"
+            ) from None
         except ImportError as exc:  # the dialect's DBAPI driver, e.g. psycopg, is missing
-            team = (
-                " (the supported driver: postgresql+psycopg:// with pip install 'modelstore[team]')"
-                if url.get_backend_name() == "postgresql"
-                else ""
-            )
+            if url.get_backend_name() == "postgresql":
+                advice = (
+                    "use postgresql+psycopg:// with pip install 'modelstore[team]' (the driver "
+                    f"modelstore is tested with), or pip install {exc.name or 'the driver'}"
+                )
+            else:
+                advice = (
+                    f"install the package that provides the Python module {exc.name!r} (only "
+                    "SQLite and PostgreSQL catalogs are tested)"
+                )
             raise CatalogError(
                 f"cannot open the catalog {url!r}: its database driver is not installed "
-                f"({exc}); install it (e.g. pip install {exc.name or 'the driver'}){team} or "
-                "unset MODELSTORE_DB_URL to use <home>/registry.db"
+                f"({exc}); {advice}, or unset MODELSTORE_DB_URL to use <home>/registry.db"
             ) from None
     memory = is_memory(url)
     kwargs: dict[str, Any] = {

@@ -56,6 +56,14 @@ names its alias)."""
 use_colon_aware_bash()  # before click reads the completion variables in main()
 
 
+INTERRUPTED_EXIT_CODE = 130
+"""128 + SIGINT, as a shell reports a command Ctrl-C ended (``exec`` passes its command's on)."""
+INTERRUPTED_LINE = (
+    "Error: interrupted (Ctrl-C); nothing half-done is visible, and 'modelstore doctor' "
+    "reports anything left over"
+)
+
+
 @dataclass
 class CliState:
     """What the top-level options decided; the registry is opened only when a command needs it."""
@@ -140,6 +148,9 @@ class LazyGroup(click.Group):
         except ModelstoreError as exc:
             click.echo(error_line(exc), err=True)
             ctx.exit(exit_code(exc))
+        except (KeyboardInterrupt, click.Abort):  # click would print "Aborted!" and exit 1
+            click.echo(f"\n{INTERRUPTED_LINE}", err=True)
+            ctx.exit(INTERRUPTED_EXIT_CODE)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

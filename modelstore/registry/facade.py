@@ -55,6 +55,7 @@ from modelstore.errors import (
     ModelNotFoundError,
     ModelstoreError,
     RegistryNotFoundError,
+    SharedHomeError,
     StoreMismatchError,
     VersionOutOfRangeError,
 )
@@ -94,6 +95,7 @@ from modelstore.store.shared import (
     open_store,
     upload_missing,
 )
+from modelstore.store.shared import store_url as shared_store_url
 
 if TYPE_CHECKING:
     from modelstore.registry import archive as registry_archive
@@ -186,25 +188,41 @@ class Registry:
             refuse_new=self._refuse_new,
         )
         self._models_prefix = f"{self.layout.models_dir}{os.sep}"
+        self._opened_blobs: BlobStore | None = None
         try:
-            self._blobs = self._bind_store(store_url or os.environ.get(STORE_URL_ENV) or None)
+            self._store_url = self._bind_store(store_url or os.environ.get(STORE_URL_ENV) or None)
         except BaseException:
             self._catalog.close()
             raise
 
-    def _bind_store(self, url: str | None) -> BlobStore | None:
-        """Open the shared store (None: this home's own tree) and check that the catalog belongs
-        to it. A catalog records its store on its first writing open; a read-only open of a
-        catalog that records none yet checks nothing."""
-        blobs = open_store(url) if url is not None else None
-        mine = LOCAL_TREE if blobs is None else blobs.url
+    @property
+    def _blobs(self) -> BlobStore:
+        """The shared store, reached on first use: a read-only open (``list``, ``show``, a
+        cached ``path``) does not need it, and must not wait on or fail for a store it does not
+        touch. Only for a registry with a store (``self._store_url``)."""
+        if self._opened_blobs is None:
+            assert self._store_url is not None
+            self._opened_blobs = open_store(self._store_url)
+        return self._opened_blobs
+
+    def _bind_store(self, url: str | None) -> str | None:
+        """The shared store's URL (None: this home's own tree), after checking that the
+        catalog belongs to it. A catalog records its store on its first writing open; a
+        read-only open of a catalog that records none yet checks nothing. A writing open reaches
+        the store now, so a store that cannot be reached is refused before any work."""
+        canonical = shared_store_url(url) if url is not None else None
+        if canonical is not None and not self.read_only:
+            self._opened_blobs = open_store(canonical)
+        mine = LOCAL_TREE if canonical is None else canonical
+        if canonical is not None and not self.read_only:
+            self._store.remember_shared({"catalog": _shown_url(self.db_url), "store": canonical})
         recorded = self._catalog.info().get(_STORE_KEY)
         if recorded is None and not self.read_only:
             self._catalog.set_info_default(_STORE_KEY, mine)
             recorded = self._catalog.info().get(_STORE_KEY)
         if recorded is not None and recorded != mine:
             shown = "its own home's tree" if recorded == LOCAL_TREE else f"the store {recorded}"
-            here = "no MODELSTORE_STORE_URL" if blobs is None else f"the store {mine}"
+            here = "no MODELSTORE_STORE_URL" if canonical is None else f"the store {mine}"
             raise StoreMismatchError(
                 f"the catalog {_shown_url(self.db_url)} belongs to {shown}, but this home is "
                 f"configured with {here}; nothing was changed (set MODELSTORE_STORE_URL to "
@@ -213,12 +231,12 @@ class Registry:
                 store=mine,
                 catalog_store=recorded,
             )
-        return blobs
+        return canonical
 
     @property
     def store_url(self) -> str | None:
         """The shared model store's URL, or None when versions live in this home's own tree."""
-        return None if self._blobs is None else self._blobs.url
+        return self._store_url
 
     def _refuse_new(self) -> None:
         """Called where a new catalog would be created: raises unless that is harmless."""
@@ -226,6 +244,7 @@ class Registry:
         database = sqlite_file(parse_catalog_url(self.db_url))
         catalog = database or repr(parse_catalog_url(self.db_url))
         if found:
+            self._refuse_shared_home()
             state = "has no modelstore schema"
             if database is not None and not os.path.exists(database):
                 state = "is missing"
@@ -252,6 +271,11 @@ class Registry:
                 home=str(self.home),
                 catalog=catalog,
             )
+
+    def _refuse_shared_home(self) -> None:
+        """SharedHomeError when this home caches a shared registry other than the catalog it
+        was opened with (typically: MODELSTORE_DB_URL forgotten)."""
+        _refuse_shared_home(self._store, self.home, self.db_url)
 
     @classmethod
     def open_existing(
@@ -314,11 +338,11 @@ class Registry:
         token = self._store.new_token()
         with self._store.token_lock(token), self._lease(token, REGISTER, name):
             linker = None
-            if self._blobs is not None:  # bytes this home caches already are linked, not copied
+            if self._store_url is not None:  # bytes this home caches already are linked, not copied
                 linker = SourceLinker(self._blobs, self._cached_files(name))
             staged = self._store.stage(plan, token, progress, link=linker, vouch=linker is not None)
             try:  # until the number is taken, a failure or Ctrl-C just drops the staged copy
-                if self._blobs is not None and linker is not None:
+                if self._store_url is not None and linker is not None:
                     root = self._store.staging_path(token)  # every byte is in the store
                     upload_missing(  # before the row exists
                         self._blobs,
@@ -547,12 +571,12 @@ class Registry:
             validate_name(name)
             raise self._not_found(name, version)
         path = Path(f"{self._models_prefix}{name}{os.sep}{found[0]}{os.sep}{found[1]}")
-        return path if self._blobs is None else self._cached(name, found[0], path)
+        return path if self._store_url is None else self._cached(name, found[0], path)
 
     def _cached(self, name: str, version: int, path: Path) -> Path:
         """With a shared store: ``path`` (the entry in this home's tree), materialised from the
         store first if this home has not cached the version yet."""
-        if self._blobs is None or os.path.lexists(path):
+        if self._store_url is None or os.path.lexists(path):
             return path
         from modelstore.store.cache import materialise
 
@@ -893,7 +917,7 @@ class Registry:
         shared store, this home's tree is a cache: a version not cached here is reported with
         ``cached=False`` and nothing to check. ``store=True``: check the shared store's blobs
         instead (missing and changed files), whether this home cached the version or not."""
-        if store and self._blobs is None:
+        if store and self._store_url is None:
             raise InvalidArgumentError(
                 "verify: this home has no shared model store to check (MODELSTORE_STORE_URL "
                 "is not set); verify without store=True checks the home's tree"
@@ -960,7 +984,7 @@ class Registry:
         buffer: bytearray,
     ) -> VersionCheck:
         """``_check`` of the shared store's copy: each file's blob present and matching."""
-        assert self._blobs is not None  # verify(store=True) refuses a home without a store
+        assert self._store_url is not None  # verify(store=True) refuses a home without a store
         if files is None:
             files = self._catalog.files(record.id)
         problems = {f.relpath: self._blobs.check(f.sha256, f.size, buffer) for f in files}
@@ -982,7 +1006,7 @@ class Registry:
             files = self._catalog.files(record.id)
         folder = os.fspath(self.layout.version_dir(record.name, record.version))
         subject = f"{record.name}:{record.version}"
-        if self._blobs is not None and not os.path.lexists(folder):
+        if self._store_url is not None and not os.path.lexists(folder):
             return VersionCheck(name=record.name, version=record.version, id=subject, cached=False)
         tree = check_version(
             folder,
@@ -1018,7 +1042,7 @@ class Registry:
             self._check,
             self._adopt,
             owner=this_process(str(self.home)),
-            shared=self._blobs is not None,
+            shared=self._store_url is not None,
             in_store=self._in_store,
         )
         return doctor.run(repair, foreign)
@@ -1026,10 +1050,10 @@ class Registry:
     def _in_store(self, record: VersionRecord) -> bool:
         """Whether every file of the version is in the shared store (a blob that exists is
         complete: it is written whole or not at all)."""
+        if self._store_url is None:
+            return False
         blobs = self._blobs
-        return blobs is not None and all(
-            blobs.has(f.sha256) for f in self._catalog.files(record.id)
-        )
+        return all(blobs.has(f.sha256) for f in self._catalog.files(record.id))
 
     def _adopt(self, name: str, folder: str) -> None:
         """Record a folder of the tree as it is; with a shared store its bytes are uploaded
@@ -1037,7 +1061,7 @@ class Registry:
         from modelstore.registry.rebuild import version_from_tree
 
         new = version_from_tree(self.layout, name, folder)
-        if self._blobs is not None:
+        if self._store_url is not None:
             root = self.layout.version_dir(name, int(folder))
             upload_missing(
                 self._blobs,
@@ -1056,6 +1080,7 @@ class Registry:
 
         root = (Path(home).expanduser() if home is not None else default_home()).absolute()
         url, problem = cls._diagnose_catalog(root, db_url)
+        _refuse_shared_home(Store(StoreLayout(root)), root, url)  # a cache is not a registry
         return plan_rebuild(root, url, problem)
 
     @classmethod
@@ -1157,8 +1182,10 @@ class Registry:
         at once, the others on first use."""
         from modelstore.registry.archive import import_planned
 
-        blobs = self._blobs
-        upload = None if blobs is None else lambda files: upload_missing(blobs, files)
+        upload = None
+        if self._store_url is not None:
+            blobs = self._blobs
+            upload = lambda files: upload_missing(blobs, files)  # noqa: E731
         return import_planned(self._catalog, self._store, plan, progress, _who(), upload)
 
     def import_(
@@ -1378,6 +1405,24 @@ def _make_home(home: Path) -> None:
             remedy="choose_writable_home",
             path=str(home),
         ) from None
+
+
+def _refuse_shared_home(store: Store, home: Path, db_url: str) -> None:
+    record = store.shared_record()
+    if record is None or record.get("catalog") == _shown_url(db_url):
+        return
+    catalog, shared = record.get("catalog", "?"), record.get("store", "?")
+    raise SharedHomeError(
+        f"{home} caches the shared registry whose catalog is {catalog} and whose store is "
+        f"{shared}, but it was opened with the catalog {_shown_url(db_url)}; set "
+        f"MODELSTORE_DB_URL to that catalog (with its password) and MODELSTORE_STORE_URL={shared}"
+        ", as on the team's other machines (nothing was changed; if that registry is gone for "
+        "good and this home is to become a registry of its own, delete "
+        f"{store.layout.shared_marker} first)",
+        home=str(home),
+        catalog=catalog,
+        store=shared,
+    )
 
 
 def _check_arguments(

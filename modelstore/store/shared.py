@@ -123,8 +123,32 @@ class FileBlobStore:
             return "changed"
 
 
+def store_url(url: str) -> str:
+    """The store a ``MODELSTORE_STORE_URL`` names, written one way (``file:///root``,
+    ``az://CONTAINER[/PREFIX]``), without reaching it: what a catalog records and compares.
+    One-line InvalidArgumentError for a URL that names no store."""
+    return _parse_store_url(url)[0]
+
+
 def open_store(url: str) -> BlobStore:
-    """The store a ``MODELSTORE_STORE_URL`` names; one-line InvalidArgumentError otherwise."""
+    """The store a ``MODELSTORE_STORE_URL`` names, reached (a missing folder, container or
+    credentials are one line here); one-line InvalidArgumentError for a bad URL."""
+    _canonical, kind, where, prefix = _parse_store_url(url)
+    if kind == "file":
+        if not os.path.isdir(where):
+            raise StorageError(
+                f"the model store folder {where} ({STORE_URL_ENV}) does not exist; create it "
+                "(shared by every home of the registry) or fix the URL",
+                path=where,
+            )
+        return FileBlobStore(where)
+    from modelstore.store.azure import open_azure_store
+
+    return open_azure_store(where, prefix)
+
+
+def _parse_store_url(url: str) -> tuple[str, str, str, str]:
+    """(canonical URL, "file" or "az", folder or container, prefix)."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
@@ -132,23 +156,21 @@ def open_store(url: str) -> BlobStore:
                 f"{STORE_URL_ENV}={url!r} is not a file URL of an absolute folder; write it "
                 "as file:///shared/path"
             )
-        root = os.path.normpath(unquote(parsed.path))
-        if not os.path.isdir(root):
-            raise StorageError(
-                f"the model store folder {root} ({STORE_URL_ENV}) does not exist; create it "
-                "(shared by every home of the registry) or fix the URL",
-                path=root,
-            )
-        return FileBlobStore(root)
+        root = os.path.abspath(os.path.normpath(unquote(parsed.path)))
+        return f"file://{root}", "file", root, ""
     if parsed.scheme == "az":
         if not parsed.netloc or parsed.query or parsed.fragment:
             raise InvalidArgumentError(
                 f"{STORE_URL_ENV}={url!r} is not an Azure Blob store URL; write it as "
                 "az://CONTAINER or az://CONTAINER/PREFIX"
             )
-        from modelstore.store.azure import open_azure_store
-
-        return open_azure_store(parsed.netloc, unquote(parsed.path))
+        prefix = unquote(parsed.path).strip("/")
+        return (
+            f"az://{parsed.netloc}" + (f"/{prefix}" if prefix else ""),
+            "az",
+            parsed.netloc,
+            prefix,
+        )
     raise InvalidArgumentError(
         f"{STORE_URL_ENV}={url!r} is not a supported store: use file:///shared/path or "
         "az://CONTAINER[/PREFIX]"

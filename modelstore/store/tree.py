@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import stat
 import time
@@ -340,6 +341,31 @@ class Store:
 
     def trash_tokens(self) -> list[str]:
         return self.tokens(self.layout.trash_dir)
+
+    def remember_shared(self, record: dict[str, str]) -> None:
+        """Record (atomically, only when it changed) which shared registry this home caches."""
+        marker = self.layout.shared_marker
+        if self.shared_record() == record:
+            return
+        self._ensure_dir(marker.parent)
+        temporary = marker.with_name(f"{marker.name}.tmp-{self.new_token()}")
+        try:
+            temporary.write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+            os.replace(temporary, marker)
+        except OSError:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            # Only advice for a later mistake is lost: never fail the operation for it.
+
+    def shared_record(self) -> dict[str, str] | None:
+        """What ``remember_shared`` wrote, or None (a home of its own, or never written)."""
+        try:
+            loaded = json.loads(self.layout.shared_marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(loaded, dict):
+            return None
+        return {str(k): str(v) for k, v in loaded.items()}
 
     def version_folders(self) -> list[tuple[str, str]]:
         """(name, version) of every whole-number folder in the tree: what a catalog must account

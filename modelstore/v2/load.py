@@ -75,14 +75,26 @@ def _validate(data: LineMapping, cls: type[SpecT], shown: str) -> SpecT:
 def _first_problem(
     exc: ValidationError, data: LineMapping, cls: type[BaseModel], shown: str
 ) -> SpecError:
-    """The problem that comes first in the file, as one :class:`SpecError`."""
+    """The problem that comes first in the file, as one :class:`SpecError`. A required key
+    that is missing beside an unknown key of the same mapping is most likely that key
+    misspelt (``pth:`` for ``path:``): the unknown key is reported, saying what it may be and
+    that the other is required, since "required key is missing" alone hides the typo."""
+    errors = exc.errors(include_url=False)
+    unknown_in = {tuple(e["loc"][:-1]) for e in errors if e["type"] == "extra_forbidden"}
+    missing = {str(e["loc"][-1]): tuple(e["loc"][:-1]) for e in errors if e["type"] == "missing"}
     located = []
-    for order, error in enumerate(exc.errors(include_url=False)):
+    for order, error in enumerate(errors):
         keys, line = line_of(data, error["loc"])
-        located.append((line, order, keys, error))
-    line, _, keys, error = min(located, key=lambda item: (item[0], item[1]))
+        hidden = error["type"] == "missing" and tuple(error["loc"][:-1]) in unknown_in
+        located.append((hidden, line, order, keys, error))
+    _, line, _, keys, error = min(located, key=lambda item: item[:3])
     problem = _describe(error, cls)
     more = len(located) - 1
+    if error["type"] == "extra_forbidden":
+        meant = problem.removeprefix("unknown key; did you mean ").removesuffix("?")
+        if missing.get(meant) == tuple(error["loc"][:-1]):
+            problem += f" ({meant} is required)"
+            more -= 1  # the missing key is this one, misspelt
     if more:
         problem += f" (and {more} more problem{'s' if more > 1 else ''} in this file)"
     return SpecError(shown, ".".join(keys), line, problem)
