@@ -226,7 +226,7 @@ class Bench:
     def prepare_mlflow(self, python: str, names: list[str]) -> str:
         """A database of its own on the same server, MLflow's schema in it, an experiment
         with a local artifact root and the registered models; MLflow's version."""
-        database = self.pg.createdb("mlflow").replace("postgresql+psycopg://", "postgresql://")
+        database = self.pg.createdb("mlflow").replace("+psycopg://", "+psycopg2://")
         artifacts = self.work / "mlflow-artifacts"
         artifacts.mkdir()
         setup = (
