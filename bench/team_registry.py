@@ -33,7 +33,9 @@ Two namings, each timed in every round: ``one_name`` (all 8 processes register v
 name: every registration queues on that name's number) and ``own_name`` (one name per process).
 Rounds take turns (modelstore, then MLflow, per naming), so both meet the same load; the figure
 is the best round of each, with the per-round rates beside it. ``--profile DIR`` writes a
-cProfile of each modelstore worker there (to find where its time goes).
+cProfile of each modelstore worker there (to find where its time goes); ``--source DIR`` also
+times another checkout's modelstore under the same load in every round (``git archive main
+modelstore | tar -x -C DIR``), for before/after figures.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import json
 import os
 import platform
@@ -50,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -68,7 +71,9 @@ NAMINGS = ("one_name", "own_name")
 # --- the worker processes -------------------------------------------------------------------
 #
 # Both kinds speak the same protocol: open everything, print "ready", wait for a line on stdin,
-# register each file given, print one JSON line {"start", "end", "latencies"}.
+# register each file given, print one JSON line {"start", "end", "latencies", "errors"}. A
+# registration that raises is counted (the first message kept) and the load goes on: MLflow
+# gives up on a version after 3 attempts when processes race for one name's next number.
 
 MLFLOW_WORKER = r"""
 import json, logging, os, shutil, sys, time, warnings
@@ -97,13 +102,18 @@ def register_bare(path):
 register = register_with_run if flavour == "run" else register_bare
 print("ready", flush=True)
 sys.stdin.readline()
-latencies = []
+latencies, errors = [], []
 start = time.time()
 for path in files:
     began = time.perf_counter()
-    register(path)
+    try:
+        register(path)
+    except Exception as exc:
+        errors.append(f"{type(exc).__name__}: {exc}"[:300])
+        continue
     latencies.append(time.perf_counter() - began)
-print(json.dumps({"start": start, "end": time.time(), "latencies": latencies}), flush=True)
+end = time.time()
+print(json.dumps({"start": start, "end": end, "latencies": latencies, "errors": errors}))
 """
 
 
@@ -117,20 +127,24 @@ def modelstore_worker(argv: list[str]) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     profiler = cProfile.Profile() if profile != "-" else None
-    latencies = []
+    latencies, errors = [], []
     start = time.time()
     if profiler is not None:
         profiler.enable()
     for path in files:
         began = time.perf_counter()
-        registry.register(path, name)
+        try:
+            registry.register(path, name)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            continue
         latencies.append(time.perf_counter() - began)
     end = time.time()
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
     registry.close()
-    print(json.dumps({"start": start, "end": end, "latencies": latencies}), flush=True)
+    print(json.dumps({"start": start, "end": end, "latencies": latencies, "errors": errors}))
 
 
 # --- running one load -----------------------------------------------------------------------
@@ -181,9 +195,12 @@ def run_load(commands: list[list[str]], env: dict[str, str]) -> dict[str, Any]:
                 worker.kill()
                 worker.wait()
     latencies = sorted(x for report in reports for x in report["latencies"])
+    errors = [e for report in reports for e in report["errors"]]
     wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
     return {
         "registrations": len(latencies),
+        "failed": len(errors),
+        **({"first_error": errors[0]} if errors else {}),
         "wall_s": round(wall, 3),
         "per_s": round(len(latencies) / wall, 1),
         "latency_p50_ms": round(statistics.median(latencies) * 1e3, 1),
@@ -263,14 +280,15 @@ class Bench:
             make_models(folder / str(index), per_process, self.size) for index in range(PROCESSES)
         ]
 
-    def modelstore(self, naming: str, round_: int) -> dict[str, Any]:
+    def modelstore(self, naming: str, round_: int, source: Path | None = None) -> dict[str, Any]:
+        """This checkout's modelstore, or the one in ``source`` (first on PYTHONPATH)."""
         files = self._files(self.options.per_process)
-        names = self._names("modelstore", naming, round_)
+        names = self._names("modelstore" if source is None else "source", naming, round_)
         commands = []
         for index in range(PROCESSES):
             home = self.homes[index * HOMES // PROCESSES]
             profile = "-"
-            if self.options.profile is not None:
+            if self.options.profile is not None and source is None:
                 profile = str(self.options.profile / f"{naming}-r{round_}-p{index}.prof")
             commands.append(
                 [
@@ -285,7 +303,8 @@ class Bench:
                     *files[index],
                 ]
             )
-        return run_load(commands, self.env)
+        env = self.env if source is None else {**self.env, "PYTHONPATH": str(source)}
+        return run_load(commands, env)
 
     def mlflow(self, python: str, flavour: str, naming: str, round_: int) -> dict[str, Any]:
         files = self._files(self.options.per_process)
@@ -326,7 +345,11 @@ class Bench:
 
 def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     best = max(rounds, key=lambda r: float(r["per_s"]))
-    return {**best, "per_round_per_s": [r["per_s"] for r in rounds]}
+    return {
+        **best,
+        "per_round_per_s": [r["per_s"] for r in rounds],
+        "failed_per_round": [r["failed"] for r in rounds],
+    }
 
 
 @contextlib.contextmanager
@@ -371,6 +394,7 @@ def main() -> None:
     parser.add_argument("--per-process", type=int, default=25, help="Registrations each.")
     parser.add_argument("--size-kb", type=int, default=8, help="Size of each model file.")
     parser.add_argument("--profile", type=Path, help="Folder for the workers' cProfile output.")
+    parser.add_argument("--source", type=Path, help="Another checkout to time beside this one.")
     options = parser.parse_args()
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
@@ -392,13 +416,26 @@ def main() -> None:
                 naming: {"modelstore": [], **{f"mlflow_{f}": [] for f in flavours}}
                 for naming in NAMINGS
             }
+            if options.source is not None:
+                for naming in NAMINGS:
+                    figures[naming]["other_source"] = []
             for round_ in range(options.rounds):
                 for naming in NAMINGS:
-                    figures[naming]["modelstore"].append(bench.modelstore(naming, round_))
-                    for flavour in flavours:
-                        figures[naming][f"mlflow_{flavour}"].append(
-                            bench.mlflow(options.mlflow_python, flavour, naming, round_)
+                    loads: dict[str, Callable[[], dict[str, Any]]] = {
+                        "modelstore": functools.partial(bench.modelstore, naming, round_)
+                    }
+                    if options.source is not None:
+                        loads["other_source"] = functools.partial(
+                            bench.modelstore, naming, round_, options.source.resolve()
                         )
+                    for flavour in flavours:
+                        loads[f"mlflow_{flavour}"] = functools.partial(
+                            bench.mlflow, options.mlflow_python, flavour, naming, round_
+                        )
+                    for system, load in loads.items():
+                        figure = load()
+                        figures[naming][system].append(figure)
+                        print(f"round {round_} {naming} {system}: {figure}", file=sys.stderr)
         finally:
             bench.close()
 
@@ -417,6 +454,7 @@ def main() -> None:
             "rounds": options.rounds,
             "catalog": "postgresql (fsync on)",
             "modelstore_store": "az:// on Azurite",
+            "other_source": None if options.source is None else str(options.source),
             "mlflow": None
             if mlflow_version is None
             else f"MLflow {mlflow_version}, postgresql backend store, local artifact root",
@@ -430,6 +468,10 @@ def main() -> None:
             ratio = rows["modelstore"]["per_s"] / rows["mlflow_run"]["per_s"]
             rows["ratio_vs_mlflow_run"] = round(ratio, 2)
             ok = ok and ratio >= TARGET_RATIO
+        ok = ok and not any(rows["modelstore"]["failed_per_round"])
+        if "other_source" in rows:
+            ratio = rows["modelstore"]["per_s"] / rows["other_source"]["per_s"]
+            rows["ratio_vs_other_source"] = round(ratio, 2)
         if "mlflow_bare" in rows:
             ratio = rows["modelstore"]["per_s"] / rows["mlflow_bare"]["per_s"]
             rows["ratio_vs_mlflow_bare"] = round(ratio, 2)
