@@ -10,7 +10,7 @@ import pytest
 
 from modelstore.errors import InvalidArgumentError, StorageError
 from modelstore.store.hashing import new_buffer
-from modelstore.store.shared import FileBlobStore, open_store, upload_missing
+from modelstore.store.shared import PROBE_MIN_SIZE, FileBlobStore, open_store, upload_missing
 
 
 def _file(path: Path, data: bytes) -> tuple[str, str]:
@@ -38,6 +38,30 @@ def test_storing_bytes_the_store_already_holds_writes_nothing(tmp_path: Path) ->
     before = blob.stat()
     assert upload_missing(store, [(second, digest), (first, digest)]) == 0
     assert (blob.stat().st_ino, blob.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+
+class _ProbedStore(FileBlobStore):
+    """A file store that records which blobs it was asked about."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.probes: list[str] = []
+
+    def has(self, sha256: str) -> bool:
+        self.probes.append(sha256)
+        return super().has(sha256)
+
+
+def test_a_small_file_is_sent_without_asking_the_store_first_and_a_large_one_is_asked_about(
+    tmp_path: Path,
+) -> None:
+    store = _ProbedStore(os.fspath(tmp_path / "store"))
+    small = _file(tmp_path / "small.bin", b"w" * 4096)
+    large = _file(tmp_path / "large.bin", os.urandom(PROBE_MIN_SIZE))
+    assert upload_missing(store, [small, large]) == 2
+    assert store.probes == [large[1]]
+    assert upload_missing(store, [small, large]) == 0  # the small one is refused by put itself
+    assert store.probes == [large[1], large[1]]
 
 
 def test_a_source_whose_bytes_are_not_the_given_sha256_is_refused_and_leaves_no_blob(
