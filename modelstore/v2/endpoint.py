@@ -3,15 +3,16 @@ endpoint.yml -f blue.yml -f green.yml`` does.
 
 In Azure each deployment is its own container: its own workers, its own ``init()``, its own
 environment. So here each deployment is its own server process
-(``modelstore.v2.deployment_process``, begun by ``modelstore.v2_process``) on a private loopback port, laid out by
-:func:`modelstore.v2.local.local_deployment` in this process, which removes every app root on
-exit. In front of them, :class:`Router` plays the endpoint: the traffic split, the
-``azureml-model-deployment`` header and, with ``auth``, the keys of ``auth_mode: key``. It is
-a plain WSGI app run in its own process (``modelstore.v2.router_process``) under the same
-gunicorn worker as the deployments, forwarding over one kept-alive connection per deployment
-and router worker: each request in one write, each answer read by a small HTTP/1.1 reader
-(``_Upstream``) rather than ``http.client``, which cost the router about half its CPU per
-request (``bench/v2_endpoint.py``).
+(``modelstore.v2.deployment_process``, begun by ``modelstore.v2_process``, in a process group
+of its own so that a terminal's Ctrl-C reaches this process alone, which stops the others in
+order) on a private loopback port, laid out by :func:`modelstore.v2.local.local_deployment` in
+this process, which removes every app root on exit. In front of them, :class:`Router` plays the
+endpoint: the traffic split, the ``azureml-model-deployment`` header and, with ``auth``, the
+keys of ``auth_mode: key``. It is a plain WSGI app run in its own process
+(``modelstore.v2.router_process``) under the same gunicorn worker as the deployments,
+forwarding over one kept-alive connection per deployment and router worker: each request in one
+write, each answer read by a small HTTP/1.1 reader (``_Upstream``) rather than ``http.client``,
+which cost the router about half its CPU per request (``bench/v2_endpoint.py``).
 """
 
 from __future__ import annotations
