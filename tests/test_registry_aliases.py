@@ -190,6 +190,23 @@ def test_an_unknown_alias_is_not_found_naming_the_aliases_there_are(registry: Re
         registry.get("nobody@prod")
 
 
+def test_a_removed_alias_is_not_found_saying_where_it_pointed_and_who_removed_it(
+    registry: Registry,
+) -> None:
+    registry.set_alias("m:1", "champion")
+    registry.set_alias("m:2", "prod")
+    registry.delete("m", 1, force=True)  # removes champion with the version
+    with pytest.raises(AliasNotFoundError) as raised:
+        registry.path("m@champion")
+    message = str(raised.value)
+    assert "has no alias 'champion'; it pointed at m:1 until " in message
+    assert " removed it on " in message and "UTC; its aliases are prod;" in message
+    registry.set_alias("m:3", "champion")
+    registry.remove_alias("m", "prod")
+    registry.set_alias("m:2", "prod")  # back again: found, no history in the way
+    assert registry.get("m@prod").version == 2
+
+
 def test_alias_refusals_change_nothing(registry: Registry) -> None:
     registry.set_alias("m:1", "champion")
     before = _state(registry)

@@ -518,13 +518,20 @@ def test_the_cli_verify_store_checks_the_blobs(store: Path, tmp_path: Path) -> N
         a.register(make_file(tmp_path / "model.pkl", b"one"), "m")
     home = ["--home", str(tmp_path / "b")]
     result = CliRunner().invoke(main, [*home, "verify"])
-    assert (
-        result.stdout
-        == "OK: 0 versions verified, every file matches (1 not cached in this home).\n"
+    assert result.stdout == (
+        "OK: this home caches none of the 1 version asked for, so nothing was re-hashed; "
+        "--store checks the shared store's copies.\n"
     )
     result = CliRunner().invoke(main, [*home, "verify", "--store"])
     assert result.stdout == "OK: 1 version verified in the shared store, every file matches.\n"
     assert json.loads(CliRunner().invoke(main, [*home, "verify", "--json"]).stdout)["ok"]
+    with Registry(tmp_path / "b") as b, Registry(tmp_path / "a") as a:
+        b.path("m", 1)  # cached in b now, m:2 not
+        a.register(make_file(tmp_path / "model.pkl", b"two"), "m")
+    result = CliRunner().invoke(main, [*home, "verify"])
+    assert result.stdout == (
+        "OK: 1 version verified, every file matches (1 not cached in this home).\n"
+    )
 
 
 @pytest.mark.slow

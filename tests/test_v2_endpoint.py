@@ -563,3 +563,85 @@ def _alive(pids: set[int]) -> set[int]:
         if state != "Z":
             alive.add(pid)
     return alive
+
+
+SLOW_INIT = """
+import os, time
+
+def init():
+    gate = os.environ["GATE_DIR"]
+    open(os.path.join(gate, "init-" + os.environ["DEPLOYMENT_NAME"]), "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(gate, "release")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+def run(data):
+    return {"deployment": os.environ["DEPLOYMENT_NAME"]}
+"""
+
+
+def _slow_endpoint(folder: Path, gate: Path) -> list[str]:
+    folder.mkdir()
+    gate.mkdir()
+    (folder / "endpoint.yml").write_text("name: slow-endpoint\ntraffic:\n  a: 50\n  b: 50\n")
+    for name in ("a", "b"):
+        code = folder / f"code-{name}"
+        code.mkdir()
+        (code / "score.py").write_text(SLOW_INIT)
+        (folder / f"{name}.yml").write_text(
+            f"name: {name}\nendpoint_name: slow-endpoint\n"
+            "instance_type: Standard_DS3_v2\ninstance_count: 1\n"
+            f"code_configuration:\n  code: {code.name}\n  scoring_script: score.py\n"
+            f"environment_variables:\n  GATE_DIR: {gate}\n  DEPLOYMENT_NAME: {name}\n"
+        )
+    return ["-f", "endpoint.yml", "-f", "a.yml", "-f", "b.yml"]
+
+
+@pytest.mark.parametrize("when", ["during-init", "when-listening"])
+def test_ctrl_c_stops_an_endpoint_with_exit_0_no_traceback_and_nothing_left(
+    tmp_path: Path, system_tmp: Path, when: str
+) -> None:
+    """A terminal's Ctrl-C goes to the whole foreground group. The endpoint's processes live in
+    their own groups, so only the endpoint gets it and stops them in order: no process reports
+    an import traceback, no deployment "exited before listening", no router "stopped
+    unexpectedly" (each was seen when they raced it to the exit)."""
+    folder, gate = tmp_path / "endpoint", tmp_path / "gate"
+    args = _slow_endpoint(folder, gate)
+    env = clean_environment(tmp_path / "home", {"TMPDIR": str(system_tmp)})
+    out = tmp_path / "out.txt"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelstore", "serve", "--port", "0", *args],
+            cwd=folder,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while not ((gate / "init-a").exists() and (gate / "init-b").exists()):
+            assert process.poll() is None and time.monotonic() < deadline, out.read_text()
+            time.sleep(0.02)
+        if when == "when-listening":
+            (gate / "release").touch()
+            while not URL_LINE.search(out.read_text()):
+                assert process.poll() is None and time.monotonic() < deadline, out.read_text()
+                time.sleep(0.02)
+        started = _descendants(process.pid)
+        # None of them is in the terminal's group: the race cannot happen at all.
+        assert {os.getpgid(pid) for pid in started}.isdisjoint({process.pid})
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        process.wait(timeout=60)
+    finally:
+        stop(process)
+        for pid in _alive(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    output = out.read_text()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output and "Error" not in output, output
+    assert _alive(started) == set()
+    assert os.listdir(system_tmp) == []

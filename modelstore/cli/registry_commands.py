@@ -652,8 +652,16 @@ def verify(ref: str | None, check_store: bool, as_json: bool) -> None:
         uncached = sum(not check.cached for check in report.versions)
         checked = len(report.versions) - uncached
         where = " in the shared store" if check_store else ""
-        tail = f" ({uncached} not cached in this home)" if uncached else ""
-        click.echo(f"OK: {plural(checked, 'version')} verified{where}, every file matches{tail}.")
+        if uncached and not checked:  # nothing here to re-hash: say so, not "0 verified"
+            click.echo(
+                f"OK: this home caches none of the {plural(uncached, 'version')} asked for, so "
+                "nothing was re-hashed; --store checks the shared store's copies."
+            )
+        else:
+            tail = f" ({uncached} not cached in this home)" if uncached else ""
+            click.echo(
+                f"OK: {plural(checked, 'version')} verified{where}, every file matches{tail}."
+            )
 
 
 FOREIGN_KINDS = ("orphan_folder", "stray_item")

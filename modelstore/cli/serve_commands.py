@@ -477,8 +477,8 @@ def serve_endpoint(
                 f"modelstore serve: endpoint {endpoint.name} listening on {endpoint.url} "
                 f"(score at {endpoint.url}/score; traffic {shares}); press Ctrl-C to stop"
             )
-            code = endpoint.wait()
-        raise ModelstoreError(f"the endpoint's router stopped unexpectedly (exit code {code})")
+            endpoint.wait()
+        return 0
     except KeyboardInterrupt:
         return 0
     finally:

@@ -899,6 +899,14 @@ class Registry:
             return self._not_found(name, None)
         known = [a.alias for a in self._catalog.aliases(name)]
         has = f"its aliases are {_listing(known)}" if known else "it has no alias"
+        removed = [m for m in self._catalog.alias_history(name) if m.alias == alias]
+        if removed and removed[-1].to_version is None:  # it existed: say when it went
+            last = removed[-1]
+            when = last.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            has = (
+                f"it pointed at {name}:{last.from_version} until {last.by} removed it on {when}"
+                f"; {has}"
+            )
         return AliasNotFoundError(
             f"model {name!r} has no alias {alias!r}; {has}",
             hint=f"set one with Registry.set_alias('{name}:VERSION', {alias!r})",

@@ -1,5 +1,5 @@
 """One deployment of a local v2 endpoint, in its own process as each deployment is its own
-container in Azure: ``python -m modelstore.v2.deployment_process``, started by
+container in Azure: ``python -m modelstore.v2_process deployment``, started by
 :func:`modelstore.v2.endpoint.local_endpoint` in the deployment's working directory and
 environment, with its resolved settings in ``$MODELSTORE_V2_SETTINGS`` and the loopback socket
 the endpoint bound for it (and probes meanwhile) in ``$MODELSTORE_V2_LISTENER``. It prints the

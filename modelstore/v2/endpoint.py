@@ -3,15 +3,16 @@ endpoint.yml -f blue.yml -f green.yml`` does.
 
 In Azure each deployment is its own container: its own workers, its own ``init()``, its own
 environment. So here each deployment is its own server process
-(``modelstore.v2.deployment_process``) on a private loopback port, laid out by
-:func:`modelstore.v2.local.local_deployment` in this process, which removes every app root on
-exit. In front of them, :class:`Router` plays the endpoint: the traffic split, the
-``azureml-model-deployment`` header and, with ``auth``, the keys of ``auth_mode: key``. It is
-a plain WSGI app run in its own process (``modelstore.v2.router_process``) under the same
-gunicorn worker as the deployments, forwarding over one kept-alive connection per deployment
-and router worker: each request in one write, each answer read by a small HTTP/1.1 reader
-(``_Upstream``) rather than ``http.client``, which cost the router about half its CPU per
-request (``bench/v2_endpoint.py``).
+(``modelstore.v2.deployment_process``, begun by ``modelstore.v2_process``, in a process group
+of its own so that a terminal's Ctrl-C reaches this process alone, which stops the others in
+order) on a private loopback port, laid out by :func:`modelstore.v2.local.local_deployment` in
+this process, which removes every app root on exit. In front of them, :class:`Router` plays the
+endpoint: the traffic split, the ``azureml-model-deployment`` header and, with ``auth``, the
+keys of ``auth_mode: key``. It is a plain WSGI app run in its own process
+(``modelstore.v2.router_process``) under the same gunicorn worker as the deployments,
+forwarding over one kept-alive connection per deployment and router worker: each request in one
+write, each answer read by a small HTTP/1.1 reader (``_Upstream``) rather than ``http.client``,
+which cost the router about half its CPU per request (``bench/v2_endpoint.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from modelstore.errors import EntryScriptError, InvalidArgumentError
+from modelstore.errors import EntryScriptError, InvalidArgumentError, ModelstoreError
 from modelstore.serving.lifeline import PARENT_ENV
 from modelstore.serving.limits import (
     InFlightGauge,
@@ -562,13 +563,16 @@ def _start(local: LocalDeployment, log: IO[str]) -> _Process:
     }
     try:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "modelstore.v2.deployment_process"],
+            [sys.executable, "-m", "modelstore.v2_process", "deployment"],
             cwd=local.deployment.working_dir,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             pass_fds=(listener.fd,),
+            # Its own process group: a terminal's Ctrl-C reaches the endpoint alone, which
+            # stops its processes in order (_stop), instead of racing them to the exit.
+            start_new_session=True,
         )
     finally:
         os.close(listener.fd)  # the process has its copy: once it dies, probes are refused
@@ -625,12 +629,13 @@ def _wait_ready(
 def _start_router(config: dict[str, Any], fd: int, log: IO[str]) -> _Process:
     env = {**os.environ, ROUTER_ENV: json.dumps(config), PARENT_ENV: str(os.getpid())}
     popen = subprocess.Popen(
-        [sys.executable, "-m", "modelstore.v2.router_process"],
+        [sys.executable, "-m", "modelstore.v2_process", "router"],
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         pass_fds=(fd,),
+        start_new_session=True,  # as the deployments (see _start)
     )
     return _watch(ROUTER_NAME, popen, log)
 
@@ -695,10 +700,15 @@ class LocalEndpoint:
     def name(self) -> str:
         return self.spec.name
 
-    def wait(self) -> int:
-        """Block until the router process ends (on its own: a crash); its exit code."""
+    def wait(self) -> None:
+        """Block until the router process ends. It ends with 0 only when asked to stop: Ctrl-C
+        in a terminal reaches every process of the group, and the router may finish before this
+        process notices its own signal; that is a stop, not a failure. Any other exit is a
+        crash: ModelstoreError naming its code."""
         assert self.router_process is not None
-        return self.router_process.wait()
+        code = self.router_process.wait()
+        if code != 0:
+            raise ModelstoreError(f"the endpoint's router stopped unexpectedly (exit code {code})")
 
 
 MAX_ROUTER_WORKERS = 32

@@ -1,5 +1,5 @@
 """The front end of a local v2 endpoint, in its own process: ``python -m
-modelstore.v2.router_process``, started by :func:`modelstore.v2.endpoint.local_endpoint` once
+modelstore.v2_process router``, started by :func:`modelstore.v2.endpoint.local_endpoint` once
 every deployment listens. Its routes, traffic, keys or token and the socket the endpoint bound
 on the user's port come in ``$MODELSTORE_V2_ROUTER``; it serves
 :class:`modelstore.v2.endpoint.Router` under the same gunicorn worker as the deployments."""
