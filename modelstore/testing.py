@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from werkzeug.test import Client, TestResponse
 
     from modelstore.deployment import Deployment
-    from modelstore.v2.endpoint import LocalEndpoint
+    from modelstore.v2.endpoint import EndpointToken, LocalEndpoint
     from modelstore.v2.probes import ProbeTiming
 
 __all__ = [
@@ -177,8 +177,17 @@ class EndpointClient(_Requests):
         self.endpoint = endpoint
         """The running endpoint: ``url`` (its router process, for a real HTTP client),
         ``urls`` (each deployment's server), ``traffic``, ``keys``."""
+        token = endpoint.token
         self.router = Router(
-            routes_of(endpoint.urls), endpoint.traffic, keys=endpoint.keys, seed=endpoint.seed
+            routes_of(endpoint.urls),
+            endpoint.traffic,
+            keys=endpoint.keys,
+            seed=endpoint.seed,
+            tokens={token.access_token: token.expiry_time_utc} if token is not None else None,
+            max_concurrent={
+                name: local.spec.request_settings.max_concurrent_requests_per_instance
+                for name, local in endpoint.deployments.items()
+            },
         )
         self._client = Client(self.router, use_cookies=False)
 
@@ -190,6 +199,11 @@ class EndpointClient(_Requests):
     def keys(self) -> tuple[str, ...]:
         """The primary and secondary key with ``auth=True``, else empty."""
         return self.endpoint.keys
+
+    @property
+    def token(self) -> EndpointToken | None:
+        """With ``auth=True`` and ``auth_mode: aml_token``: the token requests must carry."""
+        return self.endpoint.token
 
 
 class DeploymentFactory(Protocol):

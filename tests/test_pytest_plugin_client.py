@@ -444,6 +444,21 @@ def test_from_endpoint_with_auth_answers_401_without_one_of_its_keys(
     assert keyed.status_code == 200
 
 
+def test_from_endpoint_with_aml_token_auth_answers_401_without_its_token(
+    tmp_path: Path, scoring_client: ScoringClientFactory
+) -> None:
+    """The in-process router must check what the endpoint's own router checks: before, it was
+    given the keys only, so an aml_token endpoint let every request through."""
+    files = _endpoint_project(tmp_path / "p")
+    files[0].write_text(files[0].read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    client = scoring_client.from_endpoint(*files, auth=True)
+    assert client.keys == () and client.token is not None
+    assert client.post(json={}).status_code == 401
+    assert client.post(json={}, headers={"Authorization": "Bearer not-it"}).status_code == 401
+    bearer = {"Authorization": f"Bearer {client.token.access_token}"}
+    assert client.post(json={}, headers=bearer).status_code == 200
+
+
 def test_from_endpoint_refuses_the_fake_filesystem(
     fs: Any, scoring_client: ScoringClientFactory
 ) -> None:

@@ -364,6 +364,11 @@ def test_a_home_configured_with_another_store_than_the_catalogs_is_refused(
         url(first) or "local",
     )
     assert (tmp_path / "catalog.db").read_bytes() == before
+    marker = tmp_path / "a" / ".modelstore" / "shared-registry.json"
+    recorded = marker.read_text() if marker.exists() else None
+    with pytest.raises(StoreMismatchError):  # home a itself, opened with the wrong store
+        Registry(tmp_path / "a", catalog, store_url=url(then))
+    assert (marker.read_text() if marker.exists() else None) == recorded  # not rewritten
 
 
 def test_doctor_in_one_home_reports_a_registration_under_way_in_another_as_live(

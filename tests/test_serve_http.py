@@ -1584,3 +1584,22 @@ def test_serve_resolves_its_settings_once_and_leaves_its_own_environment_alone(
         "AML_CORS_ORIGINS": "https://a",
         "AZUREML_ENTRY_SCRIPT": str(tmp_path.resolve() / "score.py"),
     }
+
+
+def test_a_child_started_with_sigint_ignored_can_still_be_stopped_by_it() -> None:
+    """A shell's background job starts with SIGINT ignored, and children inherit that: the
+    endpoint's stop (and the lifeline) would be dropped until a server took over the signal."""
+    code = (
+        "import os, signal\n"
+        "from modelstore.serving.lifeline import die_with_parent\n"
+        "die_with_parent(os.getppid())\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert result.stdout.strip() == "True", result.stderr

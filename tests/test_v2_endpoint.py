@@ -509,6 +509,31 @@ def test_the_endpoint_answers_429_past_twice_max_concurrent_requests_at_a_deploy
         assert requests.post(url, json={}, timeout=30).json() == {"deployment": "blue"}
 
 
+def test_behind_an_endpoint_only_the_router_counts_requests_in_flight(
+    tmp_path: Path, endpoint_tmp: Path
+) -> None:
+    """The router answers the 429. A second count in the deployment would release each slot a
+    little after the router's and could refuse what the router had just admitted: sent to
+    the deployment's own port, a third request is served, not refused."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    folder = tmp_path / "endpoint"
+    blue = gated_deployment(folder, "blue", workers=3, max_concurrent=1, gate=gate)
+    (folder / "endpoint.yml").write_text("name: gate\nauth_mode: key\ntraffic:\n  blue: 100\n")
+    with (
+        (tmp_path / "endpoint.log").open("w") as sink,
+        local_endpoint([folder / "endpoint.yml", blue], log=sink) as endpoint,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        direct = endpoint.urls["blue"] + "/score"
+        held = []
+        for count in (1, 2, 3):
+            held.append(pool.submit(requests.post, direct, json={"n": count}, timeout=60))
+            wait_entered(gate, count)
+        (gate / "release").touch()
+        assert [future.result().status_code for future in held] == [200, 200, 200]
+
+
 def _descendants(pid: int) -> set[int]:
     """Every living process below ``pid``, from /proc (zombies count as gone)."""
     children: dict[int, list[int]] = {}
@@ -643,5 +668,29 @@ def test_ctrl_c_stops_an_endpoint_with_exit_0_no_traceback_and_nothing_left(
     output = out.read_text()
     assert process.returncode == 0, output
     assert "Traceback" not in output and "Error" not in output, output
+    assert _alive(started) == set()
+    assert os.listdir(system_tmp) == []
+
+
+def test_a_hang_up_stops_an_endpoint_and_its_processes_with_exit_0(
+    tmp_path: Path, system_tmp: Path
+) -> None:
+    """Its processes have groups of their own, so a closed terminal (SIGHUP) reaches the
+    endpoint alone: it must stop them, as on SIGTERM, rather than die and leave them."""
+    folder, gate = tmp_path / "endpoint", tmp_path / "gate"
+    args = _slow_endpoint(folder, gate)
+    (gate / "release").touch()
+    env = clean_environment(tmp_path / "home", {"TMPDIR": str(system_tmp)})
+    process, _url = _start(args, folder, env, tmp_path / "l")
+    started = _descendants(process.pid)
+    try:
+        process.send_signal(signal.SIGHUP)
+        process.wait(timeout=60)
+    finally:
+        stop(process)
+        for pid in _alive(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 0
     assert _alive(started) == set()
     assert os.listdir(system_tmp) == []

@@ -448,7 +448,10 @@ def serve_endpoint(
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    # A closed terminal (SIGHUP) stops it as SIGTERM does: its processes have groups of their
+    # own, so the hang-up does not reach them, and they are stopped in order here.
     previous = signal.signal(signal.SIGTERM, stop)
+    previous_hup = signal.signal(signal.SIGHUP, stop)
     try:
         with local_endpoint(
             files,
@@ -483,6 +486,7 @@ def serve_endpoint(
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
 
 
 def parse_traffic(text: str) -> dict[str, int]:

@@ -214,8 +214,6 @@ class Registry:
         if canonical is not None and not self.read_only:
             self._opened_blobs = open_store(canonical)
         mine = LOCAL_TREE if canonical is None else canonical
-        if canonical is not None and not self.read_only:
-            self._store.remember_shared({"catalog": _shown_url(self.db_url), "store": canonical})
         recorded = self._catalog.info().get(_STORE_KEY)
         if recorded is None and not self.read_only:
             self._catalog.set_info_default(_STORE_KEY, mine)
@@ -231,6 +229,8 @@ class Registry:
                 store=mine,
                 catalog_store=recorded,
             )
+        if canonical is not None and not self.read_only:  # only once the catalog agreed
+            self._store.remember_shared({"catalog": _shown_url(self.db_url), "store": canonical})
         return canonical
 
     @property

@@ -28,6 +28,10 @@ def die_with_parent(parent_pid: int, sig: int = signal.SIGINT) -> bool:
     it now. Returns whether the kernel took the request. The signal goes with the parent's
     thread that started this process, so call it only in children started from a thread that
     lives as long as the parent (the main thread)."""
+    if sig == signal.SIGINT and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started from a shell that ignores SIGINT (a background job, nohup): a stop request
+        # would be dropped until a server installs its own handlers.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     armed = False
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):

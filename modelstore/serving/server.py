@@ -316,7 +316,6 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
             # gunicorn's control socket is one fixed path per user: two servers would clash.
             "control_socket_disable": True,
             "post_worker_init": self._on_worker_ready,
-            "post_fork": _worker_dies_with_master,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
@@ -334,12 +333,6 @@ class _GunicornApplication(BaseApplication):  # type: ignore[misc]  # gunicorn i
                 return _not_started_app(str(exc), self.options.error_headers)
             self._failure_file.write_text(str(exc), encoding="utf-8")
             sys.exit(WORKER_BOOT_ERROR)
-
-
-def _worker_dies_with_master(server: Any, worker: Any) -> None:
-    """gunicorn's ``post_fork`` hook: a worker stops (as on Ctrl-C) when its master is killed
-    outright, even inside a long ``init()`` (see ``modelstore.serving.lifeline``)."""
-    lifeline.die_with_parent(server.pid)
 
 
 def _not_started_app(reason: str, extra_headers: Sequence[tuple[str, str]]) -> WsgiApp:
@@ -576,15 +569,19 @@ class MainThreadWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn is untyp
     keepalived_conns: deque[Any]
     nr_conns: int
 
+    def init_signals(self) -> None:
+        """gunicorn's handlers, then a lifeline: the worker stops (as on Ctrl-C) when its
+        master is killed outright, even inside a long ``init()`` (see
+        ``modelstore.serving.lifeline``). Armed after the handlers, so the signal is handled."""
+        super().init_signals()
+        lifeline.die_with_parent(self.ppid)
+
     def handle_quit(self, sig: int, frame: Any) -> None:
         """Ctrl-C / SIGQUIT: gunicorn raises ``SystemExit(0)`` wherever the worker is, perhaps
-        inside ``init()``; say first that this is the server stopping."""
+        inside ``init()``; say first that this is the server stopping. (SIGTERM, a graceful
+        stop, lets ``init()`` finish: a real failure there is still reported as one.)"""
         stopping.request()
         super().handle_quit(sig, frame)
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        stopping.request()
-        super().handle_exit(sig, frame)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

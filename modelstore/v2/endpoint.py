@@ -557,7 +557,12 @@ def _start(local: LocalDeployment, log: IO[str]) -> _Process:
     listener = bind_listener("127.0.0.1", 0)
     env = {
         **local.env,
-        SETTINGS_ENV: local.settings.model_dump_json(),
+        # The router counts each deployment's requests in flight and answers the 429 itself; a
+        # second count here would release a little later than the router's and could refuse a
+        # request the router had just admitted.
+        SETTINGS_ENV: local.settings.model_copy(
+            update={"max_concurrent_requests_per_instance": None}
+        ).model_dump_json(),
         LISTENER_ENV: json.dumps([listener.fd, listener.host, listener.port]),
         PARENT_ENV: str(os.getpid()),  # it stops if the endpoint is killed outright
     }
@@ -666,8 +671,9 @@ def _stop(processes: Iterable[_Process]) -> None:
     for process in running:
         try:
             process.popen.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.popen.kill()
+        except subprocess.TimeoutExpired:  # its workers too: it leads a process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.popen.pid, signal.SIGKILL)
             process.popen.wait()
     for process in processes:
         for thread in process.readers:
@@ -701,10 +707,10 @@ class LocalEndpoint:
         return self.spec.name
 
     def wait(self) -> None:
-        """Block until the router process ends. It ends with 0 only when asked to stop: Ctrl-C
-        in a terminal reaches every process of the group, and the router may finish before this
-        process notices its own signal; that is a stop, not a failure. Any other exit is a
-        crash: ModelstoreError naming its code."""
+        """Block until the router process ends. It ends with 0 only when asked to stop (a
+        SIGINT or SIGTERM sent to it directly: a terminal's Ctrl-C reaches this process alone,
+        as the router has a process group of its own); that is a stop, not a failure. Any other
+        exit is a crash: ModelstoreError naming its code."""
         assert self.router_process is not None
         code = self.router_process.wait()
         if code != 0:
