@@ -1160,46 +1160,69 @@ def test_a_request_completed_while_the_worker_was_busy_is_served_after_its_deadl
     assert answer == b"Healthy"
 
 
+SLOW_INIT_SCRIPT = """
+    import os, time
+
+    def init():
+        with open(os.environ["ENTERED"], "w") as out:
+            out.write(str(os.getpid()))
+        time.sleep(60)
+
+    def run(data):
+        return data
+"""
+
+
+@contextmanager
+def serving_a_slow_init(
+    tmp_path: Path, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """``modelstore serve`` in a process group of its own (as a terminal's foreground job),
+    its output in ``tmp_path/out.txt``; yields it and its worker's pid once the worker is
+    inside a 60 s init(). Whatever is left of the group is killed afterwards."""
+    script = write_script(tmp_path / "slow", SLOW_INIT_SCRIPT)
+    entered = tmp_path / "entered"
+    environ = clean_environment(tmp_path / "home", {"ENTERED": str(entered), **env})
+    with (tmp_path / "out.txt").open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelstore",
+                "serve",
+                "--port",
+                "0",
+                "--entry-script",
+                str(script),
+            ],
+            cwd=script.parent,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not entered.exists() or not entered.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, "init() never ran"
+            time.sleep(0.02)
+        yield process, int(entered.read_text())
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def test_ctrl_c_while_init_runs_stops_the_server_with_exit_0_and_no_error(tmp_path: Path) -> None:
     """A terminal's Ctrl-C reaches every process of the group; gunicorn then raises SystemExit
     in the worker, here inside init(). That is the server stopping, not init() failing."""
-    script = write_script(
-        tmp_path / "slow",
-        """
-        import os, time
-
-        def init():
-            open(os.environ["ENTERED"], "w").close()
-            time.sleep(60)
-
-        def run(data):
-            return data
-        """,
-    )
-    entered, scratch = tmp_path / "entered", tmp_path / "tmp"
+    scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = clean_environment(tmp_path / "home", {"ENTERED": str(entered), "TMPDIR": str(scratch)})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelstore", "serve", "--port", "0", "--entry-script", str(script)],
-        cwd=script.parent,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not entered.exists():
-            assert process.poll() is None and time.monotonic() < deadline, "init() never ran"
-            time.sleep(0.02)
+    with serving_a_slow_init(tmp_path, TMPDIR=str(scratch)) as (process, _worker):
         os.killpg(process.pid, signal.SIGINT)
-        output, _ = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        process.wait(timeout=60)
 
+    output = (tmp_path / "out.txt").read_text()
     assert process.returncode == 0, output
     assert "Error:" not in output and "Traceback" not in output, output
     assert "init function was interrupted: the server is stopping" in output
@@ -1209,49 +1232,18 @@ def test_ctrl_c_while_init_runs_stops_the_server_with_exit_0_and_no_error(tmp_pa
 def test_a_worker_inside_init_stops_when_its_server_is_killed_outright(tmp_path: Path) -> None:
     """kill -9 of ``modelstore serve`` (the gunicorn master) runs no clean-up: the worker, busy
     in a long init(), must still go rather than hold the port and the model."""
-    script = write_script(
-        tmp_path / "slow",
-        """
-        import os, time
-
-        def init():
-            with open(os.environ["ENTERED"], "w") as out:
-                out.write(str(os.getpid()))
-            time.sleep(60)
-
-        def run(data):
-            return data
-        """,
-    )
-    entered = tmp_path / "entered"
-    env = clean_environment(tmp_path / "home", {"ENTERED": str(entered)})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelstore", "serve", "--port", "0", "--entry-script", str(script)],
-        cwd=script.parent,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not entered.exists() or not entered.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, "init() never ran"
-            time.sleep(0.02)
-        worker = int(entered.read_text())
+    with serving_a_slow_init(tmp_path) as (process, worker):
         process.kill()
         process.wait()
         deadline = time.monotonic() + 20
-        while Path(f"/proc/{worker}").exists() and _state(worker) != "Z":
+        while process_state(worker) not in ("Z", "gone"):
             assert time.monotonic() < deadline, "the worker outlived its killed server"
             time.sleep(0.05)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
 
 
-def _state(pid: int) -> str:
-    """A process's state letter (Z: a zombie, gone but not yet reaped by init)."""
+def process_state(pid: int) -> str:
+    """A process's state letter from /proc ("Z": a zombie, ended but not yet reaped), or
+    "gone"."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import requests
 from click.testing import CliRunner
-from test_serve_http import URL_LINE, clean_environment, stop
+from test_serve_http import URL_LINE, clean_environment, process_state, stop
 from v2_helpers import GALLERY, copy_gallery, gated_deployment, wait_entered
 from werkzeug.test import Client
 
@@ -579,15 +579,7 @@ def test_an_endpoint_killed_outright_takes_its_deployments_and_router_with_it(
 
 def _alive(pids: set[int]) -> set[int]:
     """Those of ``pids`` still running (not zombies), whoever their parent is now."""
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
+    return {pid for pid in pids if process_state(pid) not in ("Z", "gone")}
 
 
 SLOW_INIT = """
