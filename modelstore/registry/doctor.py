@@ -275,15 +275,23 @@ class Doctor:
                 drop,
             )
 
-    def _pending(self, row: VersionRecord, handled: set[str]) -> None:
+    def _settled_here(self, row: VersionRecord, handled: set[str], doing: str) -> bool:
+        """Whether this home is to settle the pending or deleting ``row`` now: not while its
+        operation runs in this home (its token is in use) or is owned elsewhere, and not if it
+        finished (or was undone) since the snapshot. Its token is then ``handled``."""
         if row.token is not None and self.store.token_in_use(row.token):
-            return  # a registration in progress
-        if self._owned_elsewhere(row, "registration"):
-            return
+            return False  # in progress here
+        if self._owned_elsewhere(row, doing):
+            return False
         if not self.catalog.unchanged(row):
-            return  # its registration finished (or was rolled back) since the snapshot
+            return False
         if row.token is not None:
             handled.add(row.token)
+        return True
+
+    def _pending(self, row: VersionRecord, handled: set[str]) -> None:
+        if not self._settled_here(row, handled, "registration"):
+            return
         subject = f"{row.name}:{row.version}"
         folder = self.store.layout.version_dir(row.name, row.version)
         if os.path.lexists(folder) and not is_import_token(row.token) and self.check(row).ok:
@@ -337,14 +345,8 @@ class Doctor:
         )
 
     def _deleting(self, row: VersionRecord, handled: set[str]) -> None:
-        if row.token is not None and self.store.token_in_use(row.token):
-            return  # a deletion in progress
-        if self._owned_elsewhere(row, "deletion"):
+        if not self._settled_here(row, handled, "deletion"):
             return
-        if not self.catalog.unchanged(row):
-            return  # its deletion finished (or was undone) since the snapshot
-        if row.token is not None:
-            handled.add(row.token)
 
         def finish() -> None:
             self._unpublish(row.name, [str(row.version)])
