@@ -282,13 +282,18 @@ def test_serve_endpoint_routes_by_traffic_header_and_key_and_leaves_nothing(
     assert os.listdir(system_tmp) == []
 
 
+def _gallery_with_auth_mode(trained: Path, gallery: Path, mode: str) -> Path:
+    """A copy of the trained gallery whose endpoint.yml says ``auth_mode: MODE``."""
+    shutil.copytree(trained, gallery)
+    yml = gallery / "endpoint.yml"
+    yml.write_text(yml.read_text().replace("auth_mode: key", f"auth_mode: {mode}"))
+    return gallery
+
+
 def test_serve_endpoint_with_aml_token_auth_prints_a_token_that_opens_it(
     trained: Path, tmp_path: Path, system_tmp: Path
 ) -> None:
-    gallery = tmp_path / "v2"
-    shutil.copytree(trained, gallery)
-    yml = gallery / "endpoint.yml"
-    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    gallery = _gallery_with_auth_mode(trained, tmp_path / "v2", "aml_token")
     env = clean_environment(trained.parent / "home", {"TMPDIR": str(system_tmp)})
     process, url = _start(["--auth", *(f"-f{f}" for f in FILES)], gallery, env, tmp_path / "l")
     try:
@@ -404,10 +409,7 @@ def test_local_endpoint_serves_with_a_traffic_override_and_no_key(
 def test_local_endpoint_refuses_aad_token_auth_before_starting(
     trained: Path, tmp_path: Path, endpoint_tmp: Path
 ) -> None:
-    gallery = tmp_path / "v2"
-    shutil.copytree(trained, gallery)
-    yml = gallery / "endpoint.yml"
-    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aad_token"))
+    gallery = _gallery_with_auth_mode(trained, tmp_path / "v2", "aad_token")
     with (
         pytest.raises(
             InvalidArgumentError,
@@ -422,10 +424,7 @@ def test_local_endpoint_refuses_aad_token_auth_before_starting(
 def test_an_aml_token_endpoint_takes_its_token_from_python_and_refuses_others(
     trained: Path, tmp_path: Path, endpoint_tmp: Path
 ) -> None:
-    gallery = tmp_path / "v2"
-    shutil.copytree(trained, gallery)
-    yml = gallery / "endpoint.yml"
-    yml.write_text(yml.read_text().replace("auth_mode: key", "auth_mode: aml_token"))
+    gallery = _gallery_with_auth_mode(trained, tmp_path / "v2", "aml_token")
     began = int(time.time())
     with (
         (tmp_path / "endpoint.log").open("w") as sink,
