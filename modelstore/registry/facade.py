@@ -490,8 +490,7 @@ class Registry:
 
     def get(self, name: str, version: int | None = None) -> ModelVersion:
         """One version (the highest when ``version`` is None); ``name`` may be ``NAME@ALIAS``."""
-        if type(name) is str and "@" in name:
-            name, version = self._resolve_alias(name, version)
+        name, version = self._pin(name, version)
         _check_version(version, name, allow_none=True)
         validate_name(name)
         for _attempt in range(3):  # a concurrent delete can remove "latest" between the queries
@@ -676,8 +675,7 @@ class Registry:
         """What ``delete`` would remove: one version, or every version when ``version`` is None
         (``name`` may be ``NAME@ALIAS``: that one version). A version an alias points at is
         AliasInUseError unless ``force``: then the plan lists the aliases removed with it."""
-        if type(name) is str and "@" in name:
-            name, version = self._resolve_alias(name, version)
+        name, version = self._pin(name, version)
         validate_name(name)
         if version is None:
             versions = self.list(name)
@@ -706,8 +704,7 @@ class Registry:
         too, in the same transaction, and records that in the alias history."""
         if dry_run:
             return self.plan_delete(name, version, force=force)
-        if type(name) is str and "@" in name:
-            name, version = self._resolve_alias(name, version)
+        name, version = self._pin(name, version)
         validate_name(name)
         _check_version(version, name, allow_none=True)
         done = self._delete(name, None if version is None else [version], aliases=force)
@@ -859,9 +856,9 @@ class Registry:
         return done.model_copy(update={"kept": plan.kept})
 
     def _pin(self, name: str, version: int | None) -> tuple[str, int | None]:
-        """A metadata update's target: ``NAME@ALIAS`` becomes the version the alias points at
-        when the call begins (the update then runs in one transaction on that version, so an
-        alias moved meanwhile never splits one change across two versions)."""
+        """``(name, version)`` for a call that accepts ``NAME@ALIAS``: the version the alias
+        points at when the call begins (a metadata update then runs in one transaction on that
+        version, so an alias moved meanwhile never splits one change across two versions)."""
         if type(name) is str and "@" in name:
             return self._resolve_alias(name, version)
         return name, version
@@ -934,8 +931,8 @@ class Registry:
             raise InvalidArgumentError(
                 "verify: a version needs a model name (name=..., version=...)"
             )
-        if type(name) is str and "@" in name:  # NAME@ALIAS: the one version it points at
-            name, version = self._resolve_alias(name, version)
+        if name is not None:  # NAME@ALIAS: the one version it points at
+            name, version = self._pin(name, version)
         self._catalog.check_integrity()  # verify vouches for the whole store, catalog included
         if name is None:
             records = self._catalog.ready_versions()
