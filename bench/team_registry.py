@@ -34,7 +34,7 @@ name: every registration queues on that name's number) and ``own_name`` (one nam
 Rounds take turns (modelstore, then MLflow, per naming), so both meet the same load; the figure
 is the best round of each, with the per-round rates and each round's ratio beside it (on a
 shared machine the load drifts between rounds: a round's pair ran back to back).
-``--profile DIR`` writes a cProfile of each modelstore worker there (to find where its time
+``--profile DIR`` writes a CPU-time cProfile of each modelstore worker there (to find where its CPU
 goes); ``--source DIR`` also times another checkout's modelstore under the same load in every
 round (``git archive main modelstore | tar -x -C DIR``), for before/after figures.
 """
@@ -104,7 +104,7 @@ register = register_with_run if flavour == "run" else register_bare
 print("ready", flush=True)
 sys.stdin.readline()
 latencies, errors = [], []
-start = time.time()
+start, cpu = time.time(), time.process_time()
 for path in files:
     began = time.perf_counter()
     try:
@@ -113,8 +113,8 @@ for path in files:
         errors.append(f"{type(exc).__name__}: {exc}"[:300])
         continue
     latencies.append(time.perf_counter() - began)
-end = time.time()
-print(json.dumps({"start": start, "end": end, "latencies": latencies, "errors": errors}))
+end, cpu = time.time(), time.process_time() - cpu
+print(json.dumps({"start": start, "end": end, "cpu": cpu, "latencies": latencies, "errors": errors}))
 """
 
 
@@ -127,9 +127,9 @@ def modelstore_worker(argv: list[str]) -> None:
     registry = Registry(home, db_url, store_url=store_url)
     print("ready", flush=True)
     sys.stdin.readline()
-    profiler = cProfile.Profile() if profile != "-" else None
+    profiler = cProfile.Profile(time.process_time) if profile != "-" else None
     latencies, errors = [], []
-    start = time.time()
+    start, cpu = time.time(), time.process_time()
     if profiler is not None:
         profiler.enable()
     for path in files:
@@ -140,12 +140,12 @@ def modelstore_worker(argv: list[str]) -> None:
             errors.append(f"{type(exc).__name__}: {exc}"[:300])
             continue
         latencies.append(time.perf_counter() - began)
-    end = time.time()
+    end, cpu = time.time(), time.process_time() - cpu
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(profile)
     registry.close()
-    print(json.dumps({"start": start, "end": end, "latencies": latencies, "errors": errors}))
+    print(json.dumps({"start": start, "end": end, "cpu": cpu, "latencies": latencies, "errors": errors}))
 
 
 # --- running one load -----------------------------------------------------------------------
@@ -206,6 +206,9 @@ def run_load(commands: list[list[str]], env: dict[str, str]) -> dict[str, Any]:
         "per_s": round(len(latencies) / wall, 1),
         "latency_p50_ms": round(statistics.median(latencies) * 1e3, 1),
         "latency_p95_ms": round(latencies[int(len(latencies) * 0.95)] * 1e3, 1),
+        "client_cpu_ms_per_registration": round(
+            sum(r["cpu"] for r in reports) / max(len(latencies), 1) * 1e3, 2
+        ),
     }
 
 
