@@ -114,7 +114,8 @@ for path in files:
         continue
     latencies.append(time.perf_counter() - began)
 end, cpu = time.time(), time.process_time() - cpu
-print(json.dumps({"start": start, "end": end, "cpu": cpu, "latencies": latencies, "errors": errors}))
+report = {"start": start, "end": end, "cpu": cpu, "latencies": latencies, "errors": errors}
+print(json.dumps(report))
 """
 
 
@@ -145,7 +146,8 @@ def modelstore_worker(argv: list[str]) -> None:
         profiler.disable()
         profiler.dump_stats(profile)
     registry.close()
-    print(json.dumps({"start": start, "end": end, "cpu": cpu, "latencies": latencies, "errors": errors}))
+    report = {"start": start, "end": end, "cpu": cpu, "latencies": latencies, "errors": errors}
+    print(json.dumps(report))
 
 
 # --- running one load -----------------------------------------------------------------------

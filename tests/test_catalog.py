@@ -263,6 +263,32 @@ def test_a_version_row_has_exactly_the_fields_of_a_version_record() -> None:
     assert {c.name for c in FILES.columns} == {"version_id"} | {f.name for f in fields(FileRecord)}
 
 
+def test_linkable_files_are_those_of_the_newest_ready_versions_but_the_one_excluded(
+    catalog: Catalog,
+) -> None:
+    """Bounded by the limit however many versions the name has, so that a registration's read
+    costs the same at version 5 and at version 5000."""
+    for number in range(1, 6):
+        files = [
+            FileRecord("m/a.bin", number, str(number) * 64),
+            FileRecord("m/b.bin", 9, "f" * 64),
+        ]
+        record = catalog.reserve(_new(files=files, file_count=2))
+        if number != 4:  # version 4 stays pending: not linkable
+            catalog.set_state(record.id, READY, expected=PENDING)
+    catalog.set_state(catalog.reserve(_new("other")).id, READY, expected=PENDING)
+    found = catalog.linkable_files("m", 2)
+    assert [(f.version, f.relpath, f.size, f.sha256) for f in found] == [
+        (5, "m/a.bin", 5, "5" * 64),
+        (5, "m/b.bin", 9, "f" * 64),
+        (3, "m/a.bin", 3, "3" * 64),
+        (3, "m/b.bin", 9, "f" * 64),
+    ]
+    assert [f.version for f in catalog.linkable_files("m", 2, but=5)] == [3, 3, 2, 2]
+    assert [f.version for f in catalog.linkable_files("m", 10)] == [5, 5, 3, 3, 2, 2, 1, 1]
+    assert catalog.linkable_files("none", 8) == []
+
+
 def test_both_version_stores_write_identical_rows(tmp_path: Path) -> None:
     """Not only rows that each reads back alike: the stored values, so each reads the other's
     rows and those of catalogs written by earlier releases."""

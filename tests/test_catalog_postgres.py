@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ from sqlalchemy import create_engine, text
 from modelstore import Registry
 from modelstore.catalog import Catalog, FileRecord, NewVersion, migrate
 from modelstore.catalog.engine import create_catalog_engine
+from modelstore.catalog.pgfastpath import PsycopgVersionStore
 from modelstore.catalog.tables import PENDING, READY, Base
-from modelstore.catalog.versionstore import CoreVersionStore, PostgresVersionStore
+from modelstore.catalog.versionstore import CoreVersionStore
 from modelstore.cli import main
 from modelstore.errors import CatalogConnectionError, CatalogError
 
@@ -183,7 +185,127 @@ def test_a_version_of_3e9_bytes_is_stored_and_read_back(catalog: Catalog) -> Non
 def test_a_postgresql_catalog_takes_numbers_with_the_postgresql_version_store(
     catalog: Catalog,
 ) -> None:
-    assert isinstance(catalog._versions, PostgresVersionStore)
+    assert isinstance(catalog._versions, PsycopgVersionStore)
+
+
+def test_the_postgresql_version_store_writes_the_rows_the_portable_one_writes(
+    catalog: Catalog,
+) -> None:
+    """The stored values, not only what each reads back: tags and properties as the same JSON
+    text, the same timestamp, the same manifest."""
+    new = replace(
+        _new(), tags={"t": "1", "é": "ü"}, properties={"p": "2"}, description="d", framework="f"
+    )
+    new = replace(new, files=[FileRecord("m/a", 1, "a" * 64), FileRecord("m/b", 2, "b" * 64)])
+    catalog.reserve(new)
+    catalog._versions = CoreVersionStore(catalog._engine, catalog.url)
+    catalog.reserve(new)
+    fast, core = _query(
+        catalog.url,
+        "SELECT name, state, token, entry, kind, size, file_count, sha256, created_at, "
+        "tags::text, properties::text, description, framework, framework_version, version "
+        "FROM model_versions ORDER BY id",
+    )
+    assert fast[:-1] == core[:-1] and (fast[-1], core[-1]) == (1, 2)
+    assert fast[8] == datetime(2026, 1, 2, 3, 4, 5, 678901)
+    assert fast[9] == '{"t": "1", "\\u00e9": "\\u00fc"}'
+    files = _query(
+        catalog.url,
+        "SELECT v.version, f.relpath, f.size, f.sha256 FROM version_files f "
+        "JOIN model_versions v ON v.id = f.version_id ORDER BY v.version, f.relpath",
+    )
+    assert files == [
+        (v, path, size, digest * 64)
+        for v in (1, 2)
+        for path, size, digest in (("m/a", 1, "a"), ("m/b", 2, "b"))
+    ]
+
+
+def _restart(server: PgServer) -> None:
+    """A fast restart: every session is ended, as a failover or a server upgrade ends them."""
+    log = str(server.root / "log")  # as start_server's: the server must not hold our pipes
+    server.run("pg_ctl", "restart", "-D", str(server.data), "-w", "-m", "fast", "-l", log)
+
+
+@pytest.fixture
+def own_server(pg_server: PgServer) -> Any:
+    """A server of the test's own, to restart."""
+    from pg import start_server
+
+    server = start_server(pg_server.bin_dir)
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+def test_a_read_after_the_server_restarted_reconnects_and_answers(own_server: PgServer) -> None:
+    catalog = Catalog(own_server.createdb("restarted"))
+    try:
+        catalog.set_state(catalog.reserve(_new()).id, READY, expected=PENDING)
+        _restart(own_server)
+        assert catalog.locate("m", None) == (1, "model.pkl")
+    finally:
+        catalog.close()
+
+
+def test_a_write_after_an_idle_while_checks_the_connection_first(
+    own_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelstore.catalog import pgfastpath
+
+    catalog = Catalog(own_server.createdb("idle"))
+    try:
+        catalog.reserve(_new())
+        _restart(own_server)
+        monkeypatch.setattr(pgfastpath, "IDLE_CHECK_S", 0.0)  # every pause counts as idle
+        assert catalog.reserve(_new()).version == 2
+    finally:
+        catalog.close()
+
+
+def test_a_write_whose_connection_broke_is_one_line_not_retried_and_the_next_reconnects(
+    own_server: PgServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a write on a broken connection was committed cannot be known: it is reported,
+    never sent twice."""
+    from modelstore.catalog import pgfastpath
+
+    catalog = Catalog(own_server.createdb("broken"))
+    try:
+        catalog.reserve(_new())
+        _restart(own_server)
+        monkeypatch.setattr(pgfastpath, "IDLE_CHECK_S", 3600.0)  # the check does not run
+        with pytest.raises(CatalogError) as caught:
+            catalog.reserve(_new())
+        assert "\n" not in str(caught.value) and own_server.password not in str(caught.value)
+        assert catalog.reserve(_new()).version == 2
+    finally:
+        catalog.close()
+
+
+def _reserve_in_child(catalog: Catalog, results: Any) -> None:
+    version = catalog.reserve(_new()).version
+    results.put((version, catalog._versions._driver.info.backend_pid))  # type: ignore[attr-defined]
+    catalog.close()  # as a child does when it is done: the parent's session must survive it
+
+
+def test_a_forked_child_uses_its_own_connection_and_leaves_the_parents_alone(
+    catalog: Catalog,
+) -> None:
+    import multiprocessing
+
+    assert catalog.reserve(_new()).version == 1
+    parents = catalog._versions._driver  # type: ignore[attr-defined]
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_reserve_in_child, args=(catalog, results))
+    child.start()
+    child.join(timeout=60)
+    version, session = results.get(timeout=5)
+    assert child.exitcode == 0 and version == 2
+    assert session != parents.info.backend_pid  # its own session, not the parent's socket
+    assert catalog.reserve(_new()).version == 3  # the parent's session survived the child
+    assert catalog._versions._driver is parents  # type: ignore[attr-defined]
 
 
 # --- read-modify-writes under concurrency ------------------------------------------------------

@@ -34,6 +34,7 @@ from modelstore.catalog.errors import (
 )
 from modelstore.catalog.fastpath import SqliteVersionStore, driver_connection
 from modelstore.catalog.leases import Heartbeat, LeaseRecord, Owner, database_now, lease_lost
+from modelstore.catalog.pgfastpath import PsycopgVersionStore
 from modelstore.catalog.records import (
     AliasMoveRecord,
     AliasRecord,
@@ -51,7 +52,7 @@ from modelstore.catalog.tables import NAMES as _NAMES
 from modelstore.catalog.tables import VERSIONS as _VERSIONS
 from modelstore.catalog.versionstore import (
     CoreVersionStore,
-    PostgresVersionStore,
+    LinkableFile,
     VersionStore,
     raise_high_water,
     reading,
@@ -110,8 +111,11 @@ class Catalog:
         if is_sqlite(make_url(db_url)):
             connection = driver_connection(self._reader_fairy)
             self._versions = SqliteVersionStore(connection, self._engine.dialect, db_url)
-        elif self._engine.dialect.name == "postgresql":
-            self._versions = PostgresVersionStore(self._engine, db_url)
+        elif self._engine.dialect.name == "postgresql" and self._engine.dialect.paramstyle == (
+            "pyformat"  # psycopg 3 and psycopg2: the fast path's %(name)s parameters
+        ):
+            self._versions = PsycopgVersionStore(self._engine, db_url, self._reader_fairy)
+            self._reader_fairy = None  # the version store's now: it closes or replaces it
         else:
             self._versions = CoreVersionStore(self._engine, db_url)
         self._reads = self._engine.execution_options(modelstore_read=True)
@@ -121,8 +125,10 @@ class Catalog:
 
     def close(self) -> None:
         self._heartbeat.stop()
-        with contextlib.suppress(Exception):
-            self._reader_fairy.close()
+        self._versions.close()
+        if self._reader_fairy is not None:
+            with contextlib.suppress(Exception):
+                self._reader_fairy.close()
         self._engine.dispose()
 
     # --- transactions ------------------------------------------------------------------------
@@ -381,6 +387,13 @@ class Catalog:
         query = query.order_by(_VERSIONS.c.name, _VERSIONS.c.version.desc())
         with self._read() as connection:
             return [_record(r) for r in connection.execute(query).mappings()]
+
+    def linkable_files(
+        self, name: str, limit: int, *, but: int | None = None
+    ) -> list[LinkableFile]:
+        """The files of ``name``'s ``limit`` newest ready versions (other than ``but``), newest
+        first, in one query: what a new version may hard-link from a home's cache."""
+        return self._versions.linkable_files(name, limit, but)
 
     def rows(self, states: Sequence[str] = (PENDING, READY, DELETING)) -> list[VersionRecord]:
         """Every row in the given states (for doctor, which must see unfinished work too)."""

@@ -39,7 +39,7 @@ def damaged_error(db_url: str, problems: list[str]) -> CatalogDamagedError:
     )
 
 
-def catalog_error(exc: Exception, doing: str, db_url: str | None = None) -> CatalogError:
+def catalog_error(exc: BaseException, doing: str, db_url: str | None = None) -> CatalogError:
     unreachable = None if db_url is None else connection_error(db_url, exc)
     if unreachable is not None:  # a server that went away after the catalog was opened
         return unreachable

@@ -23,7 +23,7 @@ from modelstore.catalog.errors import catalog_error
 from modelstore.catalog.leases import LeaseRecord, lease_lost
 from modelstore.catalog.records import NewVersion, VersionRecord
 from modelstore.catalog.tables import READY, VERSIONS
-from modelstore.catalog.versionstore import row_values
+from modelstore.catalog.versionstore import LinkableFile, row_values
 
 _LATEST = (
     f"SELECT version, entry FROM model_versions WHERE name = ? AND state = '{READY}' "
@@ -37,6 +37,12 @@ _ALIAS = (
     "SELECT v.version, v.entry FROM model_aliases a JOIN model_versions v "
     f"ON v.name = a.name AND v.version = a.version WHERE a.name = ? AND a.alias = ? "
     f"AND v.state = '{READY}'"
+)
+_LINKABLE = (
+    "SELECT v.version, f.relpath, f.size, f.sha256 FROM model_versions v "
+    "JOIN version_files f ON f.version_id = v.id WHERE v.id IN ("
+    f"SELECT id FROM model_versions WHERE name = ? AND state = '{READY}' AND version <> ? "
+    "ORDER BY version DESC LIMIT ?) ORDER BY v.version DESC, f.relpath"
 )
 _LAST = "SELECT last_version FROM model_names WHERE name = ?"
 _NEW_NAME = "INSERT INTO model_names (name, last_version) VALUES (?, ?)"
@@ -92,6 +98,15 @@ class SqliteVersionStore:
         if not rows:
             return None
         return int(rows[0][0]), str(rows[0][1])
+
+    def linkable_files(self, name: str, limit: int, but: int | None) -> list[LinkableFile]:
+        params = (name, 0 if but is None else but, limit)  # versions start at 1
+        with self._lock:
+            try:
+                rows = self._connection.execute(_LINKABLE, params).fetchall()
+            except sqlite3.Error as exc:
+                raise catalog_error(exc, "reading", self._url) from exc
+        return [LinkableFile(*row) for row in rows]
 
     def reserve(self, new: NewVersion, leased: bool = False) -> VersionRecord:
         pending = new.pending(0, 0)  # number and id are known inside the transaction
@@ -158,6 +173,9 @@ class SqliteVersionStore:
                 self._connection.execute(_TAKE, (*values, owner.host_id, owner.pid, owner.started))
             except sqlite3.Error as exc:
                 raise catalog_error(exc, "writing to", self._url) from exc
+
+    def close(self) -> None:
+        pass  # the connection is the catalog's, closed with it
 
 
 def driver_connection(fairy: Any) -> sqlite3.Connection:

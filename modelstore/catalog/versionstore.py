@@ -16,16 +16,24 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import fields, replace
 from datetime import timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from modelstore.catalog.errors import catalog_error
 from modelstore.catalog.leases import LeaseRecord, Owner, database_now, lease_lost
 from modelstore.catalog.records import NewVersion, VersionRecord
 from modelstore.catalog.tables import ALIASES, FILES, LEASES, NAMES, READY, VERSIONS
+
+
+class LinkableFile(NamedTuple):
+    """A file of one of a name's newest ready versions (see ``VersionStore.linkable_files``)."""
+
+    version: int
+    relpath: str
+    size: int
+    sha256: str
 
 
 class VersionStore(Protocol):
@@ -35,6 +43,12 @@ class VersionStore(Protocol):
 
     def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
         """(version, entry) of the ready version ``name@alias`` points at."""
+        ...
+
+    def linkable_files(self, name: str, limit: int, but: int | None) -> list[LinkableFile]:
+        """The files of ``name``'s ``limit`` newest ready versions other than ``but``, newest
+        first: what a new version of the name may hard-link from a home's cache, read on every
+        registration with a shared store (so bounded, whatever the number of versions)."""
         ...
 
     def reserve(self, new: NewVersion, leased: bool = False) -> VersionRecord:
@@ -52,6 +66,10 @@ class VersionStore(Protocol):
 
     def take_lease(self, lease: LeaseRecord) -> None:
         """Record the lease, its heartbeat the database's clock now."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store itself holds (a connection of its own)."""
         ...
 
 
@@ -124,6 +142,22 @@ class CoreVersionStore:
             return None
         return int(rows[0][0]), str(rows[0][1])
 
+    def linkable_files(self, name: str, limit: int, but: int | None) -> list[LinkableFile]:
+        newest = select(VERSIONS.c.id, VERSIONS.c.version).where(
+            VERSIONS.c.name == name, VERSIONS.c.state == READY
+        )
+        if but is not None:
+            newest = newest.where(VERSIONS.c.version != but)
+        # A derived table, not IN (... LIMIT): the portable spelling (MySQL refuses the other).
+        chosen = newest.order_by(VERSIONS.c.version.desc()).limit(limit).subquery()
+        query = (
+            select(chosen.c.version, FILES.c.relpath, FILES.c.size, FILES.c.sha256)
+            .join(FILES, FILES.c.version_id == chosen.c.id)
+            .order_by(chosen.c.version.desc(), FILES.c.relpath)
+        )
+        with reading(self._reads, self._url) as connection:
+            return [LinkableFile(*row) for row in connection.execute(query).all()]
+
     def reserve(self, new: NewVersion, leased: bool = False) -> VersionRecord:
         with writing(self._engine, self._url) as connection:
             if leased and not renew(connection, [new.token]):
@@ -159,26 +193,11 @@ class CoreVersionStore:
         with writing(self._engine, self._url) as connection:
             connection.execute(insert(LEASES).values(**lease_values(lease, connection)))
 
+    def close(self) -> None:
+        pass  # every statement ran on a connection of the engine's pool
+
     def _take_number(self, connection: Connection, name: str) -> int:
         return next_number(connection, name)
-
-
-class PostgresVersionStore(CoreVersionStore):
-    """PostgreSQL: the number is taken by one upsert that increments the name's high-water mark
-    in place and returns it. The row stays locked until the transaction (which also writes the
-    pending version) commits, so concurrent registrations of one name queue on that row and each
-    gets the next number; none reads a number another is about to take."""
-
-    def _take_number(self, connection: Connection, name: str) -> int:
-        upsert = (
-            postgresql_insert(NAMES)
-            .values(name=name, last_version=1)
-            .on_conflict_do_update(
-                index_elements=[NAMES.c.name], set_={"last_version": NAMES.c.last_version + 1}
-            )
-            .returning(NAMES.c.last_version)
-        )
-        return int(connection.execute(upsert).scalar_one())
 
 
 def lease_values(lease: LeaseRecord, connection: Connection) -> dict[str, Any]:

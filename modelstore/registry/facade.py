@@ -592,17 +592,13 @@ class Registry:
         """The files of ``name``'s newest versions, where this home caches them: what a new
         version of the name (re-registered, or materialised) may link to rather than copy. A
         version not cached here is listed too; its files just are not found."""
-        records = [r for r in self._catalog.ready_versions(name) if r.version != but]
-        records = records[:_LINKABLE_VERSIONS]
-        manifests = self._catalog.manifests(r.id for r in records) if records else {}
         return CachedFiles(
             (
-                os.path.join(self.layout.version_dir(r.name, r.version), *f.relpath.split("/")),
+                os.path.join(self.layout.version_dir(name, f.version), *f.relpath.split("/")),
                 f.size,
                 f.sha256,
             )
-            for r in records
-            for f in manifests.get(r.id, [])
+            for f in self._catalog.linkable_files(name, _LINKABLE_VERSIONS, but=but)
         )
 
     # --- metadata ----------------------------------------------------------------------------
