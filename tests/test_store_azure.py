@@ -429,9 +429,21 @@ def _blob_path(az_store_url: str, digest: str) -> str:
     return f"/{ACCOUNT}/{container}/{prefix}/sha256/{digest[:2]}/{digest}"
 
 
+@pytest.mark.parametrize("credentials", ["connection string", "account and key"])
 def test_a_store_opened_with_http_proxy_set_sends_every_request_through_that_proxy(
-    az_store_url: str, proxy: _RecordingProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    az_store_url: str,
+    azurite_server: Azurite,
+    proxy: _RecordingProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    credentials: str,
 ) -> None:
+    if credentials == "account and key":
+        monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+        endpoint = f"http://127.0.0.1:{azurite_server.port}/{ACCOUNT}"
+        monkeypatch.setenv("AZURE_STORAGE_SERVICE_ENDPOINT", endpoint)
+        monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+        monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     store = open_store(az_store_url)
     monkeypatch.delenv("HTTP_PROXY")  # read when the store opened: still used
