@@ -31,12 +31,13 @@ class Azurite:
     process: subprocess.Popen[bytes]
     port: int
     folder: str
+    scheme: str = "http"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-            f"BlobEndpoint=http://127.0.0.1:{self.port}/{ACCOUNT};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint={self.scheme}://127.0.0.1:{self.port}/{ACCOUNT};"
         )
 
     def kill(self) -> None:
@@ -63,15 +64,23 @@ def azurite_program() -> str | None:
     return os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob")
 
 
-def start_azurite(program: str, folder: str | None = None, port: int | None = None) -> Azurite:
+def start_azurite(
+    program: str,
+    folder: str | None = None,
+    port: int | None = None,
+    *,
+    tls: tuple[str, str] | None = None,
+) -> Azurite:
     """Start on a free port and wait until it accepts connections (what a client needs).
-    ``folder`` and ``port``: restart a killed one on its data, at the same address."""
+    ``folder`` and ``port``: restart a killed one on its data, at the same address. ``tls``
+    (certificate and key PEM files): serve HTTPS instead of HTTP."""
     folder = folder or tempfile.mkdtemp(prefix="modelstore-azurite-")
     port = port or free_port()
+    https = ["--cert", tls[0], "--key", tls[1]] if tls else []
     process = subprocess.Popen(
         [
             program, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", folder,
-            "--skipApiVersionCheck", "--silent",
+            "--skipApiVersionCheck", "--silent", *https,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -85,7 +94,7 @@ def start_azurite(program: str, folder: str | None = None, port: int | None = No
             raise RuntimeError(f"azurite-blob exited with {process.returncode}: {error}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return Azurite(process, port, folder)
+            return Azurite(process, port, folder, "https" if tls else "http")
         except OSError:
             if time.monotonic() > deadline:
                 process.kill()
