@@ -391,9 +391,22 @@ class StoreMismatchError(CatalogError):
     """The catalog belongs to another model store than the one this home is configured with
     (``MODELSTORE_STORE_URL``): writing would record versions whose bytes the others cannot
     find. ``store``: this home's store URL (``"local"`` for its own tree); ``catalog_store``:
-    the one the catalog records."""
+    the one the catalog records. For a store of the right URL that is another store (another
+    account's container, another mount): ``store_id`` (None: it has no identity marker) and
+    ``catalog_store_id``, the id the catalog records."""
 
-    def __init__(self, message: str, *, catalog: str, store: str, catalog_store: str) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        catalog: str,
+        store: str,
+        catalog_store: str,
+        store_id: str | None = None,
+        catalog_store_id: str | None = None,
+    ) -> None:
         super().__init__(message, catalog=catalog)
         self.store = store
         self.catalog_store = catalog_store
+        self.store_id = store_id
+        self.catalog_store_id = catalog_store_id

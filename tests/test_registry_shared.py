@@ -26,7 +26,7 @@ from modelstore.errors import (
     StorageError,
     StoreMismatchError,
 )
-from modelstore.store.shared import STORE_URL_ENV
+from modelstore.store.shared import IDENTITY_NAME, STORE_URL_ENV
 
 
 @pytest.fixture
@@ -369,6 +369,69 @@ def test_a_home_configured_with_another_store_than_the_catalogs_is_refused(
     with pytest.raises(StoreMismatchError):  # home a itself, opened with the wrong store
         Registry(tmp_path / "a", catalog, store_url=url(then))
     assert (marker.read_text() if marker.exists() else None) == recorded  # not rewritten
+
+
+@pytest.mark.parametrize("replacement", ["empty folder", "another registry's store"])
+def test_another_store_behind_the_same_url_is_refused_in_one_line(
+    tmp_path: Path, replacement: str
+) -> None:
+    """The folder a ``file://`` URL names on another machine (another server mounted there),
+    like the container an ``az://`` URL names in another storage account, is another store:
+    its identity marker is not the one the catalog records."""
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    url = f"file://{tmp_path / 'store'}"
+    (tmp_path / "store").mkdir()
+    with Registry(tmp_path / "a", catalog, store_url=url) as a:
+        a.register(make_file(tmp_path / "model.pkl"), "m")
+        recorded = a._catalog.info()["model_store_id"]
+    assert (tmp_path / "store" / IDENTITY_NAME).read_text() == (f'{{"store_id": "{recorded}"}}\n')
+    (tmp_path / "store").rename(tmp_path / "first-store")
+    (tmp_path / "store").mkdir()
+    other = None
+    if replacement != "empty folder":
+        with Registry(tmp_path / "other", store_url=url) as elsewhere:
+            elsewhere.register(make_file(tmp_path / "other.pkl", b"other"), "x")
+        other = (tmp_path / "store" / IDENTITY_NAME).read_text().split('"')[3]
+    before = (tmp_path / "catalog.db").read_bytes(), sorted(os.listdir(tmp_path / "store"))
+    with pytest.raises(StoreMismatchError) as caught:
+        Registry(tmp_path / "b", catalog, store_url=url)
+    reached = (
+        f"has no identity marker ({IDENTITY_NAME})"
+        if other is None
+        else f"is the store with id {other}"
+    )
+    assert str(caught.value) == (
+        f"the catalog {catalog} belongs to the store {url} with id {recorded}, "
+        f"but the store this home reaches as {url} {reached}: another storage account or "
+        "folder of the same name; nothing was changed (check the credentials "
+        "(AZURE_STORAGE_*) or the mount; if the marker was removed, write "
+        f'{{"store_id": "{recorded}"}} back to {IDENTITY_NAME} at the store\'s root)'
+    )
+    assert (caught.value.store_id, caught.value.catalog_store_id) == (other, recorded)
+    assert ((tmp_path / "catalog.db").read_bytes(), sorted(os.listdir(tmp_path / "store"))) == (
+        before
+    )
+    (tmp_path / "store").rename(tmp_path / "second-store")
+    (tmp_path / "first-store").rename(tmp_path / "store")
+    with Registry(tmp_path / "b", catalog, store_url=url) as b:  # the right store again
+        assert b.path("m", 1).read_bytes() == b"model-bytes"
+
+
+def test_a_catalog_and_store_from_before_identity_markers_are_claimed_on_first_open(
+    tmp_path: Path,
+) -> None:
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    url = f"file://{tmp_path / 'store'}"
+    (tmp_path / "store").mkdir()
+    with Registry(tmp_path / "a", catalog, store_url=url) as a:
+        a.register(make_file(tmp_path / "model.pkl"), "m")
+        with a._catalog._engine.begin() as connection:  # as an earlier release left them
+            connection.exec_driver_sql("DELETE FROM catalog_info WHERE key = 'model_store_id'")
+    (tmp_path / "store" / IDENTITY_NAME).unlink()
+    with Registry(tmp_path / "b", catalog, store_url=url) as b:
+        assert b.path("m", 1).read_bytes() == b"model-bytes"
+        found = (tmp_path / "store" / IDENTITY_NAME).read_text()
+        assert found == f'{{"store_id": "{b._catalog.info()["model_store_id"]}"}}\n'
 
 
 def test_doctor_in_one_home_reports_a_registration_under_way_in_another_as_live(
@@ -883,15 +946,21 @@ def test_the_cli_doctor_lists_work_under_way_in_another_home_and_exits_0(
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_doctor_repairing_over_and_over_in_one_home_loses_nothing_another_home_registers(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Home B runs doctor --repair in a loop while 4 processes of home A register 25 versions
-    each: every registration succeeds, versions are exactly 1..100, and B never repairs a
-    thing: it sees A's leases as live work (their pids run on this host) and leaves them."""
+    each, and a fifth registration of A is held after taking its number (so that every run
+    overlaps work under way: the others are over in a few milliseconds, often between the
+    doctor's snapshot and its check): every registration succeeds, versions are exactly
+    1..101, and B never repairs a thing: it sees A's leases as live work (their pids run on
+    this host) and leaves them."""
     root = tmp_path / "store"
     root.mkdir()
-    env = {**os.environ, "MODELSTORE_DB_URL": pg_url, STORE_URL_ENV: f"file://{root}"}
-    source = make_file(tmp_path / "model.pkl", b"m" * 4096)
+    store_url = f"file://{root}"
+    monkeypatch.setenv("MODELSTORE_DB_URL", pg_url)
+    monkeypatch.setenv(STORE_URL_ENV, store_url)
+    env = os.environ.copy()
+    source = make_file(tmp_path / "weights.pkl", b"m" * 4096)
     go, stop = tmp_path / "go", tmp_path / "stop"
     home_a, home_b = tmp_path / "a", tmp_path / "b"
 
@@ -900,6 +969,7 @@ def test_doctor_repairing_over_and_over_in_one_home_loses_nothing_another_home_r
             command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
 
+    held = Held(tmp_path, home_a, "publish")
     doctor = start(child_command("doctor_until", str(home_b), str(stop)))
     registrars = [
         start(child_command("register_many", str(home_a), str(source), "m", "25", str(go)))
@@ -911,17 +981,20 @@ def test_doctor_repairing_over_and_over_in_one_home_loses_nothing_another_home_r
         out, err = child.communicate(timeout=240)
         assert (child.returncode, err) == (0, ""), err
         versions += json.loads(out)
+    code, out, err = held.finish()
+    assert (code, err) == (0, ""), err
+    assert int(out) == 1  # it took its number first
+    versions.append(1)
     stop.touch()
     out, err = doctor.communicate(timeout=120)
     assert (doctor.returncode, err) == (0, ""), err
     loop = json.loads(out)
-    assert loop["runs"] > 1 and loop["live"] > 0 and loop["repaired"] == []
-    assert sorted(versions) == list(range(1, 101))
-    store_url = f"file://{root}"
+    assert loop["runs"] > 1 and loop["live"] > 0 and loop["repaired"] == [], loop
+    assert sorted(versions) == list(range(1, 102))
     with Registry(home_b, pg_url, store_url=store_url) as b:
-        assert b.versions("m") == list(range(1, 101))
+        assert b.versions("m") == list(range(1, 102))
         assert b.doctor().findings == []
-        assert b.path("m", 100).read_bytes() == b"m" * 4096
+        assert b.path("m", 101).read_bytes() == b"m" * 4096
     with Registry(home_a, pg_url, store_url=store_url) as a:
         assert a.doctor().findings == [] and a.verify().ok
     assert _lease_rows(pg_url) == []

@@ -18,9 +18,9 @@ from azurite import ACCOUNT, KEY, Azurite, azurite_program, missing_azurite, sta
 from registry_helpers import child_command, make_file, make_model_dir, tree_files, wait_for
 
 from modelstore import Registry
-from modelstore.errors import IntegrityError, StorageError
+from modelstore.errors import IntegrityError, StorageError, StoreMismatchError
 from modelstore.store.hashing import new_buffer
-from modelstore.store.shared import open_store
+from modelstore.store.shared import IDENTITY_NAME, open_store
 
 pytestmark = pytest.mark.azurite
 
@@ -35,7 +35,9 @@ def _container(az_store_url: str) -> object:
 
 
 def _blob_names(az_store_url: str) -> list[str]:
-    return sorted(b.name for b in _container(az_store_url).list_blobs())  # type: ignore[attr-defined]
+    """The model blobs (the store's identity marker aside)."""
+    names = (b.name for b in _container(az_store_url).list_blobs())  # type: ignore[attr-defined]
+    return sorted(name for name in names if "/sha256/" in f"/{name}")
 
 
 def test_a_blob_is_uploaded_once_under_its_sha256(az_store_url: str, tmp_path: Path) -> None:
@@ -240,6 +242,51 @@ def test_a_blob_changed_in_azure_is_refused_on_materialisation(
         assert [c.changed for c in b.verify(store=True).versions] == [["model.pkl"]]
 
 
+def test_a_container_of_the_same_name_in_another_account_is_refused_in_one_line(
+    az_store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``az://models`` names another store in another storage account (here: another Azurite):
+    its identity marker is not the catalog's, so a home configured with those credentials is
+    refused before it writes anything; back on the right account, it works."""
+    from azure.storage.blob import BlobServiceClient
+
+    program = azurite_program()
+    if program is None:
+        missing_azurite()
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    with Registry(tmp_path / "a", catalog, store_url=az_store_url) as a:
+        a.register(make_file(tmp_path / "model.pkl", b"weights"), "m")
+        recorded = a._catalog.info()["model_store_id"]
+    right = os.environ["AZURE_STORAGE_CONNECTION_STRING"]
+    other: Azurite = start_azurite(program)
+    try:
+        container = az_store_url.removeprefix("az://").split("/")[0]
+        BlobServiceClient.from_connection_string(other.connection_string).create_container(
+            container
+        )
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", other.connection_string)
+        before = (tmp_path / "catalog.db").read_bytes()
+        with pytest.raises(StoreMismatchError) as caught:
+            Registry(tmp_path / "b", catalog, store_url=az_store_url)
+        assert "\n" not in str(caught.value)
+        assert (caught.value.store_id, caught.value.catalog_store_id) == (None, recorded)
+        assert f"reaches as {az_store_url} has no identity marker" in str(caught.value)
+        assert (tmp_path / "catalog.db").read_bytes() == before
+        assert _blob_names_in(other.connection_string, container) == []  # nothing written
+    finally:
+        other.stop()
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", right)
+    with Registry(tmp_path / "b", catalog, store_url=az_store_url) as b:
+        assert b.path("m", 1).read_bytes() == b"weights"
+
+
+def _blob_names_in(connection_string: str, container: str) -> list[str]:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(connection_string)
+    return sorted(b.name for b in service.get_container_client(container).list_blobs())
+
+
 def test_a_store_that_went_away_fails_the_registration_and_takes_no_number(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -283,11 +330,15 @@ def test_azurite_killed_during_a_multi_block_upload_leaves_no_version_and_a_retr
         missing_azurite()
     first = start_azurite(program)
     BlobServiceClient.from_connection_string(first.connection_string).create_container("models")
-    first.stop(keep_data=True)  # the container saved, as a long-lived storage account has it
+    catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", first.connection_string)
+    Registry(tmp_path / "a", catalog, store_url="az://models").close()  # the store's marker
+    # Saved, as a long-lived storage account has them: Azurite forgets what it wrote in its
+    # last seconds when killed, which a storage account never does.
+    first.stop(keep_data=True)
     server: Azurite = start_azurite(program, first.folder, first.port)
     restarted: Azurite | None = None
     try:
-        catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
         monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.connection_string)
         env = os.environ | {"MODELSTORE_DB_URL": catalog, "MODELSTORE_STORE_URL": "az://models"}
         data = os.urandom(3 << 20 | 123)  # four 1 MB blocks
@@ -316,7 +367,7 @@ def test_azurite_killed_during_a_multi_block_upload_leaves_no_version_and_a_retr
         container = BlobServiceClient.from_connection_string(
             server.connection_string
         ).get_container_client("models")
-        assert list(container.list_blobs()) == []  # uncommitted blocks are no blob
+        assert [b.name for b in container.list_blobs()] == [IDENTITY_NAME]  # no block is a blob
         with Registry(home, catalog, store_url="az://models") as a:
             assert a._catalog.rows() == []  # no version, not even pending
             assert a.verify().ok and a.verify(store=True).ok

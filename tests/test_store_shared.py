@@ -10,7 +10,13 @@ import pytest
 
 from modelstore.errors import InvalidArgumentError, StorageError
 from modelstore.store.hashing import BUFFER_SIZE, SMALL_BUFFER_SIZE, new_buffer
-from modelstore.store.shared import PROBE_MIN_SIZE, FileBlobStore, open_store, upload_missing
+from modelstore.store.shared import (
+    IDENTITY_NAME,
+    PROBE_MIN_SIZE,
+    FileBlobStore,
+    open_store,
+    upload_missing,
+)
 
 
 def _file(path: Path, data: bytes) -> tuple[str, str]:
@@ -141,3 +147,39 @@ def test_a_store_url_that_names_no_usable_store_is_one_line(
     with pytest.raises(error, match=message) as caught:
         open_store(url)
     assert "\n" not in str(caught.value)
+
+
+def test_of_several_first_claims_of_a_stores_identity_one_wins_and_all_get_it(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    store = FileBlobStore(str(tmp_path))
+    assert store.read_identity() is None
+    barrier = threading.Barrier(8)
+    got: list[str] = []
+
+    def claim(index: int) -> None:
+        barrier.wait()
+        got.append(store.claim_identity(f"id-{index}"))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 8 and len(set(got)) == 1 and got[0].startswith("id-")
+    assert store.read_identity() == got[0] == store.claim_identity("later")
+    assert sorted(os.listdir(tmp_path)) == [IDENTITY_NAME]  # no temporary left behind
+    assert os.stat(tmp_path / IDENTITY_NAME).st_mode & 0o222 == 0  # read-only, as blobs are
+
+
+def test_a_damaged_identity_marker_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / IDENTITY_NAME).write_text("{not json")
+    with pytest.raises(StorageError) as caught:
+        FileBlobStore(str(tmp_path)).read_identity()
+    assert str(caught.value) == (
+        f"the model store file://{tmp_path} has a damaged identity marker {IDENTITY_NAME}; "
+        'nothing was changed (rewrite it as {"store_id": "ID"} with the ID its catalog '
+        "records: SELECT value FROM catalog_info WHERE key = 'model_store_id')"
+    )

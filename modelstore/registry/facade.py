@@ -23,6 +23,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -56,6 +57,7 @@ from modelstore.errors import (
     ModelstoreError,
     RegistryNotFoundError,
     SharedHomeError,
+    StorageError,
     StoreMismatchError,
     VersionOutOfRangeError,
 )
@@ -89,6 +91,7 @@ from modelstore.store import SourcePlan, Store, check_version, plan_source
 from modelstore.store.hashing import new_buffer
 from modelstore.store.links import CachedFiles, SourceLinker
 from modelstore.store.shared import (
+    IDENTITY_NAME,
     LOCAL_TREE,
     STORE_URL_ENV,
     BlobStore,
@@ -137,6 +140,10 @@ _LINKABLE_VERSIONS = 8
 """How many of a name's newest versions a new version may hard-link cached files from (with a
 shared store; see ``modelstore.store.links``): re-registered bytes are usually a recent
 version's, and looking further would cost a larger manifest query on every registration."""
+_STORE_ID_KEY = "model_store_id"
+"""The ``catalog_info`` key recording the id of the shared store the catalog was first opened
+with (see ``modelstore.store.shared.IDENTITY_NAME``): the URL alone names one store only as seen
+with one set of credentials or mounts."""
 _STORE_KEY = "model_store"
 """The ``catalog_info`` key recording the store a catalog belongs to (``LOCAL_TREE``: one home's
 own tree)."""
@@ -230,8 +237,46 @@ class Registry:
                 catalog_store=recorded,
             )
         if canonical is not None and not self.read_only:  # only once the catalog agreed
+            assert self._opened_blobs is not None
+            self._check_store_identity(self._opened_blobs)
             self._store.remember_shared({"catalog": _shown_url(self.db_url), "store": canonical})
         return canonical
+
+    def _check_store_identity(self, blobs: BlobStore) -> None:
+        """The store this home reaches is the one the catalog belongs to, not another account's
+        container or another mount of the same name: its identity marker holds the id the
+        catalog records. The first writing open of either records it (the store's marker
+        first, then the catalog; each write keeps what another process wrote first)."""
+        recorded = self._catalog.info().get(_STORE_ID_KEY)
+        found = blobs.read_identity()
+        if found is None and recorded is None:
+            try:
+                found = blobs.claim_identity(uuid.uuid4().hex)
+            except StorageError:  # read-only credentials or mount: it cannot register either
+                return  # nothing recorded on either side yet: the first writer claims it
+        if recorded is None and found is not None:
+            self._catalog.set_info_default(_STORE_ID_KEY, found)
+            recorded = self._catalog.info().get(_STORE_ID_KEY)
+        if found == recorded:
+            return
+        catalog = _shown_url(self.db_url)
+        reached = (
+            f"has no identity marker ({IDENTITY_NAME})"
+            if found is None
+            else f"is the store with id {found}"
+        )
+        raise StoreMismatchError(
+            f"the catalog {catalog} belongs to the store {blobs.url} with id {recorded}, but "
+            f"the store this home reaches as {blobs.url} {reached}: another storage account "
+            "or folder of the same name; nothing was changed (check the credentials "
+            "(AZURE_STORAGE_*) or the mount; if the marker was removed, write "
+            f'{{"store_id": "{recorded}"}} back to {IDENTITY_NAME} at the store\'s root)',
+            catalog=catalog,
+            store=blobs.url,
+            catalog_store=blobs.url,
+            store_id=found,
+            catalog_store_id=recorded,
+        )
 
     @property
     def store_url(self) -> str | None:

@@ -12,6 +12,7 @@ is taken. Every service or network failure is one StorageError line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from modelstore.errors import StorageError
+from modelstore.store.shared import IDENTITY_NAME, identity_bytes, parse_identity
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_ENVS = ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME")  # az CLI, adlfs
@@ -261,6 +263,44 @@ class AzureBlobStore:
             return True
 
         return self._call("uploading a blob", upload)
+
+    def read_identity(self) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        marker = self._client.get_blob_client(self._marker_name())
+
+        def read() -> bytes | None:
+            try:
+                return bytes(marker.download_blob().readall())
+            except ResourceNotFoundError:
+                return None
+
+        data = self._call("reading the store's identity", read)
+        return None if data is None else parse_identity(data, self.url)
+
+    def claim_identity(self, proposed: str) -> str:
+        """One put that fails if the marker exists (``If-None-Match: *``): of two first opens,
+        the service lets one write it."""
+        from azure.core.exceptions import ResourceExistsError
+
+        marker = self._client.get_blob_client(self._marker_name())
+
+        def write() -> None:
+            with contextlib.suppress(ResourceExistsError):
+                marker.upload_blob(identity_bytes(proposed), overwrite=False)
+
+        self._call("writing the store's identity", write)
+        found = self.read_identity()
+        if found is None:
+            raise StorageError(
+                f"the model store {self.url}'s identity marker vanished as it was written; "
+                "check who else deletes blobs in that container, then retry",
+                path=self.url,
+            )
+        return found
+
+    def _marker_name(self) -> str:
+        return f"{self.prefix}/{IDENTITY_NAME}" if self.prefix else IDENTITY_NAME
 
     def fetch(self, sha256: str, target: str, buffer: bytearray) -> tuple[int, str]:
         from azure.core.exceptions import ResourceNotFoundError

@@ -17,6 +17,7 @@ collection yet: a version deleted from the catalog keeps its blobs).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from typing import Protocol
@@ -39,6 +40,14 @@ __all__ = [
 LOCAL_TREE = "local"
 """What a catalog records as its store when its versions live in one home's own tree."""
 
+IDENTITY_NAME = "modelstore-store.json"
+"""The store's identity marker, at its root (beside ``sha256/``): ``{"store_id": "<hex>"}``,
+written once by the first registry that opens the store for writing and never changed. A URL
+names a store only as seen with one set of credentials or mounts: ``az://models`` is another
+store in another storage account, and ``file:///shared/models`` another folder on a machine
+that mounts another server there. The catalog records the id it was first opened with, and a
+home that reaches a store with another id, or none, is refused before it writes anything."""
+
 
 class BlobStore(Protocol):
     """Where model bytes live for every home, by sha256."""
@@ -60,6 +69,15 @@ class BlobStore(Protocol):
 
     def check(self, sha256: str, size: int, buffer: bytearray) -> str | None:
         """None if the blob is present and its bytes match; else "missing" or "changed"."""
+        ...
+
+    def read_identity(self) -> str | None:
+        """The id in the store's identity marker (``IDENTITY_NAME``); None if it has none."""
+        ...
+
+    def claim_identity(self, proposed: str) -> str:
+        """Write ``proposed`` as the store's id unless it has one; the id it has now (of two
+        first opens at once, one id wins, and both get it)."""
         ...
 
 
@@ -111,6 +129,52 @@ class FileBlobStore:
     def fetch(self, sha256: str, target: str, buffer: bytearray) -> tuple[int, str]:
         return copy_and_hash(self.blob_path(sha256), target, buffer)
 
+    def read_identity(self) -> str | None:
+        try:
+            with open(os.path.join(self.root, IDENTITY_NAME), "rb") as marker:
+                return parse_identity(marker.read(), self.url)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(
+                f"cannot read the model store {self.url}'s identity ({exc.strerror or exc}); "
+                "check that the folder is readable",
+                path=self.root,
+            ) from exc
+
+    def claim_identity(self, proposed: str) -> str:
+        """Written whole under a temporary name, then hard-linked to the marker's name, which
+        fails if it exists: the marker appears complete, once."""
+        target = os.path.join(self.root, IDENTITY_NAME)
+        temporary = os.path.join(self.root, f".{IDENTITY_NAME}.{os.getpid()}-{uuid.uuid4().hex}")
+        try:
+            try:
+                with open(temporary, "xb") as writer:
+                    writer.write(identity_bytes(proposed))
+                    writer.flush()
+                    os.fsync(writer.fileno())
+                os.chmod(temporary, READ_ONLY_FILE)
+                with contextlib.suppress(FileExistsError):
+                    os.link(temporary, target)
+                    fsync_dir(self.root)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write to the model store {self.url} ({exc.strerror or exc}); check "
+                "that the folder exists and is writable (nothing was registered)",
+                path=self.root,
+            ) from exc
+        found = self.read_identity()
+        if found is None:
+            raise StorageError(
+                f"the model store {self.url}'s identity marker vanished as it was written; "
+                "check who else removes files in that folder, then retry",
+                path=self.root,
+            )
+        return found
+
     def check(self, sha256: str, size: int, buffer: bytearray) -> str | None:
         path = self.blob_path(sha256)
         try:
@@ -121,6 +185,26 @@ class FileBlobStore:
             return "missing"
         except OSError:
             return "changed"
+
+
+def identity_bytes(store_id: str) -> bytes:
+    return (json.dumps({"store_id": store_id}) + "\n").encode()
+
+
+def parse_identity(data: bytes, url: str) -> str:
+    """The id in a marker's bytes; a marker that is not one is one StorageError line."""
+    try:
+        store_id = json.loads(data)["store_id"]
+    except (ValueError, TypeError, KeyError):
+        store_id = None
+    if not isinstance(store_id, str) or not store_id:
+        raise StorageError(
+            f"the model store {url} has a damaged identity marker {IDENTITY_NAME}; nothing "
+            'was changed (rewrite it as {"store_id": "ID"} with the ID its catalog records: '
+            "SELECT value FROM catalog_info WHERE key = 'model_store_id')",
+            path=url,
+        )
+    return store_id
 
 
 def store_url(url: str) -> str:
