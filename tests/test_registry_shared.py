@@ -1003,7 +1003,8 @@ def test_doctor_repairing_over_and_over_in_one_home_loses_nothing_another_home_r
 def test_a_deletion_killed_in_one_home_is_finished_by_the_other_homes_doctor(
     team: str, tmp_path: Path
 ) -> None:
-    """Rows only: the folder still in home A's cache is A's (reported there, never deleted)."""
+    """Rows only: the folder still in home A's cache is A's own doctor's to remove (every byte
+    of it is in the store)."""
     source = make_file(tmp_path / "model.pkl")
     with Registry(tmp_path / "a") as a:
         a.register(source, "m")
@@ -1027,8 +1028,48 @@ def test_a_deletion_killed_in_one_home_is_finished_by_the_other_homes_doctor(
     assert _lease_rows(team) == []
     with Registry(tmp_path / "a") as a:
         kinds = sorted(f.kind for f in a.doctor(repair=True).findings)
-        assert kinds == ["orphan_folder", "stale_lock"]
-        assert (tmp_path / "a" / "azureml-models" / "m" / "1" / "model.pkl").is_file()
+        assert kinds == ["deleted_version_cache", "stale_lock"]
+        assert not (tmp_path / "a" / "azureml-models" / "m" / "1").exists()
+        assert a.path("m", 2).read_bytes() == b"model-bytes" and a.verify().ok
+        assert a.doctor().findings == []
+
+
+def test_a_version_deleted_in_one_home_leaves_the_others_cache_through_their_doctor(
+    team: str, tmp_path: Path
+) -> None:
+    """Only a copy whose every byte is in the store: one changed since it was cached (its
+    bytes in no blob) is a foreign folder, reported and never deleted."""
+    with Registry(tmp_path / "a") as a:
+        for index in range(3):
+            a.register(make_file(tmp_path / f"v{index}.pkl", f"weights-{index}".encode()), "m")
+    with Registry(tmp_path / "b") as b:
+        for version in (1, 2, 3):
+            b.path("m", version)
+    with Registry(tmp_path / "a") as a:
+        a.delete("m", 1)
+        a.delete("m", 2)
+    changed = tmp_path / "b" / "azureml-models" / "m" / "2" / "v1.pkl"
+    changed.chmod(0o644)
+    changed.write_bytes(b"edited by hand")
+    with Registry(tmp_path / "b") as b:
+        report = b.doctor()
+        assert [(f.kind, f.subject) for f in report.findings] == [
+            ("deleted_version_cache", "m:1"),
+            ("orphan_folder", str(tmp_path / "b" / "azureml-models" / "m" / "2")),
+        ]
+        assert report.findings[0].detail == (
+            "this home's cached copy of a version the catalog no longer has (deleted, or rolled "
+            "back, from another home); every byte of it is in the shared store"
+        )
+        assert (tmp_path / "b" / "azureml-models" / "m" / "1").is_dir()  # only reported
+        repaired = b.doctor(repair=True).findings
+        assert [(f.kind, f.repaired) for f in repaired] == [
+            ("deleted_version_cache", True),
+            ("orphan_folder", False),
+        ]
+        assert not (tmp_path / "b" / "azureml-models" / "m" / "1").exists()
+        assert changed.read_bytes() == b"edited by hand"  # never deleted
+        assert b.path("m", 3).read_bytes() == b"weights-2" and b.verify().ok
 
 
 def test_a_homes_own_doctor_completes_its_killed_registration_whose_files_are_all_stored(

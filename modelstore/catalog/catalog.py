@@ -422,6 +422,16 @@ class Catalog:
             _VERSIONS.c.state == record.state,
         ]
 
+    def has_row(self, name: str, version: int) -> bool:
+        """Whether ``name:version`` has a row in any state (pending, ready, deleting)."""
+        with self._read() as connection:
+            found = connection.execute(
+                select(_VERSIONS.c.id).where(
+                    _VERSIONS.c.name == name, _VERSIONS.c.version == version
+                )
+            ).first()
+        return found is not None
+
     def unchanged(self, record: VersionRecord) -> bool:
         """True if the row is still exactly as in ``record`` (same version, state and token):
         no live process moved it on since it was read."""

@@ -71,10 +71,13 @@ class Doctor:
         owner: Owner | None = None,
         shared: bool = False,
         in_store: Callable[[VersionRecord], bool] | None = None,
+        folder_in_store: Callable[[Path], bool] | None = None,
     ) -> None:
         """``owner``: this process, as a lease names it. ``shared``: the catalog and the model
         store are shared by several homes, and this home's tree is only a cache (see
-        ``_elsewhere``); ``in_store``: whether every file of a version is in the shared store."""
+        ``_elsewhere``); ``in_store``: whether every file of a version is in the shared store;
+        ``folder_in_store``: whether the bytes of every file under a folder are (see
+        ``_deleted_version_cache``)."""
         self.catalog = catalog
         self.store = store
         self.check = check
@@ -82,6 +85,7 @@ class Doctor:
         self.shared = shared
         self.owner = owner or this_process(str(store.layout.home))
         self.in_store = in_store
+        self.folder_in_store = folder_in_store
         self.now = 0
         self.leases: dict[str, LeaseRecord] = {}
         self.findings: list[Finding] = []
@@ -412,8 +416,41 @@ class Doctor:
             for child in orphans:
                 if not os.path.lexists(path / child):
                     continue  # deleted by a live process between the listing and the catalog
-
+                if self._deleted_version_cache(name, child):
+                    continue
                 self._foreign("orphan_folder", name, child, "in the tree but not in the catalog")
+
+    def _deleted_version_cache(self, name: str, child: str) -> bool:
+        """In a home caching a shared store, a version deleted (or rolled back) from another
+        home stays in this home's cache: that home can only remove its own copy. Such a folder
+        is a number the catalog handed out (at or below the name's high-water mark; numbers are
+        never reused) with no row any more, and every byte of it is in the store, hashed file
+        by file: removing this copy loses nothing. Anything else stays a foreign folder, never
+        deleted."""
+        if not (self.shared and self.folder_in_store is not None and child.isdigit()):
+            return False
+        version = int(child)
+        mark = self.catalog.last_version(name)
+        folder = self.store.layout.models_dir / name / child
+        if mark is None or not 1 <= version <= mark or not self.folder_in_store(folder):
+            return False
+
+        def evict() -> bool:
+            if self.catalog.has_row(name, version):  # cannot happen (never reused): be sure
+                self.notes.append(f"{name}:{version} is in the catalog again")
+                return False
+            self._unpublish(name, [child])
+            return True
+
+        self._found(
+            "deleted_version_cache",
+            f"{name}:{child}",
+            "this home's cached copy of a version the catalog no longer has (deleted, or "
+            "rolled back, from another home); every byte of it is in the shared store",
+            "remove this home's copy (the store keeps every byte)",
+            evict,
+        )
+        return True
 
     def _foreign(self, kind: FindingKind, name: str, child: str | None, detail: str) -> None:
         """An item no row accounts for: reported; adopted or moved aside only on request."""

@@ -88,7 +88,7 @@ from modelstore.registry.reports import (
     VersionCheck,
 )
 from modelstore.store import SourcePlan, Store, check_version, plan_source
-from modelstore.store.hashing import new_buffer
+from modelstore.store.hashing import hash_file, new_buffer
 from modelstore.store.links import CachedFiles, SourceLinker
 from modelstore.store.shared import (
     IDENTITY_NAME,
@@ -1090,8 +1090,31 @@ class Registry:
             owner=this_process(str(self.home)),
             shared=self._store_url is not None,
             in_store=self._in_store,
+            folder_in_store=self._folder_in_store,
         )
         return doctor.run(repair, foreign)
+
+    def _folder_in_store(self, folder: Path) -> bool:
+        """Whether the bytes of every file under ``folder`` are in the shared store, each file
+        hashed (its name says nothing). False at the first that is not, at anything but a
+        plain file or folder, and when the store cannot be asked."""
+        if self._store_url is None:
+            return False
+        buffer = new_buffer()
+        try:
+            for root, folders, files in os.walk(folder):
+                for entry in [*folders, *files]:
+                    if os.path.islink(os.path.join(root, entry)):
+                        return False
+                for file in files:
+                    path = os.path.join(root, file)
+                    if not os.path.isfile(path):
+                        return False
+                    if not self._blobs.has(hash_file(path, buffer)[1]):
+                        return False
+        except (OSError, StorageError):
+            return False
+        return True
 
     def _in_store(self, record: VersionRecord) -> bool:
         """Whether every file of the version is in the shared store (a blob that exists is

@@ -131,6 +131,7 @@ FindingKind = Literal[
     "unfinished_deletion",
     "missing_folder",
     "orphan_folder",
+    "deleted_version_cache",
     "stray_item",
     "empty_name_folder",
     "staging_leftover",
