@@ -355,6 +355,25 @@ def test_no_identity_at_all_is_one_line_that_says_how_to_sign_in(az_entra_id_url
     assert "az CLI" in message
 
 
+def test_a_source_that_fails_stops_the_chain_and_its_reason_is_the_line(
+    az_entra_id_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workload identity set up (as AKS sets it) but its token file gone: DefaultAzureCredential
+    stops there (a source that is set up and fails is not skipped), and the line says why."""
+    monkeypatch.setenv("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000003")
+    token_file = tmp_path / "gone" / "token"
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", os.fspath(token_file))
+    with pytest.raises(StorageError) as caught:
+        open_store(az_entra_id_url)
+    assert str(caught.value) == (
+        f"the model store {az_entra_id_url} could not get a Microsoft Entra ID token for "
+        "AZURE_STORAGE_ACCOUNT (DefaultAzureCredential tried environment, workload identity; "
+        f"workload identity: [Errno 2] No such file or directory: '{token_file}'); "
+        f"{_SIGN_IN_ADVICE}"
+    )
+
+
 def test_two_homes_share_versions_through_azure_blob_storage(
     az_store_url: str, tmp_path: Path
 ) -> None:

@@ -239,7 +239,9 @@ class _EntraIdToken:
             ) from None
         # The chain logs its multi-paragraph failure as a warning, which Python prints on
         # stderr when no logging is configured: the StorageError line says it in short.
-        logging.getLogger("azure.identity").addHandler(logging.NullHandler())
+        identity_logger = logging.getLogger("azure.identity")
+        if not any(isinstance(h, logging.NullHandler) for h in identity_logger.handlers):
+            identity_logger.addHandler(logging.NullHandler())
         return cls(DefaultAzureCredential())
 
     def _no_token(self, exc: Exception) -> _NoToken:
