@@ -43,19 +43,18 @@ class Azurite:
     process: subprocess.Popen[bytes]
     port: int
     folder: str
+    scheme: str = "http"
     tls: tuple[str, str] | None = None
-    """(certificate, key) files when it serves HTTPS and accepts Entra ID tokens."""
+    """(certificate, key) PEM files when it serves HTTPS."""
 
     @property
     def endpoint(self) -> str:
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
-        scheme = "https" if self.tls else "http"
         return (
-            f"DefaultEndpointsProtocol={scheme};AccountName={ACCOUNT};AccountKey={KEY};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={ACCOUNT};AccountKey={KEY};"
             f"BlobEndpoint={self.endpoint};"
         )
 
@@ -89,17 +88,21 @@ def start_azurite(
     port: int | None = None,
     *,
     tls: tuple[str, str] | None = None,
+    oauth: bool = False,
 ) -> Azurite:
     """Start on a free port and wait until it accepts connections (what a client needs).
-    ``folder`` and ``port``: restart a killed one on its data, at the same address. ``tls``:
-    (certificate, key) files, to serve HTTPS and accept Entra ID tokens (``--oauth basic``)."""
+    ``folder`` and ``port``: restart a killed one on its data, at the same address. ``tls``
+    (certificate and key PEM files): serve HTTPS instead of HTTP; with ``oauth`` too, accept
+    Entra ID tokens (``--oauth basic``)."""
     folder = folder or tempfile.mkdtemp(prefix="modelstore-azurite-")
     port = port or free_port()
-    oauth = ["--cert", tls[0], "--key", tls[1], "--oauth", "basic"] if tls else []
+    https = ["--cert", tls[0], "--key", tls[1]] if tls else []
+    if oauth:
+        https += ["--oauth", "basic"]
     process = subprocess.Popen(
         [
             program, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", folder,
-            "--skipApiVersionCheck", "--silent", *oauth,
+            "--skipApiVersionCheck", "--silent", *https,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -113,7 +116,7 @@ def start_azurite(
             raise RuntimeError(f"azurite-blob exited with {process.returncode}: {error}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return Azurite(process, port, folder, tls)
+            return Azurite(process, port, folder, "https" if tls else "http", tls)
         except OSError:
             if time.monotonic() > deadline:
                 process.kill()
@@ -147,7 +150,7 @@ def session_azurite_with_oauth() -> Iterator[Azurite | None]:
         yield None
         return
     folder = tempfile.mkdtemp(prefix="modelstore-azurite-")
-    server = start_azurite(program, folder, tls=make_certificate(folder))
+    server = start_azurite(program, folder, tls=make_certificate(folder), oauth=True)
     try:
         yield server
     finally:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from azurite import (
@@ -15,6 +20,7 @@ from azurite import (
     Azurite,
     IdentityEndpoint,
     azurite_program,
+    make_certificate,
     missing_azurite,
     start_azurite,
 )
@@ -514,3 +520,170 @@ def test_sdk_errors_are_shown_without_signatures_keys_or_the_secrets_in_use() ->
         "Max retries exceeded with url: /models?restype=container&sv=2021&sig=***&se=1; "
         "AccountKey=***;BlobEndpoint=x; ***"
     )
+
+
+# --- proxies and CA bundles, read from the environment when the store opens ------------------
+
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailers", "upgrade"}
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+class _RecordingProxy(http.server.ThreadingHTTPServer):
+    """A forwarding HTTP proxy on loopback that records each request it relays, as
+    (method, absolute URL): what a client sends to a proxy, not to the server."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.relayed: list[tuple[str, str]] = []
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
+    server: _RecordingProxy
+
+    def relay(self) -> None:
+        self.server.relayed.append((self.command, self.path))
+        target = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=30)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            upstream.request(self.command, path, body=body, headers=headers)
+            response = upstream.getresponse()
+            data = response.read()
+        finally:
+            upstream.close()
+        self.send_response_only(response.status, response.reason)
+        for name, value in response.getheaders():
+            if name.lower() not in _HOP_BY_HOP | {"transfer-encoding", "content-length"}:
+                self.send_header(name, value)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", response.getheader("Content-Length") or "0")
+        else:
+            self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = relay
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[_RecordingProxy]:
+    """A recording proxy, and an environment with no proxy variables (either case) for the
+    test to set."""
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    server = _RecordingProxy()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _blob_path(az_store_url: str, digest: str) -> str:
+    container, prefix = az_store_url.removeprefix("az://").split("/", 1)
+    return f"/{ACCOUNT}/{container}/{prefix}/sha256/{digest[:2]}/{digest}"
+
+
+@pytest.mark.parametrize("credentials", ["connection string", "account and key"])
+def test_a_store_opened_with_http_proxy_set_sends_every_request_through_that_proxy(
+    az_store_url: str,
+    azurite_server: Azurite,
+    proxy: _RecordingProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    credentials: str,
+) -> None:
+    if credentials == "account and key":
+        monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING")
+        endpoint = f"http://127.0.0.1:{azurite_server.port}/{ACCOUNT}"
+        monkeypatch.setenv("AZURE_STORAGE_SERVICE_ENDPOINT", endpoint)
+        monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+        monkeypatch.setenv("AZURE_STORAGE_KEY", KEY)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    store = open_store(az_store_url)
+    monkeypatch.delenv("HTTP_PROXY")  # read when the store opened: still used
+    source = make_file(tmp_path / "m.bin", b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert store.put(os.fspath(source), digest, new_buffer(7)) is True
+    assert store.has(digest)
+    assert store.fetch(digest, os.fspath(tmp_path / "copy"), new_buffer(7)) == (7, digest)
+    relayed = [(method, urlsplit(url).path) for method, url in proxy.relayed]
+    blob = _blob_path(az_store_url, digest)
+    assert relayed[1:] == [("PUT", blob), ("HEAD", blob), ("GET", blob)]  # after the opening's
+    assert all(url.startswith("http://127.0.0.1:") for _method, url in proxy.relayed)
+
+
+def test_no_proxy_naming_the_endpoint_bypasses_the_proxy(
+    az_store_url: str, proxy: _RecordingProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    direct = open_store(az_store_url)
+    monkeypatch.delenv("NO_PROXY")
+    proxied = open_store(az_store_url)
+    digest = hashlib.sha256(b"weights").hexdigest()
+    before = len(proxy.relayed)
+    assert direct.put(os.fspath(make_file(tmp_path / "m.bin", b"weights")), digest, new_buffer(7))
+    assert direct.has(digest)
+    assert len(proxy.relayed) == before == 1  # only the second store's opening
+    assert proxied.has(digest)
+    assert [method for method, _url in proxy.relayed] == ["HEAD", "HEAD"]
+
+
+def test_a_proxy_set_after_the_store_opened_is_not_used_by_it(
+    az_store_url: str, proxy: _RecordingProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxy settings are read once, when the store opens: re-read on every request, they
+    cost up to a quarter of the client's CPU for a small upload."""
+    store = open_store(az_store_url)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert store.put(os.fspath(make_file(tmp_path / "m.bin", b"weights")), digest, new_buffer(7))
+    assert store.has(digest)
+    assert proxy.relayed == []
+
+
+def test_the_ca_bundle_of_requests_ca_bundle_is_trusted_for_an_https_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REQUESTS_CA_BUNDLE (read once, when the store opens) is what lets a store behind a
+    private CA be reached: Azurite over HTTPS with a self-signed certificate."""
+    from azure.storage.blob import BlobServiceClient
+
+    program = azurite_program()
+    if program is None:
+        missing_azurite()
+    cert_file, key_file = make_certificate(os.fspath(tmp_path))
+    server = start_azurite(program, tls=(cert_file, key_file))
+    try:
+        BlobServiceClient.from_connection_string(
+            server.connection_string, connection_verify=cert_file
+        ).create_container("models")
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.connection_string)
+        for name in ("CURL_CA_BUNDLE", *_PROXY_VARIABLES):
+            monkeypatch.delenv(name, raising=False)
+            monkeypatch.delenv(name.lower(), raising=False)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert_file)
+        store = open_store("az://models")
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+        digest = hashlib.sha256(b"weights").hexdigest()
+        source = make_file(tmp_path / "m.bin", b"weights")
+        assert store.put(os.fspath(source), digest, new_buffer(7)) is True
+        assert store.check(digest, 7, new_buffer(7)) is None
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from modelstore.errors import InvalidArgumentError, StorageError
-from modelstore.store.hashing import new_buffer
+from modelstore.store.hashing import BUFFER_SIZE, SMALL_BUFFER_SIZE, new_buffer
 from modelstore.store.shared import PROBE_MIN_SIZE, FileBlobStore, open_store, upload_missing
 
 
@@ -62,6 +62,39 @@ def test_a_small_file_is_sent_without_asking_the_store_first_and_a_large_one_is_
     assert store.probes == [large[1]]
     assert upload_missing(store, [small, large]) == 0  # the small one is refused by put itself
     assert store.probes == [large[1], large[1]]
+
+
+class _BufferRecordingStore(FileBlobStore):
+    """A file store that records the buffer each put was given."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.buffers: list[bytearray] = []
+
+    def put(self, source: str, sha256: str, buffer: bytearray) -> bool:
+        self.buffers.append(buffer)
+        return super().put(source, sha256, buffer)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "buffer_size"),
+    [
+        ([8 * 1024], SMALL_BUFFER_SIZE),  # not 4 MiB of page faults for an 8 KB file
+        ([8 * 1024, 300 * 1024 + 5], 300 * 1024 + 5),
+        ([BUFFER_SIZE + 17, 10], BUFFER_SIZE),  # read in two chunks
+    ],
+)
+def test_uploads_share_one_buffer_only_as_large_as_the_largest_file_needs(
+    tmp_path: Path, sizes: list[int], buffer_size: int
+) -> None:
+    store = _BufferRecordingStore(os.fspath(tmp_path / "store"))
+    datas = [os.urandom(size) for size in sizes]
+    files = [_file(tmp_path / f"{index}.bin", data) for index, data in enumerate(datas)]
+    assert upload_missing(store, files) == len(files)
+    assert [len(buffer) for buffer in store.buffers] == [buffer_size] * len(files)
+    assert all(buffer is store.buffers[0] for buffer in store.buffers)
+    for (_path, digest), data in zip(files, datas, strict=True):
+        assert Path(store.blob_path(digest)).read_bytes() == data
 
 
 def test_a_source_whose_bytes_are_not_the_given_sha256_is_refused_and_leaves_no_blob(

@@ -186,17 +186,18 @@ trip would, and on Azure that round trip was half the requests of a small regist
 
 def upload_missing(store: BlobStore, files: list[tuple[str, str]]) -> int:
     """Upload each (local path, sha256) not yet in ``store``; the number of blobs written."""
-    buffer: bytearray | None = None  # 4 MB: allocated only if something is uploaded
+    sizes = [os.path.getsize(path) for path, _sha256 in files]
+    buffer: bytearray | None = None  # allocated only if something is uploaded
     written = 0
     seen: set[str] = set()
-    for path, sha256 in files:
+    for (path, sha256), size in zip(files, sizes, strict=True):
         if sha256 in seen:
             continue
-        if os.path.getsize(path) >= PROBE_MIN_SIZE and store.has(sha256):
+        if size >= PROBE_MIN_SIZE and store.has(sha256):
             continue
         seen.add(sha256)
-        if buffer is None:
-            buffer = new_buffer()
+        if buffer is None:  # one for all, as large as the largest file needs
+            buffer = new_buffer(max(sizes))
         written += store.put(path, sha256, buffer)
     return written
 
