@@ -7,7 +7,13 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from azurite import Azurite, missing_azurite, session_azurite
+from azurite import (
+    ACCOUNT,
+    Azurite,
+    missing_azurite,
+    session_azurite,
+    session_azurite_with_oauth,
+)
 from pg import PgServer, missing_server, session_server
 
 
@@ -80,4 +86,54 @@ def az_store_url(azurite_server: Azurite, monkeypatch: pytest.MonkeyPatch) -> st
     service = BlobServiceClient.from_connection_string(azurite_server.connection_string)
     service.create_container(container)
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite_server.connection_string)
+    return f"az://{container}/models"
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth_server() -> Iterator[Azurite]:
+    """One HTTPS Azurite accepting Entra ID tokens (``--oauth basic``) for the session; skips
+    without Azurite on a developer machine, fails in CI."""
+    servers = session_azurite_with_oauth()
+    server = next(servers)
+    if server is None:
+        missing_azurite()
+    try:
+        yield server
+    finally:
+        next(servers, None)
+
+
+_IDENTITY_ENVS = (
+    "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_ACCOUNT_NAME", "AZURE_TOKEN_CREDENTIALS",
+    "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_FEDERATED_TOKEN_FILE", "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "MSI_ENDPOINT", "MSI_SECRET",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+)  # fmt: skip
+
+
+@pytest.fixture
+def az_entra_id_url(
+    azurite_oauth_server: Azurite,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> str:
+    """``az://`` URL of a new, empty container of the HTTPS Azurite, with only its account and
+    endpoint in the environment (Microsoft Entra ID sign-in) and no identity at all: no
+    identity variable, and a home and az CLI folder of its own (no developer's login is used).
+    Its certificate is trusted through ``REQUESTS_CA_BUNDLE``."""
+    from azure.storage.blob import BlobServiceClient
+
+    for name in _IDENTITY_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", azurite_oauth_server.tls[0])  # type: ignore[index]
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", os.fspath(home))
+    monkeypatch.setenv("AZURE_CONFIG_DIR", os.fspath(home / ".azure"))
+    container = f"t{os.getpid()}-{next(_CONTAINERS)}"
+    service = BlobServiceClient.from_connection_string(azurite_oauth_server.connection_string)
+    service.create_container(container)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", ACCOUNT)
+    monkeypatch.setenv("AZURE_STORAGE_SERVICE_ENDPOINT", azurite_oauth_server.endpoint)
     return f"az://{container}/models"

@@ -14,7 +14,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from azurite import ACCOUNT, KEY, Azurite, azurite_program, missing_azurite, start_azurite
+from azurite import (
+    ACCOUNT,
+    KEY,
+    Azurite,
+    IdentityEndpoint,
+    azurite_program,
+    make_certificate,
+    missing_azurite,
+    start_azurite,
+)
 from registry_helpers import child_command, make_file, make_model_dir, tree_files, wait_for
 
 from modelstore import Registry
@@ -69,8 +78,9 @@ def test_a_missing_container_or_no_credentials_at_all_is_one_line(
         "an az:// model store needs credentials: set AZURE_STORAGE_CONNECTION_STRING, or "
         "AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN (and "
         "AZURE_STORAGE_SERVICE_ENDPOINT for an endpoint other than "
-        "https://ACCOUNT.blob.core.windows.net); Microsoft Entra ID sign-in "
-        "(DefaultAzureCredential) is not supported yet"
+        "https://ACCOUNT.blob.core.windows.net), or AZURE_STORAGE_ACCOUNT alone to sign in "
+        "with Microsoft Entra ID (az login, a service principal's AZURE_CLIENT_ID, "
+        "AZURE_TENANT_ID and AZURE_CLIENT_SECRET, or a managed identity)"
     )
 
 
@@ -210,6 +220,166 @@ def test_incomplete_or_contradictory_azure_variables_are_one_line_without_secret
     with pytest.raises(StorageError) as caught:
         credentials_from_environment(env)
     assert str(caught.value) == expected
+
+
+_SIGN_IN_ADVICE = (
+    "sign in with az login, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET (a "
+    "service principal), or use AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN instead"
+)
+
+
+def test_an_account_without_key_or_token_signs_in_with_entra_id_over_https_only() -> None:
+    from modelstore.store.azure import credentials_from_environment
+
+    account = credentials_from_environment(
+        {"AZURE_STORAGE_ACCOUNT_NAME": "team", "IDENTITY_HEADER": "the-header-secret"}
+    )
+    assert (account.entra_id, account.account_url, account.source, account.secrets) == (
+        True,
+        "https://team.blob.core.windows.net",
+        "AZURE_STORAGE_ACCOUNT_NAME with Microsoft Entra ID",
+        ("the-header-secret",),
+    )
+    endpoint = credentials_from_environment(
+        {"AZURE_STORAGE_SERVICE_ENDPOINT": "https://team.blob.core.usgovcloudapi.net/"}
+    )
+    assert (endpoint.entra_id, endpoint.account_url, endpoint.source) == (
+        True,
+        "https://team.blob.core.usgovcloudapi.net",
+        "AZURE_STORAGE_SERVICE_ENDPOINT with Microsoft Entra ID",
+    )
+    with pytest.raises(StorageError) as caught:
+        credentials_from_environment(
+            {
+                "AZURE_STORAGE_ACCOUNT": ACCOUNT,
+                "AZURE_STORAGE_SERVICE_ENDPOINT": f"http://127.0.0.1:10000/{ACCOUNT}",
+            }
+        )
+    assert str(caught.value) == (
+        f"AZURE_STORAGE_SERVICE_ENDPOINT is http://127.0.0.1:10000/{ACCOUNT}, but Microsoft "
+        "Entra ID tokens are only sent over HTTPS; use the endpoint's https:// URL, or "
+        "AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN with AZURE_STORAGE_ACCOUNT"
+    )
+
+
+def test_entra_id_without_azure_identity_installed_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "azure.identity", None)  # import azure.identity fails
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", "team")
+    with pytest.raises(StorageError) as caught:
+        open_store("az://models")
+    assert str(caught.value) == (
+        "signing in to an az:// model store with Microsoft Entra ID needs the azure-identity "
+        "package; install it with pip install 'modelstore[team]' (or set AZURE_STORAGE_KEY or "
+        "AZURE_STORAGE_SAS_TOKEN)"
+    )
+
+
+def _https_blob_names(azurite: Azurite, url: str) -> list[str]:
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = service.get_container_client(url.removeprefix("az://").split("/")[0])
+    return sorted(blob.name for blob in container.list_blobs())
+
+
+def test_an_account_alone_registers_with_a_managed_identity_token(
+    az_entra_id_url: str,
+    azurite_oauth_server: Azurite,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_SERVICE_ENDPOINT, and App Service's managed
+    identity variables: DefaultAzureCredential gets a token from the endpoint, Azurite (HTTPS,
+    --oauth basic) accepts it, and the version is shared through the blob."""
+    identity = IdentityEndpoint("the-header-secret")
+    try:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)
+        monkeypatch.setenv("IDENTITY_HEADER", "the-header-secret")
+        _share_a_version(az_entra_id_url, tmp_path)
+        assert identity.requests >= 1
+    finally:
+        identity.close()
+    digest = hashlib.sha256(b"weights").hexdigest()
+    assert _https_blob_names(azurite_oauth_server, az_entra_id_url) == [
+        f"models/sha256/{digest[:2]}/{digest}"
+    ]
+
+
+def test_a_refused_managed_identity_token_is_one_line_exit_1_and_changes_nothing(
+    az_entra_id_url: str,
+    azurite_oauth_server: Azurite,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real CLI process: the token endpoint's refusal quoted in one line (no SDK paragraphs,
+    no header secret), exit 1, asked once (a missing token is not retried), no blob and no
+    version; once the identity works, the same home registers version 1."""
+    identity = IdentityEndpoint("the-header-secret", refuse=True)
+    try:
+        monkeypatch.setenv("IDENTITY_ENDPOINT", identity.url)
+        monkeypatch.setenv("IDENTITY_HEADER", "the-header-secret")
+        catalog = f"sqlite:///{tmp_path / 'catalog.db'}"
+        env = os.environ | {"MODELSTORE_DB_URL": catalog, "MODELSTORE_STORE_URL": az_entra_id_url}
+        source = make_file(tmp_path / "model.pkl", b"weights")
+        register = ["--home", os.fspath(tmp_path / "a"), "register", os.fspath(source)]
+        failed = subprocess.run(
+            [sys.executable, "-m", "modelstore", *register, "--name", "m"],
+            env=env,
+            capture_output=True,
+        )
+        assert (failed.returncode, failed.stdout) == (1, b"")
+        assert failed.stderr.decode() == (
+            f"Error: the model store {az_entra_id_url} could not get a Microsoft Entra ID token "
+            "for AZURE_STORAGE_ACCOUNT (DefaultAzureCredential tried environment, workload "
+            "identity, managed identity, shared token cache, VS Code, az CLI, Azure PowerShell, "
+            "azd, broker; managed identity: 400, No managed identity is assigned to this app); "
+            f"{_SIGN_IN_ADVICE}\n"
+        )
+        assert identity.requests == 1
+        assert _https_blob_names(azurite_oauth_server, az_entra_id_url) == []
+        identity.refuse = False
+        with Registry(tmp_path / "a", catalog, store_url=az_entra_id_url) as a:
+            assert a._catalog.rows() == []
+            assert a.register(source, "m").version == 1
+    finally:
+        identity.close()
+
+
+def test_no_identity_at_all_is_one_line_that_says_how_to_sign_in(az_entra_id_url: str) -> None:
+    with pytest.raises(StorageError) as caught:
+        open_store(az_entra_id_url)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"the model store {az_entra_id_url} could not get a Microsoft Entra ID token for "
+        "AZURE_STORAGE_ACCOUNT (DefaultAzureCredential tried environment, workload identity, "
+        "managed identity, "
+    )
+    assert message.endswith(f": none is set up here); {_SIGN_IN_ADVICE}")
+    assert "az CLI" in message
+
+
+def test_a_source_that_fails_stops_the_chain_and_its_reason_is_the_line(
+    az_entra_id_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workload identity set up (as AKS sets it) but its token file gone: DefaultAzureCredential
+    stops there (a source that is set up and fails is not skipped), and the line says why."""
+    monkeypatch.setenv("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "00000000-0000-0000-0000-000000000003")
+    token_file = tmp_path / "gone" / "token"
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", os.fspath(token_file))
+    with pytest.raises(StorageError) as caught:
+        open_store(az_entra_id_url)
+    assert str(caught.value) == (
+        f"the model store {az_entra_id_url} could not get a Microsoft Entra ID token for "
+        "AZURE_STORAGE_ACCOUNT (DefaultAzureCredential tried environment, workload identity; "
+        f"workload identity: [Errno 2] No such file or directory: '{token_file}'); "
+        f"{_SIGN_IN_ADVICE}"
+    )
 
 
 def test_two_homes_share_versions_through_azure_blob_storage(
@@ -539,47 +709,6 @@ def test_a_proxy_set_after_the_store_opened_is_not_used_by_it(
     assert proxy.relayed == []
 
 
-def _self_signed_certificate(folder: Path) -> tuple[str, str]:
-    """(certificate, key) PEM files for 127.0.0.1, signed by themselves: a CA no client
-    trusts unless told to, as a company's TLS-inspecting proxy or private endpoint has."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return os.fspath(cert_file), os.fspath(key_file)
-
-
 def test_the_ca_bundle_of_requests_ca_bundle_is_trusted_for_an_https_endpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -590,7 +719,7 @@ def test_the_ca_bundle_of_requests_ca_bundle_is_trusted_for_an_https_endpoint(
     program = azurite_program()
     if program is None:
         missing_azurite()
-    cert_file, key_file = _self_signed_certificate(tmp_path)
+    cert_file, key_file = make_certificate(os.fspath(tmp_path))
     server = start_azurite(program, tls=(cert_file, key_file))
     try:
         BlobServiceClient.from_connection_string(

@@ -3,17 +3,18 @@
 The same layout as the POSIX store (``[PREFIX/]sha256/<aa>/<digest>``, see
 ``modelstore.store.shared``), through ``azure-storage-blob`` (the ``team`` extra): Microsoft's
 own client, kept in step with the service, and the one its emulator Azurite is tested against.
-Credentials come from the environment variables the az CLI and adlfs read (see
-``credentials_from_environment``). An upload is committed by the service
-only once complete (a single put, or the final commit of its blocks), so a blob that exists is
-whole; an upload that fails midway leaves no blob and the registration fails before its number
-is taken. Every service or network failure is one StorageError line.
+Credentials come from the environment variables the az CLI and adlfs read, or from Microsoft
+Entra ID through azure-identity (see ``credentials_from_environment``). An upload is committed
+by the service only once complete (a single put, or the final commit of its blocks), so a blob
+that exists is whole; an upload that fails midway leaves no blob and the registration fails
+before its number is taken. Every service or network failure is one StorageError line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -31,9 +32,23 @@ ENDPOINT_ENV = "AZURE_STORAGE_SERVICE_ENDPOINT"  # az CLI's --blob-endpoint
 _NOTHING_CONFIGURED = (
     f"an az:// model store needs credentials: set {CONNECTION_STRING_ENV}, or "
     f"{ACCOUNT_ENVS[0]} with {KEY_ENVS[0]} or {SAS_TOKEN_ENV} (and {ENDPOINT_ENV} for an "
-    "endpoint other than https://ACCOUNT.blob.core.windows.net); Microsoft Entra ID sign-in "
-    "(DefaultAzureCredential) is not supported yet"
+    "endpoint other than https://ACCOUNT.blob.core.windows.net), or "
+    f"{ACCOUNT_ENVS[0]} alone to sign in with Microsoft Entra ID (az login, a service "
+    "principal's AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, or a managed identity)"
 )
+_ENTRA_ID = "Microsoft Entra ID"
+_SIGN_IN_ADVICE = (
+    "sign in with az login, or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET "
+    f"(a service principal), or use {KEY_ENVS[0]} or {SAS_TOKEN_ENV} instead"
+)
+_IDENTITY_SECRET_ENVS = (
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_PASSWORD",
+    "IDENTITY_HEADER",
+    "MSI_SECRET",
+)
+"""Secrets azure-identity reads from the environment: masked in every message, like a key."""
 _T = TypeVar("_T")
 _RETRY_TOTAL, _INITIAL_BACKOFF, _INCREMENT_BASE = 2, 1, 2
 """Two retries, about 3 s then 5 s apart: a store that is down is reported in seconds, not after
@@ -48,14 +63,16 @@ by the service after a week)."""
 @dataclass(frozen=True)
 class Credentials:
     """How to reach the storage account: a connection string, or an account URL and a
-    credential (a shared key or a SAS token). ``source`` names the variables it came from,
-    for messages; a secret is never part of one."""
+    credential (a shared key or a SAS token), or an account URL and ``entra_id``: a token from
+    azure-identity's DefaultAzureCredential, made when the store is opened. ``source`` names
+    the variables it came from, for messages; a secret is never part of one."""
 
     source: str
     connection_string: str | None = None
     account_url: str | None = None
     credential: Any = None
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    entra_id: bool = False
 
 
 def credentials_from_environment(env: Mapping[str, str] | None = None) -> Credentials:
@@ -65,7 +82,18 @@ def credentials_from_environment(env: Mapping[str, str] | None = None) -> Creden
     2. an account (``AZURE_STORAGE_ACCOUNT``, or adlfs' ``AZURE_STORAGE_ACCOUNT_NAME``) with its
        key (``AZURE_STORAGE_KEY``, or adlfs' ``AZURE_STORAGE_ACCOUNT_KEY``);
     3. a SAS token (``AZURE_STORAGE_SAS_TOKEN``, with or without its leading ``?``) for the
-       account.
+       account;
+    4. Microsoft Entra ID: an account (or ``AZURE_STORAGE_SERVICE_ENDPOINT``) with none of the
+       above. The token comes from azure-identity's ``DefaultAzureCredential``, as every Azure
+       SDK gets one, in its order: a service principal (``AZURE_TENANT_ID``,
+       ``AZURE_CLIENT_ID`` with ``AZURE_CLIENT_SECRET`` or ``AZURE_CLIENT_CERTIFICATE_PATH``),
+       workload identity (``AZURE_FEDERATED_TOKEN_FILE``), a managed identity (App Service's
+       ``IDENTITY_ENDPOINT``, Azure ML's ``MSI_ENDPOINT``, Arc, else the VM's IMDS; a
+       user-assigned one by ``AZURE_CLIENT_ID``), then the signed-in developer tools (shared
+       token cache, VS Code, az CLI, Azure PowerShell, azd, broker). ``AZURE_TOKEN_CREDENTIALS``
+       narrows that chain (``prod``, ``dev`` or one credential's name), as for any Azure SDK.
+       Unlike the az CLI, which looks up the account's key when given only its name, no key is
+       fetched: the identity needs a data role on the container (Storage Blob Data Contributor).
 
     The blob endpoint is ``AZURE_STORAGE_SERVICE_ENDPOINT`` if set (a sovereign cloud, a
     private endpoint, Azurite), else ``https://ACCOUNT.blob.core.windows.net``. Two spellings of
@@ -103,6 +131,20 @@ def credentials_from_environment(env: Mapping[str, str] | None = None) -> Creden
                 f"(or {ENDPOINT_ENV}, the blob endpoint URL)"
             )
         return Credentials(SAS_TOKEN_ENV, account_url=endpoint, credential=sas, secrets=(sas,))
+    if endpoint:
+        named = account_env if account else ENDPOINT_ENV
+        if not endpoint.lower().startswith("https://"):
+            raise StorageError(
+                f"{ENDPOINT_ENV} is {endpoint}, but {_ENTRA_ID} tokens are only sent over "
+                f"HTTPS; use the endpoint's https:// URL, or {KEY_ENVS[0]} or {SAS_TOKEN_ENV} "
+                f"with {named}"
+            )
+        return Credentials(
+            f"{named} with {_ENTRA_ID}",
+            account_url=endpoint,
+            secrets=tuple(env[name] for name in _IDENTITY_SECRET_ENVS if env.get(name)),
+            entra_id=True,
+        )
     raise StorageError(_NOTHING_CONFIGURED)
 
 
@@ -124,6 +166,105 @@ def _masked(text: str, secrets: tuple[str, ...]) -> str:
         if secret:
             text = text.replace(secret, "***")
     return re.sub(r"(?i)\b(sig|AccountKey|SharedAccessSignature)=[^&;\s'\"]*", r"\1=***", text)
+
+
+class _NoToken(Exception):
+    """DefaultAzureCredential found no token. Raised through the SDK's pipeline in place of
+    its ClientAuthenticationError, an AzureError the store's retry policy would retry twice,
+    several seconds apart, walking the whole chain each time: a credential that has no token
+    now will not have one three seconds later."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+_CREDENTIAL_LABELS = {
+    "EnvironmentCredential": "environment",
+    "WorkloadIdentityCredential": "workload identity",
+    "ManagedIdentityCredential": "managed identity",
+    "SharedTokenCacheCredential": "shared token cache",
+    "VisualStudioCodeCredential": "VS Code",
+    "AzureCliCredential": "az CLI",
+    "AzurePowerShellCredential": "Azure PowerShell",
+    "AzureDeveloperCliCredential": "azd",
+    "BrokerCredential": "broker",
+}
+"""Short names of DefaultAzureCredential's sources, for a one-line summary of what it tried."""
+
+
+def _what_was_tried(message: str, chain_length: int) -> str:
+    """One line from DefaultAzureCredential's multi-paragraph error: the sources it tried, in
+    order, and the reasons worth reading. Its message has one tab-indented ``Name: reason`` line
+    per source tried. A source that is not set up is skipped silently; the chain stops at the
+    first one that fails otherwise (a wrong client secret, an expired login), so a chain cut
+    short names its last source's reason; and a token endpoint's refusal is quoted wherever it
+    is (a managed identity that answers "no identity here" counts as not set up)."""
+    tried: list[str] = []
+    reasons: list[str] = []
+    attempts = re.findall(r"(?m)^\t(\w+): (.*)$", message)
+    for index, (name, reason) in enumerate(attempts):
+        label = _CREDENTIAL_LABELS.get(name, name)
+        tried.append(label)
+        refusal = reason.partition("Token request error: ")[2]
+        if refusal:  # msal's "(invalid_scope) " before any refusal says nothing
+            reasons.append(f"{label}: " + re.sub(r"^\(\w+\) ", "", refusal).strip())
+        elif index == len(attempts) - 1 and len(attempts) < chain_length:
+            reasons.append(f"{label}: {reason.strip()}")
+    if not tried:
+        return message.strip().splitlines()[0] if message.strip() else "found no token"
+    summary = f"tried {', '.join(tried)}"
+    if reasons:
+        return f"{summary}; {'; '.join(reason[:300] for reason in reasons)}"
+    return f"{summary}: none is set up here"
+
+
+class _EntraIdToken:
+    """DefaultAzureCredential, its failures turned into ``_NoToken`` (see there)."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+
+    @classmethod
+    def from_environment(cls) -> _EntraIdToken:
+        """The IMDS probe DefaultAzureCredential makes where no managed identity variable is
+        set waits 1 s at most (measured: 1.0 s with 169.254.169.254 black-holed, instant where
+        it is unreachable), so no source is excluded and no timeout changed: an Azure VM's
+        managed identity keeps the SDK's own patient retries."""
+        try:
+            from azure.identity import DefaultAzureCredential
+        except ImportError:
+            raise StorageError(
+                f"signing in to an az:// model store with {_ENTRA_ID} needs the azure-identity "
+                f"package; install it with pip install 'modelstore[team]' (or set "
+                f"{KEY_ENVS[0]} or {SAS_TOKEN_ENV})"
+            ) from None
+        # The chain logs its multi-paragraph failure as a warning, which Python prints on
+        # stderr when no logging is configured: the StorageError line says it in short.
+        identity_logger = logging.getLogger("azure.identity")
+        if not any(isinstance(h, logging.NullHandler) for h in identity_logger.handlers):
+            identity_logger.addHandler(logging.NullHandler())
+        return cls(DefaultAzureCredential())
+
+    def _no_token(self, exc: Exception) -> _NoToken:
+        chain = getattr(self._credential, "credentials", ())
+        return _NoToken(_what_was_tried(str(exc), len(chain)))
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return self._credential.get_token(*scopes, **kwargs)
+        except ClientAuthenticationError as exc:
+            raise self._no_token(exc) from None
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return self._credential.get_token_info(*scopes, options=options)
+        except ClientAuthenticationError as exc:
+            raise self._no_token(exc) from None
 
 
 def network_settings(endpoint: str) -> dict[str, Any]:
@@ -185,7 +326,11 @@ class AzureBlobStore:
                 assert credentials.account_url is not None
                 service = BlobServiceClient(
                     credentials.account_url,
-                    credential=credentials.credential,
+                    credential=(
+                        _EntraIdToken.from_environment()
+                        if credentials.entra_id
+                        else credentials.credential
+                    ),
                     **options,
                     **network_settings(credentials.account_url),
                 )
@@ -234,6 +379,14 @@ class AzureBlobStore:
 
         try:
             return action()
+        except _NoToken as exc:
+            detail = _masked(exc.detail, self._credentials.secrets)
+            raise StorageError(
+                f"the model store {self.url} could not get a {_ENTRA_ID} token for "
+                f"{self._credentials.source.removesuffix(' with ' + _ENTRA_ID)} "
+                f"(DefaultAzureCredential {detail}); {_SIGN_IN_ADVICE}",
+                path=self.url,
+            ) from None
         except AzureError as exc:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             detail = _masked(detail, self._credentials.secrets)
