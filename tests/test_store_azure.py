@@ -305,7 +305,8 @@ def test_an_account_alone_registers_with_a_managed_identity_token(
         identity.close()
     digest = hashlib.sha256(b"weights").hexdigest()
     assert _https_blob_names(azurite_oauth_server, az_entra_id_url) == [
-        f"models/sha256/{digest[:2]}/{digest}"
+        f"models/{IDENTITY_NAME}",
+        f"models/sha256/{digest[:2]}/{digest}",
     ]
 
 
