@@ -308,6 +308,41 @@ def test_a_forked_child_uses_its_own_connection_and_leaves_the_parents_alone(
     assert catalog._versions._driver is parents  # type: ignore[attr-defined]
 
 
+def _sessions(url: str) -> set[int]:
+    """The server processes of every session on ``url``'s database but the asking one's."""
+    return {
+        pid
+        for (pid,) in _query(
+            url,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()",
+        )
+    }
+
+
+def test_a_forked_child_takes_no_connection_the_parent_left_in_the_engines_pool(
+    catalog: Catalog,
+) -> None:
+    """The parent's other catalog work (listings, the heartbeat) leaves connections in the
+    engine's pool; the child must not take one of those sockets (parent and child would talk
+    over one session at once), and its close must not end the parent's sessions."""
+    import multiprocessing
+
+    assert catalog.reserve(_new()).version == 1
+    with catalog._engine.connect(), catalog._engine.connect():
+        pass  # two at once, as two threads' reads would: the pool now queues two parent sockets
+    parents = _sessions(catalog.url)
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_reserve_in_child, args=(catalog, results))
+    child.start()
+    child.join(timeout=60)
+    version, session = results.get(timeout=5)
+    assert child.exitcode == 0 and version == 2
+    assert session not in parents
+    assert _sessions(catalog.url) == parents  # the child's close ended its own session only
+
+
 # --- read-modify-writes under concurrency ------------------------------------------------------
 
 

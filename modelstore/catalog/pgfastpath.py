@@ -143,9 +143,16 @@ class PsycopgVersionStore:
         closed or broken, it was idle long and fails a ``SELECT 1``, or this is a forked child:
         the parent's connection is then kept, unused and unclosed, for as long as the store
         lives (closing it, even by garbage collection, would end the parent's session)."""
-        if self._driver is not None and self._pid != os.getpid():
-            self._inherited.append(self._driver)
-            self._driver = None
+        if self._pid != os.getpid():
+            if self._driver is not None:
+                self._inherited.append(self._driver)
+                self._driver = None
+            # The engine's pool holds the parent's sockets too: the child starts a pool of its
+            # own, the parent's kept unclosed like its connection (SQLAlchemy's recipe for a
+            # fork), so neither a new connection below nor the child's close touches them.
+            self._inherited.append(self._engine.pool)
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
         connection = self._driver
         if connection is not None and _dead(connection):
             self._discard()
