@@ -275,9 +275,10 @@ def test_a_write_whose_connection_broke_is_one_line_not_retried_and_the_next_rec
         catalog.reserve(_new())
         _restart(own_server)
         monkeypatch.setattr(pgfastpath, "IDLE_CHECK_S", 3600.0)  # the check does not run
-        with pytest.raises(CatalogError) as caught:
+        with pytest.raises(CatalogConnectionError) as caught:
             catalog.reserve(_new())
         assert "\n" not in str(caught.value) and own_server.password not in str(caught.value)
+        assert str(caught.value).startswith("cannot connect to the catalog database broken on ")
         assert catalog.reserve(_new()).version == 2
     finally:
         catalog.close()

@@ -26,7 +26,8 @@ from modelstore.errors import (
     StorageError,
     StoreMismatchError,
 )
-from modelstore.store.shared import IDENTITY_NAME, STORE_URL_ENV
+from modelstore.store.identity import IDENTITY_NAME
+from modelstore.store.shared import STORE_URL_ENV
 
 
 @pytest.fixture

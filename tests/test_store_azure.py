@@ -29,7 +29,8 @@ from registry_helpers import child_command, make_file, make_model_dir, tree_file
 from modelstore import Registry
 from modelstore.errors import IntegrityError, StorageError, StoreMismatchError
 from modelstore.store.hashing import new_buffer
-from modelstore.store.shared import IDENTITY_NAME, open_store
+from modelstore.store.identity import IDENTITY_NAME
+from modelstore.store.shared import open_store
 
 pytestmark = pytest.mark.azurite
 

@@ -10,8 +10,8 @@ import pytest
 
 from modelstore.errors import InvalidArgumentError, StorageError
 from modelstore.store.hashing import BUFFER_SIZE, SMALL_BUFFER_SIZE, new_buffer
+from modelstore.store.identity import IDENTITY_NAME
 from modelstore.store.shared import (
-    IDENTITY_NAME,
     PROBE_MIN_SIZE,
     FileBlobStore,
     open_store,

@@ -95,6 +95,12 @@ def driver_errors(engine: Engine) -> tuple[type[BaseException], ...]:
     return (error,) if isinstance(error, type) and issubclass(error, BaseException) else ()
 
 
+_CONNECTION_LOST = {"OperationalError", "AdminShutdown", "CrashShutdown", "CannotConnectNow"}
+"""PEP 249's class for connection-level failures, and psycopg 3's subclasses of it for a server
+that ended the session (SQLSTATE 57P01-57P03: shut down or restarted, crashed, starting up). Not
+the other subclasses (a cancelled statement, a lock not available): the connection is fine."""
+
+
 def connection_error(db_url: str, exc: BaseException) -> CatalogConnectionError | None:
     """A server database that cannot be reached or logged into, as one line naming host, port
     and database, never the password (the driver's text is scrubbed of it too); None for any
@@ -103,9 +109,7 @@ def connection_error(db_url: str, exc: BaseException) -> CatalogConnectionError 
     if is_sqlite(url):
         return None
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if (
-        orig is None or type(orig).__name__ != "OperationalError"
-    ):  # PEP 249: connection-level failures
+    if orig is None or type(orig).__name__ not in _CONNECTION_LOST:
         return None
     reason = one_line(orig)
     if url.password:

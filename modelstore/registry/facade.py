@@ -89,9 +89,9 @@ from modelstore.registry.reports import (
 )
 from modelstore.store import SourcePlan, Store, check_version, plan_source
 from modelstore.store.hashing import hash_file, new_buffer
+from modelstore.store.identity import IDENTITY_NAME
 from modelstore.store.links import CachedFiles, SourceLinker
 from modelstore.store.shared import (
-    IDENTITY_NAME,
     LOCAL_TREE,
     STORE_URL_ENV,
     BlobStore,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from modelstore.errors import StorageError
-from modelstore.store.shared import IDENTITY_NAME, identity_bytes, parse_identity
+from modelstore.store.identity import IDENTITY_NAME, identity_bytes, parse_identity
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_ENVS = ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME")  # az CLI, adlfs

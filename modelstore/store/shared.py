@@ -17,7 +17,6 @@ collection yet: a version deleted from the catalog keeps its blobs).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import uuid
 from typing import Protocol
@@ -27,6 +26,7 @@ from modelstore.errors import InvalidArgumentError, StorageError
 from modelstore.layout import STORE_URL_ENV
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
 from modelstore.store.hashing import copy_and_hash, hash_file, new_buffer
+from modelstore.store.identity import IDENTITY_NAME, identity_bytes, parse_identity
 
 __all__ = [
     "LOCAL_TREE",
@@ -39,14 +39,6 @@ __all__ = [
 
 LOCAL_TREE = "local"
 """What a catalog records as its store when its versions live in one home's own tree."""
-
-IDENTITY_NAME = "modelstore-store.json"
-"""The store's identity marker, at its root (beside ``sha256/``): ``{"store_id": "<hex>"}``,
-written once by the first registry that opens the store for writing and never changed. A URL
-names a store only as seen with one set of credentials or mounts: ``az://models`` is another
-store in another storage account, and ``file:///shared/models`` another folder on a machine
-that mounts another server there. The catalog records the id it was first opened with, and a
-home that reaches a store with another id, or none, is refused before it writes anything."""
 
 
 class BlobStore(Protocol):
@@ -185,26 +177,6 @@ class FileBlobStore:
             return "missing"
         except OSError:
             return "changed"
-
-
-def identity_bytes(store_id: str) -> bytes:
-    return (json.dumps({"store_id": store_id}) + "\n").encode()
-
-
-def parse_identity(data: bytes, url: str) -> str:
-    """The id in a marker's bytes; a marker that is not one is one StorageError line."""
-    try:
-        store_id = json.loads(data)["store_id"]
-    except (ValueError, TypeError, KeyError):
-        store_id = None
-    if not isinstance(store_id, str) or not store_id:
-        raise StorageError(
-            f"the model store {url} has a damaged identity marker {IDENTITY_NAME}; nothing "
-            'was changed (rewrite it as {"store_id": "ID"} with the ID its catalog records: '
-            "SELECT value FROM catalog_info WHERE key = 'model_store_id')",
-            path=url,
-        )
-    return store_id
 
 
 def store_url(url: str) -> str:
