@@ -284,6 +284,19 @@ def test_a_write_whose_connection_broke_is_one_line_not_retried_and_the_next_rec
         catalog.close()
 
 
+def test_a_connection_left_inside_a_transaction_is_replaced_not_used(catalog: Catalog) -> None:
+    """As after a statement whose cancel was interrupted (a second Ctrl-C): whatever state the
+    session is in, the next operation does not run inside it."""
+    assert catalog.reserve(_new()).version == 1
+    stuck = catalog._versions._driver  # type: ignore[attr-defined]
+    stuck.autocommit = False
+    stuck.execute("SELECT 1")  # a transaction is open now, and stays open
+    assert catalog.reserve(_new()).version == 2
+    assert catalog._versions._driver is not stuck  # type: ignore[attr-defined]
+    assert stuck.closed
+    assert [r.version for r in catalog.rows()] == [1, 2]  # committed, not in the old transaction
+
+
 def _reserve_in_child(catalog: Catalog, results: Any) -> None:
     version = catalog.reserve(_new()).version
     results.put((version, catalog._versions._driver.info.backend_pid))  # type: ignore[attr-defined]

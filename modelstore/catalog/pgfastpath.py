@@ -140,9 +140,10 @@ class PsycopgVersionStore:
 
     def _connection(self, check_idle: bool) -> Any:
         """The driver's connection, in autocommit mode; a new one if there is none yet, it is
-        closed or broken, it was idle long and fails a ``SELECT 1``, or this is a forked child:
-        the parent's connection is then kept, unused and unclosed, for as long as the store
-        lives (closing it, even by garbage collection, would end the parent's session)."""
+        closed, broken or not idle (``_dead``), it was idle long and fails a ``SELECT 1``, or
+        this is a forked child: the parent's connection is then kept, unused and unclosed, for
+        as long as the store lives (closing it, even by garbage collection, would end the
+        parent's session)."""
         if self._pid != os.getpid():
             if self._driver is not None:
                 self._inherited.append(self._driver)
@@ -273,8 +274,12 @@ def _detached(fairy: Any) -> Any:
 
 
 def _dead(connection: Any) -> bool:
-    """Closed, or (psycopg 3) broken by a lost server; psycopg2 marks both as ``closed``."""
-    return bool(connection.closed) or bool(getattr(connection, "broken", False))
+    """Closed, or (psycopg 3) broken by a lost server (psycopg2 marks both as ``closed``), or
+    not idle between statements: a statement still running (its cancel was itself interrupted
+    by a second Ctrl-C) or a transaction left open. Both drivers number the idle status 0."""
+    if bool(connection.closed) or bool(getattr(connection, "broken", False)):
+        return True
+    return int(connection.info.transaction_status) != 0
 
 
 def _first(cursor: Any, query: str, params: dict[str, Any]) -> tuple[int, str] | None:
