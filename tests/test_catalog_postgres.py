@@ -297,6 +297,20 @@ def test_a_connection_left_inside_a_transaction_is_replaced_not_used(catalog: Ca
     assert [r.version for r in catalog.rows()] == [1, 2]  # committed, not in the old transaction
 
 
+def _reserve_in_a_forked_child(catalog: Catalog) -> tuple[int, int]:
+    """(version, server session) of a ``reserve`` in a child forked from this process."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_reserve_in_child, args=(catalog, results))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    version, session = results.get(timeout=5)
+    return int(version), int(session)
+
+
 def _reserve_in_child(catalog: Catalog, results: Any) -> None:
     version = catalog.reserve(_new()).version
     results.put((version, catalog._versions._driver.info.backend_pid))  # type: ignore[attr-defined]
@@ -306,17 +320,11 @@ def _reserve_in_child(catalog: Catalog, results: Any) -> None:
 def test_a_forked_child_uses_its_own_connection_and_leaves_the_parents_alone(
     catalog: Catalog,
 ) -> None:
-    import multiprocessing
 
     assert catalog.reserve(_new()).version == 1
     parents = catalog._versions._driver  # type: ignore[attr-defined]
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    child = context.Process(target=_reserve_in_child, args=(catalog, results))
-    child.start()
-    child.join(timeout=60)
-    version, session = results.get(timeout=5)
-    assert child.exitcode == 0 and version == 2
+    version, session = _reserve_in_a_forked_child(catalog)
+    assert version == 2
     assert session != parents.info.backend_pid  # its own session, not the parent's socket
     assert catalog.reserve(_new()).version == 3  # the parent's session survived the child
     assert catalog._versions._driver is parents  # type: ignore[attr-defined]
@@ -340,19 +348,13 @@ def test_a_forked_child_takes_no_connection_the_parent_left_in_the_engines_pool(
     """The parent's other catalog work (listings, the heartbeat) leaves connections in the
     engine's pool; the child must not take one of those sockets (parent and child would talk
     over one session at once), and its close must not end the parent's sessions."""
-    import multiprocessing
 
     assert catalog.reserve(_new()).version == 1
     with catalog._engine.connect(), catalog._engine.connect():
         pass  # two at once, as two threads' reads would: the pool now queues two parent sockets
     parents = _sessions(catalog.url)
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    child = context.Process(target=_reserve_in_child, args=(catalog, results))
-    child.start()
-    child.join(timeout=60)
-    version, session = results.get(timeout=5)
-    assert child.exitcode == 0 and version == 2
+    version, session = _reserve_in_a_forked_child(catalog)
+    assert version == 2
     assert session not in parents
     assert _sessions(catalog.url) == parents  # the child's close ended its own session only
 

@@ -64,6 +64,20 @@ class LeaseRecord:
     heartbeat: int
     """Seconds since the epoch, by the database's clock."""
 
+    def columns(self) -> dict[str, object]:
+        """Its row's values but the heartbeat, which the database's clock writes."""
+        owner = self.owner
+        return {
+            "token": self.token,
+            "operation": self.operation,
+            "name": self.name,
+            "home": owner.home,
+            "host": owner.host,
+            "host_id": owner.host_id,
+            "pid": owner.pid,
+            "started": owner.started,
+        }
+
     def describe(self) -> str:
         """Who holds it, for a finding: ``home /a on host h (pid 42)``."""
         return f"home {self.owner.home} on host {self.owner.host} (pid {self.owner.pid})"

@@ -248,17 +248,7 @@ class PsycopgVersionStore:
         return self._run("writing to", update)
 
     def take_lease(self, lease: LeaseRecord) -> None:
-        owner = lease.owner
-        params = {
-            "token": lease.token,
-            "operation": lease.operation,
-            "name": lease.name,
-            "home": owner.home,
-            "host": owner.host,
-            "host_id": owner.host_id,
-            "pid": owner.pid,
-            "started": owner.started,
-        }
+        params = lease.columns()
         self._run("writing to", lambda cursor: cursor.execute(_TAKE, params))
 
 

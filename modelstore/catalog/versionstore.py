@@ -202,18 +202,7 @@ class CoreVersionStore:
 
 def lease_values(lease: LeaseRecord, connection: Connection) -> dict[str, Any]:
     """The lease's row, its heartbeat the database's clock."""
-    owner = lease.owner
-    return {
-        "token": lease.token,
-        "operation": lease.operation,
-        "name": lease.name,
-        "home": owner.home,
-        "host": owner.host,
-        "host_id": owner.host_id,
-        "pid": owner.pid,
-        "started": owner.started,
-        "heartbeat": database_now(connection.dialect.name),
-    }
+    return {**lease.columns(), "heartbeat": database_now(connection.dialect.name)}
 
 
 def renew(connection: Connection, tokens: list[str], owner: Owner | None = None) -> int:

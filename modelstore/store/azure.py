@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from modelstore.errors import StorageError
-from modelstore.store.identity import IDENTITY_NAME, identity_bytes, parse_identity
+from modelstore.store.identity import IDENTITY_NAME, claimed, identity_bytes, parse_identity
 
 CONNECTION_STRING_ENV = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_ENVS = ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCOUNT_NAME")  # az CLI, adlfs
@@ -443,14 +443,7 @@ class AzureBlobStore:
                 marker.upload_blob(identity_bytes(proposed), overwrite=False)
 
         self._call("writing the store's identity", write)
-        found = self.read_identity()
-        if found is None:
-            raise StorageError(
-                f"the model store {self.url}'s identity marker vanished as it was written; "
-                "check who else deletes blobs in that container, then retry",
-                path=self.url,
-            )
-        return found
+        return claimed(self.read_identity(), self.url, "blobs in that container")
 
     def _marker_name(self) -> str:
         return f"{self.prefix}/{IDENTITY_NAME}" if self.prefix else IDENTITY_NAME

@@ -37,3 +37,15 @@ def parse_identity(data: bytes, url: str) -> str:
             path=url,
         )
     return store_id
+
+
+def claimed(found: str | None, url: str, where: str) -> str:
+    """The id a store holds just after a claim wrote it (or saw another's); ``where`` names who
+    else could have removed the marker meanwhile, for the message."""
+    if found is None:
+        raise StorageError(
+            f"the model store {url}'s identity marker vanished as it was written; check who "
+            f"else removes {where}, then retry",
+            path=url,
+        )
+    return found

@@ -26,7 +26,7 @@ from modelstore.errors import InvalidArgumentError, StorageError
 from modelstore.layout import STORE_URL_ENV
 from modelstore.store.fsops import READ_ONLY_FILE, fsync_dir
 from modelstore.store.hashing import copy_and_hash, hash_file, new_buffer
-from modelstore.store.identity import IDENTITY_NAME, identity_bytes, parse_identity
+from modelstore.store.identity import IDENTITY_NAME, claimed, identity_bytes, parse_identity
 
 __all__ = [
     "LOCAL_TREE",
@@ -111,11 +111,7 @@ class FileBlobStore:
                     os.unlink(temporary)
             fsync_dir(os.path.dirname(target))
         except OSError as exc:
-            raise StorageError(
-                f"cannot write to the model store {self.url} ({exc.strerror or exc}); check "
-                "that the folder exists and is writable (nothing was registered)",
-                path=self.root,
-            ) from exc
+            raise self._write_error(exc) from exc
         return True
 
     def fetch(self, sha256: str, target: str, buffer: bytearray) -> tuple[int, str]:
@@ -153,19 +149,15 @@ class FileBlobStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temporary)
         except OSError as exc:
-            raise StorageError(
-                f"cannot write to the model store {self.url} ({exc.strerror or exc}); check "
-                "that the folder exists and is writable (nothing was registered)",
-                path=self.root,
-            ) from exc
-        found = self.read_identity()
-        if found is None:
-            raise StorageError(
-                f"the model store {self.url}'s identity marker vanished as it was written; "
-                "check who else removes files in that folder, then retry",
-                path=self.root,
-            )
-        return found
+            raise self._write_error(exc) from exc
+        return claimed(self.read_identity(), self.url, "files in that folder")
+
+    def _write_error(self, exc: OSError) -> StorageError:
+        return StorageError(
+            f"cannot write to the model store {self.url} ({exc.strerror or exc}); check "
+            "that the folder exists and is writable (nothing was registered)",
+            path=self.root,
+        )
 
     def check(self, sha256: str, size: int, buffer: bytearray) -> str | None:
         path = self.blob_path(sha256)
