@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import NoReturn, TypeVar
 
 import pytest
 from azurite import (
@@ -36,18 +37,28 @@ def _environment_restored() -> Iterator[None]:
 # --- PostgreSQL (tests marked ``postgres``; see tests/pg.py) ------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """One throwaway PostgreSQL server for the session. Without PostgreSQL installed the tests
-    that need it skip on a developer machine, but fail in CI (``CI`` set): CI installs it."""
-    servers = session_server()
+_Server = TypeVar("_Server")
+
+
+def _required(
+    servers: Iterator[_Server | None], missing: Callable[[], NoReturn]
+) -> Iterator[_Server]:
+    """A session server from its generator (which yields None when the program is not
+    installed: ``missing`` then skips, or fails in CI), stopped when the session ends."""
     server = next(servers)
     if server is None:
-        missing_server()
+        missing()
     try:
         yield server
     finally:
         next(servers, None)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One throwaway PostgreSQL server for the session. Without PostgreSQL installed the tests
+    that need it skip on a developer machine, but fail in CI (``CI`` set): CI installs it."""
+    yield from _required(session_server(), missing_server)
 
 
 @pytest.fixture
@@ -67,14 +78,7 @@ _CONTAINERS = itertools.count(1)
 @pytest.fixture(scope="session")
 def azurite_server() -> Iterator[Azurite]:
     """One Azurite for the session; skips without it on a developer machine, fails in CI."""
-    servers = session_azurite()
-    server = next(servers)
-    if server is None:
-        missing_azurite()
-    try:
-        yield server
-    finally:
-        next(servers, None)
+    yield from _required(session_azurite(), missing_azurite)
 
 
 @pytest.fixture
@@ -93,14 +97,7 @@ def az_store_url(azurite_server: Azurite, monkeypatch: pytest.MonkeyPatch) -> st
 def azurite_oauth_server() -> Iterator[Azurite]:
     """One HTTPS Azurite accepting Entra ID tokens (``--oauth basic``) for the session; skips
     without Azurite on a developer machine, fails in CI."""
-    servers = session_azurite_with_oauth()
-    server = next(servers)
-    if server is None:
-        missing_azurite()
-    try:
-        yield server
-    finally:
-        next(servers, None)
+    yield from _required(session_azurite_with_oauth(), missing_azurite)
 
 
 _IDENTITY_ENVS = (
