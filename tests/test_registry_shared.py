@@ -1171,3 +1171,32 @@ def test_verifying_the_store_hashes_each_blob_once_however_many_versions_share_i
             a.register(make_file(tmp_path / "model.pkl"), "m")
         assert a.verify(store=True).ok
     assert len(checked) == len(set(checked)) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a home that is a registry of its own (registry.db and its tree) opened with the "
+    "team's MODELSTORE_DB_URL and MODELSTORE_STORE_URL is taken as a cache: path m:1 answers "
+    "the private m:1's bytes as the team's m:1",
+)
+def test_a_private_registry_home_opened_with_the_teams_settings_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A developer adds the team's two variables to their shell profile and keeps using the
+    default home, which already holds their own registry. ``path m:1`` printed their own
+    m:1 (other bytes) as the team's m:1, exit 0; ``verify`` then called it ``changed`` and
+    advised deleting it, from the team's catalog."""
+    mine = tmp_path / "mine"
+    with Registry(mine) as own:
+        own.register(make_file(tmp_path / "model.pkl", b"private"), "m")
+    root = tmp_path / "store"
+    root.mkdir()
+    monkeypatch.setenv(STORE_URL_ENV, f"file://{root}")
+    monkeypatch.setenv("MODELSTORE_DB_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    with Registry(tmp_path / "a") as team:
+        team.register(make_file(tmp_path / "model.pkl", b"team"), "m")
+    result = CliRunner().invoke(main, ["--home", str(mine), "path", "m:1"])
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1
+    assert str(mine) in result.stderr
