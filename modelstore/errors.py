@@ -304,6 +304,18 @@ class SharedHomeError(CatalogError):
         self.store = store
 
 
+class OwnRegistryHomeError(CatalogError):
+    """The home holds a registry of its own (its ``registry.db``) but was opened with another
+    catalog (``MODELSTORE_DB_URL``): its version folders are that own catalog's versions, and
+    would be taken for the other catalog's versions of the same numbers. ``home``; ``catalog``
+    (password masked): the one it was opened with; ``own_catalog``: its own file."""
+
+    def __init__(self, message: str, *, home: str, catalog: str, own_catalog: str) -> None:
+        super().__init__(message, catalog=catalog)
+        self.home = home
+        self.own_catalog = own_catalog
+
+
 class CatalogDamagedError(CatalogError):
     """The catalog file is corrupt (SQLite reports a malformed image or no database).
     ``problems``: what SQLite reported."""

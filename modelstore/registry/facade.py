@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -55,6 +56,7 @@ from modelstore.errors import (
     InvalidModelPathError,
     ModelNotFoundError,
     ModelstoreError,
+    OwnRegistryHomeError,
     RegistryNotFoundError,
     SharedHomeError,
     StorageError,
@@ -182,6 +184,8 @@ class Registry:
         parsed = parse_catalog_url(url)
         memory = is_memory(parsed)
         database = sqlite_file(parsed)
+        if not default:
+            self._refuse_own_registry_home(database)
         if database is not None and _blank_file(database):
             self._refuse_new()  # before SQLite opens it: opening would create and write it
         if not read_only:
@@ -209,7 +213,9 @@ class Registry:
         touch. Only for a registry with a store (``self._store_url``)."""
         if self._opened_blobs is None:
             assert self._store_url is not None
-            self._opened_blobs = open_store(self._store_url)
+            blobs = open_store(self._store_url)
+            self._check_store_identity(blobs, claim=False)
+            self._opened_blobs = blobs
         return self._opened_blobs
 
     def _bind_store(self, url: str | None) -> str | None:
@@ -238,23 +244,28 @@ class Registry:
             )
         if canonical is not None and not self.read_only:  # only once the catalog agreed
             assert self._opened_blobs is not None
-            self._check_store_identity(self._opened_blobs)
+            self._check_store_identity(self._opened_blobs, claim=True)
             self._store.remember_shared({"catalog": _shown_url(self.db_url), "store": canonical})
         return canonical
 
-    def _check_store_identity(self, blobs: BlobStore) -> None:
+    def _check_store_identity(self, blobs: BlobStore, *, claim: bool) -> None:
         """The store this home reaches is the one the catalog belongs to, not another account's
         container or another mount of the same name: its identity marker holds the id the
-        catalog records. The first writing open of either records it (the store's marker
-        first, then the catalog; each write keeps what another process wrote first)."""
+        catalog records. The first writing open of either records it (``claim``: the store's
+        marker first, then the catalog; each write keeps what another process wrote first). A
+        store reached later, for reading (materialising, verify of the store), is checked
+        too, so that another store is never reported as the team's store having lost blobs."""
         recorded = self._catalog.info().get(_STORE_ID_KEY)
         found = blobs.read_identity()
-        if found is None and recorded is None:
+        if not claim:
+            if recorded is None or found == recorded:
+                return  # nothing recorded yet (a catalog no writing open has bound): unchecked
+        elif found is None and recorded is None:
             try:
                 found = blobs.claim_identity(uuid.uuid4().hex)
             except StorageError:  # read-only credentials or mount: it cannot register either
                 return  # nothing recorded on either side yet: the first writer claims it
-        if recorded is None and found is not None:
+        if claim and recorded is None and found is not None:
             self._catalog.set_info_default(_STORE_ID_KEY, found)
             recorded = self._catalog.info().get(_STORE_ID_KEY)
         if found == recorded:
@@ -316,6 +327,30 @@ class Registry:
                 home=str(self.home),
                 catalog=catalog,
             )
+
+    def _refuse_own_registry_home(self, database: str | None) -> None:
+        """OwnRegistryHomeError when this home has its own catalog file but was opened with
+        another catalog (typically: the team's MODELSTORE_DB_URL set in a shell profile while
+        the default home holds one's own models): its ``m/1`` would be answered as the other
+        catalog's ``m:1``, and verify would call it changed and advise deleting it there."""
+        own = self.layout.catalog_path
+        try:
+            if os.path.getsize(own) == 0:
+                return
+        except OSError:
+            return  # no catalog of its own
+        if database is not None and os.path.realpath(database) == os.path.realpath(own):
+            return  # the URL names the home's own file
+        shown = _shown_url(self.db_url)
+        raise OwnRegistryHomeError(
+            f"{self.home} holds a registry of its own ({own}) but was opened with the catalog "
+            f"{shown}; nothing was changed (use another home for that catalog, e.g. "
+            "MODELSTORE_HOME=~/team-models; or unset MODELSTORE_DB_URL and MODELSTORE_STORE_URL "
+            "to use this home's own registry)",
+            home=str(self.home),
+            catalog=shown,
+            own_catalog=str(own),
+        )
 
     def _refuse_shared_home(self) -> None:
         """SharedHomeError when this home caches a shared registry other than the catalog it
@@ -992,7 +1027,8 @@ class Registry:
         manifests = self._catalog.manifests(r.id for r in records)
         buffer = new_buffer()
         checks: builtins.list[VersionCheck] = []
-        checker = self._check_blobs if store else self._check
+        # A blob shared by several versions (re-registered bytes) is read and hashed once.
+        checker = functools.partial(self._check_blobs, checked={}) if store else self._check
         for record in records:
             check = checker(record, manifests.get(record.id, []), buffer)
             confirmed = check if check.ok else self._confirm_damage(record, check, buffer, checker)
@@ -1028,12 +1064,19 @@ class Registry:
         record: VersionRecord,
         files: builtins.list[FileRecord] | None,
         buffer: bytearray,
+        checked: dict[tuple[str, int], str | None],
     ) -> VersionCheck:
-        """``_check`` of the shared store's copy: each file's blob present and matching."""
+        """``_check`` of the shared store's copy: each file's blob present and matching.
+        ``checked``: (sha256, size) -> problem of the blobs checked so far in this verify."""
         assert self._store_url is not None  # verify(store=True) refuses a home without a store
         if files is None:
             files = self._catalog.files(record.id)
-        problems = {f.relpath: self._blobs.check(f.sha256, f.size, buffer) for f in files}
+        problems: dict[str, str | None] = {}
+        for f in files:
+            key = (f.sha256, f.size)
+            if key not in checked:
+                checked[key] = self._blobs.check(f.sha256, f.size, buffer)
+            problems[f.relpath] = checked[key]
         return VersionCheck(
             name=record.name,
             version=record.version,
