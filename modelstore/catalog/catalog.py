@@ -31,6 +31,7 @@ from modelstore.catalog.errors import (
     full_disk,
     is_damage,
     one_line,
+    permission_error,
 )
 from modelstore.catalog.fastpath import SqliteVersionStore, driver_connection
 from modelstore.catalog.leases import Heartbeat, LeaseRecord, Owner, database_now, lease_lost
@@ -979,7 +980,7 @@ def _record(row: Any, **changes: Any) -> VersionRecord:
 
 
 def _open_error(db_url: str, exc: BaseException) -> CatalogError:
-    unreachable = connection_error(db_url, exc)
+    unreachable = connection_error(db_url, exc) or permission_error(db_url, exc)
     if unreachable is not None:
         return unreachable
     cause = one_line(getattr(exc, "orig", None) or exc)

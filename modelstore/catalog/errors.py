@@ -43,6 +43,9 @@ def catalog_error(exc: BaseException, doing: str, db_url: str | None = None) -> 
     unreachable = None if db_url is None else connection_error(db_url, exc)
     if unreachable is not None:  # a server that went away after the catalog was opened
         return unreachable
+    refused = None if db_url is None else permission_error(db_url, exc)
+    if refused is not None:
+        return refused
     cause = one_line(getattr(exc, "orig", None) or exc)
     if db_url is not None and is_damage(cause):
         return damaged_error(db_url, [cause])
@@ -126,4 +129,27 @@ def connection_error(db_url: str, exc: BaseException) -> CatalogConnectionError 
         port=url.port,
         database=url.database,
         reason=reason,
+    )
+
+
+def permission_error(db_url: str, exc: BaseException) -> CatalogError | None:
+    """A server database user who may connect but was not granted the catalog's tables
+    (SQLSTATE 42501, insufficient privilege), as one line saying which grant is missing; None
+    for any other failure. Common where a DBA gives each member of a team a role of their own."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if orig is None or code != "42501":
+        return None
+    url = parse_catalog_url(db_url)
+    user = url.username or "(the connecting user)"
+    cause = one_line(orig)
+    if url.password:
+        cause = cause.replace(str(url.password), "***")
+    return CatalogError(
+        f"the database user {user} may connect to the catalog database "
+        f"{url.database or '(default)'} but not use its tables ({cause}); nothing was changed "
+        "(ask the database's owner to grant them: GRANT SELECT, INSERT, UPDATE, DELETE ON ALL "
+        f"TABLES IN SCHEMA public TO {user}; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "
+        f"{user}; with the catalog's own schema in place of public if it has one)",
+        catalog=url.render_as_string(hide_password=True),
     )

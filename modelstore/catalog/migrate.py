@@ -41,8 +41,10 @@ def current_revision(engine: Engine) -> str | None:
             cursor.execute(
                 "SELECT name FROM sqlite_master WHERE type='table' AND name='alembic_version'"
                 if engine.dialect.name == "sqlite"
-                else "SELECT 1 FROM information_schema.tables WHERE table_name='alembic_version'"
-                " AND table_schema = current_schema()"
+                # pg_tables, not information_schema: that one lists only the tables the user
+                # may use, so a user without grants would see a new, empty catalog
+                else "SELECT 1 FROM pg_catalog.pg_tables WHERE tablename = 'alembic_version'"
+                " AND schemaname = current_schema()"
                 if engine.dialect.name == "postgresql"
                 else "SELECT 1 FROM information_schema.tables WHERE table_name='alembic_version'"
             )
