@@ -728,6 +728,26 @@ def test_a_stopped_server_is_one_line(pg_server: PgServer, tmp_path: Path) -> No
     assert other.password not in lines[0]
 
 
+def test_a_password_with_an_unencoded_at_sign_is_one_line_saying_to_percent_encode_it(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    code, lines = _cli(tmp_path, f"postgresql+psycopg://team:pa@ss@127.0.0.1:{port}/registry")
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(
+        f"Error: cannot connect to the catalog database registry on 127.0.0.1:{port} "
+        f"(postgresql+psycopg://team:***@***@127.0.0.1:{port}/registry): "
+    )
+    assert lines[0].endswith(
+        "; the URL holds two @: a password with @, :, / or % in it must be percent-encoded in "
+        "MODELSTORE_DB_URL (@ is %40, : is %3A, / is %2F, % is %25)"
+    )
+    assert (
+        "pa" not in lines[0].replace("password", "").replace("parse", "")
+        and "ss@" not in (lines[0])
+    )
+
+
 def test_a_missing_database_is_one_line(pg_server: PgServer, tmp_path: Path) -> None:
     code, lines = _cli(tmp_path, pg_server.url("no_such_db"))
     assert code == 1 and len(lines) == 1, lines

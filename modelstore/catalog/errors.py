@@ -119,13 +119,25 @@ def connection_error(db_url: str, exc: BaseException) -> CatalogConnectionError 
         reason = reason.replace(str(url.password), "***")
     reason = reason.removeprefix("connection failed: ")
     masked = url.render_as_string(hide_password=True)
-    where = f"{url.host or 'localhost'}{f':{url.port}' if url.port else ''}"
+    host = url.host
+    advice = (
+        "check that the server is running and the host, port, database, user and password in "
+        "MODELSTORE_DB_URL"
+    )
+    if host is not None and "@" in host:  # user:p@ss@host: the parser took "ss@host" for host
+        leaked, host = host.rsplit("@", 1)
+        reason = reason.replace(f"{leaked}@", "***@")
+        masked = masked.replace(f"@{leaked}@", "@***@")
+        advice = (
+            "the URL holds two @: a password with @, :, / or % in it must be percent-encoded "
+            "in MODELSTORE_DB_URL (@ is %40, : is %3A, / is %2F, % is %25)"
+        )
+    where = f"{host or 'localhost'}{f':{url.port}' if url.port else ''}"
     return CatalogConnectionError(
         f"cannot connect to the catalog database {url.database or '(default)'} on {where} "
-        f"({masked}): {reason}; check that the server is running and the host, port, database, "
-        "user and password in MODELSTORE_DB_URL",
+        f"({masked}): {reason}; {advice}",
         catalog=masked,
-        host=url.host,
+        host=host,
         port=url.port,
         database=url.database,
         reason=reason,

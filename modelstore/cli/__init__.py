@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,7 +150,9 @@ class LazyGroup(click.Group):
             click.echo(error_line(exc), err=True)
             ctx.exit(exit_code(exc))
         except (KeyboardInterrupt, click.Abort):  # click would print "Aborted!" and exit 1
-            click.echo(f"\n{INTERRUPTED_LINE}", err=True)
+            # after the terminal's "^C" (the cursor is on that line); only there
+            start = "\n" if sys.stderr.isatty() else ""
+            click.echo(f"{start}{INTERRUPTED_LINE}", err=True)
             ctx.exit(INTERRUPTED_EXIT_CODE)
 
 
