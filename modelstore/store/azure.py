@@ -390,9 +390,15 @@ class AzureBlobStore:
         except AzureError as exc:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             detail = _masked(detail, self._credentials.secrets)
+            advice = f"check the network, {self._credentials.source} and the container, then retry"
+            if getattr(exc, "error_code", None) == "AuthorizationPermissionMismatch":
+                advice = (  # signed in, but not allowed this: retrying will not help
+                    f"the credentials of {self._credentials.source} may read but not do this; "
+                    "use a key, a SAS that allows writing (permissions r, w and c), or a role "
+                    "such as Storage Blob Data Contributor"
+                )
             raise StorageError(
-                f"the model store {self.url} failed while {doing} ({detail}); check the "
-                f"network, {self._credentials.source} and the container, then retry",
+                f"the model store {self.url} failed while {doing} ({detail}); {advice}",
                 path=self.url,
             ) from None
 
