@@ -786,6 +786,9 @@ def mount(tmp_path: Path) -> Iterator[Callable[..., Path]]:
         subprocess.run(["umount", "--lazy", str(target)], check=False)
 
 
+_WRITE_MODEL_DIR = "import os, sys; open(sys.argv[1], 'w').write(os.environ['AZUREML_MODEL_DIR'])"
+
+
 def _register_and_die(home: Path, source: Path) -> None:
     """A process that registers and exits without closing: its commits stay in the WAL."""
     code = (
@@ -826,6 +829,42 @@ def test_a_read_only_home_can_be_read_but_not_written(
         f"Error: the registry home {ro} is read-only (a read-only mount or folder); writing "
         "commands need a writable home. Reading works there: list, show, path, verify\n",
     )
+    # deploy and exec write only outside the home (a read-only model cache mounted into CI)
+    app_root = tmp_path / "app"
+    _cli_ok(ro, "deploy", "m", "--app-root", str(app_root))
+    assert (app_root / "azureml-models" / "m" / latest / model_file.name).read_bytes() == (
+        model_file.read_bytes()
+    )
+    seen = tmp_path / "model-dir.txt"  # the command's own output bypasses the CLI runner
+    _cli_ok(ro, "exec", "--model", "m", "--", sys.executable, "-c", _WRITE_MODEL_DIR, str(seen))
+    assert seen.read_text().endswith(f"azureml-models/m/{latest}")
+
+
+def test_a_read_only_home_caching_a_shared_store_serves_what_it_caches_and_says_what_not(
+    tmp_path: Path, model_file: Path, mount: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model cache mounted read-only into CI: cached versions deploy; one it does not cache
+    is one line (it cannot be materialised there), and nothing is written."""
+    store = tmp_path / "store"
+    store.mkdir()
+    monkeypatch.setenv("MODELSTORE_STORE_URL", f"file://{store}")
+    monkeypatch.setenv("MODELSTORE_DB_URL", f"sqlite:///{tmp_path / 'catalog.db'}")
+    _cli_ok(tmp_path / "a", "register", str(model_file), "--name", "m")
+    _cli_ok(tmp_path / "a", "register", str(model_file), "--name", "n")
+    cache = tmp_path / "cache"
+    _cli_ok(cache, "path", "m:1")  # cached while writable
+    ro = mount("ro-bind", source=cache)
+    _cli_ok(ro, "deploy", "m:1", "--app-root", str(tmp_path / "app"))
+    assert (tmp_path / "app" / "azureml-models" / "m" / "1" / model_file.name).is_file()
+    for command in (["path", "n:1"], ["deploy", "n:1", "--app-root", str(tmp_path / "app2")]):
+        refused = run(ro, *command)
+        assert (refused.exit_code, refused.stderr) == (
+            1,
+            f"Error: n:1 is not cached in {ro}, which cannot be written (a read-only mount); "
+            "nothing was changed (cache it there from a writable copy of the home first, or use "
+            "a writable home)\n",
+        )
+    assert not (tmp_path / "app2").exists()
 
 
 def test_a_full_disk_is_reported_as_a_full_disk_and_the_store_stays_intact(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,9 +73,20 @@ class CliState:
     home: Path | None = None
     _registry: Registry | None = field(default=None, repr=False)
 
-    def registry(self, *, read_only: bool = False, create: bool = True) -> Registry:
+    def registry(
+        self, *, read_only: bool = False, create: bool = True, writes_elsewhere: bool = False
+    ) -> Registry:
         """``create=False`` for commands that act on existing versions (a mistyped ``--home``
-        must not leave a new registry behind); ``read_only`` for those that only look."""
+        must not leave a new registry behind); ``read_only`` for those that only look.
+        ``writes_elsewhere``: the command writes outside the home (``deploy``'s app root) and
+        needs the home only to read, unless a version must be cached first; a home that cannot
+        be written (a read-only mount of a model cache in CI) is then opened read-only, and
+        serves the versions it caches."""
+        if writes_elsewhere and not read_only:
+            from modelstore.layout import default_home
+
+            home = self.home if self.home is not None else default_home()
+            read_only = os.path.isdir(home) and not os.access(home, os.W_OK)
         if self._registry is None:
             from modelstore.registry import Registry
 

@@ -84,7 +84,11 @@ def _deploy(
 ) -> Deployment:
     """``Registry.deploy``, refusing unknown models as bad input."""
     with refusing_unknown_models():
-        return state(ctx).registry().deploy(list(refs), app_root, copy=copy, force=force)
+        return (
+            state(ctx)
+            .registry(writes_elsewhere=True)
+            .deploy(list(refs), app_root, copy=copy, force=force)
+        )
 
 
 @contextlib.contextmanager
@@ -136,7 +140,7 @@ def exec_(
     ended it; 127 if CMD is not found). Without --keep, everything the deployment wrote is
     removed afterwards.
     """
-    registry = state(ctx).registry()
+    registry = state(ctx).registry(writes_elsewhere=True)
     with contextlib.ExitStack() as stack:
         with refusing_unknown_models():
             deployment = stack.enter_context(

@@ -210,7 +210,8 @@ def deployed_models(
     process only, never by a gunicorn worker leaving), or None without models."""
     if not refs:
         return nullcontext()
-    return state(ctx).registry().temporary_deployment(refs, prefix=prefix, subfolder="app")
+    registry = state(ctx).registry(writes_elsewhere=True)
+    return registry.temporary_deployment(refs, prefix=prefix, subfolder="app")
 
 
 def resolve_settings(

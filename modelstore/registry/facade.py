@@ -657,6 +657,13 @@ class Registry:
         store first if this home has not cached the version yet."""
         if self._store_url is None or os.path.lexists(path):
             return path
+        if os.path.isdir(self.home) and not os.access(self.home, os.W_OK):  # a read-only mount
+            raise StorageError(
+                f"{name}:{version} is not cached in {self.home}, which cannot be written (a "
+                "read-only mount); nothing was changed (cache it there from a writable copy "
+                "of the home first, or use a writable home)",
+                path=str(path),
+            )
         from modelstore.store.cache import materialise
 
         record = self._catalog.get(name, version)
