@@ -566,11 +566,18 @@ def test_two_workers_each_run_init_and_serve_in_parallel(workdir: Path) -> None:
         def slow_request() -> None:
             answers.append(server.post("/score", json={"sleep": 1.0}).json()["pid"])
 
-        threads = [threading.Thread(target=slow_request) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        # A worker that has run init() may not be accepting yet; the other then takes both
+        # requests of a pair one after the other. A few pairs are enough once both accept: the
+        # two requests of one pair, in flight together, answered by both workers.
+        for _pair in range(5):
+            answers.clear()
+            threads = [threading.Thread(target=slow_request) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=30)
+            if len(set(answers)) == 2:
+                break
 
     init_pids = {int(pid) for pid in init_log.read_text().split()}
     assert len(init_pids) == 2
