@@ -160,13 +160,13 @@ class PsycopgVersionStore:
             connection = None
         if connection is not None and check_idle and time.monotonic() - self._used > IDLE_CHECK_S:
             try:
-                connection.cursor().execute("SELECT 1")
+                with connection.cursor() as ping:
+                    ping.execute("SELECT 1")
             except self._errors:
                 self._discard()
                 connection = None
         if connection is None:
             connection = self._driver = _detached(self._engine.raw_connection())
-            self._pid = os.getpid()
         return connection
 
     def _discard(self) -> None:
