@@ -11,9 +11,10 @@ connect hook sets ``isolation_level = None``), so a transaction is exactly the
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -54,7 +55,7 @@ _RENEW = f"UPDATE leases SET heartbeat = {_NOW} WHERE token = ?"
 _RELEASE = "DELETE FROM leases WHERE token = ?"
 _TAKE = (
     "INSERT INTO leases (token, operation, name, home, host, host_id, pid, started, heartbeat) "
-    f"VALUES (?, ?, ?, ?, ?, ?, ?, ?, {_NOW})"
+    f"VALUES (:token, :operation, :name, :home, :host, :host_id, :pid, :started, {_NOW})"
 )
 
 _ROW_COLUMNS = [column for column in VERSIONS.columns if column.name != "id"]
@@ -76,101 +77,90 @@ class SqliteVersionStore:
             for column in _ROW_COLUMNS
         ]
 
-    def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
+    def _read(self, query: str, params: tuple[Any, ...]) -> list[Any]:
+        """Every row of one query (fetched whole: an unfinished statement keeps a read lock)."""
         with self._lock:
             try:
-                rows = self._connection.execute(
-                    _LATEST if version is None else _EXACT,
-                    (name,) if version is None else (name, version),
-                ).fetchall()  # fetch everything: an unfinished statement keeps a read lock
+                return self._connection.execute(query, params).fetchall()
             except sqlite3.Error as exc:
                 raise catalog_error(exc, "reading", self._url) from exc
-        if not rows:
-            return None
-        return int(rows[0][0]), str(rows[0][1])
+
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` under the lock, rolled back on any failure."""
+        with self._lock:
+            connection = self._connection
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                    connection.execute("COMMIT")
+                except BaseException:
+                    if connection.in_transaction:
+                        connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise catalog_error(exc, "writing to", self._url) from exc
+
+    def locate(self, name: str, version: int | None) -> tuple[int, str] | None:
+        rows = self._read(
+            _LATEST if version is None else _EXACT,
+            (name,) if version is None else (name, version),
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def locate_alias(self, name: str, alias: str) -> tuple[int, str] | None:
-        with self._lock:
-            try:
-                rows = self._connection.execute(_ALIAS, (name, alias)).fetchall()
-            except sqlite3.Error as exc:
-                raise catalog_error(exc, "reading", self._url) from exc
-        if not rows:
-            return None
-        return int(rows[0][0]), str(rows[0][1])
+        rows = self._read(_ALIAS, (name, alias))
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
     def linkable_files(self, name: str, limit: int, but: int | None) -> list[LinkableFile]:
         params = (name, 0 if but is None else but, limit)  # versions start at 1
-        with self._lock:
-            try:
-                rows = self._connection.execute(_LINKABLE, params).fetchall()
-            except sqlite3.Error as exc:
-                raise catalog_error(exc, "reading", self._url) from exc
-        return [LinkableFile(*row) for row in rows]
+        return [LinkableFile(*row) for row in self._read(_LINKABLE, params)]
 
     def reserve(self, new: NewVersion, leased: bool = False) -> VersionRecord:
         pending = new.pending(0, 0)  # number and id are known inside the transaction
         values = row_values(pending)
-        with self._lock:
-            connection = self._connection
-            try:
-                connection.execute("BEGIN IMMEDIATE")
-                try:
-                    if leased and not connection.execute(_RENEW, (new.token,)).rowcount:
-                        raise lease_lost(new.name, new.token)
-                    last = connection.execute(_LAST, (new.name,)).fetchall()
-                    version = int(last[0][0]) + 1 if last else 1
-                    if last:
-                        connection.execute(_BUMP, (version, new.name))
-                    else:
-                        connection.execute(_NEW_NAME, (new.name, version))
-                    values["version"] = version
-                    cursor = connection.execute(
-                        _INSERT_VERSION,
-                        [
-                            values[column] if convert is None else convert(values[column])
-                            for column, convert in self._to_sql
-                        ],
-                    )
-                    row_id = cursor.lastrowid
-                    assert row_id is not None
-                    connection.executemany(
-                        _INSERT_FILE, [(row_id, f.relpath, f.size, f.sha256) for f in new.files]
-                    )
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise catalog_error(exc, "writing to", self._url) from exc
+        with self._immediate() as connection:
+            if leased and not connection.execute(_RENEW, (new.token,)).rowcount:
+                raise lease_lost(new.name, new.token)
+            last = connection.execute(_LAST, (new.name,)).fetchall()
+            version = int(last[0][0]) + 1 if last else 1
+            if last:
+                connection.execute(_BUMP, (version, new.name))
+            else:
+                connection.execute(_NEW_NAME, (new.name, version))
+            values["version"] = version
+            cursor = connection.execute(
+                _INSERT_VERSION,
+                [
+                    values[column] if convert is None else convert(values[column])
+                    for column, convert in self._to_sql
+                ],
+            )
+            row_id = cursor.lastrowid
+            assert row_id is not None
+            connection.executemany(
+                _INSERT_FILE, [(row_id, f.relpath, f.size, f.sha256) for f in new.files]
+            )
         return replace(pending, id=row_id, version=version)
 
     def set_state(self, row_id: int, state: str, expected: str, release: str | None = None) -> bool:
-        with self._lock:
-            connection = self._connection
-            try:
-                if release is None:  # one statement: autocommit is its own transaction
-                    return connection.execute(_SET_STATE, (state, row_id, expected)).rowcount > 0
-                connection.execute("BEGIN IMMEDIATE")
+        if release is None:  # one statement: autocommit is its own transaction
+            with self._lock:
                 try:
-                    moved = connection.execute(_SET_STATE, (state, row_id, expected)).rowcount
-                    connection.execute(_RELEASE, (release,))
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:
-                        connection.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise catalog_error(exc, "writing to", self._url) from exc
-        return moved > 0
+                    moved = self._connection.execute(_SET_STATE, (state, row_id, expected))
+                except sqlite3.Error as exc:
+                    raise catalog_error(exc, "writing to", self._url) from exc
+                return moved.rowcount > 0
+        with self._immediate() as connection:
+            moved = connection.execute(_SET_STATE, (state, row_id, expected))
+            connection.execute(_RELEASE, (release,))
+        return moved.rowcount > 0
 
     def take_lease(self, lease: LeaseRecord) -> None:
-        owner = lease.owner
-        values = (lease.token, lease.operation, lease.name, owner.home, owner.host)
         with self._lock:
             try:
-                self._connection.execute(_TAKE, (*values, owner.host_id, owner.pid, owner.started))
+                self._connection.execute(_TAKE, lease.columns())
             except sqlite3.Error as exc:
                 raise catalog_error(exc, "writing to", self._url) from exc
 
