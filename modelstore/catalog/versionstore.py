@@ -2,12 +2,14 @@
 implementation per way a backend does it best.
 
 These are the catalog's hot operations (``Registry.path`` is one ``locate``; a registration is
-one ``reserve`` and one ``set_state``), so each backend may run them its own way. The portable
-implementation here runs SQLAlchemy Core statements on any backend; ``fastpath`` runs the same
-work as prepared statements on SQLite's DBAPI connection, because SQLAlchemy's statement
-construction alone costs more than ``Registry.path``'s whole budget. ``Catalog`` picks one when
-it opens and then calls it without knowing which: a backend with its own way to hand out
-numbers atomically is one more class here, not a branch in the catalog.
+a lease, one ``linkable_files``, one ``reserve`` and one ``set_state``), so each backend may run
+them its own way. The portable implementation here runs SQLAlchemy Core statements on any
+backend; ``fastpath`` runs the same work as prepared statements on SQLite's DBAPI connection,
+because SQLAlchemy's statement construction alone costs more than ``Registry.path``'s whole
+budget, and ``pgfastpath`` as one autocommit statement per operation on PostgreSQL, to save
+round trips. ``Catalog`` picks one when it opens and then calls it without knowing which: a
+backend with its own way to hand out numbers atomically is one more class, not a branch in the
+catalog.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ class CoreVersionStore:
         with writing(self._engine, self._url) as connection:
             if leased and not renew(connection, [new.token]):
                 raise lease_lost(new.name, new.token)
-            version = self._take_number(connection, new.name)
+            version = next_number(connection, new.name)
             pending = new.pending(0, version)  # its id is the row's, known once inserted
             inserted = connection.execute(
                 insert(VERSIONS).values(**row_values(pending))
@@ -195,9 +197,6 @@ class CoreVersionStore:
 
     def close(self) -> None:
         pass  # every statement ran on a connection of the engine's pool
-
-    def _take_number(self, connection: Connection, name: str) -> int:
-        return next_number(connection, name)
 
 
 def lease_values(lease: LeaseRecord, connection: Connection) -> dict[str, Any]:
