@@ -144,7 +144,7 @@ shared store; see ``modelstore.store.links``): re-registered bytes are usually a
 version's, and looking further would cost a larger manifest query on every registration."""
 _STORE_ID_KEY = "model_store_id"
 """The ``catalog_info`` key recording the id of the shared store the catalog was first opened
-with (see ``modelstore.store.shared.IDENTITY_NAME``): the URL alone names one store only as seen
+with (see ``modelstore.store.identity.IDENTITY_NAME``): the URL alone names one store only as seen
 with one set of credentials or mounts."""
 _STORE_KEY = "model_store"
 """The ``catalog_info`` key recording the store a catalog belongs to (``LOCAL_TREE``: one home's
@@ -257,15 +257,14 @@ class Registry:
         too, so that another store is never reported as the team's store having lost blobs."""
         recorded = self._catalog.info().get(_STORE_ID_KEY)
         found = blobs.read_identity()
-        if not claim:
-            if recorded is None or found == recorded:
-                return  # nothing recorded yet (a catalog no writing open has bound): unchecked
-        elif found is None and recorded is None:
-            try:
-                found = blobs.claim_identity(uuid.uuid4().hex)
-            except StorageError:  # read-only credentials or mount: it cannot register either
-                return  # nothing recorded on either side yet: the first writer claims it
-        if claim and recorded is None and found is not None:
+        if recorded is None:
+            if not claim:
+                return  # a catalog no writing open has bound yet: nothing to compare
+            if found is None:
+                try:
+                    found = blobs.claim_identity(uuid.uuid4().hex)
+                except StorageError:  # read-only credentials or mount: it cannot register
+                    return  # nothing recorded on either side yet: the first writer claims it
             self._catalog.set_info_default(_STORE_ID_KEY, found)
             recorded = self._catalog.info().get(_STORE_ID_KEY)
         if found == recorded:
